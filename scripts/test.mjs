@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// Runs every compiled test file (`*.test.js` under packages/*/dist and test/dist) with node's test
+// runner. Node 20's `--test` takes no globs, so the files are found here. Arguments filter by substring.
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const passthrough = process.argv.slice(2).filter((a) => a.startsWith('-'));
+
+function walk(dir, out) {
+  let entries;
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of entries) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) walk(p, out);
+    else if (name.endsWith('.test.js')) out.push(p);
+  }
+  return out;
+}
+
+const files = [];
+for (const pkg of readdirSync(join(root, 'packages'))) walk(join(root, 'packages', pkg, 'dist'), files);
+walk(join(root, 'test', 'dist'), files);
+const chosen = files
+  .map((f) => relative(root, f))
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
+  .sort();
+if (chosen.length === 0) {
+  console.error(`no test files matched ${filters.join(' ') || '(all)'}; run the build first (tsc -b)`);
+  process.exit(1);
+}
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...passthrough, ...chosen], {
+  cwd: root,
+  stdio: 'inherit',
+});
+process.exit(result.status ?? 1);
