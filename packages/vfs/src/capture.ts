@@ -1,0 +1,277 @@
+import { WAL_FRAME_HEADER_SIZE, WAL_HEADER_SIZE, frameOffset, frameSize, parseWalHeader, type WalHeader } from './wal/format.js';
+import { scanWal, startScan, type WalCommit, type WalReader, type WalScanState } from './wal/scanner.js';
+import type { WalObserver } from './node-vfs.js';
+import { WalshipError } from './errors.js';
+
+/** One page image of a committed transaction. */
+export interface CapturedPage {
+  pgno: number;
+  data: Uint8Array;
+}
+
+/** Where a transaction lives in the `-wal` file, so a consumer can find (or re-read) its frames. */
+export interface WalLocation {
+  salt1: number;
+  salt2: number;
+  checkpointSeq: number;
+  /** 1-based number of this commit within the current WAL (the WAL restarts after each checkpoint). */
+  commitIndex: number;
+  firstFrame: number;
+  lastFrame: number;
+  /** Byte offset of the first frame, and the byte length of all its frames (padding included). */
+  offset: number;
+  length: number;
+}
+
+/** A committed transaction as it left the VFS: the last image of every page it wrote. */
+export interface CommittedTransaction {
+  /** 1 for the first transaction of a new database, +1 per commit, across restarts and checkpoints. */
+  txid: number;
+  pageSize: number;
+  /** Database size in pages after the commit. Pages above it are gone (the file is truncated). */
+  commitSize: number;
+  /** Sorted by pgno, each page once, only pgno <= commitSize. */
+  pages: CapturedPage[];
+  /** Milliseconds since the epoch when walship saw the commit (for recovered ones: when it was recovered). */
+  timestamp: number;
+  /** Where it is in the WAL; null for a transaction rebuilt from the database file (see recovery). */
+  wal: WalLocation | null;
+  /** True when emitted again on open (crash recovery), false when seen live. */
+  recovered: boolean;
+}
+
+export interface CaptureOptions {
+  /** Reads bytes of the `-wal` file from disk (fewer at EOF). */
+  readWal: (offset: number, length: number) => Uint8Array;
+  /** Padding rule for the scanner: the sector size when SQLite pads (no POWERSAFE_OVERWRITE), else 0. */
+  paddingSectorSize: number;
+  /** Receives every committed transaction, in txid order. */
+  emit: (txn: CommittedTransaction) => void;
+}
+
+const MIRROR_LIMIT = 64 * 1024 * 1024;
+
+/**
+ * Turns the write stream of a `-wal` file into committed transactions.
+ *
+ * Writes are copied into a mirror of the WAL region after the last consumed commit, so the scan that
+ * runs when SQLite reports a finished commit reads memory, not disk. The scan itself is the recovery
+ * scan (salts, cumulative checksums, commit frames), started from the position after the previous
+ * commit, so live capture and a scan of the file after a crash produce the same transactions.
+ * If the mirror cannot be kept exact (a write outside it, or it grows past its limit) the scan reads
+ * the file instead, which is slower and just as correct.
+ */
+export class WalCapture implements WalObserver {
+  private readonly options: CaptureOptions;
+  private state: WalScanState | null = null;
+  private headerBytes: Uint8Array | null = null;
+  private headerDirty = false;
+  private mirror = new Uint8Array(64 * 1024);
+  private mirrorBase = WAL_HEADER_SIZE;
+  private mirrorEnd = WAL_HEADER_SIZE;
+  private mirrorValid = false;
+  private nextTxid = 1;
+  private failure: WalshipError | null = null;
+  private suspended = true;
+
+  constructor(options: CaptureOptions) {
+    this.options = options;
+  }
+
+  /** The error that stopped capture, if any. Once set, every later WAL write is refused by the VFS. */
+  get failed(): WalshipError | null {
+    return this.failure;
+  }
+
+  get lastTxid(): number {
+    return this.nextTxid - 1;
+  }
+
+  /** Commits consumed in the current WAL generation, and its salts (null before the first frame). */
+  get position(): { commits: number; salt1: number; salt2: number; checkpointSeq: number } | null {
+    if (!this.state) return null;
+    return {
+      commits: this.state.commits,
+      salt1: this.state.header.salt1,
+      salt2: this.state.header.salt2,
+      checkpointSeq: this.state.header.checkpointSeq,
+    };
+  }
+
+  /**
+   * Starts live capture from a state found by scanning the file at open. `nextTxid` is the txid the
+   * next commit will get.
+   */
+  resume(state: WalScanState | null, nextTxid: number): void {
+    this.state = state;
+    this.nextTxid = nextTxid;
+    this.headerDirty = false;
+    this.headerBytes = null;
+    this.resetMirror(state ? frameOffset(state.nextFrame, state.header.pageSize) : WAL_HEADER_SIZE, true);
+    this.suspended = false;
+  }
+
+  walWrite(data: Uint8Array, offset: number): void {
+    if (this.failure) throw this.failure;
+    if (offset < WAL_HEADER_SIZE) {
+      // A new WAL generation (after a checkpoint or on the first commit): frames restart at 32.
+      if (offset === 0 && data.length >= WAL_HEADER_SIZE) this.headerBytes = data.slice(0, WAL_HEADER_SIZE);
+      else this.headerBytes = null;
+      this.headerDirty = true;
+      this.resetMirror(WAL_HEADER_SIZE, true);
+      if (data.length > WAL_HEADER_SIZE) this.mirrorWrite(data.subarray(WAL_HEADER_SIZE), WAL_HEADER_SIZE);
+      return;
+    }
+    this.mirrorWrite(data, offset);
+  }
+
+  walTruncate(size: number): void {
+    if (size <= WAL_HEADER_SIZE) {
+      this.state = null;
+      this.headerBytes = null;
+      this.headerDirty = true;
+      this.resetMirror(WAL_HEADER_SIZE, true);
+      return;
+    }
+    if (this.state && size < frameOffset(this.state.nextFrame, this.state.header.pageSize)) {
+      // Truncating into frames already consumed only happens when the WAL is being restarted.
+      this.state = null;
+      this.headerDirty = true;
+    }
+    if (size < this.mirrorEnd) this.mirrorEnd = Math.max(this.mirrorBase, size);
+  }
+
+  walWriteFailed(): void {
+    this.mirrorValid = false;
+  }
+
+  walSync(): void {}
+
+  commitPhaseTwo(): void {
+    if (this.suspended || this.failure) return;
+    try {
+      this.capture();
+    } catch (e) {
+      this.failure =
+        e instanceof WalshipError && e.code.startsWith('ERR_CAPTURE')
+          ? e
+          : new WalshipError('ERR_CAPTURE_FAILED', `capture failed after a commit: ${e instanceof Error ? e.message : String(e)}; the database refuses further writes until it is reopened`, { cause: e });
+    }
+  }
+
+  /** Stops emitting (used while the owner runs its own bookkeeping statements at open). */
+  suspend(): void {
+    this.suspended = true;
+  }
+
+  private capture(): void {
+    if (this.headerDirty || !this.state) {
+      const bytes = this.headerBytes ?? this.readDisk(0, WAL_HEADER_SIZE);
+      const parsed = parseWalHeader(bytes);
+      if (!('header' in parsed)) {
+        if (bytes.length === 0) return;
+        throw new WalshipError('ERR_CAPTURE_WAL_HEADER', `the WAL header SQLite just wrote does not validate (${parsed.problem})`, { details: { problem: parsed.problem } });
+      }
+      this.state = startScan(parsed.header);
+      this.headerDirty = false;
+    }
+    const state = this.state;
+    const header = state.header;
+    const result = scanWal(this.reader, state, { sectorSize: this.options.paddingSectorSize });
+    for (const commit of result.commits) {
+      this.options.emit(this.buildTransaction(header, commit, false, this.nextTxid++));
+    }
+    this.state = result.state;
+    const newBase = frameOffset(result.state.nextFrame, header.pageSize);
+    if (this.mirrorValid && newBase >= this.mirrorBase && newBase <= this.mirrorEnd) {
+      const keep = this.mirrorEnd - newBase;
+      if (keep > 0) this.mirror.copyWithin(0, newBase - this.mirrorBase, this.mirrorEnd - this.mirrorBase);
+      this.mirrorBase = newBase;
+      this.mirrorEnd = newBase + keep;
+    } else {
+      this.resetMirror(newBase, true);
+    }
+  }
+
+  /**
+   * Builds the transaction for one commit of a WAL whose frames can be read with `read`.
+   * Also used at open for the commits found in the file.
+   */
+  buildTransaction(header: WalHeader, commit: WalCommit, recovered: boolean, txid: number, read: WalReader = this.reader): CommittedTransaction {
+    const pageSize = header.pageSize;
+    const pgnos = [...commit.pages.keys()].sort((a, b) => a - b);
+    const pages: CapturedPage[] = new Array(pgnos.length);
+    for (let i = 0; i < pgnos.length; i++) {
+      const pgno = pgnos[i]!;
+      const frame = commit.pages.get(pgno)!;
+      const at = frameOffset(frame, pageSize) + WAL_FRAME_HEADER_SIZE;
+      const bytes = read(at, pageSize);
+      if (bytes.length !== pageSize) {
+        throw new WalshipError('ERR_CAPTURE_SHORT_READ', `frame ${frame} of the WAL is shorter than a page`, { details: { frame, pgno } });
+      }
+      pages[i] = { pgno, data: bytes.slice() };
+    }
+    const offset = frameOffset(commit.firstFrame, pageSize);
+    return {
+      txid,
+      pageSize,
+      commitSize: commit.commitSize,
+      pages,
+      timestamp: Date.now(),
+      wal: {
+        salt1: header.salt1,
+        salt2: header.salt2,
+        checkpointSeq: header.checkpointSeq,
+        commitIndex: commit.index,
+        firstFrame: commit.firstFrame,
+        lastFrame: commit.lastFrame,
+        offset,
+        length: (commit.lastFrame - commit.firstFrame + 1) * frameSize(pageSize),
+      },
+      recovered,
+    };
+  }
+
+  /** Reads from the mirror when it covers the range; the mirror's end is the end of what can be valid. */
+  private readonly reader: WalReader = (offset, length) => {
+    if (this.mirrorValid && offset >= this.mirrorBase) {
+      const start = offset - this.mirrorBase;
+      const end = Math.min(this.mirrorEnd - this.mirrorBase, start + length);
+      return end > start ? this.mirror.subarray(start, end) : new Uint8Array(0);
+    }
+    return this.readDisk(offset, length);
+  };
+
+  private readDisk(offset: number, length: number): Uint8Array {
+    return this.options.readWal(offset, length);
+  }
+
+  private resetMirror(base: number, valid: boolean): void {
+    this.mirrorBase = base;
+    this.mirrorEnd = base;
+    this.mirrorValid = valid;
+  }
+
+  private mirrorWrite(data: Uint8Array, offset: number): void {
+    if (!this.mirrorValid) return;
+    if (offset < this.mirrorBase || offset > this.mirrorEnd) {
+      this.mirrorValid = false;
+      return;
+    }
+    const end = offset + data.length;
+    const need = end - this.mirrorBase;
+    if (need > this.mirror.length) {
+      if (need > MIRROR_LIMIT) {
+        this.mirrorValid = false;
+        return;
+      }
+      let size = this.mirror.length * 2;
+      while (size < need) size *= 2;
+      const grown = new Uint8Array(Math.min(size, MIRROR_LIMIT));
+      grown.set(this.mirror.subarray(0, this.mirrorEnd - this.mirrorBase));
+      this.mirror = grown;
+    }
+    this.mirror.set(data, offset - this.mirrorBase);
+    if (end > this.mirrorEnd) this.mirrorEnd = end;
+  }
+}

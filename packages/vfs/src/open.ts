@@ -1,0 +1,622 @@
+import { constants as fsc, statSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { loadSqlite, type Sqlite3 } from './sqlite.js';
+import { NodeVfs } from './node-vfs.js';
+import { nodeFs, type FsOps } from './fs-ops.js';
+import { WalCapture, type CommittedTransaction } from './capture.js';
+import { Database } from './database.js';
+import { SqliteError, WalshipError } from './errors.js';
+import { acquireProcessLock } from './process-lock.js';
+import { scanWalFile, type WalScanState } from './wal/scanner.js';
+import type { WalHeader } from './wal/format.js';
+
+export type { CommittedTransaction, CapturedPage, WalLocation } from './capture.js';
+
+export type Synchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
+
+export interface OpenOptions {
+  /**
+   * Receives every committed transaction, in txid order, synchronously after SQLite commits it.
+   * Keep it short (queue the transaction). A sink that throws stops capture: the database then
+   * refuses writes with ERR_CAPTURE_FAILED until it is reopened.
+   */
+  onCommit?: (txn: CommittedTransaction) => void;
+  /** Transactions up to this txid are already durable downstream: not emitted again on open. */
+  durableTxid?: number;
+  /** Capture WAL frames (default true). Off: a plain SQLite database on the walship VFS. */
+  capture?: boolean;
+  /** Page size for a new database (512..65536, power of two; default 8192 in this build). */
+  pageSize?: number;
+  /** PRAGMA synchronous (default NORMAL; see README "Durability"). */
+  synchronous?: Synchronous;
+  /** Report POWERSAFE_OVERWRITE to SQLite (default true, as SQLite's unix VFS does). */
+  powersafeOverwrite?: boolean;
+  /** Sector size reported to SQLite (default 4096). */
+  sectorSize?: number;
+  /** Create the file when missing (default true). */
+  create?: boolean;
+  /** File operations (default node:fs). A seam for fault-injection tests. */
+  fs?: FsOps;
+}
+
+export interface CheckpointResult {
+  checkpointed: boolean;
+  /** Why nothing was checkpointed, when it was not. */
+  reason?: 'not-durable' | 'empty' | 'busy';
+  lastTxid: number;
+  durableTxid: number;
+}
+
+export interface RecoveryReport {
+  /** Committed transactions found in the WAL at open. */
+  walTransactions: number;
+  /** Transactions emitted again at open (txid > durableTxid). */
+  reemitted: number;
+  /** The lowest txid this open could still emit; lower ones were checkpointed into the database file. */
+  firstAvailableTxid: number;
+  /** Set when durableTxid is below firstAvailableTxid - 1: those transactions cannot be produced again. */
+  gap: { fromTxid: number; toTxid: number } | null;
+}
+
+export interface DatabaseStatus {
+  path: string;
+  capture: boolean;
+  lastTxid: number;
+  durableTxid: number;
+  walBytes: number;
+  captureError: WalshipError | null;
+}
+
+const META_TABLE = '_walship';
+const SQLITE_DENY = 1;
+const SQLITE_DELETE = 9;
+const SQLITE_DROP_TABLE = 11;
+const SQLITE_INSERT = 18;
+const SQLITE_PRAGMA = 19;
+const SQLITE_UPDATE = 23;
+const SQLITE_ATTACH = 24;
+const SQLITE_ALTER_TABLE = 26;
+const PRAGMAS_OWNED = new Set(['journal_mode', 'locking_mode', 'wal_autocheckpoint']);
+
+/** A database opened through walship's VFS; the better-sqlite3-shaped API plus capture control. */
+export class WalshipDatabase extends Database {
+  private readonly ctx: OpenContext;
+
+  /** @internal Use openDatabase(). */
+  constructor(ctx: OpenContext) {
+    super({ sqlite3: ctx.sqlite3, pDb: ctx.pDb, filename: ctx.path }, { onClose: () => ctx.beforeClose() });
+    this.ctx = ctx;
+  }
+
+  /** What open found in the WAL and emitted again. */
+  get recovery(): RecoveryReport {
+    return this.ctx.recovery;
+  }
+
+  /** The txid of the last committed transaction (0 before the first). */
+  get txid(): number {
+    return this.ctx.capture?.lastTxid ?? 0;
+  }
+
+  /** Tell walship that every transaction up to `txid` is durable downstream, so it may be checkpointed. */
+  acknowledge(txid: number): void {
+    if (!Number.isInteger(txid) || txid < 0) {
+      throw new WalshipError('ERR_INVALID_ARGUMENT', `acknowledge(txid) needs a non-negative integer, got ${String(txid)}`);
+    }
+    if (txid > this.txid) {
+      throw new WalshipError('ERR_INVALID_ARGUMENT', `acknowledge(${txid}) is ahead of the last committed txid ${this.txid}`, {
+        details: { txid, lastTxid: this.txid },
+      });
+    }
+    if (txid > this.ctx.durableTxid) this.ctx.durableTxid = txid;
+  }
+
+  /**
+   * Copies the WAL into the database file and empties the WAL, but only when every transaction in
+   * it is durable downstream (or no sink is attached). Returns what it did and why not.
+   */
+  checkpoint(): CheckpointResult {
+    return this.ctx.checkpoint();
+  }
+
+  /** fsync the `-wal` file: a shipper calls it once per batch so nothing is shipped that a local crash could lose. */
+  syncWal(): void {
+    this.ctx.syncWal();
+  }
+
+  status(): DatabaseStatus {
+    return this.ctx.status();
+  }
+
+  override close(): void {
+    const wasOpen = this.open;
+    super.close();
+    if (wasOpen) this.ctx.afterClose();
+  }
+}
+
+/**
+ * Opens (or creates) the SQLite database at `path` through walship's VFS in WAL mode. With capture
+ * on, every committed transaction is handed to `options.onCommit` with its txid and page images.
+ */
+export async function openDatabase(path: string, options: OpenOptions = {}): Promise<WalshipDatabase> {
+  validateOptions(options);
+  const sqlite3 = await loadSqlite();
+  const vfs = NodeVfs.install(sqlite3);
+  const abs = resolve(path);
+  checkTarget(abs, options.create ?? true);
+  const release = acquireProcessLock(abs);
+  const ctx = new OpenContext(sqlite3, vfs, abs, options, release);
+  try {
+    ctx.open();
+    const db = new WalshipDatabase(ctx);
+    ctx.attach(db);
+    ctx.finishOpen();
+    return db;
+  } catch (e) {
+    ctx.abort();
+    throw e;
+  }
+}
+
+function validateOptions(o: OpenOptions): void {
+  const bad = (name: string, why: string, value: unknown): never => {
+    throw new WalshipError('ERR_INVALID_OPTION', `option ${name} ${why} (got ${JSON.stringify(value)})`, { details: { option: name, value } });
+  };
+  if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 512 || o.pageSize > 65536 || (o.pageSize & (o.pageSize - 1)) !== 0)) {
+    bad('pageSize', 'must be a power of two from 512 to 65536', o.pageSize);
+  }
+  if (o.synchronous !== undefined && !['OFF', 'NORMAL', 'FULL', 'EXTRA'].includes(o.synchronous)) bad('synchronous', 'must be OFF, NORMAL, FULL or EXTRA', o.synchronous);
+  if (o.durableTxid !== undefined && (!Number.isInteger(o.durableTxid) || o.durableTxid < 0)) bad('durableTxid', 'must be a non-negative integer', o.durableTxid);
+  if (o.sectorSize !== undefined && (!Number.isInteger(o.sectorSize) || o.sectorSize < 512 || (o.sectorSize & (o.sectorSize - 1)) !== 0)) bad('sectorSize', 'must be a power of two >= 512', o.sectorSize);
+  if (o.onCommit !== undefined && typeof o.onCommit !== 'function') bad('onCommit', 'must be a function', typeof o.onCommit);
+  if (o.onCommit && o.capture === false) bad('onCommit', 'needs capture on', 'capture: false');
+}
+
+const SQLITE_HEADER = 'SQLite format 3\0';
+
+/** Refuses a directory or a file that is not SQLite before SQLite (or the lock) touches anything. */
+function checkTarget(abs: string, create: boolean): void {
+  let st;
+  try {
+    st = statSync(abs);
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') {
+      if (!create) throw new WalshipError('ERR_NOT_FOUND', `${abs} does not exist (create: false)`, { details: { path: abs } });
+      return;
+    }
+    throw new WalshipError('ERR_CANTOPEN', `cannot stat ${abs}: ${(e as Error).message}`, { cause: e, details: { path: abs } });
+  }
+  if (st.isDirectory()) throw new WalshipError('ERR_CANTOPEN', `${abs} is a directory, not a database file`, { details: { path: abs } });
+  if (!st.isFile()) throw new WalshipError('ERR_CANTOPEN', `${abs} is not a regular file`, { details: { path: abs } });
+  if (st.size === 0) return;
+  const head = new Uint8Array(16);
+  let fd: number;
+  try {
+    fd = nodeFs.openSync(abs, fsc.O_RDONLY);
+  } catch (e) {
+    throw new WalshipError('ERR_CANTOPEN', `cannot read ${abs}: ${(e as Error).message}`, { cause: e, details: { path: abs } });
+  }
+  try {
+    nodeFs.readSync(fd, head, 0, 16, 0);
+  } finally {
+    nodeFs.closeSync(fd);
+  }
+  if (new TextDecoder('latin1').decode(head) !== SQLITE_HEADER) {
+    throw new WalshipError('ERR_NOT_A_DATABASE', `${abs} is not an SQLite database (its first 16 bytes are not "SQLite format 3"); nothing was written`, {
+      details: { path: abs },
+    });
+  }
+}
+
+/** The state behind one open database: SQLite handle, capture, txid bookkeeping. */
+class OpenContext {
+  readonly sqlite3: Sqlite3;
+  readonly path: string;
+  pDb = 0;
+  durableTxid: number;
+  capture: WalCapture | null = null;
+  private readonly vfs: NodeVfs;
+  private readonly options: OpenOptions;
+  private readonly releaseLock: () => void;
+  private readonly fs: FsOps;
+  private db: WalshipDatabase | null = null;
+  private internal = false;
+  private lastEmitted: CommittedTransaction | null = null;
+  private walFd: number | null = null;
+  private closed = false;
+
+  constructor(sqlite3: Sqlite3, vfs: NodeVfs, path: string, options: OpenOptions, releaseLock: () => void) {
+    this.sqlite3 = sqlite3;
+    this.vfs = vfs;
+    this.path = path;
+    this.options = options;
+    this.releaseLock = releaseLock;
+    this.fs = options.fs ?? nodeFs;
+    this.durableTxid = options.durableTxid ?? 0;
+  }
+
+  private get sink(): ((txn: CommittedTransaction) => void) | undefined {
+    return this.options.onCommit;
+  }
+
+  recovery: RecoveryReport = { walTransactions: 0, reemitted: 0, firstAvailableTxid: 1, gap: null };
+
+  open(): void {
+    const captureOn = this.options.capture ?? true;
+    const powersafe = this.options.powersafeOverwrite ?? true;
+    const sectorSize = this.options.sectorSize ?? 4096;
+    if (captureOn) {
+      this.capture = new WalCapture({
+        readWal: (offset, length) => this.readWal(offset, length),
+        // Always apply the padding rule, whatever powersafeOverwrite is now: a WAL written by an
+        // earlier open with other settings must be counted the same way (txids must not shift).
+        paddingSectorSize: sectorSize,
+        emit: (txn) => this.emit(txn),
+      });
+    }
+    this.vfs.registerDatabase(this.path, {
+      ...(this.capture ? { observer: this.capture } : {}),
+      powersafeOverwrite: powersafe,
+      sectorSize,
+      fs: this.fs,
+    });
+    this.openHandle();
+  }
+
+  private openHandle(): void {
+    const { capi, wasm } = this.sqlite3;
+    const flags = capi.SQLITE_OPEN_READWRITE | (this.options.create === false ? 0 : capi.SQLITE_OPEN_CREATE) | capi.SQLITE_OPEN_EXRESCODE;
+    const stack = wasm.pstack.pointer;
+    try {
+      const ppDb = wasm.pstack.allocPtr() as number;
+      const rc = capi.sqlite3_open_v2(this.path, ppDb, flags, this.vfs.name);
+      this.pDb = wasm.peekPtr(ppDb) as number;
+      if (rc !== 0) {
+        const reason = this.vfs.takeLastError() ?? (this.pDb ? capi.sqlite3_errmsg(this.pDb) : capi.sqlite3_errstr(rc));
+        throw new SqliteError(rcName(this.sqlite3, rc), rc, `cannot open ${this.path}: ${reason}`, { details: { path: this.path } });
+      }
+    } finally {
+      wasm.pstack.restore(stack);
+    }
+  }
+
+  attach(db: WalshipDatabase): void {
+    this.db = db;
+  }
+
+  /** Pragmas, WAL recovery scan, txid bookkeeping, re-emission; then live capture. */
+  finishOpen(): void {
+    const db = this.db!;
+    const pageSize = this.options.pageSize;
+    this.runInternal(() => {
+      db.pragma('locking_mode = EXCLUSIVE');
+      if (pageSize !== undefined) db.pragma(`page_size = ${pageSize}`);
+      let mode: unknown;
+      try {
+        mode = db.pragma('journal_mode = WAL', { simple: true });
+      } catch (e) {
+        if (e instanceof SqliteError && e.code === 'SQLITE_NOTADB') {
+          throw new WalshipError('ERR_NOT_A_DATABASE', `${this.path} is not an SQLite database: ${e.message}`, { cause: e, details: { path: this.path } });
+        }
+        throw e;
+      }
+      if (String(mode).toLowerCase() !== 'wal') {
+        throw new WalshipError('ERR_WAL_UNAVAILABLE', `SQLite refused WAL mode for ${this.path} (journal_mode is ${String(mode)})`, { details: { path: this.path } });
+      }
+      db.pragma(`synchronous = ${this.options.synchronous ?? 'NORMAL'}`);
+      if (this.capture) {
+        db.pragma('wal_autocheckpoint = 0');
+        const rc = this.sqlite3.capi.sqlite3_db_config(this.pDb, this.sqlite3.capi.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, 0);
+        // Without this, closing would checkpoint frames that may not be durable downstream yet.
+        if (rc !== 0) throw new SqliteError(rcName(this.sqlite3, rc), rc, `cannot turn off checkpoint-on-close for ${this.path}`);
+      }
+    });
+    if (this.capture) this.startCapture();
+    this.installAuthorizer();
+  }
+
+  private startCapture(): void {
+    const db = this.db!;
+    const capture = this.capture!;
+    // The first statement made SQLite recover the WAL; now read the same file the same way.
+    const scan = scanWalFile((offset, length) => this.readWal(offset, length), {
+      sectorSize: this.options.sectorSize ?? 4096,
+    });
+    const hasMeta = this.runInternal(() => db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '${META_TABLE}'`).get() !== undefined);
+    const marker = hasMeta
+      ? (this.runInternal(() => db.prepare(`SELECT txid, salt1, salt2, commits FROM ${META_TABLE} WHERE id = 1`).get()) as
+          | { txid: number; salt1: number; salt2: number; commits: number }
+          | undefined)
+      : undefined;
+    const header: WalHeader | null = scan.header;
+    const commits = scan.result?.commits ?? [];
+    const markerTxid = marker?.txid ?? 0;
+    // The marker row says: "I am transaction `txid`, commit number commits+1 of the WAL with these
+    // salts". If that WAL is the one on disk, count from the marker's position; otherwise the marker
+    // was checkpointed into the database file and every WAL commit comes after it.
+    let firstWalTxid = markerTxid + 1;
+    let markerInWal = false;
+    if (marker && header && marker.salt1 === header.salt1 && marker.salt2 === header.salt2 && marker.txid > 0) {
+      if (marker.commits + 1 > commits.length) {
+        throw new WalshipError(
+          'ERR_TXID_STATE',
+          `${this.path}: the txid marker (txid ${marker.txid}) names commit ${marker.commits + 1} of the WAL, which has ${commits.length}; the WAL and database disagree`,
+          { details: { path: this.path, marker, walCommits: commits.length } },
+        );
+      }
+      firstWalTxid = marker.txid - marker.commits;
+      markerInWal = true;
+    }
+    const lastTxid = firstWalTxid + commits.length - 1;
+    const durable = this.options.durableTxid;
+    let reemitted = 0;
+    let firstAvailable = commits.length > 0 ? firstWalTxid : lastTxid + 1;
+    if (!markerInWal && markerTxid > 0) {
+      // The marker transaction is the last one in the database file and only wrote its own page, so
+      // it can be rebuilt from the file if the sink does not have it yet.
+      firstAvailable = markerTxid;
+      if (this.sink && (durable === undefined || durable < markerTxid)) {
+        this.emit(this.rebuildMarker(markerTxid));
+        reemitted++;
+      }
+    }
+    if (header && scan.result) {
+      for (const commit of commits) {
+        const txid = firstWalTxid + commit.index - 1;
+        if (!this.sink || (durable !== undefined && txid <= durable)) continue;
+        this.emit(capture.buildTransaction(header, commit, true, txid, (o, l) => this.readWal(o, l)));
+        reemitted++;
+      }
+    }
+    if (durable !== undefined && durable > lastTxid) {
+      throw new WalshipError(
+        'ERR_DURABLE_AHEAD',
+        `durableTxid ${durable} is ahead of the database's last transaction ${lastTxid}: the local database is older than what was shipped; restore it first`,
+        { details: { path: this.path, durableTxid: durable, lastTxid } },
+      );
+    }
+    const gap = durable !== undefined && durable < firstAvailable - 1 ? { fromTxid: durable + 1, toTxid: firstAvailable - 1 } : null;
+    this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap };
+    const state: WalScanState | null = scan.result?.state ?? null;
+    capture.resume(state, lastTxid + 1);
+    if (!hasMeta) {
+      this.runInternal(() =>
+        db.exec(
+          `BEGIN; CREATE TABLE ${META_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), txid INTEGER NOT NULL, salt1 INTEGER NOT NULL, salt2 INTEGER NOT NULL, commits INTEGER NOT NULL);` +
+            `INSERT INTO ${META_TABLE} VALUES (1, 0, 0, 0, 0); COMMIT;`,
+        ),
+      );
+      this.throwIfCaptureFailed();
+    }
+  }
+
+  /**
+   * The pages a marker update writes. Normally just the marker table's page; without
+   * POWERSAFE_OVERWRITE SQLite's pager rewrites every page that shares a sector with it (skipping
+   * the lock-byte page), so the whole sector group is part of the transaction.
+   */
+  private markerPages(root: number, pageSize: number, commitSize: number): number[] {
+    const sectorSize = this.options.sectorSize ?? 4096;
+    if ((this.options.powersafeOverwrite ?? true) || sectorSize <= pageSize) return [root];
+    const perSector = sectorSize / pageSize;
+    const first = Math.floor((root - 1) / perSector) * perSector + 1;
+    const lockPage = Math.floor(0x40000000 / pageSize) + 1;
+    const pages: number[] = [];
+    for (let pg = first; pg < first + perSector && pg <= commitSize; pg++) if (pg !== lockPage) pages.push(pg);
+    return pages;
+  }
+
+  /** The marker transaction is the last one in the database file, so its pages can be read back from it. */
+  private rebuildMarker(txid: number): CommittedTransaction {
+    const db = this.db!;
+    const root = this.metaRoot();
+    const pageSize = this.runInternal(() => db.pragma('page_size', { simple: true })) as number;
+    const fd = this.fs.openSync(this.path, fsc.O_RDONLY);
+    try {
+      const commitSize = Math.floor(this.fs.fstatSync(fd).size / pageSize);
+      const pages = this.markerPages(root, pageSize, commitSize).map((pgno) => {
+        const data = new Uint8Array(pageSize);
+        if (this.fs.readSync(fd, data, 0, pageSize, (pgno - 1) * pageSize) !== pageSize) {
+          throw new WalshipError('ERR_TXID_STATE', `${this.path}: cannot read page ${pgno} of the txid marker transaction`, { details: { path: this.path, page: pgno } });
+        }
+        return { pgno, data };
+      });
+      return { txid, pageSize, commitSize, pages, timestamp: Date.now(), wal: null, recovered: true };
+    } finally {
+      this.fs.closeSync(fd);
+    }
+  }
+
+  private metaRoot(): number {
+    const db = this.db!;
+    return this.runInternal(() => db.prepare(`SELECT rootpage FROM sqlite_schema WHERE name = '${META_TABLE}'`).pluck().get()) as number;
+  }
+
+  private emit(txn: CommittedTransaction): void {
+    this.lastEmitted = txn;
+    this.sink?.(txn);
+  }
+
+  private installAuthorizer(): void {
+    const capi = this.sqlite3.capi as unknown as {
+      sqlite3_set_authorizer(pDb: number, fn: (p: number, code: number, a: string | 0, b: string | 0, c: string | 0, d: string | 0) => number, user: number): number;
+    };
+    const captureOn = this.capture !== null;
+    capi.sqlite3_set_authorizer(
+      this.pDb,
+      (_p, code, a, b, dbName) => {
+        if (this.internal) return 0;
+        if (code === SQLITE_PRAGMA && typeof a === 'string') {
+          const name = a.toLowerCase();
+          if (name === 'wal_checkpoint' && captureOn) return SQLITE_DENY;
+          if (PRAGMAS_OWNED.has(name) && b) return SQLITE_DENY;
+          return 0;
+        }
+        if (!captureOn) return 0;
+        // Another database file written through this connection would have its own WAL, which
+        // walship does not capture; temporary and in-memory ones (VACUUM attaches one) are fine.
+        if (code === SQLITE_ATTACH) return a === '' || a === ':memory:' || a === 0 ? 0 : SQLITE_DENY;
+        const ownTable = dbName === 'main' || dbName === 0;
+        if ((code === SQLITE_INSERT || code === SQLITE_UPDATE || code === SQLITE_DELETE || code === SQLITE_DROP_TABLE) && a === META_TABLE && ownTable) return SQLITE_DENY;
+        if (code === SQLITE_ALTER_TABLE && a === 'main' && b === META_TABLE) return SQLITE_DENY;
+        return 0;
+      },
+      0,
+    );
+  }
+
+  private runInternal<T>(fn: () => T): T {
+    const was = this.internal;
+    this.internal = true;
+    try {
+      return fn();
+    } finally {
+      this.internal = was;
+    }
+  }
+
+  private throwIfCaptureFailed(): void {
+    const failed = this.capture?.failed;
+    if (failed) throw failed;
+  }
+
+  checkpoint(): CheckpointResult {
+    const db = this.db!;
+    const capture = this.capture;
+    if (!capture) {
+      this.runInternal(() => db.pragma('wal_checkpoint(TRUNCATE)'));
+      return { checkpointed: true, lastTxid: 0, durableTxid: 0 };
+    }
+    this.throwIfCaptureFailed();
+    const result = (checkpointed: boolean, reason?: CheckpointResult['reason']): CheckpointResult => ({
+      checkpointed,
+      ...(reason ? { reason } : {}),
+      lastTxid: capture.lastTxid,
+      durableTxid: this.durableTxid,
+    });
+    if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');
+    const pos = capture.position;
+    if (!pos || pos.commits === 0) return result(false, 'empty');
+    if (db.inTransaction) return result(false, 'busy');
+    const markerTxid = capture.lastTxid + 1;
+    this.runInternal(() =>
+      db.prepare(`UPDATE ${META_TABLE} SET txid = ?, salt1 = ?, salt2 = ?, commits = ? WHERE id = 1`).run(markerTxid, pos.salt1, pos.salt2, pos.commits),
+    );
+    this.throwIfCaptureFailed();
+    const marker = this.lastEmitted;
+    const expected = marker ? this.markerPages(this.metaRoot(), marker.pageSize, marker.commitSize) : [];
+    if (
+      !marker ||
+      marker.txid !== markerTxid ||
+      !marker.wal ||
+      marker.wal.salt1 !== pos.salt1 ||
+      marker.wal.salt2 !== pos.salt2 ||
+      marker.wal.commitIndex !== pos.commits + 1 ||
+      marker.pages.length !== expected.length ||
+      marker.pages.some((p, i) => p.pgno !== expected[i])
+    ) {
+      // The marker did not land where it says it is (SQLite restarted the WAL under it): do not
+      // checkpoint; the next checkpoint writes a fresh marker from the new position.
+      return result(false, 'busy');
+    }
+    const row = this.runInternal(() => db.pragma('wal_checkpoint(TRUNCATE)')) as { busy: number }[];
+    if (row[0]?.busy) return result(false, 'busy');
+    return result(true);
+  }
+
+  syncWal(): void {
+    const fd = this.walFd ?? this.openWalFd();
+    if (fd === null) return;
+    this.fs.fdatasyncSync(fd);
+  }
+
+  status(): DatabaseStatus {
+    let walBytes = 0;
+    try {
+      walBytes = statSync(`${this.path}-wal`).size;
+    } catch {
+      walBytes = 0;
+    }
+    return {
+      path: this.path,
+      capture: this.capture !== null,
+      lastTxid: this.capture?.lastTxid ?? 0,
+      durableTxid: this.durableTxid,
+      walBytes,
+      captureError: this.capture?.failed ?? null,
+    };
+  }
+
+  /** Runs inside Database.close(), before statements are finalised. */
+  beforeClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      if (this.capture && !this.capture.failed && (!this.sink || this.durableTxid >= this.capture.lastTxid)) {
+        // Leave a clean database file behind when nothing would be lost by it.
+        this.checkpoint();
+      }
+    } finally {
+      this.capture?.suspend();
+      this.closeWalFd();
+      this.vfs.unregisterDatabase(this.path);
+    }
+  }
+
+  /** Runs after the SQLite handle is closed. */
+  afterClose(): void {
+    this.releaseLock();
+  }
+
+  abort(): void {
+    try {
+      if (this.db) this.db.close();
+      else if (this.pDb) this.sqlite3.capi.sqlite3_close_v2(this.pDb);
+    } catch {
+      // Best effort: the open already failed with a better error.
+    }
+    this.closeWalFd();
+    this.vfs.unregisterDatabase(this.path);
+    this.releaseLock();
+  }
+
+  private openWalFd(): number | null {
+    try {
+      this.walFd = this.fs.openSync(`${this.path}-wal`, fsc.O_RDONLY);
+      return this.walFd;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  private closeWalFd(): void {
+    if (this.walFd !== null) {
+      try {
+        this.fs.closeSync(this.walFd);
+      } catch {
+        // Closing a read-only descriptor cannot lose data.
+      }
+      this.walFd = null;
+    }
+  }
+
+  private readWal(offset: number, length: number): Uint8Array {
+    const fd = this.walFd ?? this.openWalFd();
+    if (fd === null) return new Uint8Array(0);
+    const buf = new Uint8Array(length);
+    let got = 0;
+    while (got < length) {
+      const r = this.fs.readSync(fd, buf, got, length - got, offset + got);
+      if (r === 0) break;
+      got += r;
+    }
+    return got === length ? buf : buf.subarray(0, got);
+  }
+}
+
+function rcName(sqlite3: Sqlite3, rc: number): string {
+  const fn = (sqlite3.capi as unknown as { sqlite3_js_rc_str?: (rc: number) => string | undefined }).sqlite3_js_rc_str;
+  return fn?.(rc) ?? `SQLITE_${rc}`;
+}
