@@ -8,7 +8,7 @@ import { Database } from './database.js';
 import { SqliteError, WalshipError } from './errors.js';
 import { acquireProcessLock } from './process-lock.js';
 import { scanWalFile, type WalScanState } from './wal/scanner.js';
-import type { WalHeader } from './wal/format.js';
+import { WAL_HEADER_SIZE, parseWalHeader, type WalHeader } from './wal/format.js';
 
 export type { CommittedTransaction, CapturedPage, WalLocation } from './capture.js';
 
@@ -145,6 +145,7 @@ export async function openDatabase(path: string, options: OpenOptions = {}): Pro
   const vfs = NodeVfs.install(sqlite3);
   const abs = resolve(path);
   checkTarget(abs, options.create ?? true);
+  checkWal(abs);
   const release = acquireProcessLock(abs);
   const ctx = new OpenContext(sqlite3, vfs, abs, options, release);
   try {
@@ -206,6 +207,37 @@ function checkTarget(abs: string, create: boolean): void {
     throw new WalshipError('ERR_NOT_A_DATABASE', `${abs} is not an SQLite database (its first 16 bytes are not "SQLite format 3"); nothing was written`, {
       details: { path: abs },
     });
+  }
+}
+
+/**
+ * SQLite treats a WAL whose header does not validate as empty and overwrites it with the next
+ * commit. A WAL that is there but unreadable may hold committed transactions, so walship refuses to
+ * open instead of letting them be discarded.
+ */
+function checkWal(abs: string): void {
+  const walPath = `${abs}-wal`;
+  let fd: number;
+  try {
+    fd = nodeFs.openSync(walPath, fsc.O_RDONLY);
+  } catch {
+    return;
+  }
+  try {
+    const size = nodeFs.fstatSync(fd).size;
+    if (size === 0) return;
+    const head = new Uint8Array(WAL_HEADER_SIZE);
+    const got = nodeFs.readSync(fd, head, 0, WAL_HEADER_SIZE, 0);
+    const parsed = parseWalHeader(head.subarray(0, got));
+    if ('problem' in parsed) {
+      throw new WalshipError(
+        'ERR_CORRUPT_WAL',
+        `${walPath} is not a valid SQLite WAL (${parsed.problem}, ${size} bytes); SQLite would discard it. Nothing was written. If it holds nothing you need, move it aside and open again`,
+        { details: { path: abs, walPath, problem: parsed.problem, size } },
+      );
+    }
+  } finally {
+    nodeFs.closeSync(fd);
   }
 }
 
