@@ -162,11 +162,11 @@ test('a path without permission fails with ERR_CANTOPEN and the reason', { skip:
 });
 
 /** node:fs with a switch that fails the next matching call with an errno, as a full disk or a bad sector would. */
-function faultyFs(): { fs: FsOps; fail(op: 'write' | 'fsync', code: string, pathPart: string): void; heal(): void } {
+function faultyFs(): { fs: FsOps; fail(op: 'write' | 'fsync', code: string, pathSuffix: string): void; heal(): void } {
   let fault: { op: string; code: string; pathPart: string } | null = null;
   const paths = new Map<number, string>();
   const hit = (op: string, fd: number): void => {
-    if (fault && fault.op === op && (paths.get(fd) ?? '').includes(fault.pathPart)) {
+    if (fault && fault.op === op && (paths.get(fd) ?? '').endsWith(fault.pathPart)) {
       const e = new Error(`${fault.code}: injected`) as Error & { code: string };
       e.code = fault.code;
       throw e;
@@ -217,4 +217,30 @@ test('disk full and EIO surface as SQLITE_FULL / SQLITE_IOERR_*, lose nothing co
   assert.deepEqual(seen, seen.map((_, i) => i + 1), 'txids stay contiguous');
   assert.equal(seen.at(-1), db.txid);
   db.close();
+});
+
+test('a checkpoint that fails after its marker committed leaves the marker in the WAL; reopen numbers around it', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'a.db');
+  const faults = faultyFs();
+  const first = new Map<number, string>();
+  const db = await openDatabase(path, { fs: faults.fs, onCommit: (txn) => first.set(txn.txid, digest(txn)) });
+  db.exec('CREATE TABLE t(x)');
+  for (let i = 0; i < 3; i++) db.prepare('INSERT INTO t VALUES (?)').run(i);
+  db.acknowledge(db.txid);
+  const markerTxid = db.txid + 1;
+  faults.fail('write', 'EIO', 'a.db'); // the database file, not its WAL: the copy step of the checkpoint fails
+  assert.throws(() => db.checkpoint(), (e: unknown) => e instanceof WalshipError && e.code.startsWith('SQLITE_IOERR'));
+  faults.heal();
+  assert.equal(db.txid, markerTxid, 'the marker transaction committed');
+  db.prepare('INSERT INTO t VALUES (?)').run(10);
+  db.prepare('INSERT INTO t VALUES (?)').run(11);
+  db.close();
+  const again: CommittedTransaction[] = [];
+  const db2 = await openDatabase(path, { onCommit: (txn) => again.push(txn) });
+  assert.equal(db2.txid, markerTxid + 2);
+  assert.deepEqual(again.map((a) => a.txid), [...first.keys()].filter((k) => k >= again[0]!.txid));
+  for (const a of again) assert.equal(digest(a), first.get(a.txid), `txid ${a.txid} keeps its number and bytes`);
+  assert.ok(again.some((a) => a.txid === markerTxid), 'the marker is among the re-emitted');
+  db2.close();
 });
