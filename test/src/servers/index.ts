@@ -1,0 +1,743 @@
+// Test harness for real local servers (S3: s3rver, OpenStack Swift + s3api; DynamoDB: dynalite,
+// DynamoDB Local). This file holds the public types, the shared helpers (ports, waiting, child
+// process management, leak protection) and the re-exports of the start*() functions.
+//
+// The server modules import helpers from here and this file re-exports them: an import cycle. It is
+// safe because no module uses an import from the other at top level (only inside functions).
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsConstants, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { BucketAlreadyExists, BucketAlreadyOwnedByYou, CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+import type { S3ClientConfig } from '@aws-sdk/client-s3';
+import { DynamoDBClient, ListTablesCommand, type DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
+
+// ---------------------------------------------------------------------------------------------
+// Public types
+// ---------------------------------------------------------------------------------------------
+
+export interface S3Server {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  bucket: string;
+  kind: 's3rver' | 'swift';
+  s3ClientConfig(): S3ClientConfig;
+  stop(): Promise<void>;
+}
+
+export interface DynamoServer {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  kind: 'dynalite' | 'dynamodb-local';
+  dynamoClientConfig(): DynamoDBClientConfig;
+  stop(): Promise<void>;
+}
+
+export type Availability = { ok: true } | { ok: false; reason: string };
+
+export interface ServerUnavailableDetails {
+  /** Which server, e.g. `swift (s3api)`. */
+  server: string;
+  /** Why it is unavailable: missing package, exited with code N, start timeout, ... */
+  reason: string;
+  /** The command that was run, when one was. */
+  command?: string;
+  /** Last lines of the process output (stderr and stdout interleaved), when one was started. */
+  output?: string;
+  /** What to install or run to make it available. */
+  install?: string;
+  cause?: unknown;
+}
+
+/** A local server could not be started: missing system package, crash at start, or start timeout. */
+export class ServerUnavailableError extends Error {
+  readonly code = 'ERR_SERVER_UNAVAILABLE' as const;
+  override readonly name = 'ServerUnavailableError';
+  readonly server: string;
+  readonly reason: string;
+  readonly command: string | undefined;
+  readonly output: string | undefined;
+  readonly install: string | undefined;
+
+  constructor(details: ServerUnavailableDetails) {
+    const lines = [`${details.server} is unavailable: ${details.reason}`];
+    if (details.command) lines.push(`  command: ${details.command}`);
+    if (details.output && details.output.trim() !== '') {
+      lines.push('  last output lines:');
+      for (const l of details.output.trimEnd().split('\n')) lines.push(`    ${l}`);
+    }
+    if (details.install) lines.push(`  to fix: ${details.install}`);
+    super(lines.join('\n'), details.cause === undefined ? undefined : { cause: details.cause });
+    this.server = details.server;
+    this.reason = details.reason;
+    this.command = details.command;
+    this.output = details.output;
+    this.install = details.install;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Re-exports
+// ---------------------------------------------------------------------------------------------
+
+export { startS3rver } from './s3rver.js';
+export { startSwift, swiftAvailable, addContentMd5Middleware } from './swift.js';
+export { startDynalite } from './dynalite.js';
+export { startDynamoDbLocal, dynamoDbLocalAvailable } from './dynamodb-local.js';
+
+// ---------------------------------------------------------------------------------------------
+// Settings
+// ---------------------------------------------------------------------------------------------
+
+/** Start timeout for every start*(): WALSHIP_SERVER_START_TIMEOUT_MS, default 30 s. */
+export function startTimeoutMs(): number {
+  const v = Number(process.env['WALSHIP_SERVER_START_TIMEOUT_MS']);
+  return Number.isFinite(v) && v > 0 ? v : 30_000;
+}
+
+/** WALSHIP_SERVER_DEBUG=1 makes servers log more and forwards their output to this stderr. */
+export function serverDebug(): boolean {
+  const v = process.env['WALSHIP_SERVER_DEBUG'];
+  return v !== undefined && v !== '' && v !== '0' && v !== 'false';
+}
+
+/** Writes a line to stderr when WALSHIP_SERVER_DEBUG is set. */
+export function debugLog(line: string): void {
+  if (serverDebug()) process.stderr.write(`[servers] ${line}\n`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports
+// ---------------------------------------------------------------------------------------------
+
+export const LOOPBACK = '127.0.0.1';
+
+/** A port that was free on 127.0.0.1 a moment ago (the kernel picks it; there is a small race). */
+export async function freePort(): Promise<number> {
+  const [p] = await freePorts(1);
+  return p!;
+}
+
+/** n distinct free loopback ports (all held open together while picking, then released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = net.createServer();
+      servers.push(s);
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen(0, LOOPBACK, () => resolve());
+      });
+    }
+    return servers.map((s) => (s.address() as net.AddressInfo).port);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  }
+}
+
+/** One TCP connect attempt: true when something accepts on host:port. */
+export function portAnswers(port: number, host: string = LOOPBACK, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect({ port, host });
+    let done = false;
+    const finish = (v: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    sock.once('connect', () => finish(true));
+    sock.once('error', () => finish(false));
+  });
+}
+
+/**
+ * Polls until host:port accepts a TCP connection; rejects after timeoutMs. With `owner`, the
+ * listening socket must also belong to that process (Linux /proc), so a port taken by someone else
+ * between freePort() and the server's bind is not mistaken for the server.
+ */
+export async function waitForPort(
+  port: number,
+  opts: { host?: string; timeoutMs?: number; intervalMs?: number; procs?: readonly ManagedProcess[]; owner?: ManagedProcess } = {},
+): Promise<void> {
+  const host = opts.host ?? LOOPBACK;
+  const owner = opts.owner;
+  const probe = async () => (await portAnswers(port, host)) && (owner === undefined || listensOn(owner.pid, port) !== false);
+  await waitFor(`${host}:${port} to accept connections${owner ? ` from ${owner.name}` : ''}`, probe, {
+    deadline: Date.now() + (opts.timeoutMs ?? startTimeoutMs()),
+    intervalMs: opts.intervalMs ?? 50,
+    procs: opts.procs ?? [],
+    ...(opts.owner ? { owner: opts.owner } : {}),
+  });
+}
+
+/**
+ * Whether process pid has a TCP socket listening on port (any address), from /proc/<pid>/fd and
+ * /proc/net/tcp{,6}. undefined where /proc cannot tell (not Linux, no permission).
+ */
+export function listensOn(pid: number, port: number): boolean | undefined {
+  const inodes = new Set<string>();
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+        if (m) inodes.add(m[1]!);
+      } catch {
+        // fd closed meanwhile
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let readAny = false;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+      readAny = true;
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 10 || cols[3] !== '0A' || !cols[1]!.endsWith(hexPort)) continue;
+      if (inodes.has(cols[9]!)) return true;
+    }
+  }
+  return readAny ? false : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------------------------
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Internal start failure: becomes a ServerUnavailableError in the start*() that caught it. */
+export class StartFailure extends Error {
+  override readonly name = 'StartFailure';
+  /** The process to blame (its command and output go into the ServerUnavailableError). */
+  readonly proc: ManagedProcess | undefined;
+  constructor(message: string, proc?: ManagedProcess) {
+    super(message);
+    this.proc = proc;
+  }
+}
+
+/**
+ * Polls probe() until it returns a truthy value. Fails fast when one of procs has exited, and
+ * with a StartFailure when the deadline passes (naming the last probe error).
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T>,
+  opts: { deadline: number; intervalMs?: number; procs?: readonly ManagedProcess[]; owner?: ManagedProcess },
+): Promise<Exclude<T, false | undefined | null>> {
+  const interval = opts.intervalMs ?? 100;
+  let lastErr: unknown;
+  for (;;) {
+    for (const p of opts.procs ?? []) {
+      if (p.fatal !== undefined) throw new StartFailure(`${p.name} failed while waiting for ${what}: ${p.fatal}`, p);
+      if (p.exitInfo) throw new StartFailure(`${p.name} exited (${describeExit(p.exitInfo)}) while waiting for ${what}`, p);
+    }
+    try {
+      const v = await probe();
+      if (v !== false && v !== undefined && v !== null) return v as Exclude<T, false | undefined | null>;
+    } catch (e) {
+      lastErr = e;
+    }
+    const left = opts.deadline - Date.now();
+    if (left <= 0) {
+      const last = lastErr === undefined ? '' : `; last error: ${errorText(lastErr)}`;
+      throw new StartFailure(`no answer within the start timeout while waiting for ${what}${last}`, opts.owner);
+    }
+    await sleep(Math.min(interval, left));
+  }
+}
+
+export function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return `${e.name}${typeof code === 'string' ? ` ${code}` : ''}: ${e.message}`;
+  }
+  return String(e);
+}
+
+function describeExit(x: ExitInfo): string {
+  return x.signal ? `signal ${x.signal}` : `exit code ${x.code}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Executables
+// ---------------------------------------------------------------------------------------------
+
+/** Absolute path of an executable found on PATH (or in extraDirs), else undefined. */
+export function which(name: string, extraDirs: readonly string[] = []): string | undefined {
+  if (name.includes('/')) return isExecutable(name) ? name : undefined;
+  const dirs = [...(process.env['PATH'] ?? '').split(path.delimiter).filter(Boolean), ...extraDirs];
+  for (const d of dirs) {
+    const p = path.join(d, name);
+    if (isExecutable(p)) return p;
+  }
+  return undefined;
+}
+
+function isExecutable(p: string): boolean {
+  try {
+    accessSync(p, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** spawnSync wrapper for availability probes: {ok, output}. */
+export function probeCommand(
+  cmd: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): { ok: boolean; output: string } {
+  const r = spawnSync(cmd, args, {
+    env: opts.env ?? process.env,
+    timeout: opts.timeoutMs ?? 30_000,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = `${r.stdout ?? ''}${r.stderr ?? ''}${r.error ? errorText(r.error) : ''}`.trim();
+  return { ok: r.status === 0 && !r.error, output };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Managed child processes
+// ---------------------------------------------------------------------------------------------
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+const TAIL_LINES = 40;
+
+/**
+ * A server child process in its own process group (spawned detached), whose stdout and stderr
+ * are drained into a tail buffer. stop() kills the whole group. While it runs it is registered
+ * with the exit hook and the reaper, so it never outlives the test process.
+ */
+export class ManagedProcess {
+  readonly name: string;
+  readonly command: string;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<ExitInfo>;
+  exitInfo: ExitInfo | undefined;
+  /** The first output line that matched `fatalPattern`: the process is broken even if it lives on. */
+  fatal: string | undefined;
+  private readonly fatalPattern: RegExp | undefined;
+  private readonly stopSignal: NodeJS.Signals;
+  private readonly tail: string[] = [];
+  private readonly lineListeners = new Set<(line: string) => void>();
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    name: string,
+    cmd: string,
+    args: readonly string[],
+    opts: {
+      cwd?: string;
+      env?: NodeJS.ProcessEnv;
+      displayArgs?: readonly string[];
+      fatalPattern?: RegExp;
+      /** Signal stop() sends first (default SIGTERM; SIGKILL for servers with nothing to flush). */
+      stopSignal?: NodeJS.Signals;
+    } = {},
+  ) {
+    this.name = name;
+    this.fatalPattern = opts.fatalPattern;
+    this.stopSignal = opts.stopSignal ?? 'SIGTERM';
+    this.command = [cmd, ...(opts.displayArgs ?? args)].map(shellQuote).join(' ');
+    const child = spawn(cmd, args, {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      detached: true, // own process group: stop() can kill it and everything it forks
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    let resolveExit!: (x: ExitInfo) => void;
+    this.exited = new Promise((r) => (resolveExit = r));
+    child.once('exit', (code, signal) => {
+      this.exitInfo = { code, signal };
+      resolveExit(this.exitInfo);
+    });
+    child.once('error', (err) => {
+      // spawn failure (ENOENT, EACCES): no 'exit' event follows.
+      this.pushLine(`[spawn error] ${errorText(err)}`);
+      if (!this.exitInfo) {
+        this.exitInfo = { code: -1, signal: null };
+        resolveExit(this.exitInfo);
+      }
+    });
+    this.pid = child.pid ?? -1;
+    this.drain(child.stdout);
+    this.drain(child.stderr);
+    // A forgotten server must not keep the test process alive; the exit hook kills it.
+    child.unref();
+    if (this.pid > 0) register(this);
+    void this.exited.then(() => {
+      // The leader is gone; the group may still hold forked children.
+      killGroup(this.pid, 'SIGKILL');
+      unregister(this);
+    });
+  }
+
+  /** The last lines this process wrote (stdout and stderr interleaved). */
+  output(lines = TAIL_LINES): string {
+    return this.tail.slice(-lines).join('\n');
+  }
+
+  /** Waits for a line matching re on stdout/stderr; returns the match. */
+  waitForLine(re: RegExp, deadline: number, what: string): Promise<RegExpMatchArray> {
+    for (const l of this.tail) {
+      const m = l.match(re);
+      if (m) return Promise.resolve(m);
+    }
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        clearTimeout(timer);
+        this.lineListeners.delete(onLine);
+      };
+      const onLine = (l: string) => {
+        const m = l.match(re);
+        if (m) {
+          cleanup();
+          resolve(m);
+        }
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new StartFailure(`no answer within the start timeout while waiting for ${what}`, this));
+      }, Math.max(0, deadline - Date.now()));
+      this.lineListeners.add(onLine);
+      void this.exited.then((x) => {
+        if (!this.lineListeners.has(onLine)) return;
+        // Give the streams a moment to deliver the last lines.
+        setTimeout(() => {
+          if (!this.lineListeners.has(onLine)) return;
+          cleanup();
+          reject(new StartFailure(`${this.name} exited (${describeExit(x)}) while waiting for ${what}`, this));
+        }, 50);
+      });
+    });
+  }
+
+  /** Signals the process group (SIGTERM), SIGKILL after graceMs; resolves when the leader has exited. */
+  stop(graceMs = 3000): Promise<void> {
+    this.stopping ??= (async () => {
+      if (this.pid <= 0) return;
+      if (!this.exitInfo) {
+        killGroup(this.pid, this.stopSignal);
+        const t = setTimeout(() => killGroup(this.pid, 'SIGKILL'), graceMs);
+        await this.exited;
+        clearTimeout(t);
+      }
+      killGroup(this.pid, 'SIGKILL');
+      unregister(this);
+    })();
+    return this.stopping;
+  }
+
+  private drain(stream: NodeJS.ReadableStream | null): void {
+    if (!stream) return;
+    (stream as unknown as { unref?: () => void }).unref?.();
+    stream.setEncoding('utf8');
+    let partial = '';
+    stream.on('data', (chunk: string) => {
+      partial += chunk;
+      let i: number;
+      while ((i = partial.indexOf('\n')) >= 0) {
+        this.pushLine(partial.slice(0, i));
+        partial = partial.slice(i + 1);
+      }
+      if (partial.length > 8192) {
+        this.pushLine(partial);
+        partial = '';
+      }
+    });
+    stream.on('end', () => {
+      if (partial) this.pushLine(partial);
+      partial = '';
+    });
+  }
+
+  private pushLine(line: string): void {
+    const l = line.replace(/\r$/, '');
+    this.tail.push(l);
+    if (this.fatal === undefined && this.fatalPattern?.test(l)) this.fatal = l;
+    if (this.tail.length > TAIL_LINES * 4) this.tail.splice(0, this.tail.length - TAIL_LINES);
+    if (serverDebug()) process.stderr.write(`[${this.name}] ${l}\n`);
+    for (const f of [...this.lineListeners]) f(l);
+  }
+}
+
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  if (pid <= 1) return;
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // ESRCH: already gone.
+  }
+}
+
+/** Stops all given processes (in parallel), ignoring errors. */
+export async function stopAll(procs: readonly ManagedProcess[]): Promise<void> {
+  await Promise.all(procs.map((p) => p.stop().catch(() => undefined)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leak protection: an exit hook (normal exit, process.exit, uncaught exception) and a reaper
+// process (covers SIGKILL / SIGTERM of the test process, where no JS runs): the reaper reads the
+// live process groups and temp dirs from a pipe, and kills / removes them when the pipe closes.
+// ---------------------------------------------------------------------------------------------
+
+const live = new Set<ManagedProcess>();
+const tempDirs = new Set<string>();
+let hookInstalled = false;
+let reaper: ChildProcess | undefined;
+
+const REAPER_SRC = `
+const groups = new Set();
+const dirs = new Set();
+let buf = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => {
+  buf += d;
+  let i;
+  while ((i = buf.indexOf('\\n')) >= 0) {
+    const line = buf.slice(0, i);
+    buf = buf.slice(i + 1);
+    const op = line[0];
+    const arg = line.slice(1);
+    if (op === '>') dirs.add(arg);
+    else if (op === '<') dirs.delete(arg);
+    else {
+      const n = Number(arg);
+      if (!Number.isInteger(n) || n <= 1) continue;
+      if (op === '+') groups.add(n); else if (op === '-') groups.delete(n);
+    }
+  }
+});
+const reap = () => {
+  for (const g of groups) { try { process.kill(-g, 'SIGKILL'); } catch {} }
+  setTimeout(() => {
+    for (const d of dirs) { try { require('fs').rmSync(d, { recursive: true, force: true }); } catch {} }
+    process.exit(0);
+  }, groups.size ? 200 : 0);
+};
+process.stdin.on('end', reap);
+process.stdin.on('error', reap);
+`;
+
+function tellReaper(msg: string): void {
+  if (reaper === undefined) {
+    try {
+      reaper = spawn(process.execPath, ['-e', REAPER_SRC], { detached: true, stdio: ['pipe', 'ignore', 'ignore'] });
+      reaper.on('error', () => undefined);
+      reaper.stdin?.on('error', () => undefined);
+      reaper.unref();
+      (reaper.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    } catch {
+      return; // the exit hook still covers normal exits
+    }
+  }
+  reaper.stdin?.write(msg);
+}
+
+function installHook(): void {
+  if (hookInstalled) return;
+  hookInstalled = true;
+  process.on('exit', () => {
+    for (const p of live) killGroup(p.pid, 'SIGKILL');
+    for (const d of tempDirs) {
+      try {
+        rmSync(d, { recursive: true, force: true });
+      } catch {
+        // best effort
+      }
+    }
+  });
+}
+
+function register(p: ManagedProcess): void {
+  installHook();
+  live.add(p);
+  tellReaper(`+${p.pid}\n`);
+}
+
+function unregister(p: ManagedProcess): void {
+  if (!live.delete(p)) return;
+  tellReaper(`-${p.pid}\n`);
+}
+
+/** Registers a temp directory to be removed at exit if removeTempDir() was not called. */
+export function trackTempDir(dir: string): void {
+  installHook();
+  tempDirs.add(dir);
+  if (!dir.includes('\n')) tellReaper(`>${dir}\n`);
+}
+
+export async function removeTempDir(dir: string): Promise<void> {
+  if (tempDirs.delete(dir) && !dir.includes('\n')) tellReaper(`<${dir}\n`);
+  await rm(dir, { recursive: true, force: true, maxRetries: 3 }).catch(() => undefined);
+}
+
+/** Number of server processes still running (for tests of the harness itself). */
+export function liveProcessCount(): number {
+  return live.size;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server bookkeeping shared by the start*() functions
+// ---------------------------------------------------------------------------------------------
+
+const portsOf = new WeakMap<object, number[]>();
+
+/** Every loopback port a started server listens on (Swift: proxy, backends, memcached). */
+export function listeningPorts(server: S3Server | DynamoServer): number[] {
+  return [...(portsOf.get(server) ?? [])];
+}
+
+export function recordPorts(server: object, ports: readonly number[]): void {
+  portsOf.set(server, [...ports]);
+}
+
+/** Converts whatever a start*() caught into a ServerUnavailableError naming the process. */
+export function toUnavailable(
+  server: string,
+  err: unknown,
+  procs: readonly ManagedProcess[],
+  install: string,
+): ServerUnavailableError {
+  if (err instanceof ServerUnavailableError) return err;
+  const reason = errorText(err).replace(/^StartFailure: /, '');
+  // Blame the process the failure names, else the last one started.
+  const culprit = (err instanceof StartFailure ? err.proc : undefined) ?? procs[procs.length - 1];
+  const others = procs.filter((p) => p !== culprit && p.output().trim() !== '');
+  let output = culprit ? culprit.output(20) : undefined;
+  for (const o of others) output = `${output ?? ''}\n--- ${o.name}:\n${o.output(8)}`;
+  return new ServerUnavailableError({
+    server,
+    reason,
+    ...(culprit ? { command: culprit.command } : {}),
+    ...(output !== undefined ? { output } : {}),
+    install,
+    cause: err,
+  });
+}
+
+/** True when a failed start looks like a lost race for a port picked by freePort(). */
+export function isPortClash(err: unknown): boolean {
+  const text = err instanceof ServerUnavailableError ? `${err.reason}\n${err.output ?? ''}` : errorText(err);
+  return /address already in use|EADDRINUSE|Errno 98|BindException|Failed to bind|Could not bind|failed to listen/i.test(text);
+}
+
+/** Runs start() again (up to `attempts` times) when it failed because a port was taken meanwhile. */
+export async function retryOnPortClash<T>(start: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await start();
+    } catch (e) {
+      if (i >= attempts || !isPortClash(e)) throw e;
+    }
+  }
+}
+
+/** Fresh S3ClientConfig for an S3-compatible endpoint (path style, checksums only when required). */
+export function makeS3ClientConfig(s: {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}): S3ClientConfig {
+  return {
+    endpoint: s.endpoint,
+    region: s.region,
+    credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+    forcePathStyle: true,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  };
+}
+
+/** Fresh DynamoDBClientConfig for a local endpoint. */
+export function makeDynamoClientConfig(s: {
+  endpoint: string;
+  region: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+}): DynamoDBClientConfig {
+  return {
+    endpoint: s.endpoint,
+    region: s.region,
+    credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+  };
+}
+
+/** Creates the bucket (idempotent), retrying until the deadline: doubles as the readiness probe. */
+export async function createBucketUntil(
+  config: S3ClientConfig,
+  bucket: string,
+  deadline: number,
+  procs: readonly ManagedProcess[],
+  owner?: ManagedProcess,
+): Promise<void> {
+  const client = new S3Client({
+    ...config,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000 },
+  });
+  try {
+    await waitFor(
+      `CreateBucket ${bucket}`,
+      async () => {
+        try {
+          await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        } catch (e) {
+          if (!(e instanceof BucketAlreadyOwnedByYou) && !(e instanceof BucketAlreadyExists)) throw e;
+        }
+        return true;
+      },
+      { deadline, intervalMs: 200, procs, ...(owner ? { owner } : {}) },
+    );
+  } finally {
+    client.destroy();
+  }
+}
+
+/** One ListTables call (no retries): true when the DynamoDB endpoint answers. */
+export async function listTablesOnce(config: DynamoDBClientConfig): Promise<true> {
+  const client = new DynamoDBClient({
+    ...config,
+    maxAttempts: 1,
+    requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000 },
+  });
+  try {
+    await client.send(new ListTablesCommand({ Limit: 1 }));
+    return true;
+  } finally {
+    client.destroy();
+  }
+}
