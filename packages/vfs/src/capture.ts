@@ -182,14 +182,21 @@ export class WalCapture implements WalObserver {
       this.options.emit(this.buildTransaction(header, commit, false, this.nextTxid++));
     }
     this.state = result.state;
-    const newBase = frameOffset(result.state.nextFrame, header.pageSize);
-    if (this.mirrorValid && newBase >= this.mirrorBase && newBase <= this.mirrorEnd) {
-      const keep = this.mirrorEnd - newBase;
-      if (keep > 0) this.mirror.copyWithin(0, newBase - this.mirrorBase, this.mirrorEnd - this.mirrorBase);
-      this.mirrorBase = newBase;
-      this.mirrorEnd = newBase + keep;
+    // Keep the last commit frame in the mirror while frames after it could still be its sector
+    // padding: the next scan compares them with it, and should not have to read it from disk.
+    const next = result.state.nextFrame;
+    const lastCommit = result.state.lastCommitFrame ?? 0;
+    const sector = this.options.paddingSectorSize;
+    const padPossible =
+      sector > 0 && lastCommit > 0 && frameOffset(next, header.pageSize) < Math.ceil(frameOffset(lastCommit + 1, header.pageSize) / sector) * sector;
+    const keepFrom = frameOffset(padPossible ? lastCommit : next, header.pageSize);
+    if (this.mirrorValid && keepFrom >= this.mirrorBase && keepFrom <= this.mirrorEnd) {
+      const keep = this.mirrorEnd - keepFrom;
+      if (keep > 0 && keepFrom > this.mirrorBase) this.mirror.copyWithin(0, keepFrom - this.mirrorBase, this.mirrorEnd - this.mirrorBase);
+      this.mirrorBase = keepFrom;
+      this.mirrorEnd = keepFrom + keep;
     } else {
-      this.resetMirror(newBase, true);
+      this.resetMirror(frameOffset(next, header.pageSize), true);
     }
   }
 

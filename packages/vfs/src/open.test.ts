@@ -53,7 +53,8 @@ test('txids start at 1, grow by one per commit, and continue after close and reo
 test('checkpoint waits until the sink has acknowledged every transaction in the WAL', async () => {
   using t = tempDir();
   const path = join(t.dir, 'a.db');
-  const db = await openDatabase(path, { onCommit: () => {} });
+  const seen: CommittedTransaction[] = [];
+  const db = await openDatabase(path, { onCommit: (txn) => seen.push(txn) });
   db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)');
   const walBefore = statSync(`${path}-wal`).size;
   assert.deepEqual(db.checkpoint(), { checkpointed: false, reason: 'not-durable', lastTxid: 3, durableTxid: 0 });
@@ -62,7 +63,16 @@ test('checkpoint waits until the sink has acknowledged every transaction in the 
   assert.equal(db.checkpoint().reason, 'not-durable');
   db.acknowledge(3);
   assert.deepEqual(db.checkpoint(), { checkpointed: true, lastTxid: 4, durableTxid: 3 });
-  assert.equal(statSync(`${path}-wal`).size, 0);
+  db.acknowledge(db.txid); // the marker transaction of that checkpoint
+  assert.equal(db.checkpoint().reason, 'empty', 'nothing new to checkpoint');
+  const walAfterCheckpoint = statSync(`${path}-wal`).size;
+  db.exec('INSERT INTO t VALUES (2)');
+  assert.equal(statSync(`${path}-wal`).size, walAfterCheckpoint, 'RESTART keeps the WAL file and overwrites it from the start');
+  assert.deepEqual(
+    { salt1: seen.at(-1)!.wal!.salt1, commitIndex: seen.at(-1)!.wal!.commitIndex, firstFrame: seen.at(-1)!.wal!.firstFrame },
+    { salt1: (seen.at(-2)!.wal!.salt1 + 1) >>> 0, commitIndex: 1, firstFrame: 1 },
+    'the next commit starts a new WAL generation at frame 1 with salt-1 + 1',
+  );
   assert.throws(() => db.acknowledge(99), { code: 'ERR_INVALID_ARGUMENT' });
   assert.throws(() => db.exec('PRAGMA wal_checkpoint(TRUNCATE)'), { code: 'SQLITE_AUTH' });
   assert.throws(() => db.exec('PRAGMA journal_mode = DELETE'), { code: 'SQLITE_AUTH' });
