@@ -7,6 +7,15 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+// Which runtime runs the suite (node --test spawns each file with this same binary). The
+// cross-version runner (scripts/test-runtimes.mjs) sets WALSHIP_EXPECT_NODE_MAJOR to have it checked.
+console.log(`# test.mjs: node ${process.version} (${process.platform}-${process.arch}) at ${process.execPath}`);
+const expectMajor = process.env.WALSHIP_EXPECT_NODE_MAJOR;
+if (expectMajor && process.versions.node.split('.')[0] !== expectMajor) {
+  console.error(`test.mjs: expected node ${expectMajor}.x but this is node ${process.version} (${process.execPath})`);
+  process.exit(1);
+}
 const filters = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const passthrough = process.argv.slice(2).filter((a) => a.startsWith('-'));
 

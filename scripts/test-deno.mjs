@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+// Runs the Deno 2 smoke test (test/deno/*.ts) against the built package, with the deno binary from
+// the npm package `deno` (fetched by `npx -y deno@<spec>`; no separate install needed).
+//
+//   node scripts/test-deno.mjs            # deno@2
+//   node scripts/test-deno.mjs --deno 2.9  # another npm spec
+//
+// Permissions are the minimum the test needs (see the header of test/deno/smoke.ts): read+write on a
+// fresh temp dir, read on sqlite-wasm's sqlite3.wasm, and the one env var naming the temp dir.
+// Exits with deno's status (non-zero when a test fails).
+import { existsSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const args = process.argv.slice(2);
+let spec = process.env.WALSHIP_DENO_SPEC || '2';
+const extra = [];
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (a === '--deno') spec = args[++i] ?? spec;
+  else if (a.startsWith('--deno=')) spec = a.slice('--deno='.length);
+  else extra.push(a);
+}
+
+const npx = process.platform === 'win32' ? 'npx.cmd' : 'npx';
+
+function fail(msg) {
+  console.error(`test-deno: ${msg}`);
+  process.exit(1);
+}
+
+const entry = join(root, 'packages', 'vfs', 'dist', 'index.js');
+if (!existsSync(entry)) fail(`${relative(root, entry)} is missing: build first (npx -y pnpm@12.4.2 install, or tsc -b)`);
+
+// The wasm file sqlite-wasm reads at startup, as Deno will see it (pnpm links resolve to .pnpm/).
+let wasm;
+try {
+  const req = createRequire(join(root, 'packages', 'vfs', 'package.json'));
+  wasm = realpathSync(req.resolve('@sqlite.org/sqlite-wasm/sqlite3.wasm'));
+} catch (e) {
+  fail(`cannot find @sqlite.org/sqlite-wasm from packages/vfs (install first): ${e.message}`);
+}
+
+// One npx call fetches (or reuses) deno@spec and reports its binary and version; later calls run
+// the binary directly.
+const probe = spawnSync(
+  npx,
+  ['-y', `deno@${spec}`, 'eval', '--no-config', 'console.log(JSON.stringify({ exe: Deno.execPath(), version: Deno.version.deno, v8: Deno.version.v8 }))'],
+  { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
+);
+let info;
+try {
+  info = JSON.parse(probe.stdout.trim().split('\n').at(-1));
+} catch {
+  fail(`npx -y deno@${spec} did not run (status ${probe.status}):\n${probe.stderr}${probe.stdout}`);
+}
+const wantMajor = spec.match(/^\d+/)?.[0];
+if (wantMajor && info.version.split('.')[0] !== wantMajor) fail(`asked for deno@${spec} but got deno ${info.version}`);
+console.log(`# test-deno: deno ${info.version} (v8 ${info.v8}) at ${info.exe}`);
+
+const tests = readdirSync(join(root, 'test', 'deno'))
+  .filter((f) => /\.(ts|mts|js|mjs)$/.test(f) && !f.endsWith('.d.ts'))
+  .map((f) => `test/deno/${f}`)
+  .sort();
+if (tests.length === 0) fail('no test files in test/deno');
+
+const tmp = realpathSync(mkdtempSync(join(tmpdir(), 'walship-deno-')));
+const flags = [
+  'test',
+  '--no-prompt',
+  '--no-lock',
+  '--node-modules-dir=manual',
+  '--allow-env=WALSHIP_DENO_TMP',
+  `--allow-read=${tmp},${wasm}`,
+  `--allow-write=${tmp}`,
+  ...extra,
+  ...tests,
+];
+console.log(`# deno ${flags.join(' ')}`);
+let status = 1;
+try {
+  const r = spawnSync(info.exe, flags, {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, WALSHIP_DENO_TMP: tmp, NO_COLOR: '1' },
+  });
+  if (r.error) console.error(`test-deno: cannot run ${info.exe}: ${r.error.message}`);
+  status = r.status ?? 1;
+  if (r.signal) console.error(`test-deno: deno was killed by ${r.signal}`);
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+process.exit(status);
