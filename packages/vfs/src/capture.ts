@@ -145,8 +145,6 @@ export class WalCapture implements WalObserver {
     this.mirrorValid = false;
   }
 
-  walSync(): void {}
-
   commitPhaseTwo(): void {
     if (this.suspended || this.failure) return;
     try {

@@ -12,7 +12,6 @@ export interface WalObserver {
   /** The disk write after `walWrite` failed: what was captured for it is not on disk. */
   walWriteFailed(): void;
   walTruncate(size: number): void;
-  walSync(): void;
   /** SQLite finished a write transaction on the main database (SQLITE_FCNTL_COMMIT_PHASETWO). */
   commitPhaseTwo(): void;
 }
@@ -221,7 +220,6 @@ export class NodeVfs {
         try {
           if (flags & SQLITE_SYNC_DATAONLY) f.fs.fdatasyncSync(f.fd);
           else f.fs.fsyncSync(f.fd);
-          if (f.isWal) f.registration?.observer?.walSync();
           return SQLITE_OK;
         } catch (e) {
           return this.fail(e, ioCode(e, SQLITE_IOERR_FSYNC), `fsync ${f.path}`);

@@ -84,7 +84,10 @@ export class WalshipDatabase extends Database {
 
   /** @internal Use openDatabase(). */
   constructor(ctx: OpenContext) {
-    super({ sqlite3: ctx.sqlite3, pDb: ctx.pDb, filename: ctx.path }, { onClose: () => ctx.beforeClose() });
+    super(
+      { sqlite3: ctx.sqlite3, pDb: ctx.pDb, filename: ctx.path },
+      { onClose: () => ctx.beforeClose(), authorizer: (code, a, b, dbName) => ctx.authorize(code, a, b, dbName) },
+    );
     this.ctx = ctx;
   }
 
@@ -349,7 +352,6 @@ class OpenContext {
       }
     });
     if (this.capture) this.startCapture();
-    this.installAuthorizer();
   }
 
   private startCapture(): void {
@@ -474,32 +476,24 @@ class OpenContext {
     this.sink?.(txn);
   }
 
-  private installAuthorizer(): void {
-    const capi = this.sqlite3.capi as unknown as {
-      sqlite3_set_authorizer(pDb: number, fn: (p: number, code: number, a: string | 0, b: string | 0, c: string | 0, d: string | 0) => number, user: number): number;
-    };
+  /** SQLite's authorizer: refuses what would bypass capture or break the txid lineage. */
+  authorize(code: number, a: string | null, b: string | null, dbName: string | null): number {
+    if (this.internal) return 0;
     const captureOn = this.capture !== null;
-    capi.sqlite3_set_authorizer(
-      this.pDb,
-      (_p, code, a, b, dbName) => {
-        if (this.internal) return 0;
-        if (code === SQLITE_PRAGMA && typeof a === 'string') {
-          const name = a.toLowerCase();
-          if (name === 'wal_checkpoint' && captureOn) return SQLITE_DENY;
-          if (PRAGMAS_OWNED.has(name) && b) return SQLITE_DENY;
-          return 0;
-        }
-        if (!captureOn) return 0;
-        // Another database file written through this connection would have its own WAL, which
-        // walship does not capture; temporary and in-memory ones (VACUUM attaches one) are fine.
-        if (code === SQLITE_ATTACH) return a === '' || a === ':memory:' || a === 0 ? 0 : SQLITE_DENY;
-        const ownTable = dbName === 'main' || dbName === 0;
-        if ((code === SQLITE_INSERT || code === SQLITE_UPDATE || code === SQLITE_DELETE || code === SQLITE_DROP_TABLE) && a === META_TABLE && ownTable) return SQLITE_DENY;
-        if (code === SQLITE_ALTER_TABLE && a === 'main' && b === META_TABLE) return SQLITE_DENY;
-        return 0;
-      },
-      0,
-    );
+    if (code === SQLITE_PRAGMA && a !== null) {
+      const name = a.toLowerCase();
+      if (name === 'wal_checkpoint' && captureOn) return SQLITE_DENY;
+      if (PRAGMAS_OWNED.has(name) && b !== null) return SQLITE_DENY;
+      return 0;
+    }
+    if (!captureOn) return 0;
+    // Another database file written through this connection would have its own WAL, which
+    // walship does not capture; temporary and in-memory ones (VACUUM attaches one) are fine.
+    if (code === SQLITE_ATTACH) return a === null || a === '' || a === ':memory:' ? 0 : SQLITE_DENY;
+    const ownTable = dbName === null || dbName === 'main';
+    if ((code === SQLITE_INSERT || code === SQLITE_UPDATE || code === SQLITE_DELETE || code === SQLITE_DROP_TABLE) && a === META_TABLE && ownTable) return SQLITE_DENY;
+    if (code === SQLITE_ALTER_TABLE && a === 'main' && b === META_TABLE) return SQLITE_DENY;
+    return 0;
   }
 
   private runInternal<T>(fn: () => T): T {
