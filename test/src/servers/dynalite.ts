@@ -5,16 +5,12 @@
 
 import { createRequire } from 'node:module';
 import {
-  LOOPBACK,
   ManagedProcess,
   ServerUnavailableError,
-  makeDynamoClientConfig,
-  recordPorts,
   startTimeoutMs,
   toUnavailable,
-  waitFor,
-  listTablesOnce,
   type DynamoServer,
+  readyDynamoServer,
 } from './index.js';
 
 const require = createRequire(import.meta.url);
@@ -46,16 +42,7 @@ export async function startDynalite(): Promise<DynamoServer> {
   try {
     const m = await proc.waitForLine(/^WALSHIP_READY (\{.*\})$/, deadline, 'dynalite to listen');
     const port = (JSON.parse(m[1]!) as { port: number }).port;
-    const creds = { endpoint: `http://${LOOPBACK}:${port}`, region: 'us-east-1', accessKeyId: 'walship', secretAccessKey: 'walshipsecret' };
-    await waitFor('ListTables', () => listTablesOnce(makeDynamoClientConfig(creds)), { deadline, procs: [proc], owner: proc });
-    let stopped: Promise<void> | undefined;
-    const server: DynamoServer = {
-      ...creds,
-      kind: 'dynalite',
-      dynamoClientConfig: () => makeDynamoClientConfig(creds),
-      stop: () => (stopped ??= proc.stop()),
-    };
-    recordPorts(server, [port]);
+    const server = await readyDynamoServer('dynalite', port, proc, deadline);
     return server;
   } catch (e) {
     await proc.stop();

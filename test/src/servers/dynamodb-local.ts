@@ -6,22 +6,18 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import {
-  LOOPBACK,
   ManagedProcess,
   ServerUnavailableError,
   freePort,
-  listTablesOnce,
-  makeDynamoClientConfig,
   probeCommand,
-  recordPorts,
   retryOnPortClash,
   startTimeoutMs,
   toUnavailable,
-  waitFor,
   waitForPort,
   which,
   type Availability,
   type DynamoServer,
+  readyDynamoServer,
 } from './index.js';
 
 const require = createRequire(import.meta.url);
@@ -108,16 +104,7 @@ async function startOnce(): Promise<DynamoServer> {
   });
   try {
     await waitForPort(port, { timeoutMs: Math.max(0, deadline - Date.now()), procs: [proc], owner: proc });
-    const creds = { endpoint: `http://${LOOPBACK}:${port}`, region: 'us-east-1', accessKeyId: 'walship', secretAccessKey: 'walshipsecret' };
-    await waitFor('ListTables', () => listTablesOnce(makeDynamoClientConfig(creds)), { deadline, procs: [proc], owner: proc, intervalMs: 100 });
-    let stopped: Promise<void> | undefined;
-    const server: DynamoServer = {
-      ...creds,
-      kind: 'dynamodb-local',
-      dynamoClientConfig: () => makeDynamoClientConfig(creds),
-      stop: () => (stopped ??= proc.stop()),
-    };
-    recordPorts(server, [port]);
+    const server = await readyDynamoServer('dynamodb-local', port, proc, deadline, 100);
     return server;
   } catch (e) {
     await proc.stop();

@@ -727,6 +727,35 @@ export async function createBucketUntil(
   }
 }
 
+/**
+ * Waits until a DynamoDB endpoint on `port` answers ListTables, then describes it as a
+ * DynamoServer whose stop() kills `proc` (once). Shared by the dynalite and DynamoDB Local lanes.
+ */
+export async function readyDynamoServer(
+  kind: DynamoServer['kind'],
+  port: number,
+  proc: ManagedProcess,
+  deadline: number,
+  intervalMs?: number,
+): Promise<DynamoServer> {
+  const creds = { endpoint: `http://${LOOPBACK}:${port}`, region: 'us-east-1', accessKeyId: 'walship', secretAccessKey: 'walshipsecret' };
+  await waitFor('ListTables', () => listTablesOnce(makeDynamoClientConfig(creds)), {
+    deadline,
+    procs: [proc],
+    owner: proc,
+    ...(intervalMs !== undefined ? { intervalMs } : {}),
+  });
+  let stopped: Promise<void> | undefined;
+  const server: DynamoServer = {
+    ...creds,
+    kind,
+    dynamoClientConfig: () => makeDynamoClientConfig(creds),
+    stop: () => (stopped ??= proc.stop()),
+  };
+  recordPorts(server, [port]);
+  return server;
+}
+
 /** One ListTables call (no retries): true when the DynamoDB endpoint answers. */
 export async function listTablesOnce(config: DynamoDBClientConfig): Promise<true> {
   const client = new DynamoDBClient({
