@@ -254,3 +254,27 @@ test('a checkpoint that fails after its marker committed leaves the marker in th
   assert.ok(again.some((a) => a.txid === markerTxid), 'the marker is among the re-emitted');
   db2.close();
 });
+
+test('baseTxid numbers a restored database file from the replica and survives a reopen before any checkpoint', async () => {
+  using t = tempDir();
+  const source = join(t.dir, 'source.db');
+  let db = await openDatabase(source, { onCommit: () => {} });
+  db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)');
+  db.acknowledge(db.txid);
+  db.close(); // checkpoint: the marker row names this file's txid (4)
+  const restored = join(t.dir, 'restored.db');
+  writeFileSync(restored, readFileSync(source));
+  const seen: CommittedTransaction[] = [];
+  db = await openDatabase(restored, { onCommit: (txn) => seen.push(txn), baseTxid: 40, durableTxid: 40 });
+  assert.equal(db.recovery.firstAvailableTxid, 41);
+  assert.deepEqual(seen.map((s) => s.txid), [41], 'the base is recorded by one marker transaction');
+  db.prepare('INSERT INTO t VALUES (?)').run(2);
+  assert.equal(db.txid, 42);
+  db.close(); // not acknowledged: the WAL keeps 41 and 42
+  seen.length = 0;
+  db = await openDatabase(restored, { onCommit: (txn) => seen.push(txn), durableTxid: 40 });
+  assert.deepEqual(seen.map((s) => s.txid), [41, 42]);
+  assert.deepEqual(db.prepare('SELECT x FROM t ORDER BY x').pluck().all(), [1, 2]);
+  db.close();
+  await assert.rejects(openDatabase(restored, { baseTxid: 7 }), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_TXID_STATE');
+});

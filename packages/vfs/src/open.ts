@@ -23,6 +23,12 @@ export interface OpenOptions {
   onCommit?: (txn: CommittedTransaction) => void;
   /** Transactions up to this txid are already durable downstream: not emitted again on open. */
   durableTxid?: number;
+  /**
+   * The database file is the state after this txid (a database restored from a replica, whose
+   * checksum the caller has matched). Only valid while the WAL holds no committed transaction; it
+   * overrides the txid marker row, and open records it with a marker transaction (txid + 1).
+   */
+  baseTxid?: number;
   /** Capture WAL frames (default true). Off: a plain SQLite database on the walship VFS. */
   capture?: boolean;
   /** Page size for a new database (512..65536, power of two; default 8192 in this build). */
@@ -172,6 +178,8 @@ function validateOptions(o: OpenOptions): void {
   }
   if (o.synchronous !== undefined && !['OFF', 'NORMAL', 'FULL', 'EXTRA'].includes(o.synchronous)) bad('synchronous', 'must be OFF, NORMAL, FULL or EXTRA', o.synchronous);
   if (o.durableTxid !== undefined && (!Number.isInteger(o.durableTxid) || o.durableTxid < 0)) bad('durableTxid', 'must be a non-negative integer', o.durableTxid);
+  if (o.baseTxid !== undefined && (!Number.isInteger(o.baseTxid) || o.baseTxid < 0)) bad('baseTxid', 'must be a non-negative integer', o.baseTxid);
+  if (o.baseTxid !== undefined && o.capture === false) bad('baseTxid', 'needs capture on', 'capture: false');
   if (o.sectorSize !== undefined && (!Number.isInteger(o.sectorSize) || o.sectorSize < 512 || (o.sectorSize & (o.sectorSize - 1)) !== 0)) bad('sectorSize', 'must be a power of two >= 512', o.sectorSize);
   if (o.onCommit !== undefined && typeof o.onCommit !== 'function') bad('onCommit', 'must be a function', typeof o.onCommit);
   if (o.onCommit && o.capture === false) bad('onCommit', 'needs capture on', 'capture: false');
@@ -369,13 +377,21 @@ class OpenContext {
       : undefined;
     const header: WalHeader | null = scan.header;
     const commits = scan.result?.commits ?? [];
-    const markerTxid = marker?.txid ?? 0;
+    const base = this.options.baseTxid;
+    if (base !== undefined && (scan.result?.commits.length ?? 0) > 0) {
+      throw new WalshipError(
+        'ERR_TXID_STATE',
+        `${this.path}: baseTxid ${base} was given but the WAL holds ${scan.result?.commits.length} committed transactions; baseTxid describes a database file with an empty WAL`,
+        { details: { path: this.path, baseTxid: base, walCommits: scan.result?.commits.length } },
+      );
+    }
+    const markerTxid = base ?? marker?.txid ?? 0;
     // The marker row says: "I am transaction `txid`, commit number commits+1 of the WAL with these
     // salts". If that WAL is the one on disk, count from the marker's position; otherwise the marker
     // was checkpointed into the database file and every WAL commit comes after it.
     let firstWalTxid = markerTxid + 1;
     let markerInWal = false;
-    if (marker && header && marker.salt1 === header.salt1 && marker.salt2 === header.salt2 && marker.txid > 0) {
+    if (base === undefined && marker && header && marker.salt1 === header.salt1 && marker.salt2 === header.salt2 && marker.txid > 0) {
       if (marker.commits + 1 > commits.length) {
         throw new WalshipError(
           'ERR_TXID_STATE',
@@ -390,7 +406,9 @@ class OpenContext {
     const durable = this.options.durableTxid;
     let reemitted = 0;
     let firstAvailable = commits.length > 0 ? firstWalTxid : lastTxid + 1;
-    if (!markerInWal && markerTxid > 0) {
+    if (base !== undefined) {
+      firstAvailable = base + 1;
+    } else if (!markerInWal && markerTxid > 0) {
       // The marker transaction is the last one in the database file and only wrote its own page, so
       // it can be rebuilt from the file if the sink does not have it yet.
       firstAvailable = markerTxid;
@@ -418,6 +436,12 @@ class OpenContext {
     this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap };
     const state: WalScanState | null = scan.result?.state ?? null;
     capture.resume(state, lastTxid + 1);
+    if (base !== undefined && hasMeta && marker?.txid !== base) {
+      // The marker row still describes the replica's last checkpoint; record the new base so a
+      // reopen before the next checkpoint numbers the WAL from here. Salts 0 match no WAL.
+      this.runInternal(() => db.prepare(`UPDATE ${META_TABLE} SET txid = ?, salt1 = 0, salt2 = 0, commits = 0 WHERE id = 1`).run(base));
+      this.throwIfCaptureFailed();
+    }
     if (!hasMeta) {
       this.runInternal(() =>
         db.exec(
