@@ -63,6 +63,8 @@ export interface DatabaseOptions {
   /** Called once by {@link Database.close} while the connection is still open. */
   onClose?: () => void;
   authorizer?: Authorizer;
+  /** Replaces an SqliteError with a more specific error (its cause) before it is thrown. */
+  mapError?: (e: SqliteError) => Error;
 }
 
 export type TransactionFunction<F extends (...a: any[]) => any> = F & {
@@ -440,6 +442,7 @@ class Connection {
   open = true;
   /** Exception thrown by the user's authorizer during the current prepare, if any. */
   authorizerError: unknown = undefined;
+  mapError: ((e: SqliteError) => Error) | undefined;
 
   constructor(rt: Runtime, pDb: number, name: string) {
     this.rt = rt;
@@ -453,12 +456,13 @@ class Connection {
   }
 
   /** SqliteError for `rc`, with the connection's current error message. */
-  error(rc: number, sql: string): SqliteError {
+  error(rc: number, sql: string): Error {
     const code = this.rt.rcName(rc);
     const msg = this.rt.cstr(this.x.sqlite3_errmsg(this.pDb)) || code;
     const authErr = this.authorizerError;
     this.authorizerError = undefined;
-    return new SqliteError(code, rc, msg, authErr === undefined ? { details: { sql } } : { details: { sql }, cause: authErr });
+    const err = new SqliteError(code, rc, msg, authErr === undefined ? { details: { sql } } : { details: { sql }, cause: authErr });
+    return this.mapError ? this.mapError(err) : err;
   }
 
   /**
@@ -853,7 +857,7 @@ export class Statement {
   }
 
   /** Error for a failed step: captures the message, then resets the statement. */
-  private stepError(rc: number): SqliteError {
+  private stepError(rc: number): Error {
     const err = this.conn.error(rc, this.source);
     this.reset(this.p);
     return err;
@@ -912,6 +916,7 @@ export class Database {
     this.name = handle.filename;
     this.conn = new Connection(rt, handle.pDb, handle.filename);
     this.onClose = options.onClose;
+    this.conn.mapError = options.mapError;
     rt.x.sqlite3_extended_result_codes(handle.pDb, 1);
     const authorizer = options.authorizer;
     if (authorizer) {

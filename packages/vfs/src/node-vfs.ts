@@ -18,6 +18,8 @@ export interface WalObserver {
 
 export interface DatabaseRegistration {
   observer?: WalObserver;
+  /** While it returns an error, writes to the WAL fail with SQLITE_FULL and that error's message. */
+  writeBarrier?: () => Error | null;
   /** Report SQLITE_IOCAP_POWERSAFE_OVERWRITE (default true, like SQLite's unix VFS); false makes SQLite pad synced WAL commits to the sector size. */
   powersafeOverwrite: boolean;
   sectorSize: number;
@@ -189,6 +191,8 @@ export class NodeVfs {
         try {
           const source = heap().subarray(pSrc, pSrc + n);
           const observer = f.isWal ? f.registration?.observer : undefined;
+          const barrier = f.isWal ? f.registration?.writeBarrier?.() : null;
+          if (barrier) return this.fail(barrier, SQLITE_FULL, `write ${n} bytes at ${pos} of ${f.path}`);
           // Capture first: a capture that has failed refuses the write before it reaches disk.
           observer?.walWrite(source, pos);
           try {

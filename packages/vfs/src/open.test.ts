@@ -96,7 +96,7 @@ test('reopen emits the transactions still in the WAL again, byte-identical, from
     assert.equal(a.recovered, true);
     assert.equal(digest(a), first.get(a.txid), `txid ${a.txid} has the same bytes`);
   }
-  assert.deepEqual(db2.recovery, { walTransactions: 7, reemitted: 4, firstAvailableTxid: 1, gap: null });
+  assert.deepEqual(db2.recovery, { walTransactions: 7, reemitted: 4, firstAvailableTxid: 1, gap: null, marker: null });
   db2.close();
 });
 
@@ -277,4 +277,40 @@ test('baseTxid numbers a restored database file from the replica and survives a 
   assert.deepEqual(db.prepare('SELECT x FROM t ORDER BY x').pluck().all(), [1, 2]);
   db.close();
   await assert.rejects(openDatabase(restored, { baseTxid: 7 }), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_TXID_STATE');
+});
+
+test('a checkpoint note survives in the marker row and comes back when the marker is rebuilt', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'a.db');
+  let db = await openDatabase(path, { onCommit: () => {} });
+  db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)');
+  db.acknowledge(db.txid);
+  const r = db.checkpoint({ note: 'before-marker:abc' });
+  assert.equal(r.checkpointed, true);
+  db.close();
+  const seen: CommittedTransaction[] = [];
+  db = await openDatabase(path, { onCommit: (txn) => seen.push(txn), durableTxid: r.lastTxid - 1 });
+  assert.deepEqual(db.recovery.marker, { txid: r.lastTxid, note: 'before-marker:abc' });
+  assert.deepEqual(seen.map((s) => s.txid), [r.lastTxid], 'the marker transaction, still in the WAL, is emitted again');
+  db.close();
+});
+
+test('a write barrier refuses WAL writes with its own error, keeps reads, and lifts', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'a.db');
+  const seen: CommittedTransaction[] = [];
+  const db = await openDatabase(path, { onCommit: (txn) => seen.push(txn) });
+  db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1)');
+  const insert = db.prepare('INSERT INTO t VALUES (?)');
+  const before = seen.length;
+  db.setWriteBarrier(new WalshipError('ERR_WAL_LIMIT', 'too much WAL waiting', { details: { limit: 1 } }));
+  assert.throws(() => insert.run(2), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_WAL_LIMIT' && (e.cause as { code?: string }).code === 'SQLITE_FULL');
+  assert.throws(() => db.exec('INSERT INTO t VALUES (3)'), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_WAL_LIMIT');
+  assert.equal(seen.length, before, 'nothing captured for refused writes');
+  assert.deepEqual(db.prepare('SELECT x FROM t').pluck().all(), [1]);
+  db.setWriteBarrier(null);
+  insert.run(4);
+  assert.deepEqual(db.prepare('SELECT x FROM t ORDER BY x').pluck().all(), [1, 4]);
+  assert.equal(seen.at(-1)!.txid, db.txid);
+  db.close();
 });

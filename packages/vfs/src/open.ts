@@ -62,6 +62,19 @@ export interface RecoveryReport {
   firstAvailableTxid: number;
   /** Set when durableTxid is below firstAvailableTxid - 1: those transactions cannot be produced again. */
   gap: { fromTxid: number; toTxid: number } | null;
+  /**
+   * The txid marker row found at open: `txid` is the last checkpoint's marker transaction (every
+   * transaction up to it may be in the database file), `note` what that checkpoint was given.
+   */
+  marker: { txid: number; note: string | null } | null;
+}
+
+export interface CheckpointOptions {
+  /**
+   * Stored in the marker row with the checkpoint, readable at the next open as `recovery.marker.note`.
+   * A shipper records the checksum of the state before the marker here, so it can prove continuity later.
+   */
+  note?: string;
 }
 
 export interface DatabaseStatus {
@@ -92,7 +105,11 @@ export class WalshipDatabase extends Database {
   constructor(ctx: OpenContext) {
     super(
       { sqlite3: ctx.sqlite3, pDb: ctx.pDb, filename: ctx.path },
-      { onClose: () => ctx.beforeClose(), authorizer: (code, a, b, dbName) => ctx.authorize(code, a, b, dbName) },
+      {
+        onClose: () => ctx.beforeClose(),
+        authorizer: (code, a, b, dbName) => ctx.authorize(code, a, b, dbName),
+        mapError: (e) => ctx.mapError(e),
+      },
     );
     this.ctx = ctx;
   }
@@ -124,8 +141,8 @@ export class WalshipDatabase extends Database {
    * Copies the WAL into the database file and empties the WAL, but only when every transaction in
    * it is durable downstream (or no sink is attached). Returns what it did and why not.
    */
-  checkpoint(): CheckpointResult {
-    return this.ctx.checkpoint();
+  checkpoint(options: CheckpointOptions = {}): CheckpointResult {
+    return this.ctx.checkpoint(options);
   }
 
   /** fsync the `-wal` file: a shipper calls it once per batch so nothing is shipped that a local crash could lose. */
@@ -135,6 +152,15 @@ export class WalshipDatabase extends Database {
 
   status(): DatabaseStatus {
     return this.ctx.status();
+  }
+
+  /**
+   * While set, every write to the WAL fails (SQLITE_FULL inside SQLite) and the statement throws
+   * this error, with the SqliteError as its cause; reads go on. A shipper sets it when too much WAL
+   * is waiting for the object store. Pass null to accept writes again.
+   */
+  setWriteBarrier(error: Error | null): void {
+    this.ctx.writeBarrier = error;
   }
 
   override close(): void {
@@ -270,6 +296,7 @@ class OpenContext {
   private closed = false;
   private closing = false;
   private checkpointedThrough = -1;
+  writeBarrier: Error | null = null;
 
   constructor(sqlite3: Sqlite3, vfs: NodeVfs, path: string, options: OpenOptions, releaseLock: () => void) {
     this.sqlite3 = sqlite3;
@@ -285,7 +312,7 @@ class OpenContext {
     return this.options.onCommit;
   }
 
-  recovery: RecoveryReport = { walTransactions: 0, reemitted: 0, firstAvailableTxid: 1, gap: null };
+  recovery: RecoveryReport = { walTransactions: 0, reemitted: 0, firstAvailableTxid: 1, gap: null, marker: null };
 
   open(): void {
     const captureOn = this.options.capture ?? true;
@@ -302,6 +329,7 @@ class OpenContext {
     }
     this.vfs.registerDatabase(this.path, {
       ...(this.capture ? { observer: this.capture } : {}),
+      writeBarrier: () => this.writeBarrier,
       powersafeOverwrite: powersafe,
       sectorSize,
       fs: this.fs,
@@ -371,8 +399,8 @@ class OpenContext {
     });
     const hasMeta = this.runInternal(() => db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '${META_TABLE}'`).get() !== undefined);
     const marker = hasMeta
-      ? (this.runInternal(() => db.prepare(`SELECT txid, salt1, salt2, commits FROM ${META_TABLE} WHERE id = 1`).get()) as
-          | { txid: number; salt1: number; salt2: number; commits: number }
+      ? (this.runInternal(() => db.prepare(`SELECT * FROM ${META_TABLE} WHERE id = 1`).get()) as
+          | { txid: number; salt1: number; salt2: number; commits: number; note?: string | null }
           | undefined)
       : undefined;
     const header: WalHeader | null = scan.header;
@@ -433,7 +461,7 @@ class OpenContext {
       );
     }
     const gap = durable !== undefined && durable < firstAvailable - 1 ? { fromTxid: durable + 1, toTxid: firstAvailable - 1 } : null;
-    this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap };
+    this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap, marker: marker && marker.txid > 0 ? { txid: marker.txid, note: marker.note ?? null } : null };
     const state: WalScanState | null = scan.result?.state ?? null;
     capture.resume(state, lastTxid + 1);
     if (base !== undefined && hasMeta && marker?.txid !== base) {
@@ -442,11 +470,16 @@ class OpenContext {
       this.runInternal(() => db.prepare(`UPDATE ${META_TABLE} SET txid = ?, salt1 = 0, salt2 = 0, commits = 0 WHERE id = 1`).run(base));
       this.throwIfCaptureFailed();
     }
+    if (hasMeta && marker && !('note' in marker)) {
+      // Tables made before the note column existed get it now (one schema transaction).
+      this.runInternal(() => db.exec(`ALTER TABLE ${META_TABLE} ADD COLUMN note TEXT`));
+      this.throwIfCaptureFailed();
+    }
     if (!hasMeta) {
       this.runInternal(() =>
         db.exec(
-          `BEGIN; CREATE TABLE ${META_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), txid INTEGER NOT NULL, salt1 INTEGER NOT NULL, salt2 INTEGER NOT NULL, commits INTEGER NOT NULL);` +
-            `INSERT INTO ${META_TABLE} VALUES (1, 0, 0, 0, 0); COMMIT;`,
+          `BEGIN; CREATE TABLE ${META_TABLE}(id INTEGER PRIMARY KEY CHECK (id = 1), txid INTEGER NOT NULL, salt1 INTEGER NOT NULL, salt2 INTEGER NOT NULL, commits INTEGER NOT NULL, note TEXT);` +
+            `INSERT INTO ${META_TABLE} VALUES (1, 0, 0, 0, 0, NULL); COMMIT;`,
         ),
       );
       this.throwIfCaptureFailed();
@@ -520,6 +553,15 @@ class OpenContext {
     return 0;
   }
 
+  mapError(e: SqliteError): Error {
+    const barrier = this.writeBarrier;
+    if (barrier && (e.code === 'SQLITE_FULL' || e.code.startsWith('SQLITE_FULL_'))) {
+      const w = barrier as Error & { code?: string; details?: Record<string, unknown> };
+      return new WalshipError(w.code ?? 'ERR_WRITE_REFUSED', w.message, { cause: e, details: w.details ?? {} });
+    }
+    return e;
+  }
+
   private runInternal<T>(fn: () => T): T {
     const was = this.internal;
     this.internal = true;
@@ -535,7 +577,7 @@ class OpenContext {
     if (failed) throw failed;
   }
 
-  checkpoint(): CheckpointResult {
+  checkpoint(options: CheckpointOptions = {}): CheckpointResult {
     const db = this.db!;
     const capture = this.capture;
     if (!capture) {
@@ -559,7 +601,8 @@ class OpenContext {
     const pos = capture.position;
     if (!pos || pos.commits === 0) return result(false, 'empty');
     if (db.inTransaction) return result(false, 'busy');
-    if (!this.writeMarker() && !this.writeMarker()) {
+    const note = options.note ?? null;
+    if (!this.writeMarker(note) && !this.writeMarker(note)) {
       throw new WalshipError('ERR_TXID_STATE', `${this.path}: the txid marker did not land where it was written for, twice; not checkpointing`, {
         details: { path: this.path, lastTxid: capture.lastTxid },
       });
@@ -579,14 +622,14 @@ class OpenContext {
    * there. If it did not (SQLite restarted the WAL under it), the row is wrong until the next marker,
    * so the caller writes another one at once, from the now-known position.
    */
-  private writeMarker(): boolean {
+  private writeMarker(note: string | null): boolean {
     const db = this.db!;
     const capture = this.capture!;
     const pos = capture.position;
     if (!pos) return false;
     const markerTxid = capture.lastTxid + 1;
     this.runInternal(() =>
-      db.prepare(`UPDATE ${META_TABLE} SET txid = ?, salt1 = ?, salt2 = ?, commits = ? WHERE id = 1`).run(markerTxid, pos.salt1, pos.salt2, pos.commits),
+      db.prepare(`UPDATE ${META_TABLE} SET txid = ?, salt1 = ?, salt2 = ?, commits = ?, note = ? WHERE id = 1`).run(markerTxid, pos.salt1, pos.salt2, pos.commits, note),
     );
     this.throwIfCaptureFailed();
     const marker = this.lastEmitted;
