@@ -1,0 +1,12 @@
+export type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
+export { StorageError, isStorageError, type StorageErrorCode, type StorageErrorDetails, type StorageOperation } from './errors.js';
+export { DEFAULT_RETRY, backoffDelay, type RetryOptions } from './retry.js';
+export {
+  S3Storage,
+  createS3Storage,
+  DEFAULT_PART_SIZE,
+  DELETE_BATCH,
+  MAX_PARTS,
+  MIN_PART_SIZE,
+  type S3StorageOptions,
+} from './s3.js';
