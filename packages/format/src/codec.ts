@@ -1,0 +1,122 @@
+import zstd from '@bokuweb/zstd-wasm';
+import { FormatError } from './errors.js';
+import type { Compression } from './format.js';
+
+/** Every compression id a reader understands; an encoder may write any of them. */
+export const COMPRESSIONS: readonly Compression[] = ['none', 'zstd'];
+
+/**
+ * zstd level 1 made shipped commits 1.5x smaller than lz4 (100 versions of one page 4.6x smaller)
+ * at 336 MB/s, so lz4 was dropped; lz4-wasm-nodejs also reads its .wasm synchronously on import,
+ * which Deno gates. Numbers: bench/results/compression-*.txt, README "Compression".
+ */
+export const DEFAULT_COMPRESSION: Compression = 'zstd';
+
+/**
+ * Compression runs on the writer's event loop, shared with the application's SQLite: level 3
+ * measured 1.7-1.8x the CPU of level 1 for objects only 12-13% smaller.
+ */
+export const DEFAULT_ZSTD_LEVEL = 1;
+
+let loaded = false;
+let loading: Promise<void> | undefined;
+
+/** Instantiates the zstd WASM module once. */
+export function loadCodecs(): Promise<void> {
+  if (loaded) return Promise.resolve();
+  if (!loading) {
+    loading = zstd.init().then(
+      () => {
+        loaded = true;
+      },
+      (cause: unknown) => {
+        loading = undefined;
+        // The Node build of the binding reads zstd.wasm with node:fs, which Deno gates.
+        throw new FormatError(
+          'ERR_NOT_INITIALIZED',
+          `cannot instantiate the zstd WASM module: ${String(cause)} (on Deno, allow reading @bokuweb/zstd-wasm's zstd.wasm: --allow-read=<its real path>)`,
+          {},
+          { cause },
+        );
+      },
+    );
+  }
+  return loading;
+}
+
+export function codecsLoaded(): boolean {
+  return loaded;
+}
+
+function requireLoaded(): void {
+  if (!loaded) {
+    throw new FormatError(
+      'ERR_NOT_INITIALIZED',
+      'the compression codecs are not loaded: call `await loadFormat()` (or `await loadCodecs()`) once before encoding or decoding',
+    );
+  }
+}
+
+/** Compresses one chunk. The result may be larger than the input; the encoder then stores it raw. */
+export function compress(compression: Compression, raw: Uint8Array, level: number = DEFAULT_ZSTD_LEVEL): Uint8Array {
+  switch (compression) {
+    case 'none':
+      return raw;
+    case 'zstd':
+      requireLoaded();
+      return zstd.compress(raw, level);
+  }
+}
+
+/**
+ * Decompresses one chunk into exactly `rawLength` bytes, or throws a plain Error saying why (the
+ * decoder wraps it with the object name and offset). `rawLength` is bounded by the caller, so a
+ * crafted frame cannot make this allocate more.
+ */
+export function decompress(compression: Compression, stored: Uint8Array, rawLength: number): Uint8Array {
+  let raw: Uint8Array;
+  switch (compression) {
+    case 'none':
+      raw = stored;
+      break;
+    case 'zstd': {
+      requireLoaded();
+      const size = zstdContentSize(stored);
+      if (size !== rawLength) throw new Error(`the zstd frame declares ${size ?? 'no'} content size, the chunk header ${rawLength}`);
+      raw = zstd.decompress(stored);
+      break;
+    }
+  }
+  if (raw.length !== rawLength) throw new Error(`decompressed to ${raw.length} bytes, the chunk header says ${rawLength}`);
+  return raw;
+}
+
+/**
+ * The Frame_Content_Size of a single zstd frame (RFC 8878 section 3.1.1.1), or null when absent or
+ * unreadable. Checked before decompressing because the zstd binding allocates whatever size the
+ * frame declares.
+ */
+function zstdContentSize(frame: Uint8Array): number | null {
+  if (frame.length < 6) return null;
+  const v = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (v.getUint32(0, true) !== 0xfd2fb528) return null;
+  const descriptor = v.getUint8(4);
+  const fcsFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  const dictIdSize = [0, 1, 2, 4][descriptor & 3] as number;
+  const fcsSize = fcsFlag === 0 ? singleSegment : 1 << fcsFlag;
+  const at = 5 + (singleSegment ? 0 : 1) + dictIdSize;
+  if (fcsSize === 0 || frame.length < at + fcsSize) return null;
+  switch (fcsSize) {
+    case 1:
+      return v.getUint8(at);
+    case 2:
+      return v.getUint16(at, true) + 256;
+    case 4:
+      return v.getUint32(at, true);
+    default: {
+      const size = v.getBigUint64(at, true);
+      return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : null;
+    }
+  }
+}

@@ -1,0 +1,123 @@
+import type { OpenOptions } from '@walship/vfs';
+import { WalshipError } from '@walship/vfs';
+import type { ObjectStorage, RequestEvent, RetryOptions, S3StorageOptions } from '@walship/storage';
+import type { Compression } from '@walship/format';
+import type { LogEntry, LogLevel } from './log.js';
+
+export type { Compression };
+export type WalLimitAction = 'fail-writes';
+
+export interface EncryptionKey {
+  /** 1..32 ASCII characters, stored in every object header. */
+  id: string;
+  /** 32 bytes, raw or base64. */
+  key: Uint8Array | string;
+}
+
+export interface ReplicatedOptions {
+  s3: {
+    bucket: string;
+    /** Database prefix inside the bucket (no leading or trailing slash), e.g. `prod/orders`. */
+    prefix: string;
+    /** A configured client; without one, the standard AWS credential chain and environment are used. */
+    client?: S3StorageOptions['client'];
+    endpoint?: string;
+    region?: string;
+    forcePathStyle?: boolean;
+    credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+    retry?: RetryOptions;
+  };
+  /** Any other store behind the storage seam (tests, other clouds). Replaces `s3` for I/O; `s3.prefix` still names the database. */
+  storage?: ObjectStorage;
+  /** How long the first transaction of a batch waits for others before the batch ships (ms, default 1000; 0 ships at once). */
+  batchWindowMs?: number;
+  /** A batch closes once its page bytes reach this (default 16 MiB); a larger transaction ships alone. */
+  maxSegmentBytes?: number;
+  /** Default zstd (see bench/results/compression-*.txt). */
+  compression?: Compression;
+  /** AES-256-GCM. The first key (or `primary`) encrypts; every key listed can decrypt. */
+  encryption?: { keys: EncryptionKey[]; primary?: string };
+  /** A full snapshot of the last checkpointed state at most this often (ms, default 1 hour; 0 = only at generation start). */
+  snapshotIntervalMs?: number;
+  /** Keep every point of this window restorable; delete older objects (ms, default 7 days; 0 = keep everything). */
+  retentionMs?: number;
+  /** How often retention and compaction run (ms, default 10 minutes). */
+  maintenanceIntervalMs?: number;
+  /** Checkpoint once this many WAL bytes are durable (default 4 MiB). */
+  checkpointBytes?: number;
+  /** WAL bytes not yet durable in S3 allowed on local disk before writes fail with ERR_WAL_LIMIT (default 1 GiB). */
+  walLimitBytes?: number;
+  /** Page bytes of pending transactions kept in memory; beyond it they are read back from the WAL (default 32 MiB). */
+  maxPendingMemoryBytes?: number;
+  /** Backoff between failed uploads of one segment (ms; defaults 100 .. 30000). */
+  uploadBackoff?: { baseMs?: number; maxMs?: number };
+  /** Structured log sink; default: JSON lines on stderr at `logLevel` (default 'warn'). */
+  logger?: (entry: LogEntry) => void;
+  logLevel?: LogLevel;
+  /** Called for every storage request (after the shipper's own accounting). */
+  onRequest?: (event: RequestEvent) => void;
+  /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
+  database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
+}
+
+export interface ResolvedOptions {
+  bucket: string;
+  prefix: string;
+  batchWindowMs: number;
+  maxSegmentBytes: number;
+  compression: Compression;
+  snapshotIntervalMs: number;
+  retentionMs: number;
+  maintenanceIntervalMs: number;
+  checkpointBytes: number;
+  walLimitBytes: number;
+  maxPendingMemoryBytes: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+const MiB = 1024 * 1024;
+
+function bad(option: string, why: string, value: unknown): never {
+  throw new WalshipError('ERR_INVALID_OPTION', `option ${option} ${why} (got ${JSON.stringify(value)})`, { details: { option, value } });
+}
+
+function nonNegative(name: string, value: number | undefined, fallback: number, min = 0): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min) bad(name, `must be a number >= ${min}`, value);
+  return value;
+}
+
+/** Checks every option before anything is opened or written. */
+export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
+  if (typeof o !== 'object' || o === null) bad('options', 'must be an object', o);
+  if (typeof o.s3 !== 'object' || o.s3 === null) bad('s3', 'must be an object with bucket and prefix', o.s3);
+  const { bucket, prefix } = o.s3;
+  if (o.storage === undefined && (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket))) {
+    bad('s3.bucket', 'must be an S3 bucket name (3-63 characters: a-z, 0-9, dot, hyphen)', bucket);
+  }
+  if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('//')) {
+    bad('s3.prefix', 'must be a key prefix without leading, trailing or doubled slashes', prefix);
+  }
+  const compression = o.compression ?? 'zstd';
+  if (!['zstd', 'none'].includes(compression)) bad('compression', "must be 'zstd' or 'none'", compression);
+  const maxSegmentBytes = nonNegative('maxSegmentBytes', o.maxSegmentBytes, 16 * MiB, 65536);
+  const walLimitBytes = nonNegative('walLimitBytes', o.walLimitBytes, 1024 * MiB, MiB);
+  const checkpointBytes = nonNegative('checkpointBytes', o.checkpointBytes, 4 * MiB);
+  if (checkpointBytes >= walLimitBytes) bad('checkpointBytes', `must be below walLimitBytes (${walLimitBytes})`, checkpointBytes);
+  return {
+    bucket: bucket ?? '',
+    prefix,
+    batchWindowMs: nonNegative('batchWindowMs', o.batchWindowMs, 1000),
+    maxSegmentBytes,
+    compression,
+    snapshotIntervalMs: nonNegative('snapshotIntervalMs', o.snapshotIntervalMs, 3600_000),
+    retentionMs: nonNegative('retentionMs', o.retentionMs, 7 * 86400_000),
+    maintenanceIntervalMs: nonNegative('maintenanceIntervalMs', o.maintenanceIntervalMs, 600_000, 1000),
+    checkpointBytes,
+    walLimitBytes,
+    maxPendingMemoryBytes: nonNegative('maxPendingMemoryBytes', o.maxPendingMemoryBytes, 32 * MiB),
+    backoffBaseMs: nonNegative('uploadBackoff.baseMs', o.uploadBackoff?.baseMs, 100, 1),
+    backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
+  };
+}

@@ -1,0 +1,685 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
+import { WalshipDatabase, WalshipError } from '@walship/vfs';
+import type { ObjectStorage } from '@walship/storage';
+import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, type Keyring, type ObjectHeaderInit } from '@walship/format';
+import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
+import type { ResolvedOptions } from './options.js';
+import type { Logger } from './log.js';
+import type { ShipperMetrics, RequestRates } from './metrics.js';
+import { hashPages } from './local.js';
+import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
+import { Maintenance } from './maintenance.js';
+
+export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
+
+export interface ReplicationStatus {
+  /** `s3://bucket/prefix` of the replica. */
+  replica: string;
+  path: string;
+  state: ShipperState;
+  committedTxid: number;
+  durableTxid: number;
+  /** Age of the oldest transaction not yet durable (0 when none). */
+  lagMs: number;
+  pendingTransactions: number;
+  pendingWalBytes: number;
+  walBytes: number;
+  generation: string | null;
+  epoch: number;
+  /** Writes refused because too much WAL is waiting for the object store. */
+  walLimitReached: boolean;
+  lastSnapshot: { txid: number; at: string } | null;
+  lastUpload: { key: string; txid: number; at: string } | null;
+  lastError: { code: string; message: string; at: string } | null;
+  lease: 'none: one writer per database is assumed, not enforced';
+  requests: RequestRates;
+}
+
+interface FlushWaiter {
+  txid: number;
+  resolve: (v: { txid: number }) => void;
+  reject: (e: Error) => void;
+}
+
+interface NewGeneration {
+  reason: string;
+  parent: { generation: string; txid: number } | null;
+}
+
+const encoder = new TextEncoder();
+
+export interface ShipperContext {
+  path: string;
+  options: ResolvedOptions;
+  storage: ObjectStorage;
+  keyring: Keyring | undefined;
+  log: Logger;
+  metrics: ShipperMetrics;
+}
+
+/**
+ * Turns the VFS's committed transactions into ordered objects: a snapshot starts each generation,
+ * segments follow in txid order, one upload at a time, and a transaction is acknowledged to the VFS
+ * (so its frames may be checkpointed) only once it and everything before it is durable.
+ */
+export class Shipper {
+  db!: WalshipDatabase;
+  /** The database's own methods: the replicated handle hides them from the application. */
+  raw!: {
+    acknowledge(txid: number): void;
+    checkpoint(options?: CheckpointOptions): CheckpointResult;
+    setWriteBarrier(error: Error | null): void;
+    status(): DatabaseStatus;
+  };
+  state: ShipperState = 'starting';
+  hashes: PageHashes | null = null;
+  readonly queue: PendingQueue;
+  durableTxid = 0;
+  committedTxid = 0;
+  generation: string | null = null;
+  epoch = 0;
+  private durableChecksum = 0n;
+  private opening: CommittedTransaction[] | null = [];
+  private waiters: FlushWaiter[] = [];
+  private pump: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private needGeneration: NewGeneration | null = null;
+  private snapshotting = false;
+  private walSinceCheckpoint = 0;
+  private draining = false;
+  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number } | null = null;
+  private lastSnapshotTxid = 0;
+  private lastSnapshotAt = 0;
+  private walLimitReached = false;
+  private stopped = false;
+  private abort = new AbortController();
+  private fatal: Error | null = null;
+  private lastError: ReplicationStatus['lastError'] = null;
+  private lastUpload: ReplicationStatus['lastUpload'] = null;
+  private lastSnapshotInfo: ReplicationStatus['lastSnapshot'] = null;
+  private databaseId = '';
+  private manifestWritten = false;
+  private seq = 0;
+  private epochMarked = false;
+  private epochs = new Map<number, number>();
+  private maintenance: Maintenance | null = null;
+  private periodic: Promise<void> | null = null;
+  private readonly keys;
+
+  constructor(private readonly ctx: ShipperContext) {
+    this.queue = new PendingQueue(ctx.options.maxPendingMemoryBytes);
+    this.keys = formatKeys(ctx.options.prefix);
+  }
+
+  get location(): string {
+    return this.ctx.storage.location;
+  }
+
+  /** The VFS sink: runs synchronously inside SQLite's commit, so it only records and schedules. */
+  onCommit = (txn: CommittedTransaction): void => {
+    if (this.opening) {
+      this.opening.push(txn);
+      return;
+    }
+    this.track(txn);
+  };
+
+  private track(txn: CommittedTransaction): void {
+    const hashes = this.hashes!;
+    for (const p of txn.pages) hashes.set(p.pgno, p.data);
+    hashes.truncate(txn.commitSize);
+    const pending = pendingFrom(txn, hashes.value);
+    this.queue.push(pending);
+    this.committedTxid = txn.txid;
+    this.walSinceCheckpoint += pending.walBytes;
+    this.ctx.metrics.committed.inc();
+    if (this.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
+      this.walLimitReached = true;
+      this.raw.setWriteBarrier(
+        new WalshipError(
+          'ERR_WAL_LIMIT',
+          `${this.ctx.path}: ${this.queue.pendingWalBytes} bytes of WAL are waiting for ${this.location} (walLimitBytes ${this.ctx.options.walLimitBytes}); writes are refused until the object store catches up. Last error: ${this.lastError?.message ?? 'none'}`,
+          { details: { path: this.ctx.path, pendingWalBytes: this.queue.pendingWalBytes, walLimitBytes: this.ctx.options.walLimitBytes, durableTxid: this.durableTxid } },
+        ),
+      );
+      this.ctx.log.error('WAL limit reached: refusing writes until the object store catches up', { txid: txn.txid, pendingWalBytes: this.queue.pendingWalBytes });
+    }
+    this.schedule(false);
+  }
+
+  /**
+   * Start-up after the lineage is read and the database is open: hash the local database, prove
+   * (or disprove) that it continues the replica, and queue what must ship.
+   */
+  async start(db: WalshipDatabase, lineage: Lineage, baseTxid: number | undefined): Promise<void> {
+    this.db = db;
+    const proto = WalshipDatabase.prototype;
+    this.raw = {
+      acknowledge: (txid) => proto.acknowledge.call(db, txid),
+      checkpoint: (options) => proto.checkpoint.call(db, options),
+      setWriteBarrier: (error) => proto.setWriteBarrier.call(db, error),
+      status: () => proto.status.call(db),
+    };
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    const fd = openSync(this.ctx.path, 'r');
+    try {
+      this.hashes = hashPages(fd, pageSize);
+    } finally {
+      closeSync(fd);
+    }
+    const opening = this.opening ?? [];
+    this.opening = null;
+    this.databaseId = lineage.databaseId ?? randomBytes(16).toString('hex');
+    this.manifestWritten = lineage.databaseId !== null;
+    this.epoch = lineage.maxEpoch + 1;
+    this.durableTxid = 0;
+    let continueAt: number | null = null;
+    const tip = lineage.tip;
+    // The file holds some state from the WAL's start up to the last checkpoint's marker K; replaying
+    // every WAL transaction over it in order is exact from K on (earlier ones may mix states).
+    const markerTxid = db.recovery.marker?.txid ?? 0;
+    const at = new Map<number, bigint>();
+    const after = new Map<number, bigint>();
+    if (baseTxid !== undefined) at.set(baseTxid, this.hashes.value);
+    for (const txn of opening) {
+      for (const p of txn.pages) this.hashes.set(p.pgno, p.data);
+      this.hashes.truncate(txn.commitSize);
+      after.set(txn.txid, this.hashes.value);
+      if (txn.txid >= markerTxid) at.set(txn.txid, this.hashes.value);
+    }
+    at.set(db.txid, this.hashes.value);
+    this.committedTxid = db.txid;
+    if (tip && lineage.generation) {
+      if (db.txid < tip.txid) {
+        throw new WalshipError(
+          'ERR_DURABLE_AHEAD',
+          `${this.location} holds transactions up to ${tip.txid} but ${this.ctx.path} ends at ${db.txid}: the local database is older than its replica. Restore it first (walship restore), or point s3.prefix elsewhere`,
+          { details: { path: this.ctx.path, replicaTxid: tip.txid, localTxid: db.txid, generation: lineage.generation } },
+        );
+      }
+      if (lineage.pageSize !== null && lineage.pageSize !== pageSize) {
+        this.needGeneration = { reason: `page size changed from ${lineage.pageSize} to ${pageSize}`, parent: { generation: lineage.generation, txid: tip.txid } };
+      } else if (at.get(tip.txid) === tip.checksum) {
+        continueAt = tip.txid;
+      } else if (tip.txid === markerTxid - 1 && db.recovery.marker?.note === checkpointNote(tip.checksum)) {
+        // The last checkpoint's marker never shipped; its note holds the checksum of the state before it.
+        continueAt = tip.txid;
+      } else {
+        const why = at.has(tip.txid) ? 'the local database differs from the replica at its last txid' : `the local database was checkpointed past the replica's last txid ${tip.txid}`;
+        this.needGeneration = { reason: why, parent: { generation: lineage.generation, txid: tip.txid } };
+      }
+    } else {
+      this.needGeneration = { reason: lineage.databaseId ? 'no restorable generation in the replica' : 'new replica', parent: null };
+    }
+    if (continueAt !== null) {
+      this.generation = lineage.generation;
+      this.epochs = new Map(lineage.epochs);
+      this.seq = 0;
+      this.durableTxid = continueAt;
+      this.durableChecksum = tip!.checksum;
+      this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
+      db.acknowledge(continueAt);
+      this.ctx.log.info('continuing the replica', { generation: this.generation, txid: continueAt, epoch: this.epoch });
+    } else {
+      this.ctx.log.warn('starting a new generation', { reason: this.needGeneration!.reason, parent: this.needGeneration!.parent });
+    }
+    this.ctx.log.with({ generation: this.generation });
+    for (const txn of opening) if (txn.txid > this.durableTxid) this.queue.push(pendingFrom(txn, after.get(txn.txid)!));
+    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    this.state = 'running';
+    this.maintenance = new Maintenance({ ...this.ctx, shipper: this });
+    this.schedule(true);
+  }
+
+  /** Resolves once every transaction committed before the call is durable. */
+  flush(): Promise<{ txid: number }> {
+    if (this.fatal) return Promise.reject(this.fatal);
+    const txid = this.committedTxid;
+    if (this.durableTxid >= txid && !this.needGeneration) return Promise.resolve({ txid: this.durableTxid });
+    if (this.state === 'closed') return Promise.reject(new WalshipError('ERR_CLOSED', `${this.ctx.path} is closed; ${txid - this.durableTxid} transactions were not durable`, { details: { durableTxid: this.durableTxid, txid } }));
+    return new Promise((resolve, reject) => {
+      this.waiters.push({ txid, resolve, reject });
+      this.schedule(true);
+    });
+  }
+
+  private schedule(now: boolean): void {
+    if ((this.state !== 'running' && this.state !== 'closing') || this.stopped) return;
+    if (this.pump) return;
+    const first = this.queue.first();
+    const wantsWork = this.needGeneration !== null || first !== undefined;
+    if (!wantsWork) return;
+    const window = this.ctx.options.batchWindowMs;
+    const urgent = now || window === 0 || this.draining || this.waiters.length > 0 || this.needGeneration !== null;
+    if (!urgent && first) {
+      const wait = window - (performance.now() - first.committedAt);
+      if (wait > 0) {
+        if (!this.timer) {
+          this.timer = setTimeout(() => {
+            this.timer = null;
+            this.schedule(true);
+          }, wait);
+          this.timer.unref?.();
+        }
+        return;
+      }
+    }
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    this.pump = this.run().finally(() => {
+      this.pump = null;
+      if (!this.stopped && this.fatal === null) this.schedule(false);
+    });
+  }
+
+  private async run(): Promise<void> {
+    try {
+      if (this.needGeneration) await this.startGeneration(this.needGeneration);
+      if (!this.epochMarked) await this.markEpoch(this.durableTxid + 1);
+      const batch = this.takeBatch();
+      if (batch.length > 0) await this.ship(batch);
+    } catch (e) {
+      if (this.stopped && isAbort(e)) return;
+      this.fail(e as Error);
+    }
+  }
+
+  private takeBatch(): PendingTxn[] {
+    const batch: PendingTxn[] = [];
+    let bytes = 0;
+    for (let i = 0; i < this.queue.length; i++) {
+      const t = this.queue.at(i)!;
+      const size = t.pageCount * t.pageSize;
+      if (batch.length > 0 && bytes + size > this.ctx.options.maxSegmentBytes) break;
+      batch.push(t);
+      bytes += size;
+    }
+    return batch;
+  }
+
+  private header(kind: 'segment' | 'snapshot', txns: { minTxid: number; maxTxid: number; commitSize: number; first: number; last: number; pre: bigint; post: bigint; count: number; pages: number }): ObjectHeaderInit {
+    return {
+      kind,
+      databaseId: this.databaseId,
+      generation: this.generation!,
+      epoch: this.epoch,
+      level: 0,
+      minTxid: txns.minTxid,
+      maxTxid: txns.maxTxid,
+      pageSize: this.hashes!.pageSize,
+      commitSize: txns.commitSize,
+      firstTimestamp: txns.first,
+      lastTimestamp: txns.last,
+      preChecksum: txns.pre,
+      postChecksum: txns.post,
+      transactionCount: txns.count,
+      pageCount: txns.pages,
+      compression: this.ctx.options.compression,
+    };
+  }
+
+  private async ship(batch: PendingTxn[]): Promise<void> {
+    const first = batch[0]!;
+    const last = batch.at(-1)!;
+    const key = this.keys.segment({ generation: this.generation!, level: 0, minTxid: first.txid, epoch: this.epoch });
+    const header = this.header('segment', {
+      minTxid: first.txid,
+      maxTxid: last.txid,
+      commitSize: last.commitSize,
+      first: first.timestamp,
+      last: last.timestamp,
+      pre: this.durableChecksum,
+      post: last.postChecksum,
+      count: batch.length,
+      pages: batch.reduce((n, t) => n + t.pageCount, 0),
+    });
+    // Nothing is shipped that a local crash could take back.
+    this.db.syncWal();
+    const walPath = `${this.ctx.path}-wal`;
+    const keyring = this.ctx.keyring;
+    const body = async function* (): AsyncGenerator<Uint8Array> {
+      const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
+      for (const t of batch) {
+        const pages = t.pages ?? readFromWal(walPath, t);
+        enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum });
+        for (const p of pages) enc.writePage(p.pgno, p.data);
+        enc.endTransaction();
+        yield* enc.take();
+      }
+      enc.finish();
+      yield* enc.take();
+    };
+    const size = await this.upload(key, body, 'segment');
+    this.ctx.metrics.segments.inc();
+    this.ctx.metrics.segmentBytes.inc(size);
+    this.ctx.metrics.walBytesShipped.inc(batch.reduce((n, t) => n + t.walBytes, 0));
+    this.lastUpload = { key, txid: last.txid, at: new Date().toISOString() };
+    this.markDurable(last.txid, last.postChecksum);
+  }
+
+  /** PUTs one object, retrying with exponential backoff and jitter until it lands or the shipper stops. */
+  private async upload(key: string, body: () => AsyncIterable<Uint8Array>, what: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
+      try {
+        const res = await this.ctx.storage.putStream(key, body(), { signal: this.abort.signal });
+        if (this.lastError) this.ctx.log.info('object store reachable again', { key });
+        this.lastError = null;
+        return res.size;
+      } catch (e) {
+        if (this.stopped) throw e;
+        if (isFormatBug(e)) throw e;
+        const err = e as Error & { code?: string };
+        this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() };
+        this.ctx.metrics.uploadFailures.inc();
+        const wait = Math.min(this.ctx.options.backoffMaxMs, this.ctx.options.backoffBaseMs * 2 ** Math.min(attempt, 20)) * Math.random();
+        this.ctx.log.warn(`${what} upload failed; retrying`, { key, attempt: attempt + 1, code: err.code, error: err.message, retryInMs: Math.round(wait) });
+        await delay(wait, undefined, { signal: this.abort.signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  private markDurable(txid: number, checksum: bigint): void {
+    const now = performance.now();
+    const done = this.queue.dropThrough(txid);
+    for (const t of done) {
+      this.ctx.metrics.lag.observe((now - t.committedAt) / 1000);
+    }
+    this.ctx.metrics.shipped.inc(done.length);
+    this.durableTxid = Math.max(this.durableTxid, txid);
+    this.durableChecksum = checksum;
+    this.raw.acknowledge(this.durableTxid);
+    const still: FlushWaiter[] = [];
+    for (const w of this.waiters) {
+      if (w.txid <= this.durableTxid && !this.needGeneration) w.resolve({ txid: this.durableTxid });
+      else still.push(w);
+    }
+    this.waiters = still;
+    if (this.walLimitReached && this.queue.pendingWalBytes <= this.ctx.options.walLimitBytes) {
+      this.walLimitReached = false;
+      this.raw.setWriteBarrier(null);
+      this.ctx.log.info('WAL back under its limit: writes accepted again', { txid: this.durableTxid });
+    }
+    this.maybeCheckpoint();
+    this.maybeSnapshot();
+    this.maintenance?.poke();
+  }
+
+  /**
+   * SQLite checkpoints the whole WAL, so a checkpoint needs every transaction in it durable. Under
+   * steady writes the shipper drains (window 0) until one upload finishes with nothing behind it.
+   */
+  private maybeCheckpoint(): void {
+    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting) {
+      this.draining = false;
+      return;
+    }
+    if (this.queue.length > 0) {
+      this.draining = true;
+      return;
+    }
+    const r = this.checkpointNow();
+    if (r.checkpointed) {
+      this.draining = false;
+    } else if (r.reason === 'busy') {
+      this.draining = true;
+    }
+  }
+
+  private maybeSnapshot(): void {
+    const interval = this.ctx.options.snapshotIntervalMs;
+    if (interval === 0 || this.snapshotting || this.periodic) return;
+    if (Date.now() - this.lastSnapshotAt < interval) return;
+    const cp = this.lastCheckpoint;
+    if (!cp || cp.txid <= this.lastSnapshotTxid) return;
+    this.periodic = this.snapshot(cp.txid, cp.checksum)
+      .catch((e: unknown) => {
+        if (!this.stopped) this.ctx.log.warn('periodic snapshot failed; the next checkpoint tries again', { error: (e as Error).message });
+      })
+      .finally(() => {
+        this.periodic = null;
+      });
+  }
+
+  /** A new generation: acknowledge everything locally, checkpoint, and ship the file as its snapshot. */
+  private async startGeneration(ng: NewGeneration): Promise<void> {
+    const epochHex = this.epoch.toString(16).padStart(8, '0');
+    this.generation = `${epochHex}${(this.seq++).toString(16).padStart(8, '0')}`;
+    this.ctx.log.with({ generation: this.generation });
+    if (!this.manifestWritten) {
+      const manifest: DatabaseManifest = { format: 1, databaseId: this.databaseId, pageSize: this.hashes!.pageSize, createdAt: new Date().toISOString() };
+      await this.putJson(this.keys.database(), manifest);
+      this.manifestWritten = true;
+    }
+    const marker: GenerationMarker = {
+      format: 1,
+      generation: this.generation,
+      databaseId: this.databaseId,
+      epoch: this.epoch,
+      reason: ng.reason,
+      parent: ng.parent,
+      createdAt: new Date().toISOString(),
+    };
+    await this.putJson(this.keys.generation(this.generation), marker);
+    // The snapshot covers everything committed so far, so the WAL may be copied into the file.
+    let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
+    for (let i = 0; i < 100 && !cp.checkpointed && cp.reason !== 'empty'; i++) {
+      this.raw.acknowledge(this.db.txid);
+      cp = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+      if (!cp.checkpointed && cp.reason === 'busy') await delay(10);
+    }
+    if (!cp.checkpointed && cp.reason !== 'empty') {
+      throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.ctx.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
+    }
+    const txid = this.db.txid;
+    const checksum = this.hashes!.value;
+    this.epochs = new Map([[this.epoch, txid]]);
+    this.epochMarked = false;
+    await this.markEpoch(txid);
+    await this.snapshot(txid, checksum);
+    this.queue.dropThrough(txid);
+    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    this.needGeneration = null;
+    this.durableChecksum = checksum;
+    this.markDurable(txid, checksum);
+  }
+
+  private async markEpoch(startTxid: number): Promise<void> {
+    const marker: EpochMarker = {
+      format: 1,
+      epoch: this.epoch,
+      generation: this.generation!,
+      startTxid,
+      createdAt: new Date().toISOString(),
+      writer: { host: hostname(), pid: process.pid },
+    };
+    await this.putJson(this.keys.epoch(this.generation!, this.epoch), marker);
+    this.epochs.set(this.epoch, startTxid);
+    this.epochMarked = true;
+  }
+
+  private async putJson(key: string, value: unknown): Promise<void> {
+    const bytes = encoder.encode(`${JSON.stringify(value, null, 2)}\n`);
+    await this.upload(key, async function* () {
+      yield bytes;
+    }, 'marker');
+  }
+
+  /**
+   * Streams the database file, which holds exactly the state after `txid` until the next
+   * checkpoint (held off meanwhile), so writers go on into the WAL for the whole upload.
+   */
+  private async snapshot(txid: number, checksum: bigint): Promise<void> {
+    this.snapshotting = true;
+    try {
+      const path = this.ctx.path;
+      const pageSize = this.hashes!.pageSize;
+      const fd = openSync(path, 'r');
+      const commitSize = Math.floor(fstatSync(fd).size / pageSize);
+      closeSync(fd);
+      const lockPage = lockPageNumber(pageSize);
+      const pageCount = commitSize - (commitSize >= lockPage ? 1 : 0);
+      const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
+      const now = Date.now();
+      const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
+      const keyring = this.ctx.keyring;
+      const hashesOf = (): PageHashes => new PageHashes(pageSize);
+      const body = async function* (): AsyncGenerator<Uint8Array> {
+        const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
+        const seen = hashesOf();
+        enc.beginTransaction({ txid, timestamp: now, commitSize, postChecksum: checksum });
+        const rfd = openSync(path, 'r');
+        try {
+          const buf = new Uint8Array(pageSize * 64);
+          for (let start = 1; start <= commitSize; start += 64) {
+            const n = Math.min(64, commitSize - start + 1);
+            const got = readSync(rfd, buf, 0, n * pageSize, (start - 1) * pageSize);
+            if (got !== n * pageSize) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
+            for (let i = 0; i < n; i++) {
+              const pgno = start + i;
+              if (pgno === lockPage) continue;
+              const data = buf.slice(i * pageSize, (i + 1) * pageSize);
+              seen.set(pgno, data);
+              enc.writePage(pgno, data);
+            }
+            yield* enc.take();
+          }
+        } finally {
+          closeSync(rfd);
+        }
+        if (seen.value !== checksum) {
+          throw new WalshipError('ERR_SNAPSHOT_MISMATCH', `${path}: the database file at txid ${txid} has checksum ${seen.value.toString(16)}, capture expected ${checksum.toString(16)}; not uploading it`, {
+            details: { path, txid },
+          });
+        }
+        enc.endTransaction();
+        enc.finish();
+        yield* enc.take();
+      };
+      const size = await this.upload(key, body, 'snapshot');
+      this.ctx.metrics.snapshots.inc();
+      this.ctx.metrics.snapshotBytes.inc(size);
+      this.lastSnapshotTxid = txid;
+      this.lastSnapshotAt = Date.now();
+      this.lastSnapshotInfo = { txid, at: new Date().toISOString() };
+      this.ctx.log.info('snapshot uploaded', { key, txid, bytes: size });
+    } finally {
+      this.snapshotting = false;
+    }
+  }
+
+  private fail(e: Error): void {
+    this.fatal = e;
+    this.state = 'failed';
+    const err = e as Error & { code?: string };
+    this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() };
+    this.ctx.log.error('replication stopped', { code: err.code, error: err.message });
+    for (const w of this.waiters) w.reject(e);
+    this.waiters = [];
+  }
+
+  status(): ReplicationStatus {
+    const first = this.queue.first();
+    let walBytes = 0;
+    try {
+      walBytes = this.raw.status().walBytes;
+    } catch {
+      walBytes = 0;
+    }
+    return {
+      replica: this.location,
+      path: this.ctx.path,
+      state: this.state,
+      committedTxid: this.committedTxid,
+      durableTxid: this.durableTxid,
+      lagMs: first ? Math.round(performance.now() - first.committedAt) : 0,
+      pendingTransactions: this.queue.length,
+      pendingWalBytes: this.queue.pendingWalBytes,
+      walBytes,
+      generation: this.generation,
+      epoch: this.epoch,
+      walLimitReached: this.walLimitReached,
+      lastSnapshot: this.lastSnapshotInfo,
+      lastUpload: this.lastUpload,
+      lastError: this.lastError,
+      lease: 'none: one writer per database is assumed, not enforced',
+      requests: this.ctx.metrics.requests.rates(),
+    };
+  }
+
+  /** A checkpoint requested by the application: only what is durable, with the continuity note. */
+  checkpointNow(): CheckpointResult {
+    if (this.snapshotting) return { checkpointed: false, reason: 'busy', lastTxid: this.db.txid, durableTxid: this.durableTxid };
+    const r = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+    if (r.checkpointed) this.checkpointed(r.lastTxid);
+    return r;
+  }
+
+  private checkpointed(txid: number): void {
+    this.ctx.metrics.checkpoints.inc();
+    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    this.draining = false;
+    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount };
+    this.ctx.log.debug('checkpointed', { txid });
+  }
+
+  private async flushWithin(deadline: number): Promise<boolean> {
+    if (this.fatal !== null) return false;
+    if (this.durableTxid >= this.committedTxid && !this.needGeneration) return true;
+    const f = this.flush().then(() => true, () => false);
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()));
+    });
+    const ok = await Promise.race([f, t]);
+    clearTimeout(timer);
+    return ok;
+  }
+
+  /**
+   * Flushes (bounded by timeoutMs); then checkpoints and ships that checkpoint's marker too, so the
+   * database file left behind is exactly the replica's tip; then stops timers and uploads.
+   */
+  async stop(timeoutMs: number): Promise<{ flushed: boolean }> {
+    this.state = this.state === 'failed' ? 'failed' : 'closing';
+    const deadline = Date.now() + timeoutMs;
+    let flushed = await this.flushWithin(deadline);
+    if (flushed && this.fatal === null) {
+      await Promise.allSettled([this.periodic]);
+      const r = this.checkpointNow();
+      if (r.checkpointed) flushed = await this.flushWithin(deadline);
+    }
+    this.stopped = true;
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    await Promise.allSettled([this.pump, this.periodic, this.maintenance?.stop()]);
+    const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.durableTxid + 1}..${this.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
+      details: { durableTxid: this.durableTxid, committedTxid: this.committedTxid },
+    });
+    for (const w of this.waiters) w.reject(err);
+    this.waiters = [];
+    if (this.state !== 'failed') this.state = 'closed';
+    return { flushed };
+  }
+}
+
+/** What a checkpoint leaves in the marker row: the checksum of the state the marker follows. */
+export function checkpointNote(checksum: bigint): string {
+  return `walship:pre-marker-checksum:${checksum.toString(16).padStart(16, '0')}`;
+}
+
+function isAbort(e: unknown): boolean {
+  const code = (e as { code?: string; name?: string })?.code;
+  return code === 'ERR_CLOSED' || code === 'ERR_STORAGE_ABORTED' || (e as Error)?.name === 'AbortError';
+}
+
+function isFormatBug(e: unknown): boolean {
+  const code = (e as { code?: string })?.code ?? '';
+  return e instanceof WalshipError ? ['ERR_SNAPSHOT_MISMATCH', 'ERR_SPOOL_LOST', 'ERR_INTERNAL', 'ERR_SNAPSHOT_READ'].includes(code) : (e as Error)?.name === 'FormatError';
+}
