@@ -347,7 +347,7 @@ export class Shipper {
       const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
       for (const t of batch) {
         const pages = t.pages ?? readFromWal(walPath, t);
-        enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum });
+        enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
         for (const p of pages) enc.writePage(p.pgno, p.data);
         enc.endTransaction();
         yield* enc.take();
@@ -533,7 +533,7 @@ export class Shipper {
       const body = async function* (): AsyncGenerator<Uint8Array> {
         const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
         const seen = hashesOf();
-        enc.beginTransaction({ txid, timestamp: now, commitSize, postChecksum: checksum });
+        enc.beginTransaction({ txid, timestamp: now, commitSize, postChecksum: checksum, pageCount });
         const rfd = openSync(path, 'r');
         try {
           const buf = new Uint8Array(pageSize * 64);
