@@ -163,6 +163,39 @@ describe('shipper against s3rver', () => {
     await assert.rejects(openReplicated(stranger, s3Options(prefix)), (e: Error & { code?: string }) => e.code === 'ERR_DURABLE_AHEAD');
   });
 
+  test('a local database that diverged from the replica starts a new generation with a snapshot; periodic snapshots land', async () => {
+    const prefix = newPrefix('diverge');
+    const path = join(dir, 'diverge-a.db');
+    let db = await openReplicated(path, s3Options(prefix, server.endpoint, { snapshotIntervalMs: 1, checkpointBytes: 16 * 1024 }));
+    const first = db.status().generation;
+    for (let i = 0; i < 6; i++) {
+      randomWork(db, prng(20 + i), 40);
+      await db.flush();
+    }
+    await db.close();
+    const storage = storageFor(prefix);
+    const snaps: string[] = [];
+    for await (const o of storage.list({ prefix: `${prefix}/${first}/snapshots/` })) snaps.push(o.key);
+    assert.ok(snaps.length >= 2, `periodic snapshots after the first (${snaps.length})`);
+    await assertReplicaEqualsFile(prefix, path);
+
+    // Another database, further along than the replica: not a continuation of it.
+    const other = join(dir, 'diverge-b.db');
+    db = await openReplicated(other, s3Options(newPrefix('scratch')));
+    randomWork(db, prng(99), 400);
+    await db.close();
+    db = await openReplicated(other, s3Options(prefix));
+    const second = db.status().generation;
+    assert.notEqual(second, first, 'a new generation');
+    assert.ok(second! > first!, 'generation ids sort by creation');
+    randomWork(db, prng(100), 20);
+    await db.close();
+    const marker = JSON.parse(Buffer.from((await storage.get(`${prefix}/${second}/generation.json`))!).toString()) as { reason: string; parent: { generation: string } };
+    assert.match(marker.reason, /differs|checkpointed past/);
+    assert.equal(marker.parent.generation, first);
+    await assertReplicaEqualsFile(prefix, other);
+  });
+
   test('bad configuration fails at open with one typed error and writes nothing', async () => {
     const prefix = newPrefix('bad');
     const cases: { name: string; options: ReplicatedOptions; code: string }[] = [
