@@ -47,6 +47,15 @@ function checkPrefix(bytes: Uint8Array, dir: string): number {
 }
 
 test(`kill -9 of a replicated writer ${KILLS} times mid-upload: the replica is always an exact, durable prefix, and restarts continue the lineage`, { timeout: 600_000 }, async () => {
+  await crashRounds('bursts', KILLS);
+});
+
+test(`writes without pauses checkpoint through the spool; kill -9 ${Math.ceil(KILLS / 2)} times keeps the replica an exact, durable prefix`, { timeout: 600_000 }, async () => {
+  const spooled = await crashRounds('steady', Math.ceil(KILLS / 2));
+  assert.ok(spooled > 0, 'the spool was used');
+});
+
+async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<number> {
   await loadFormat();
   const server = await startS3rver();
   const proxy = await startFaultProxy({ target: server.endpoint, seed: 5, delayMs: 300, faultRate: 0.15, kinds: ['delay', 'reset-before', 'reset-after', 'error-503'] });
@@ -58,13 +67,14 @@ test(`kill -9 of a replicated writer ${KILLS} times mid-upload: the replica is a
   let maxDurable = 0;
   const generations = new Set<string>();
   let rnd = 12345;
+  let spooled = 0;
   const next = (n: number): number => {
     rnd = (rnd * 1103515245 + 12345) & 0x7fffffff;
     return rnd % n;
   };
   try {
-    for (let round = 0; round < KILLS; round++) {
-      const child = spawn(process.execPath, [writer, path, proxy.endpoint, server.bucket, prefix, server.region, server.accessKeyId, server.secretAccessKey, String(round + 1)], {
+    for (let round = 0; round < kills; round++) {
+      const child = spawn(process.execPath, [writer, path, proxy.endpoint, server.bucket, prefix, server.region, server.accessKeyId, server.secretAccessKey, String(round + 1), mode], {
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let buf = '';
@@ -85,6 +95,7 @@ test(`kill -9 of a replicated writer ${KILLS} times mid-upload: the replica is a
               resolve();
             } else if (kind === 'C') maxCommitted = Math.max(maxCommitted, Number(a));
             else if (kind === 'D') maxDurable = Math.max(maxDurable, Number(a));
+            else if (kind === 'S') spooled = Math.max(spooled, Number(a));
           }
         });
         child.on('exit', (code) => {
@@ -92,7 +103,7 @@ test(`kill -9 of a replicated writer ${KILLS} times mid-upload: the replica is a
         });
       });
       await openedP;
-      await new Promise((r) => setTimeout(r, 150 + next(600)));
+      await new Promise((r) => setTimeout(r, (mode === 'steady' ? 600 : 150) + next(600)));
       child.kill('SIGKILL');
       await exited;
       const rebuilt = await rebuildFromReplica(storage, prefix);
@@ -112,9 +123,10 @@ test(`kill -9 of a replicated writer ${KILLS} times mid-upload: the replica is a
     const rebuilt = await rebuildFromReplica(storage, prefix);
     assert.ok(Buffer.from(rebuilt.bytes).equals(readFileSync(path)), 'the replica rebuilds the local file byte for byte');
     assert.equal(checkPrefix(rebuilt.bytes, dir), n);
+    return spooled;
   } finally {
     await proxy.stop();
     await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}

@@ -103,6 +103,7 @@ export class ShipperMetrics {
   readonly s3Requests: Counter<'operation' | 'outcome'>;
   readonly s3Bytes: Counter<'direction'>;
   readonly deletedObjects: Counter;
+  readonly spooled: Counter;
   readonly lag: Histogram;
 
   constructor(database: string, source: MetricsSource) {
@@ -118,6 +119,7 @@ export class ShipperMetrics {
     this.snapshotBytes = counter('walship_snapshot_bytes_total', 'Bytes of snapshot objects uploaded');
     this.checkpoints = counter('walship_checkpoints_total', 'WAL checkpoints run after the frames were durable');
     this.uploadFailures = counter('walship_upload_failures_total', 'Segment or snapshot uploads that failed and were retried');
+    this.spooled = counter('walship_transactions_spooled_total', 'In-flight transactions written to the local spool so a checkpoint could run under continuous writes');
     this.deletedObjects = counter('walship_objects_deleted_total', 'Objects deleted by retention and compaction');
     this.s3Requests = new Counter({ name: 'walship_s3_requests_total', help: 'Object store requests', labelNames: ['operation', 'outcome'], registers });
     this.s3Bytes = new Counter({ name: 'walship_s3_bytes_total', help: 'Object store bytes', labelNames: ['direction'], registers });

@@ -71,6 +71,13 @@ export class PendingQueue {
     this.walBytes += txn.walBytes;
   }
 
+  /** Keeps a spilled transaction's pages in memory from now on (its WAL frames are about to go). */
+  pin(txn: PendingTxn, pages: CapturedPage[]): void {
+    if (txn.pages !== null) return;
+    txn.pages = pages;
+    this.memoryBytes += txn.pageCount * txn.pageSize;
+  }
+
   first(): PendingTxn | undefined {
     return this.items[this.head];
   }

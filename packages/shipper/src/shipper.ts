@@ -11,6 +11,7 @@ import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
 import type { ShipperMetrics, RequestRates } from './metrics.js';
 import { hashPages } from './local.js';
+import { readSpool, removeSpool, writeSpool } from './spool.js';
 import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
 import { Maintenance } from './maintenance.js';
 
@@ -91,6 +92,9 @@ export class Shipper {
   private snapshotting = false;
   private walSinceCheckpoint = 0;
   private draining = false;
+  private drainRounds = 0;
+  /** Max txid in the overflow spool file, while it holds transactions not yet durable. */
+  private spoolMax: number | null = null;
   private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number } | null = null;
   private lastSnapshotTxid = 0;
   private lastSnapshotAt = 0;
@@ -173,6 +177,7 @@ export class Shipper {
     }
     const opening = this.opening ?? [];
     this.opening = null;
+    const spool = await readSpool(this.ctx.path);
     this.databaseId = lineage.databaseId ?? randomBytes(16).toString('hex');
     this.manifestWritten = lineage.databaseId !== null;
     this.epoch = lineage.maxEpoch + 1;
@@ -208,6 +213,26 @@ export class Shipper {
       } else if (tip.txid === markerTxid - 1 && db.recovery.marker?.note === checkpointNote(tip.checksum)) {
         // The last checkpoint's marker never shipped; its note holds the checksum of the state before it.
         continueAt = tip.txid;
+      } else if (spool && spoolContinues(spool, tip, markerTxid, db.recovery.marker?.note ?? null)) {
+        // A checkpoint copied in-flight transactions into the file after spooling them: they ship from the spool.
+        continueAt = tip.txid;
+        for (const t of spool.transactions) {
+          if (t.txid <= tip.txid) continue;
+          const pages = t.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() }));
+          this.queue.push({
+            txid: t.txid,
+            timestamp: t.timestamp,
+            commitSize: t.commitSize,
+            pageSize,
+            pageCount: pages.length,
+            postChecksum: t.postChecksum,
+            walBytes: pages.length * pageSize,
+            wal: null,
+            pages,
+            committedAt: performance.now(),
+          });
+        }
+        this.spoolMax = spool.maxTxid;
       } else {
         const why = at.has(tip.txid) ? 'the local database differs from the replica at its last txid' : `the local database was checkpointed past the replica's last txid ${tip.txid}`;
         this.needGeneration = { reason: why, parent: { generation: lineage.generation, txid: tip.txid } };
@@ -222,13 +247,15 @@ export class Shipper {
       this.durableTxid = continueAt;
       this.durableChecksum = tip!.checksum;
       this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
-      db.acknowledge(continueAt);
+      this.raw.acknowledge(Math.max(continueAt, this.spoolMax ?? 0));
       this.ctx.log.info('continuing the replica', { generation: this.generation, txid: continueAt, epoch: this.epoch });
     } else {
       this.ctx.log.warn('starting a new generation', { reason: this.needGeneration!.reason, parent: this.needGeneration!.parent });
     }
     this.ctx.log.with({ generation: this.generation });
-    for (const txn of opening) if (txn.txid > this.durableTxid) this.queue.push(pendingFrom(txn, after.get(txn.txid)!));
+    const queued = this.queue.last()?.txid ?? this.durableTxid;
+    for (const txn of opening) if (txn.txid > queued) this.queue.push(pendingFrom(txn, after.get(txn.txid)!));
+    if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.state = 'running';
     this.maintenance = new Maintenance({ ...this.ctx, shipper: this });
@@ -395,6 +422,10 @@ export class Shipper {
     this.durableTxid = Math.max(this.durableTxid, txid);
     this.durableChecksum = checksum;
     this.raw.acknowledge(this.durableTxid);
+    if (this.spoolMax !== null && this.durableTxid >= this.spoolMax) {
+      removeSpool(this.ctx.path);
+      this.spoolMax = null;
+    }
     const still: FlushWaiter[] = [];
     for (const w of this.waiters) {
       if (w.txid <= this.durableTxid && !this.needGeneration) w.resolve({ txid: this.durableTxid });
@@ -418,18 +449,68 @@ export class Shipper {
   private maybeCheckpoint(): void {
     if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting) {
       this.draining = false;
+      this.drainRounds = 0;
       return;
     }
     if (this.queue.length > 0) {
+      // Uploads back to back usually find a moment with nothing behind them within a few rounds;
+      // writes without any pause never do, and then the few in flight go to the spool.
       this.draining = true;
+      if (++this.drainRounds >= DRAIN_ROUNDS && this.spoolCheckpoint()) {
+        this.drainRounds = 0;
+        this.draining = false;
+      }
       return;
     }
     const r = this.checkpointNow();
     if (r.checkpointed) {
       this.draining = false;
+      this.drainRounds = 0;
     } else if (r.reason === 'busy') {
       this.draining = true;
     }
+  }
+
+  /** Spools every pending transaction (fsync), then checkpoints. False when it cannot (too much pending, busy). */
+  private spoolCheckpoint(): boolean {
+    let bytes = 0;
+    for (let i = 0; i < this.queue.length; i++) bytes += this.queue.at(i)!.pageCount * this.queue.at(i)!.pageSize;
+    if (bytes > SPOOL_MAX_BYTES || this.db.inTransaction) return false;
+    const walPath = `${this.ctx.path}-wal`;
+    const txns = [];
+    for (let i = 0; i < this.queue.length; i++) {
+      const t = this.queue.at(i)!;
+      if (t.pages === null) this.queue.pin(t, readFromWal(walPath, t));
+      txns.push({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pages: t.pages! });
+    }
+    const first = txns[0]!;
+    const last = txns.at(-1)!;
+    writeSpool(
+      this.ctx.path,
+      this.header('segment', {
+        minTxid: first.txid,
+        maxTxid: last.txid,
+        commitSize: last.commitSize,
+        first: first.timestamp,
+        last: last.timestamp,
+        pre: this.durableChecksum,
+        post: last.postChecksum,
+        count: txns.length,
+        pages: txns.reduce((n, t) => n + t.pages.length, 0),
+      }),
+      txns,
+    );
+    this.spoolMax = last.txid;
+    this.raw.acknowledge(last.txid);
+    const r = this.checkpointNow();
+    if (!r.checkpointed) {
+      removeSpool(this.ctx.path);
+      this.spoolMax = null;
+      return false;
+    }
+    this.ctx.metrics.spooled.inc(txns.length);
+    this.ctx.log.debug('checkpointed through the spool', { spooled: txns.length, txid: r.lastTxid });
+    return true;
   }
 
   private maybeSnapshot(): void {
@@ -667,6 +748,25 @@ export class Shipper {
     if (this.state !== 'failed') this.state = 'closed';
     return { flushed };
   }
+}
+
+const DRAIN_ROUNDS = 3;
+const SPOOL_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A spool continues the replica when it holds the replica's tip (or starts right after it) with the
+ * same checksum, and the database file's last checkpoint came right after the spool's last transaction.
+ */
+function spoolContinues(
+  spool: { preChecksum: bigint; minTxid: number; maxTxid: number; transactions: { txid: number; postChecksum: bigint }[] },
+  tip: { txid: number; checksum: bigint },
+  markerTxid: number,
+  note: string | null,
+): boolean {
+  if (tip.txid < spool.minTxid - 1 || tip.txid >= spool.maxTxid) return false;
+  const atTip = tip.txid === spool.minTxid - 1 ? spool.preChecksum : spool.transactions.find((t) => t.txid === tip.txid)?.postChecksum;
+  const last = spool.transactions.at(-1);
+  return atTip === tip.checksum && last !== undefined && markerTxid === spool.maxTxid + 1 && note === checkpointNote(last.postChecksum);
 }
 
 /** What a checkpoint leaves in the marker row: the checksum of the state the marker follows. */
