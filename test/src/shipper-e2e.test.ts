@@ -257,6 +257,8 @@ describe('shipper through a fault proxy', () => {
     const path = join(dir, 'faults.db');
     const db = await openReplicated(path, s3Options(prefix, proxy.endpoint, { batchWindowMs: 0, uploadBackoff: { baseMs: 5, maxMs: 100 } }));
     try {
+      // Every kind at least once, then a 20% random mix.
+      proxy.script('reset-before', 'pass', 'reset-after', 'pass', 'error-500', 'pass', 'error-503', 'pass', 'delay');
       proxy.setFaultRate(0.2);
       const rnd = prng(99);
       for (let round = 0; round < 60; round++) {
