@@ -7,3 +7,5 @@ export type { RequestRates } from './metrics.js';
 export { S3_PRICES } from './metrics.js';
 export { readLineage, acceptable } from './lineage.js';
 export type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
+export { runMaintenancePass, runRetention, MaintenanceState } from './maintenance.js';
+export type { MaintenancePassOptions, MaintenanceResult, RetentionResult, CompactionOptions, CompactionResult } from './maintenance.js';

@@ -2,6 +2,7 @@ import type { OpenOptions } from '@walship/vfs';
 import { WalshipError } from '@walship/vfs';
 import type { ObjectStorage, RequestEvent, RetryOptions, S3StorageOptions } from '@walship/storage';
 import type { Compression } from '@walship/format';
+import type { CompactionOptions } from './compaction.js';
 import type { LogEntry, LogLevel } from './log.js';
 
 export type { Compression };
@@ -41,6 +42,8 @@ export interface ReplicatedOptions {
   snapshotIntervalMs?: number;
   /** Keep every point of this window restorable; delete older objects (ms, default 7 days; 0 = keep everything). */
   retentionMs?: number;
+  /** Merging of level-0 segments into level-1 objects (defaults in packages/shipper/README.md); false turns it off. */
+  compaction?: CompactionOptions | false;
   /** How often retention and compaction run (ms, default 10 minutes). */
   maintenanceIntervalMs?: number;
   /** Checkpoint once this many WAL bytes are durable (default 4 MiB). */
@@ -69,6 +72,7 @@ export interface ResolvedOptions {
   snapshotIntervalMs: number;
   retentionMs: number;
   maintenanceIntervalMs: number;
+  compaction: CompactionOptions | false;
   checkpointBytes: number;
   walLimitBytes: number;
   maxPendingMemoryBytes: number;
@@ -114,6 +118,7 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     snapshotIntervalMs: nonNegative('snapshotIntervalMs', o.snapshotIntervalMs, 3600_000),
     retentionMs: nonNegative('retentionMs', o.retentionMs, 7 * 86400_000),
     maintenanceIntervalMs: nonNegative('maintenanceIntervalMs', o.maintenanceIntervalMs, 600_000, 1000),
+    compaction: o.compaction === false ? false : (o.compaction ?? {}),
     checkpointBytes,
     walLimitBytes,
     maxPendingMemoryBytes: nonNegative('maxPendingMemoryBytes', o.maxPendingMemoryBytes, 32 * MiB),
