@@ -104,6 +104,7 @@ export class ShipperMetrics {
   readonly s3Bytes: Counter<'direction'>;
   readonly deletedObjects: Counter;
   readonly spooled: Counter;
+  readonly leaseLost: Counter;
   readonly lag: Histogram;
 
   constructor(database: string, source: MetricsSource) {
@@ -119,6 +120,7 @@ export class ShipperMetrics {
     this.snapshotBytes = counter('walship_snapshot_bytes_total', 'Bytes of snapshot objects uploaded');
     this.checkpoints = counter('walship_checkpoints_total', 'WAL checkpoints run after the frames were durable');
     this.uploadFailures = counter('walship_upload_failures_total', 'Segment or snapshot uploads that failed and were retried');
+    this.leaseLost = counter('walship_lease_lost_total', 'Times this writer lost its lease and stopped');
     this.spooled = counter('walship_transactions_spooled_total', 'In-flight transactions written to the local spool so a checkpoint could run under continuous writes');
     this.deletedObjects = counter('walship_objects_deleted_total', 'Objects deleted by retention and compaction');
     this.s3Requests = new Counter({ name: 'walship_s3_requests_total', help: 'Object store requests', labelNames: ['operation', 'outcome'], registers });

@@ -3,6 +3,10 @@ import { WalshipError } from '@walship/vfs';
 import type { ObjectStorage, RequestEvent, RetryOptions, S3StorageOptions } from '@walship/storage';
 import type { Compression } from '@walship/format';
 import type { CompactionOptions } from './compaction.js';
+import type { DynamoLeaseOptions } from '@walship/lease';
+
+/** The DynamoDB writer lease (see @walship/lease); `key` defaults to `s3://bucket/prefix`. */
+export type LeaseOptions = Omit<DynamoLeaseOptions, 'key' | 'logger'> & { key?: string };
 import type { LogEntry, LogLevel } from './log.js';
 
 export type { Compression };
@@ -16,6 +20,11 @@ export interface EncryptionKey {
 }
 
 export interface ReplicatedOptions {
+  /**
+   * One writer per database: a DynamoDB lease whose growing epoch fences every object this writer
+   * ships. `false` runs without one (single-node setups; a warning in logs and status).
+   */
+  lease?: LeaseOptions | false;
   s3: {
     bucket: string;
     /** Database prefix inside the bucket (no leading or trailing slash), e.g. `prod/orders`. */
@@ -27,6 +36,11 @@ export interface ReplicatedOptions {
     forcePathStyle?: boolean;
     credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
     retry?: RetryOptions;
+    /**
+     * Send `If-None-Match: *` with every object PUT (create-only keys). Default: on for AWS (no
+     * endpoint), off with a custom endpoint (Swift answers 501; s3rver ignores it).
+     */
+    conditionalWrites?: boolean;
   };
   /** Any other store behind the storage seam (tests, other clouds). Replaces `s3` for I/O; `s3.prefix` still names the database. */
   storage?: ObjectStorage;
@@ -102,6 +116,9 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
   }
   if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('//')) {
     bad('s3.prefix', 'must be a key prefix without leading, trailing or doubled slashes', prefix);
+  }
+  if (o.lease !== false && o.lease !== undefined && (typeof o.lease !== 'object' || o.lease === null || typeof o.lease.table !== 'string' || o.lease.table === '')) {
+    bad('lease', "must be { table, ... } (a DynamoDB lease table; create it with `walship lease create-table`) or false to run without a writer lease", o.lease === undefined ? 'undefined' : o.lease);
   }
   const compression = o.compression ?? 'zstd';
   if (!['zstd', 'none'].includes(compression)) bad('compression', "must be 'zstd' or 'none'", compression);

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { openDatabase, WalshipError, type WalshipDatabase } from '@walship/vfs';
 import { S3Storage, createS3Storage, type ObjectStorage, type RequestEvent } from '@walship/storage';
 import { Keyring, loadFormat } from '@walship/format';
+import { createDynamoLease, type Lease } from '@walship/lease';
 import { resolveOptions, type ReplicatedOptions } from './options.js';
 import { readLineage } from './lineage.js';
 import { Logger } from './log.js';
@@ -53,11 +54,42 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
       ...(options.s3.region ? { region: options.s3.region } : {}),
       ...(options.s3.forcePathStyle !== undefined ? { forcePathStyle: options.s3.forcePathStyle } : {}),
       ...(options.s3.credentials ? { credentials: options.s3.credentials } : {}),
-      ...(options.s3.retry ? { retry: options.s3.retry } : {}),
+      retry: leaseAwareRetry(options),
+      conditionalWrites: options.s3.conditionalWrites ?? !options.s3.endpoint,
       onRequest,
     });
   if (storage instanceof S3Storage) await storage.check();
-  const lineage = await readLineage(storage, o.prefix);
+  let lease: Lease | null = null;
+  if (options.lease) {
+    const { key, ...rest } = options.lease;
+    lease = createDynamoLease({
+      ...rest,
+      key: key ?? location,
+      logger: (entry) => log.child({ component: 'lease' })[entry.level === 'debug' ? 'debug' : entry.level === 'info' ? 'info' : entry.level === 'warn' ? 'warn' : 'error'](entry.msg, { ...entry, msg: undefined }),
+    });
+    await lease.acquire();
+  }
+  const releaseOnFailure = async (): Promise<void> => {
+    if (!lease) return;
+    await lease.release().catch(() => undefined);
+    lease.close();
+  };
+  let lineage: Awaited<ReturnType<typeof readLineage>>;
+  try {
+    lineage = await readLineage(storage, o.prefix);
+  } catch (e) {
+    await releaseOnFailure();
+    throw e;
+  }
+  const grant = lease?.current() ?? null;
+  if (grant && grant.epoch <= lineage.maxEpoch) {
+    await releaseOnFailure();
+    throw new WalshipError(
+      'ERR_EPOCH_BEHIND',
+      `the lease for ${location} granted epoch ${grant.epoch}, but the replica already has objects of epoch ${lineage.maxEpoch}: was the lease table replaced, or did this replica run with lease: false? Restore into a new prefix, or bring the lease item's epoch above ${lineage.maxEpoch}`,
+      { details: { leaseEpoch: grant.epoch, replicaEpoch: lineage.maxEpoch } },
+    );
+  }
   let shipper: Shipper | null = null;
   metrics = new ShipperMetrics(location, {
     committedTxid: () => shipper?.committedTxid ?? 0,
@@ -73,17 +105,30 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     },
     epoch: () => shipper?.epoch ?? 0,
   });
-  shipper = new Shipper({ path: abs, options: o, storage, keyring, log, metrics });
+  shipper = new Shipper({ path: abs, options: o, storage, keyring, log, metrics, lease, requestTimeoutMs: leaseAwareRetry(options).requestTimeoutMs ?? 30_000 });
   const s = shipper;
-  const baseTxid = await provenBase(abs, lineage, log);
-  const db = await openDatabase(abs, { ...(options.database ?? {}), onCommit: s.onCommit, ...(baseTxid !== undefined ? { baseTxid, durableTxid: baseTxid } : {}) });
+  let db: WalshipDatabase;
+  let baseTxid: number | undefined;
   try {
-    await s.start(db, lineage, baseTxid);
+    baseTxid = await provenBase(abs, lineage, log);
+    db = await openDatabase(abs, { ...(options.database ?? {}), onCommit: s.onCommit, ...(baseTxid !== undefined ? { baseTxid, durableTxid: baseTxid } : {}) });
   } catch (e) {
-    db.close();
+    await releaseOnFailure();
     throw e;
   }
-  log.warn('lease: none. walship assumes this is the only writer of this replica; a second writer would corrupt its lineage', { txid: db.txid });
+  try {
+    await s.start(db, lineage, baseTxid, grant?.epoch);
+  } catch (e) {
+    db.close();
+    await releaseOnFailure();
+    throw e;
+  }
+  if (lease) {
+    lease.onLost((e) => s.leaseLost(e));
+    lease.startRenewing();
+  } else {
+    log.warn('lease: false. walship assumes this is the only writer of this replica; a second writer would corrupt its lineage', { txid: db.txid });
+  }
   const rawClose = db.close.bind(db);
   const replicated = db as unknown as ReplicatedDatabase & { acknowledge?: unknown; setWriteBarrier?: unknown };
   Object.defineProperties(replicated, {
@@ -108,6 +153,10 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
         const { flushed } = await s.stop(timeoutMs);
         const status = s.status();
         rawClose();
+        if (lease) {
+          if (lease.state === 'held') await lease.release().catch((e: unknown) => log.warn('lease release failed; it runs out at its deadline', { error: (e as Error).message }));
+          lease.close();
+        }
         if (!flushed) {
           throw new WalshipError(
             'ERR_CLOSED',
@@ -119,6 +168,17 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     },
   });
   return replicated;
+}
+
+/**
+ * With a lease, one request must fit well inside a lease period: uploads start only while
+ * deadline - (request timeout + margin) is ahead, so the per-request timeout defaults to leaseMs/4.
+ */
+function leaseAwareRetry(options: ReplicatedOptions): NonNullable<ReplicatedOptions['s3']['retry']> {
+  const retry = options.s3.retry ?? {};
+  if (!options.lease) return retry;
+  const leaseMs = options.lease.leaseMs ?? 10_000;
+  return { ...retry, requestTimeoutMs: Math.min(retry.requestTimeoutMs ?? 30_000, Math.floor(leaseMs / 4)) };
 }
 
 /**

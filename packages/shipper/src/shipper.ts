@@ -5,6 +5,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
+import { LeaseLostError, type Lease } from '@walship/lease';
 import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, type Keyring, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
 import type { ResolvedOptions } from './options.js';
@@ -36,7 +37,9 @@ export interface ReplicationStatus {
   lastSnapshot: { txid: number; at: string } | null;
   lastUpload: { key: string; txid: number; at: string } | null;
   lastError: { code: string; message: string; at: string } | null;
-  lease: 'none: one writer per database is assumed, not enforced';
+  lease:
+    | { mode: 'dynamodb'; state: string; epoch: number; owner: string; expiresInMs: number | null }
+    | { mode: 'none'; warning: 'lease: false: one writer per database is assumed, not enforced' };
   requests: RequestRates;
 }
 
@@ -55,6 +58,10 @@ const encoder = new TextEncoder();
 
 export interface ShipperContext {
   path: string;
+  /** null: lease: false. */
+  lease: Lease | null;
+  /** Per-request timeout of the store: uploads start only if one fits before the lease deadline. */
+  requestTimeoutMs: number;
   options: ResolvedOptions;
   storage: ObjectStorage;
   keyring: Keyring | undefined;
@@ -159,7 +166,7 @@ export class Shipper {
    * Start-up after the lineage is read and the database is open: hash the local database, prove
    * (or disprove) that it continues the replica, and queue what must ship.
    */
-  async start(db: WalshipDatabase, lineage: Lineage, baseTxid: number | undefined): Promise<void> {
+  async start(db: WalshipDatabase, lineage: Lineage, baseTxid: number | undefined, leaseEpoch?: number): Promise<void> {
     this.db = db;
     const proto = WalshipDatabase.prototype;
     this.raw = {
@@ -180,7 +187,7 @@ export class Shipper {
     const spool = await readSpool(this.ctx.path);
     this.databaseId = lineage.databaseId ?? randomBytes(16).toString('hex');
     this.manifestWritten = lineage.databaseId !== null;
-    this.epoch = lineage.maxEpoch + 1;
+    this.epoch = leaseEpoch ?? lineage.maxEpoch + 1;
     this.durableTxid = 0;
     let continueAt: number | null = null;
     const tip = lineage.tip;
@@ -394,14 +401,20 @@ export class Shipper {
   private async upload(key: string, body: () => AsyncIterable<Uint8Array>, what: string): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
+      await this.leaseGate(key);
       try {
-        const res = await this.ctx.storage.putStream(key, body(), { signal: this.abort.signal });
+        const signal = this.ctx.lease ? AbortSignal.any([this.abort.signal, this.leaseSignal()]) : this.abort.signal;
+        const res = await this.ctx.storage.putStream(key, body(), { signal });
+        this.assertLease(key);
         if (this.lastError) this.ctx.log.info('object store reachable again', { key });
         this.lastError = null;
         return res.size;
       } catch (e) {
         if (this.stopped) throw e;
         if (isFormatBug(e)) throw e;
+        // Create-only PUTs: someone else's object under this writer's key. Never overwrite it.
+        if ((e as { code?: string }).code === 'ERR_STORAGE_PRECONDITION_FAILED') throw e;
+        if (this.ctx.lease && this.ctx.lease.state !== 'held') throw this.leaseError ?? e;
         const err = e as Error & { code?: string };
         this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() };
         this.ctx.metrics.uploadFailures.inc();
@@ -410,6 +423,50 @@ export class Shipper {
         await delay(wait, undefined, { signal: this.abort.signal }).catch(() => undefined);
       }
     }
+  }
+
+  private leaseError: LeaseLostError | null = null;
+  private uploadSignal: AbortSignal | null = null;
+
+  /** One lease watch shared by uploads until it fires (each watch is a timer inside the lease). */
+  private leaseSignal(): AbortSignal {
+    if (!this.uploadSignal || this.uploadSignal.aborted) this.uploadSignal = this.ctx.lease!.abortSignalForUpload();
+    return this.uploadSignal;
+  }
+
+  /** Waits until an upload can finish before the lease deadline (renewals move it), or throws on loss. */
+  private async leaseGate(key: string): Promise<void> {
+    const lease = this.ctx.lease;
+    if (!lease) return;
+    while (!lease.canStartUpload(this.ctx.requestTimeoutMs)) {
+      this.assertLease(key);
+      if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
+      await delay(10);
+    }
+  }
+
+  private assertLease(key: string): void {
+    const lease = this.ctx.lease;
+    if (lease && lease.state !== 'held') {
+      throw this.leaseError ?? new LeaseLostError({ epoch: this.epoch, reason: 'expired', key } as never);
+    }
+  }
+
+  /** The lease is gone: no more uploads, no more writes, every flush() waiting fails. */
+  leaseLost(e: LeaseLostError): void {
+    if (this.leaseError) return;
+    this.leaseError = e;
+    this.raw.setWriteBarrier(e);
+    this.abort.abort(e);
+    this.ctx.metrics.leaseLost.inc();
+    this.fail(e);
+  }
+
+  private leaseStatus(): ReplicationStatus['lease'] {
+    const lease = this.ctx.lease;
+    if (!lease) return { mode: 'none', warning: 'lease: false: one writer per database is assumed, not enforced' };
+    const g = lease.current();
+    return { mode: 'dynamodb', state: lease.state, epoch: this.epoch, owner: lease.owner, expiresInMs: g ? Math.round(g.deadline - performance.now()) : null };
   }
 
   private markDurable(txid: number, checksum: bigint): void {
@@ -689,7 +746,7 @@ export class Shipper {
       lastSnapshot: this.lastSnapshotInfo,
       lastUpload: this.lastUpload,
       lastError: this.lastError,
-      lease: 'none: one writer per database is assumed, not enforced',
+      lease: this.leaseStatus(),
       requests: this.ctx.metrics.requests.rates(),
     };
   }

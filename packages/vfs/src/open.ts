@@ -556,8 +556,15 @@ class OpenContext {
   mapError(e: SqliteError): Error {
     const barrier = this.writeBarrier;
     if (barrier && (e.code === 'SQLITE_FULL' || e.code.startsWith('SQLITE_FULL_'))) {
-      const w = barrier as Error & { code?: string; details?: Record<string, unknown> };
-      return new WalshipError(w.code ?? 'ERR_WRITE_REFUSED', w.message, { cause: e, details: w.details ?? {} });
+      // The barrier's own class (a LeaseLostError stays one), with SQLite's error as its cause.
+      const err = Object.create(Object.getPrototypeOf(barrier) as object) as Error;
+      Object.assign(err, barrier);
+      Object.defineProperties(err, {
+        message: { value: barrier.message, writable: true, configurable: true },
+        stack: { value: `${barrier.name}: ${barrier.message}\n${(e.stack ?? '').split('\n').slice(1).join('\n')}`, writable: true, configurable: true },
+        cause: { value: e, writable: true, configurable: true },
+      });
+      return err;
     }
     return e;
   }

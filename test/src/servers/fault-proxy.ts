@@ -9,9 +9,15 @@
 import http from 'node:http';
 import type net from 'node:net';
 
-export type FaultKind = 'reset-before' | 'reset-after' | 'error-500' | 'error-503' | 'delay' | 'truncate';
+export type FaultKind = 'reset-before' | 'reset-after' | 'error-500' | 'error-503' | 'delay' | 'truncate' | 'late';
 
 export const FAULT_KINDS: readonly FaultKind[] = ['reset-before', 'reset-after', 'error-500', 'error-503', 'delay', 'truncate'];
+/**
+ * Not drawn unless listed in `kinds`: the request is read whole and never answered, then applied to
+ * the store `delayMs` later whatever the client did meanwhile — a request stuck in the network
+ * that lands after its sender gave up (how a paused writer's upload reaches S3 late).
+ */
+export const LATE: FaultKind = 'late';
 
 export interface FaultProxyOptions {
   /** The real server, e.g. `S3Server.endpoint` (`http://127.0.0.1:PORT`). */
@@ -81,7 +87,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   let delayMs = opts.delayMs ?? 2000;
   let down = false;
   const queue: (FaultKind | 'pass')[] = [];
-  const counts: FaultCounts = { 'reset-before': 0, 'reset-after': 0, 'error-500': 0, 'error-503': 0, delay: 0, truncate: 0, down: 0 };
+  const counts: FaultCounts = { 'reset-before': 0, 'reset-after': 0, 'error-500': 0, 'error-503': 0, delay: 0, truncate: 0, late: 0, down: 0 };
   const stats = { received: 0, forwarded: 0, upstreamErrors: 0 };
   const sockets = new Set<net.Socket>();
   const timers = new Set<NodeJS.Timeout>();
@@ -175,6 +181,23 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
         drainThen(req, () => {
           res.writeHead(status, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) });
           res.end(body);
+        });
+        return;
+      }
+      case 'late': {
+        counts.late++;
+        const chunks: Buffer[] = [];
+        req.on('data', (c: Buffer) => chunks.push(c));
+        req.on('end', () => {
+          const t = setTimeout(() => {
+            timers.delete(t);
+            stats.forwarded++;
+            const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent });
+            up.on('error', () => stats.upstreamErrors++);
+            up.on('response', (r) => r.resume());
+            up.end(Buffer.concat(chunks));
+          }, delayMs);
+          timers.add(t);
         });
         return;
       }
