@@ -1,0 +1,243 @@
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { PageHashes, decodeObject, loadFormat, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
+import type { ObjectStorage } from '@walship/storage';
+import { openDatabase } from '@walship/vfs';
+import { abortedError, objectFailure, restoreError } from './errors.js';
+import { missing } from './replica.js';
+import type { PlannedObject } from './plan.js';
+
+/** Bytes per ranged GET when an object is read in pieces (bounds memory for large snapshots). */
+export const PIECE_SIZE = 8 * 1024 * 1024;
+
+export function hex64(value: bigint): string {
+  return `0x${value.toString(16).padStart(16, '0')}`;
+}
+
+/** An object's bytes as ranged GETs of PIECE_SIZE, in order; a single GET when it is small. */
+export async function* objectBytes(storage: ObjectStorage, key: string, size: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+  if (size <= PIECE_SIZE) {
+    const bytes = await storage.get(key, signal ? { signal } : {});
+    if (bytes === null) throw missing(storage, key);
+    yield bytes;
+    return;
+  }
+  for (let start = 0; start < size; start += PIECE_SIZE) {
+    const end = Math.min(size, start + PIECE_SIZE) - 1;
+    const bytes = await storage.get(key, { range: { start, end }, ...(signal ? { signal } : {}) });
+    if (bytes === null) throw missing(storage, key);
+    yield bytes;
+    // A short piece means the object changed under us; the decoder reports the truncation.
+    if (bytes.length !== end - start + 1) return;
+  }
+}
+
+/** The fields a downloaded object's header must share with the header the plan was made from. */
+function sameHeader(a: ObjectHeader, b: ObjectHeader): boolean {
+  return (
+    a.kind === b.kind &&
+    a.databaseId === b.databaseId &&
+    a.generation === b.generation &&
+    a.epoch === b.epoch &&
+    a.level === b.level &&
+    a.minTxid === b.minTxid &&
+    a.maxTxid === b.maxTxid &&
+    a.pageSize === b.pageSize &&
+    a.commitSize === b.commitSize &&
+    a.preChecksum === b.preChecksum &&
+    a.postChecksum === b.postChecksum &&
+    a.transactionCount === b.transactionCount &&
+    a.pageCount === b.pageCount
+  );
+}
+
+function changed(key: string): Error {
+  return restoreError('ERR_CORRUPT_OBJECT', `${key} changed between planning and download (its header differs); another process is writing this prefix. Run the restore again`, { key });
+}
+
+/** A segment decoded and verified to its end: only the transactions the plan applies. */
+export interface DecodedSegment {
+  object: PlannedObject;
+  transactions: TransactionEvent[];
+  bytes: number;
+}
+
+/**
+ * Downloads and decodes a segment completely (every chunk checksum, the trailer and index) before
+ * returning any of its transactions, so nothing from a damaged object is ever applied.
+ */
+export async function fetchSegment(storage: ObjectStorage, object: PlannedObject, keyring: Keyring | undefined, signal?: AbortSignal): Promise<DecodedSegment> {
+  const transactions: TransactionEvent[] = [];
+  let ended = false;
+  let bytes = 0;
+  const source = (async function* () {
+    for await (const piece of objectBytes(storage, object.key, object.size, signal)) {
+      bytes += piece.length;
+      yield piece;
+    }
+  })();
+  try {
+    for await (const event of decodeObject(source, { name: object.key, ...(keyring ? { keyring } : {}) })) {
+      if (event.type === 'header') {
+        if (!sameHeader(event.header, object.header)) throw changed(object.key);
+      } else if (event.type === 'transaction') {
+        if (event.txid >= object.applyFrom - 1 && event.txid <= object.applyThrough) transactions.push(event);
+      } else {
+        ended = true;
+      }
+    }
+  } catch (e) {
+    throw objectFailure(e, object.key, 'downloading');
+  }
+  if (!ended) throw restoreError('ERR_CORRUPT_OBJECT', `${object.key} ended before its trailer`, { key: object.key });
+  return { object, transactions, bytes };
+}
+
+/**
+ * A database file being built page by page, with the rolling checksum kept up to date so every
+ * transaction's post-apply checksum is checked as it is applied.
+ */
+export class PageFile {
+  readonly path: string;
+  readonly pageSize: number;
+  readonly hashes: PageHashes;
+  #fd: number;
+  #pages = 0;
+
+  constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes }) {
+    this.path = path;
+    this.pageSize = pageSize;
+    this.#fd = openSync(path, options.create ? 'wx' : 'r+', 0o644);
+    this.hashes = options.hashes ?? new PageHashes(pageSize);
+    this.#pages = Math.floor(fstatSync(this.#fd).size / pageSize);
+  }
+
+  writePage(pgno: number, data: Uint8Array): void {
+    let at = 0;
+    while (at < data.length) at += writeSync(this.#fd, data, at, data.length - at, (pgno - 1) * this.pageSize + at);
+    this.hashes.set(pgno, data);
+    if (pgno > this.#pages) this.#pages = pgno;
+  }
+
+  /** The database's size after a commit: pages above it leave the file at once, so they cannot reappear. */
+  setSize(commitSize: number): void {
+    if (commitSize < this.#pages) ftruncateSync(this.#fd, commitSize * this.pageSize);
+    this.hashes.truncate(commitSize);
+    this.#pages = commitSize;
+  }
+
+  /**
+   * Applies one verified transaction and checks the checksum it must leave. `where` names the
+   * object for the error.
+   */
+  apply(t: TransactionEvent, where: string): void {
+    for (const p of t.pages) this.writePage(p.pgno, p.data);
+    this.setSize(t.commitSize);
+    if (this.hashes.value !== t.postChecksum) {
+      throw restoreError(
+        'ERR_CHAIN_MISMATCH',
+        `${where}: after applying txid ${t.txid} the database checksum is ${hex64(this.hashes.value)}, but the object says ${hex64(t.postChecksum)}; the chain does not hold. Do not use this replica past txid ${t.txid - 1} until it is explained`,
+        { key: where, txid: t.txid, expected: hex64(t.postChecksum), actual: hex64(this.hashes.value) },
+      );
+    }
+  }
+
+  /** Sets the final length (commit size, lock page included) and makes it durable. */
+  finish(commitSize: number): void {
+    ftruncateSync(this.#fd, commitSize * this.pageSize);
+    fsyncSync(this.#fd);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) {
+      closeSync(this.#fd);
+      this.#fd = -1;
+    }
+  }
+}
+
+/**
+ * Streams the snapshot into a fresh file. The file is scratch until the snapshot's end event has
+ * verified every chunk and the pages' checksum: a failure leaves it to be deleted.
+ */
+export async function writeSnapshot(
+  storage: ObjectStorage,
+  file: PageFile,
+  object: PlannedObject,
+  keyring: Keyring | undefined,
+  onBytes: (n: number) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  let ended = false;
+  const source = (async function* () {
+    for await (const piece of objectBytes(storage, object.key, object.size, signal)) {
+      onBytes(piece.length);
+      yield piece;
+    }
+  })();
+  try {
+    for await (const event of decodeObject(source, { name: object.key, maxPagesPerEvent: 256, ...(keyring ? { keyring } : {}) })) {
+      if (signal?.aborted) throw abortedError(signal.reason);
+      if (event.type === 'header') {
+        if (!sameHeader(event.header, object.header)) throw changed(object.key);
+      } else if (event.type === 'transaction') {
+        for (const p of event.pages) file.writePage(p.pgno, p.data);
+      } else {
+        ended = true;
+      }
+    }
+  } catch (e) {
+    throw objectFailure(e, object.key, 'downloading');
+  }
+  if (!ended) throw restoreError('ERR_CORRUPT_OBJECT', `${object.key} ended before its trailer`, { key: object.key });
+  file.setSize(object.commitSize);
+  if (file.hashes.value !== object.postChecksum) {
+    throw restoreError('ERR_CHAIN_MISMATCH', `${object.key}: the snapshot's pages hash to ${hex64(file.hashes.value)}, its header says ${hex64(object.postChecksum)}`, {
+      key: object.key,
+      expected: hex64(object.postChecksum),
+      actual: hex64(file.hashes.value),
+    });
+  }
+}
+
+/** Hashes a database file from disk (every page but the lock page). */
+export function hashFile(path: string, pageSize: number): { checksum: bigint; pages: number; size: number; hashes: PageHashes } {
+  const fd = openSync(path, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const hashes = new PageHashes(pageSize);
+    const pages = Math.floor(size / pageSize);
+    const batch = 128;
+    const buf = new Uint8Array(pageSize * batch);
+    for (let first = 1; first <= pages; first += batch) {
+      const n = Math.min(batch, pages - first + 1);
+      let got = 0;
+      while (got < n * pageSize) {
+        const r = readSync(fd, buf, got, n * pageSize - got, (first - 1) * pageSize + got);
+        if (r === 0) break;
+        got += r;
+      }
+      for (let i = 0; i < Math.floor(got / pageSize); i++) {
+        const pgno = first + i;
+        if (pgno !== hashes.lockPage) hashes.set(pgno, buf.subarray(i * pageSize, (i + 1) * pageSize));
+      }
+    }
+    return { checksum: hashes.value, pages, size, hashes };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * `PRAGMA integrity_check` through walship's VFS with capture off, which reads the file without
+ * writing it (the caller re-hashes the file afterwards to prove that).
+ */
+export async function integrityCheck(path: string): Promise<string[]> {
+  await loadFormat();
+  const db = await openDatabase(path, { capture: false, create: false });
+  try {
+    const rows = db.pragma('integrity_check') as Record<string, unknown>[];
+    return rows.map((r) => String(Object.values(r)[0]));
+  } finally {
+    db.close();
+  }
+}

@@ -1,0 +1,529 @@
+import { constants as fsConstants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import {
+  decodeObject,
+  epochKey,
+  formatGeneration,
+  generationKey,
+  loadFormat,
+  parseGeneration,
+  segmentKey,
+  snapshotsPrefix,
+  type Keyring,
+  type ObjectHeader,
+  type PageHashes,
+  type TransactionEvent,
+} from '@walship/format';
+import type { ObjectStorage } from '@walship/storage';
+import { PageFile, hashFile, hex64 } from './apply.js';
+import { objectFailure, restoreError, storageFailure } from './errors.js';
+import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } from './options.js';
+import { planFromCatalog, type RestorePlan } from './plan.js';
+import { acceptable, readEpochMarker, scanReplica, type ReplicaCatalog } from './replica.js';
+import { buildDatabase, checkTarget, moveIntoPlace, removeScratch, scratchPath } from './restore.js';
+
+export interface FollowOptions extends ReplicaSource {
+  /** The read replica file kept current. */
+  path: string;
+  /** Time between polls for the next segment (ms, default 1000). */
+  intervalMs?: number;
+  /** Replace an existing file that is not the replica's current state (default false: ERR_TARGET_EXISTS). */
+  overwrite?: boolean;
+  /** Every this many empty polls, look for a new writer epoch or generation (default 5). */
+  probeEvery?: number;
+  /** LIST the replica again after this long without a new segment (ms, default 600000; 0 = never). */
+  rescanIntervalMs?: number;
+  /** Segments applied per file swap at most (default 64). */
+  maxBatch?: number;
+  /** Parallel reads for the initial restore and rescans (default 8). */
+  concurrency?: number;
+  onApply?: (event: FollowApplyEvent) => void;
+  /** Errors the follower recovers from (it retries on the next poll); status().lastError keeps the last one. */
+  onError?: (error: Error) => void;
+  signal?: AbortSignal;
+}
+
+export interface FollowApplyEvent {
+  /** 'segments': new segments applied; 'restore': the whole file rebuilt (start, new generation, or fencing). */
+  kind: 'segments' | 'restore';
+  generation: string;
+  fromTxid: number;
+  txid: number;
+  timestamp: number;
+  keys: string[];
+  lagMs: number;
+}
+
+export type FollowState = 'starting' | 'following' | 'stopping' | 'stopped';
+
+export interface FollowStatus {
+  state: FollowState;
+  path: string;
+  location: string;
+  generation: string | null;
+  /** The writer epoch whose segments are polled. */
+  epoch: number | null;
+  txid: number;
+  /** Commit time of `txid` (ms since the epoch). */
+  timestamp: number | null;
+  checksum: string | null;
+  /** ms since the commit of the last applied transaction (grows while the writer is idle). */
+  lagMs: number | null;
+  /** Transactions known to exist beyond `txid` (null when unknown: polling cannot see ahead). */
+  behindTxids: number | null;
+  segmentsApplied: number;
+  restores: number;
+  lastPollAt: string | null;
+  lastApplyAt: string | null;
+  lastError: { code: string; message: string; at: string } | null;
+  requests: { get: number; head: number; list: number };
+}
+
+export interface FollowHandle {
+  /** Stops polling; resolves once no apply is in progress. The file stays as the last consistent state. */
+  stop(): Promise<void>;
+  status(): FollowStatus;
+}
+
+interface Tip {
+  generation: string;
+  databaseId: string;
+  pageSize: number;
+  txid: number;
+  timestamp: number;
+  checksum: bigint;
+  commitSize: number;
+  epochs: Map<number, number>;
+  /** Highest epoch seen anywhere in the replica: a new writer takes the next one. */
+  maxEpoch: number;
+  hashes: PageHashes;
+}
+
+interface Fetched {
+  key: string;
+  header: ObjectHeader;
+  transactions: TransactionEvent[];
+}
+
+function validateFollowOptions(o: FollowOptions): void {
+  validateSource(o);
+  if (typeof o.path !== 'string' || o.path === '') bad('path', 'must be the path of the read replica file', o.path);
+  checkInteger('intervalMs', o.intervalMs, 10, 3_600_000);
+  checkInteger('probeEvery', o.probeEvery, 1, 1_000_000);
+  checkInteger('rescanIntervalMs', o.rescanIntervalMs, 0, 86_400_000);
+  checkInteger('maxBatch', o.maxBatch, 1, 10_000);
+  checkInteger('concurrency', o.concurrency, 1, 256);
+  if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') bad('overwrite', 'must be a boolean', o.overwrite);
+  for (const f of ['onApply', 'onError'] as const) if (o[f] !== undefined && typeof o[f] !== 'function') bad(f, 'must be a function', typeof o[f]);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal', 'must be an AbortSignal', typeof o.signal);
+}
+
+/**
+ * Keeps a read replica file at `path` current. Starts with a restore to the latest state (or
+ * keeps the file when it already is that state), then polls the predicted key of the next
+ * segment with GET; applies whole verified segments to a copy of the file and renames the copy
+ * into place, so every open of `path` sees the state after some committed transaction. Resolves
+ * once the file is in place.
+ */
+export async function follow(options: FollowOptions): Promise<FollowHandle> {
+  validateFollowOptions(options);
+  await loadFormat();
+  const follower = new Follower(options);
+  await follower.start();
+  return { stop: () => follower.stop(), status: () => follower.status() };
+}
+
+class Follower {
+  readonly #o: FollowOptions;
+  readonly #path: string;
+  readonly #storage: ObjectStorage;
+  readonly #prefix: string;
+  readonly #keyring: Keyring | undefined;
+  readonly #closeSource: () => void;
+  readonly #interval: number;
+  readonly #probeEvery: number;
+  readonly #rescanMs: number;
+  readonly #maxBatch: number;
+  readonly #concurrency: number;
+  #state: FollowState = 'starting';
+  #tip: Tip | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #emptyPolls = 0;
+  #lastProgress = Date.now();
+  #behind: number | null = null;
+  #segmentsApplied = 0;
+  #restores = 0;
+  #lastPollAt: string | null = null;
+  #lastApplyAt: string | null = null;
+  #lastError: FollowStatus['lastError'] = null;
+  #requests = { get: 0, head: 0, list: 0 };
+  #needResync = false;
+  #lastResyncAt = 0;
+  /** A generation newer than the followed one whose snapshot had not landed at the last listing. */
+  #pendingGeneration: string | null = null;
+  readonly #abort = new AbortController();
+
+  constructor(o: FollowOptions) {
+    this.#o = o;
+    this.#path = resolve(o.path);
+    const source = resolveSource(o);
+    this.#storage = source.storage;
+    this.#prefix = source.prefix;
+    this.#keyring = source.keyring;
+    this.#closeSource = source.close;
+    this.#interval = o.intervalMs ?? 1000;
+    this.#probeEvery = o.probeEvery ?? 5;
+    this.#rescanMs = o.rescanIntervalMs ?? 600_000;
+    this.#maxBatch = o.maxBatch ?? 64;
+    this.#concurrency = o.concurrency ?? 8;
+  }
+
+  async start(): Promise<void> {
+    const signal = this.#o.signal;
+    if (signal) {
+      if (signal.aborted) throw restoreError('ERR_ABORTED', 'follow was aborted before it started', {}, signal.reason);
+      signal.addEventListener('abort', () => void this.stop(), { once: true });
+    }
+    try {
+      checkTarget(this.#path, true);
+      await this.#resync(true);
+    } catch (e) {
+      this.#state = 'stopped';
+      this.#closeSource();
+      throw e;
+    }
+    this.#state = 'following';
+    this.#schedule(this.#interval);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#abort.abort();
+    await this.#running?.catch(() => undefined);
+    this.#state = 'stopped';
+    this.#closeSource();
+  }
+
+  status(): FollowStatus {
+    const tip = this.#tip;
+    const epoch = tip ? this.#epochFor(tip, tip.txid + 1) : null;
+    return {
+      state: this.#state,
+      path: this.#path,
+      location: this.#storage.location,
+      generation: tip?.generation ?? null,
+      epoch: epoch ?? null,
+      txid: tip?.txid ?? 0,
+      timestamp: tip?.timestamp ?? null,
+      checksum: tip ? tip.checksum.toString(16).padStart(16, '0') : null,
+      lagMs: tip ? Math.max(0, Date.now() - tip.timestamp) : null,
+      behindTxids: this.#behind,
+      segmentsApplied: this.#segmentsApplied,
+      restores: this.#restores,
+      lastPollAt: this.#lastPollAt,
+      lastApplyAt: this.#lastApplyAt,
+      lastError: this.#lastError,
+      requests: { ...this.#requests },
+    };
+  }
+
+  #schedule(ms: number): void {
+    if (this.#state !== 'following') return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#running = this.#tick().finally(() => {
+        this.#running = null;
+        this.#schedule(this.#interval);
+      });
+    }, ms);
+  }
+
+  /** The epoch whose objects count for `txid`: the highest epoch started at or before it. */
+  #epochFor(tip: Tip, txid: number): number | undefined {
+    let best: number | undefined;
+    for (const [e, start] of tip.epochs) if (start <= txid && (best === undefined || e > best)) best = e;
+    return best;
+  }
+
+  async #tick(): Promise<void> {
+    this.#lastPollAt = new Date().toISOString();
+    try {
+      // A damaged object that stays damaged must not turn every poll into a LIST.
+      if (this.#needResync && Date.now() - this.#lastResyncAt >= Math.max(5000, this.#interval * this.#probeEvery)) {
+        await this.#resync(false);
+        return;
+      }
+      const applied = await this.#pollSegments();
+      if (applied > 0) {
+        this.#emptyPolls = 0;
+        this.#lastProgress = Date.now();
+        return;
+      }
+      this.#emptyPolls++;
+      if (this.#emptyPolls % this.#probeEvery === 0 && (await this.#probe())) {
+        await this.#resync(false);
+        return;
+      }
+      if (this.#rescanMs > 0 && Date.now() - this.#lastProgress >= this.#rescanMs) {
+        this.#lastProgress = Date.now();
+        await this.#resync(false);
+      }
+    } catch (e) {
+      if (this.#state !== 'following') return;
+      const err = e instanceof Error ? e : new Error(String(e));
+      const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN';
+      this.#lastError = { code, message: err.message, at: new Date().toISOString() };
+      // The object store failing is retried as it is; anything else (a broken chain, a damaged
+      // object, a replica file that was changed or removed) is repaired from a fresh listing.
+      if (!code.startsWith('ERR_STORAGE_') && code !== 'ERR_KEY_REQUIRED' && code !== 'ERR_UNKNOWN_KEY') this.#needResync = true;
+      this.#o.onError?.(err);
+    }
+  }
+
+  async #get(key: string): Promise<Uint8Array | null> {
+    this.#requests.get++;
+    try {
+      return await this.#storage.get(key, { signal: this.#abort.signal });
+    } catch (e) {
+      throw storageFailure(e, `reading ${key}`);
+    }
+  }
+
+  /** GETs the predicted next keys; applies what arrived, whole segments only, in one file swap. */
+  async #pollSegments(): Promise<number> {
+    const tip = this.#tip as Tip;
+    const batch: Fetched[] = [];
+    let txid = tip.txid;
+    let checksum = tip.checksum;
+    while (batch.length < this.#maxBatch) {
+      const epoch = this.#epochFor(tip, txid + 1);
+      if (epoch === undefined) break;
+      const key = segmentKey(this.#prefix, { generation: tip.generation, level: 0, minTxid: txid + 1, epoch });
+      const bytes = await this.#get(key);
+      if (bytes === null) break;
+      const fetched = await this.#decode(key, bytes);
+      const h = fetched.header;
+      const problem =
+        h.kind !== 'segment' || h.generation !== tip.generation || h.epoch !== epoch || h.minTxid !== txid + 1 || h.level !== 0
+          ? 'its header does not match its key'
+          : h.databaseId !== tip.databaseId
+            ? `it belongs to database ${h.databaseId}, not ${tip.databaseId}`
+            : h.pageSize !== tip.pageSize
+              ? `its page size ${h.pageSize} is not the database's ${tip.pageSize}`
+              : !acceptable(tip.epochs, h.epoch, h.minTxid, h.maxTxid)
+                ? `epoch ${h.epoch} may not write txids ${h.minTxid}..${h.maxTxid}`
+                : h.preChecksum !== checksum
+                  ? `it expects checksum ${hex64(h.preChecksum)} before txid ${h.minTxid}, the replica file has ${hex64(checksum)}`
+                  : null;
+      if (problem !== null) {
+        const code = h.databaseId !== tip.databaseId ? 'ERR_FOREIGN_OBJECT' : h.preChecksum !== checksum ? 'ERR_CHAIN_MISMATCH' : 'ERR_CORRUPT_OBJECT';
+        throw restoreError(code, `${this.#storage.location}: ${key}: ${problem}; not applied`, { key, txid });
+      }
+      batch.push(fetched);
+      txid = h.maxTxid;
+      checksum = h.postChecksum;
+    }
+    if (batch.length === 0) return 0;
+    this.#behind = batch.length === this.#maxBatch ? null : 0;
+    await this.#applyBatch(batch);
+    return batch.length;
+  }
+
+  async #decode(key: string, bytes: Uint8Array): Promise<Fetched> {
+    let header: ObjectHeader | undefined;
+    const transactions: TransactionEvent[] = [];
+    let ended = false;
+    try {
+      for await (const event of decodeObject(bytes, { name: key, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
+        if (event.type === 'header') header = event.header;
+        else if (event.type === 'transaction') transactions.push(event);
+        else ended = true;
+      }
+    } catch (e) {
+      throw objectFailure(e, key, 'decoding');
+    }
+    if (!header || !ended) throw restoreError('ERR_CORRUPT_OBJECT', `${key} ended before its trailer`, { key });
+    return { key, header, transactions };
+  }
+
+  /** Copies the file, applies the verified segments to the copy, and renames it over the file. */
+  async #applyBatch(batch: Fetched[]): Promise<void> {
+    const tip = this.#tip as Tip;
+    const scratch = scratchPath(this.#path, 'follow');
+    const fromTxid = tip.txid;
+    let file: PageFile | null = null;
+    let ok = false;
+    try {
+      // A reflink where the filesystem has them (btrfs, xfs), a kernel copy elsewhere.
+      copyFileSync(this.#path, scratch, fsConstants.COPYFILE_FICLONE);
+      file = new PageFile(scratch, tip.pageSize, { create: false, hashes: tip.hashes });
+      let txid = tip.txid;
+      let commitSize = tip.commitSize;
+      let timestamp = tip.timestamp;
+      for (const f of batch) {
+        for (const t of f.transactions) {
+          if (t.txid !== txid + 1) throw restoreError('ERR_CHAIN_GAP', `${f.key}: txid ${t.txid} follows txid ${txid}`, { key: f.key, lastTxid: txid, nextTxid: t.txid });
+          file.apply(t, f.key);
+          txid = t.txid;
+          commitSize = t.commitSize;
+          timestamp = t.timestamp;
+        }
+      }
+      file.finish(commitSize);
+      file.close();
+      file = null;
+      if (this.#state !== 'following') return;
+      moveIntoPlace(scratch, this.#path, { overwrite: true, keepWal: true });
+      ok = true;
+      tip.txid = txid;
+      tip.checksum = tip.hashes.value;
+      tip.commitSize = commitSize;
+      tip.timestamp = timestamp;
+      this.#segmentsApplied += batch.length;
+      this.#lastApplyAt = new Date().toISOString();
+      this.#o.onApply?.({ kind: 'segments', generation: tip.generation, fromTxid, txid, timestamp, keys: batch.map((f) => f.key), lagMs: Math.max(0, Date.now() - timestamp) });
+    } finally {
+      file?.close();
+      if (!ok) {
+        removeScratch(scratch);
+        // The hashes may hold part of the batch: take them from the file, which did not change;
+        // a file that cannot be read any more is rebuilt from the replica.
+        try {
+          tip.hashes = hashFile(this.#path, tip.pageSize).hashes;
+        } catch {
+          this.#needResync = true;
+        }
+      }
+    }
+  }
+
+  /** Cheap checks for a new writer: an epoch marker after the newest known, or a new generation. */
+  async #probe(): Promise<boolean> {
+    const tip = this.#tip as Tip;
+    if (this.#pendingGeneration !== null) {
+      // A writer writes generation.json before its snapshot: wait for the snapshot with one small LIST.
+      this.#requests.list++;
+      try {
+        for await (const found of this.#storage.list({ prefix: snapshotsPrefix(this.#prefix, this.#pendingGeneration), pageSize: 1, signal: this.#abort.signal })) {
+          if (found) return true;
+        }
+      } catch (e) {
+        throw storageFailure(e, `probing generation ${this.#pendingGeneration}`);
+      }
+    }
+    const next = tip.maxEpoch + 1;
+    const markerKey = epochKey(this.#prefix, tip.generation, next);
+    this.#requests.get++;
+    const marker = await readEpochMarker(this.#storage, markerKey, tip.generation, next, this.#abort.signal);
+    if (marker) {
+      tip.epochs.set(next, marker.startTxid);
+      tip.maxEpoch = next;
+      // Transactions this file has from an older epoch at or after the new epoch's start were
+      // written by a writer that lost its lease: they are fenced out, so rebuild from the replica.
+      return marker.startTxid <= tip.txid;
+    }
+    const own = parseGeneration(tip.generation);
+    const candidates = [formatGeneration(next, 0)];
+    if (own) candidates.push(formatGeneration(own.epoch, own.sequence + 1));
+    for (const g of candidates) {
+      this.#requests.head++;
+      let found;
+      try {
+        found = await this.#storage.head(generationKey(this.#prefix, g), { signal: this.#abort.signal });
+      } catch (e) {
+        throw storageFailure(e, `probing generation ${g}`);
+      }
+      if (found) return true;
+    }
+    return false;
+  }
+
+  /**
+   * LISTs the replica and plans the latest state. When it continues the file's state, only the
+   * epochs are refreshed; otherwise the file is rebuilt by a full restore beside it and swapped in.
+   */
+  async #resync(initial: boolean): Promise<void> {
+    this.#requests.list++;
+    this.#lastResyncAt = Date.now();
+    const catalog = await scanReplica(this.#storage, this.#prefix, { signal: this.#abort.signal, concurrency: this.#concurrency });
+    const plan = await planFromCatalog(catalog, { storage: this.#storage, keyring: this.#keyring, stop: { kind: 'latest' }, concurrency: this.#concurrency, signal: this.#abort.signal });
+    const maxEpoch = maxEpochOf(catalog);
+    const newest = catalog.generations[catalog.generations.length - 1]?.id ?? plan.generation;
+    this.#pendingGeneration = newest > plan.generation ? newest : null;
+    const tip = this.#tip;
+    const epochs = new Map([...(catalog.generations.find((g) => g.id === plan.generation)?.epochs ?? new Map<number, { startTxid: number }>())].map(([e, m]) => [e, m.startTxid]));
+    this.#needResync = false;
+    if (tip && tip.generation === plan.generation && onChain(plan, tip.txid, tip.checksum)) {
+      tip.epochs = epochs;
+      tip.maxEpoch = maxEpoch;
+      this.#behind = plan.txid - tip.txid;
+      return;
+    }
+    if (initial && existsSync(this.#path)) {
+      const disk = hashFile(this.#path, plan.pageSize);
+      if (disk.checksum === plan.checksum && disk.size === plan.commitSize * plan.pageSize) {
+        this.#tip = { ...tipOf(plan, epochs, maxEpoch), hashes: disk.hashes };
+        this.#behind = 0;
+        return;
+      }
+      if (!this.#o.overwrite) {
+        throw restoreError(
+          'ERR_TARGET_EXISTS',
+          `${this.#path} exists and is not the replica's current state (txid ${plan.txid}); pass overwrite: true to replace it with a fresh restore`,
+          { path: this.#path, txid: plan.txid },
+        );
+      }
+    }
+    mkdirSync(dirname(this.#path), { recursive: true });
+    const scratch = scratchPath(this.#path, 'follow');
+    try {
+      await buildDatabase(plan, scratch, { storage: this.#storage, keyring: this.#keyring, concurrency: this.#concurrency, signal: this.#abort.signal });
+      const hashes = hashFile(scratch, plan.pageSize).hashes;
+      if (!initial && this.#state !== 'following') return;
+      // At start the file being replaced may be any database, whose WAL must not survive it; later
+      // the -wal and -shm beside the file are its readers'.
+      moveIntoPlace(scratch, this.#path, { overwrite: true, keepWal: !initial });
+      const fromTxid = tip?.txid ?? 0;
+      this.#tip = { ...tipOf(plan, epochs, maxEpoch), hashes };
+      this.#behind = 0;
+      this.#restores++;
+      this.#lastProgress = Date.now();
+      this.#lastApplyAt = new Date().toISOString();
+      this.#o.onApply?.({ kind: 'restore', generation: plan.generation, fromTxid, txid: plan.txid, timestamp: plan.timestamp, keys: plan.objects.map((o) => o.key), lagMs: Math.max(0, Date.now() - plan.timestamp) });
+    } finally {
+      removeScratch(scratch);
+    }
+  }
+}
+
+function tipOf(plan: RestorePlan, epochs: Map<number, number>, maxEpoch: number): Omit<Tip, 'hashes'> {
+  return {
+    generation: plan.generation,
+    databaseId: plan.databaseId,
+    pageSize: plan.pageSize,
+    txid: plan.txid,
+    timestamp: plan.timestamp,
+    checksum: plan.checksum,
+    commitSize: plan.commitSize,
+    epochs,
+    maxEpoch,
+  };
+}
+
+function maxEpochOf(catalog: ReplicaCatalog): number {
+  let max = 0;
+  for (const g of catalog.generations) {
+    max = Math.max(max, g.epoch);
+    for (const e of g.epochs.keys()) max = Math.max(max, e);
+  }
+  return max;
+}
+
+/** Whether (txid, checksum) is a state the plan's chain passes through at an object boundary. */
+function onChain(plan: RestorePlan, txid: number, checksum: bigint): boolean {
+  return plan.objects.some((o) => o.applyThrough === txid && o.postChecksum === checksum) && txid <= plan.txid;
+}

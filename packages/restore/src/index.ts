@@ -1,0 +1,15 @@
+export { plan, validatePlanOptions } from './plan.js';
+export type { PlanOptions, PlannedObject, RestorePlan } from './plan.js';
+export { acceptable, scanReplica } from './replica.js';
+export type { ReplicaCatalog, GenerationEntry, ObjectEntry, EpochInfo, DatabaseManifest } from './replica.js';
+export type { ReplicaSource } from './options.js';
+export type { RestoreErrorCode } from './errors.js';
+export { restore } from './restore.js';
+export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePhase } from './restore.js';
+export { follow } from './follow.js';
+export type { FollowOptions, FollowHandle, FollowStatus, FollowState, FollowApplyEvent } from './follow.js';
+export { describeReplica } from './inspect.js';
+export type { DescribeOptions, ReplicaDescription, GenerationDescription, ObjectDescription } from './inspect.js';
+export { verify, VERIFY_CHECKS } from './verify.js';
+export type { VerifyOptions, VerifyResult } from './verify.js';
+export { main as runCli, EXIT, parseS3Url } from './commands.js';

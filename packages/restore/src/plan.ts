@@ -1,0 +1,533 @@
+import type { Keyring, ObjectHeader, ObjectIndex } from '@walship/format';
+import type { ObjectStorage } from '@walship/storage';
+import { abortedError, restoreError } from './errors.js';
+import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } from './options.js';
+import { HeaderReader, acceptable, mapLimit, readObjectIndex, scanReplica, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
+
+export interface PlanOptions extends ReplicaSource {
+  /** Restore the state right after this transaction. */
+  txid?: number;
+  /** Restore the state after the last transaction committed at or before this time (ms since the epoch, or a Date). */
+  timestamp?: number | Date;
+  /** Only consider this generation (16 hex digits); default: chosen by the rules in README.md. */
+  generation?: string;
+  /** Parallel header and index reads (default 8). */
+  concurrency?: number;
+  signal?: AbortSignal;
+}
+
+/** One object of a plan: which of its transactions are applied and what the chain expects around them. */
+export interface PlannedObject {
+  key: string;
+  kind: 'snapshot' | 'segment';
+  level: number;
+  epoch: number;
+  minTxid: number;
+  maxTxid: number;
+  size: number;
+  /** Transactions outside applyFrom..applyThrough are decoded and verified but not applied. */
+  applyFrom: number;
+  applyThrough: number;
+  /** Rolling checksum of the database before applyFrom (0 for the snapshot). */
+  preChecksum: bigint;
+  /** Rolling checksum after applyThrough. */
+  postChecksum: bigint;
+  /** Commit size in pages after applyThrough. */
+  commitSize: number;
+  header: ObjectHeader;
+}
+
+export interface RestorablePoint {
+  txid: number;
+  /** Commit time (ms); for a snapshot alone, the time it was taken. */
+  timestamp: number;
+}
+
+export interface RestorePlan {
+  location: string;
+  prefix: string;
+  databaseId: string;
+  pageSize: number;
+  generation: string;
+  /** What was asked for. */
+  target: { kind: 'latest' } | { kind: 'txid'; txid: number } | { kind: 'timestamp'; timestamp: number };
+  /** The state the plan produces: after this txid. */
+  txid: number;
+  timestamp: number;
+  commitSize: number;
+  checksum: bigint;
+  /** The snapshot first, then segments in txid order. */
+  objects: PlannedObject[];
+  /** Bytes to download. */
+  bytes: number;
+  /** Key ids the objects are encrypted with. */
+  keyIds: string[];
+  /** Objects of this generation left out by the fencing rule (written by a writer that lost its epoch). */
+  fenced: string[];
+}
+
+type Stop = { kind: 'latest' } | { kind: 'txid'; txid: number } | { kind: 'timestamp'; timestamp: number };
+
+/** Checks the target options; returns the target as a stop rule. */
+export function validatePlanOptions(o: PlanOptions): Stop {
+  validateSource(o);
+  if (o.txid !== undefined && o.timestamp !== undefined) bad('txid', 'and timestamp are exclusive: restore to one or the other', 'both');
+  checkInteger('txid', o.txid, 1);
+  checkInteger('concurrency', o.concurrency, 1, 256);
+  if (o.generation !== undefined && (typeof o.generation !== 'string' || !/^[0-9a-f]{16}$/.test(o.generation))) bad('generation', 'must be 16 lowercase hex digits', o.generation);
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal', 'must be an AbortSignal', typeof o.signal);
+  if (o.txid !== undefined) return { kind: 'txid', txid: o.txid };
+  if (o.timestamp !== undefined) {
+    const ms = o.timestamp instanceof Date ? o.timestamp.getTime() : o.timestamp;
+    if (typeof ms !== 'number' || !Number.isSafeInteger(ms) || ms < 0) bad('timestamp', 'must be a Date or integer milliseconds since the epoch', o.timestamp);
+    return { kind: 'timestamp', timestamp: ms };
+  }
+  return { kind: 'latest' };
+}
+
+/**
+ * Computes what a restore would do, touching nothing: lists the replica, chooses the generation,
+ * the snapshot and the segments, and proves the chain from their headers (and, where a segment
+ * starts inside what is already applied or the target is inside a segment, its index). Throws
+ * the typed error a restore would throw before it downloads anything.
+ */
+export async function plan(options: PlanOptions): Promise<RestorePlan> {
+  const stop = validatePlanOptions(options);
+  const source = resolveSource(options);
+  try {
+    const catalog = await scanReplica(source.storage, source.prefix, { ...(options.signal ? { signal: options.signal } : {}), concurrency: options.concurrency ?? 8 });
+    return await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency: options.concurrency ?? 8, signal: options.signal });
+  } catch (e) {
+    if (options.signal?.aborted) throw abortedError(options.signal.reason);
+    throw e;
+  } finally {
+    source.close();
+  }
+}
+
+export interface PlanContext {
+  storage: ObjectStorage;
+  keyring: Keyring | undefined;
+  stop: Stop;
+  generation?: string | undefined;
+  concurrency: number;
+  signal?: AbortSignal | undefined;
+  /** Share header reads with a caller that already read some (ls, status). */
+  headers?: HeaderReader;
+}
+
+/** The planning rules over a listed replica (follow mode and the CLI reuse the listing). */
+export async function planFromCatalog(catalog: ReplicaCatalog, ctx: PlanContext): Promise<RestorePlan> {
+  return new Planner(catalog, ctx).run();
+}
+
+interface Usable {
+  entry: ObjectEntry;
+  header: ObjectHeader;
+}
+
+function hex(value: bigint): string {
+  return `0x${value.toString(16).padStart(16, '0')}`;
+}
+
+function iso(ms: number): string {
+  return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
+}
+
+class Planner {
+  readonly #catalog: ReplicaCatalog;
+  readonly #ctx: PlanContext;
+  readonly #headers: HeaderReader;
+  readonly #indexes = new Map<string, Promise<ObjectIndex>>();
+
+  constructor(catalog: ReplicaCatalog, ctx: PlanContext) {
+    this.#catalog = catalog;
+    this.#ctx = ctx;
+    this.#headers = ctx.headers ?? new HeaderReader(ctx.storage, catalog.manifest, ctx.signal);
+  }
+
+  get #where(): string {
+    return this.#catalog.location;
+  }
+
+  #checkAbort(): void {
+    if (this.#ctx.signal?.aborted) throw abortedError(this.#ctx.signal.reason);
+  }
+
+  async run(): Promise<RestorePlan> {
+    const stop = this.#ctx.stop;
+    const candidates = this.#restorable();
+    if (candidates.length === 0) throw this.#noReplica();
+    let generation: GenerationEntry;
+    if (stop.kind === 'txid') generation = await this.#generationForTxid(candidates, stop.txid);
+    else if (stop.kind === 'timestamp') generation = await this.#generationForTimestamp(candidates, stop.timestamp);
+    else generation = candidates[candidates.length - 1] as GenerationEntry;
+    const result = await this.#chain(generation, stop);
+    await this.#checkKeys(result.objects);
+    return result;
+  }
+
+  /** Generations with at least one snapshot that survives fencing, oldest first. */
+  #restorable(): GenerationEntry[] {
+    const wanted = this.#ctx.generation;
+    return this.#catalog.generations.filter((g) => (wanted === undefined || g.id === wanted) && this.#snapshots(g).length > 0);
+  }
+
+  #snapshots(g: GenerationEntry): ObjectEntry[] {
+    return g.snapshots.filter((s) => acceptable(g.epochs, s.epoch, s.minTxid, s.minTxid));
+  }
+
+  #noReplica(): Error {
+    const c = this.#catalog;
+    const wanted = this.#ctx.generation;
+    if (wanted !== undefined) {
+      const known = c.generations.map((g) => g.id);
+      return restoreError(
+        'ERR_NO_REPLICA',
+        `${this.#where}: generation ${wanted} has no restorable snapshot${known.includes(wanted) ? '' : ' (it is not in the replica)'}; generations: ${known.join(', ') || 'none'}`,
+        { location: this.#where, generation: wanted, generations: known },
+      );
+    }
+    if (c.generations.length === 0) {
+      return restoreError(
+        'ERR_NO_REPLICA',
+        `no walship replica at ${this.#where}: ${c.objectCount === 0 ? 'nothing is stored under this prefix' : `${c.objectCount} keys under the prefix, none of them a generation's object`}. Check the bucket and prefix`,
+        { location: this.#where, keys: c.objectCount },
+      );
+    }
+    return restoreError(
+      'ERR_NO_REPLICA',
+      `${this.#where} has generations (${c.generations.map((g) => g.id).join(', ')}) but none has a snapshot with a valid epoch marker; the first snapshot of a generation never landed or its epoch marker is missing`,
+      { location: this.#where, generations: c.generations.map((g) => g.id) },
+    );
+  }
+
+  /** The highest txid a generation's objects reach (a cheap bound: the chain is proven later). */
+  async #tipBound(g: GenerationEntry): Promise<number> {
+    let tip = Math.max(...this.#snapshots(g).map((s) => s.minTxid));
+    for (const s of g.segments) {
+      if (s.keyMaxTxid !== undefined && acceptable(g.epochs, s.epoch, s.minTxid, s.keyMaxTxid)) tip = Math.max(tip, s.keyMaxTxid);
+    }
+    const l0 = g.segments.filter((s) => s.level === 0 && s.minTxid > tip && acceptableStart(g, s)).reverse();
+    for (const s of l0) {
+      const h = await this.#headers.header(s);
+      if (acceptable(g.epochs, h.epoch, h.minTxid, h.maxTxid)) return Math.max(tip, h.maxTxid);
+    }
+    return tip;
+  }
+
+  async #generationForTxid(candidates: GenerationEntry[], txid: number): Promise<GenerationEntry> {
+    const ranges: { generation: string; fromTxid: number; toTxid: number }[] = [];
+    for (let i = candidates.length - 1; i >= 0; i--) {
+      this.#checkAbort();
+      const g = candidates[i] as GenerationEntry;
+      const from = (this.#snapshots(g)[0] as ObjectEntry).minTxid;
+      const to = await this.#tipBound(g);
+      ranges.unshift({ generation: g.id, fromTxid: from, toTxid: to });
+      if (from <= txid && txid <= to) return g;
+    }
+    throw restoreError(
+      'ERR_TXID_NOT_FOUND',
+      `${this.#where}: txid ${txid} is not restorable; restorable txids: ${ranges.map((r) => `${r.fromTxid}..${r.toTxid} (generation ${r.generation})`).join(', ')}`,
+      { txid, ranges },
+    );
+  }
+
+  async #generationForTimestamp(candidates: GenerationEntry[], timestamp: number): Promise<GenerationEntry> {
+    let first: { generation: string; txid: number; timestamp: number } | null = null;
+    for (let i = candidates.length - 1; i >= 0; i--) {
+      this.#checkAbort();
+      const g = candidates[i] as GenerationEntry;
+      const snap = this.#snapshots(g)[0] as ObjectEntry;
+      const at = await this.#snapshotTime(g, snap);
+      first = { generation: g.id, txid: snap.minTxid, timestamp: at };
+      if (at <= timestamp) return g;
+    }
+    const f = first as { generation: string; txid: number; timestamp: number };
+    throw restoreError(
+      'ERR_TIMESTAMP_BEFORE_FIRST',
+      `${this.#where}: ${iso(timestamp)} is before the first restorable point (txid ${f.txid} at ${iso(f.timestamp)}, generation ${f.generation}); restore to that time or later`,
+      { timestamp, first: f },
+    );
+  }
+
+  /**
+   * The earliest time a snapshot's state is known to hold. A snapshot header carries the time it
+   * was taken, which is after its txid committed; the segment that starts at its txid (a
+   * checkpoint's) or right after it bounds that commit time from above too, and more tightly.
+   */
+  async #snapshotTime(g: GenerationEntry, snap: ObjectEntry): Promise<number> {
+    let at = (await this.#headers.header(snap)).lastTimestamp;
+    for (const s of g.segments) {
+      if (s.level !== 0 || (s.minTxid !== snap.minTxid && s.minTxid !== snap.minTxid + 1) || !acceptableStart(g, s)) continue;
+      const h = await this.#headers.header(s);
+      if (acceptable(g.epochs, h.epoch, h.minTxid, h.maxTxid)) at = Math.min(at, h.firstTimestamp);
+    }
+    return at;
+  }
+
+  #index(entry: ObjectEntry): Promise<ObjectIndex> {
+    let p = this.#indexes.get(entry.key);
+    if (!p) {
+      p = readObjectIndex(this.#ctx.storage, entry, this.#ctx.keyring, this.#ctx.signal).then((r) => {
+        this.#headers.check(entry, r.header);
+        return r.index;
+      });
+      this.#indexes.set(entry.key, p);
+      p.catch(() => undefined);
+    }
+    return p;
+  }
+
+  async #chain(g: GenerationEntry, stop: Stop): Promise<RestorePlan> {
+    const snapshots = this.#snapshots(g);
+    let base: ObjectEntry;
+    let baseHeader: ObjectHeader;
+    if (stop.kind === 'timestamp') {
+      const times = await mapLimit(snapshots, this.#ctx.concurrency, (s) => this.#snapshotTime(g, s), this.#ctx.signal);
+      let i = times.length - 1;
+      while (i > 0 && (times[i] as number) > stop.timestamp) i--;
+      base = snapshots[i] as ObjectEntry;
+      baseHeader = await this.#headers.header(base);
+    } else {
+      const limit = stop.kind === 'txid' ? stop.txid : Infinity;
+      base = [...snapshots].reverse().find((s) => s.minTxid <= limit) as ObjectEntry;
+      baseHeader = await this.#headers.header(base);
+    }
+    const objects: PlannedObject[] = [
+      {
+        key: base.key,
+        kind: 'snapshot',
+        level: 0,
+        epoch: base.epoch,
+        minTxid: base.minTxid,
+        maxTxid: base.minTxid,
+        size: base.size,
+        applyFrom: base.minTxid,
+        applyThrough: base.minTxid,
+        preChecksum: 0n,
+        postChecksum: baseHeader.postChecksum,
+        commitSize: baseHeader.commitSize,
+        header: baseHeader,
+      },
+    ];
+    let txid = base.minTxid;
+    let checksum = baseHeader.postChecksum;
+    let commitSize = baseHeader.commitSize;
+    let timestamp = await this.#snapshotTime(g, base);
+    let lastKey = base.key;
+
+    const limit = stop.kind === 'txid' ? stop.txid : Infinity;
+    // Writer segments never straddle a snapshot's txid, but the one holding a checkpoint's txid K
+    // starts at K; the last level-0 segment starting at or before the snapshot covers that case.
+    const before = g.segments.filter((s) => s.level === 0 && s.minTxid <= txid && acceptableStart(g, s));
+    const lastBefore = before.length > 0 ? (before[before.length - 1] as ObjectEntry).minTxid : -1;
+    const pool = g.segments.filter(
+      (s) =>
+        acceptableStart(g, s) &&
+        s.minTxid <= limit &&
+        (s.level === 0 ? s.minTxid > txid || s.minTxid === lastBefore : (s.keyMaxTxid as number) > txid),
+    );
+    const headers = await mapLimit(pool, this.#ctx.concurrency, (s) => this.#headers.header(s), this.#ctx.signal);
+    const usable: Usable[] = [];
+    const fenced: string[] = [];
+    pool.forEach((entry, i) => {
+      const header = headers[i] as ObjectHeader;
+      if (acceptable(g.epochs, header.epoch, header.minTxid, header.maxTxid)) usable.push({ entry, header });
+      else fenced.push(entry.key);
+    });
+    for (const s of g.segments) if (!acceptableStart(g, s) && s.minTxid > base.minTxid) fenced.push(s.key);
+    for (const s of g.snapshots) if (!snapshots.includes(s)) fenced.push(s.key);
+
+    let unusable: string[] = [];
+    let ended: 'target' | 'time' | 'exhausted' = 'exhausted';
+    for (;;) {
+      this.#checkAbort();
+      if (txid >= limit) {
+        ended = 'target';
+        break;
+      }
+      const next = txid + 1;
+      const continuing = usable
+        .filter((u) => u.header.minTxid <= next && u.header.maxTxid > txid)
+        .sort(
+          (a, b) =>
+            Number(a.header.minTxid !== next) - Number(b.header.minTxid !== next) ||
+            Number(a.header.level !== 0) - Number(b.header.level !== 0) ||
+            b.header.maxTxid - a.header.maxTxid,
+        );
+      let chosen: Usable | null = null;
+      let index: ObjectIndex | null = null;
+      unusable = [];
+      for (const u of continuing) {
+        if (u.header.minTxid === next) {
+          if (u.header.preChecksum !== checksum) {
+            throw restoreError(
+              'ERR_CHAIN_MISMATCH',
+              `${this.#where}: ${u.entry.key} (txids ${u.header.minTxid}..${u.header.maxTxid}) expects checksum ${hex(u.header.preChecksum)} before txid ${next}, but ${lastKey} leaves ${hex(checksum)} after txid ${txid}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
+              { key: u.entry.key, previousKey: lastKey, txid, expected: hex(u.header.preChecksum), actual: hex(checksum) },
+            );
+          }
+          chosen = u;
+          break;
+        }
+        // The segment starts inside what is applied: it continues the chain only if one of its
+        // transactions ends exactly at `txid` with the checksum the chain has there.
+        const idx = await this.#index(u.entry);
+        const at = idx.transactions.find((t) => t.txid === txid);
+        if (!at) {
+          unusable.push(u.entry.key);
+          continue;
+        }
+        if (at.postChecksum !== checksum) {
+          throw restoreError(
+            'ERR_CHAIN_MISMATCH',
+            `${this.#where}: ${u.entry.key} has checksum ${hex(at.postChecksum)} after txid ${txid}, but ${lastKey} has ${hex(checksum)}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
+            { key: u.entry.key, previousKey: lastKey, txid, expected: hex(at.postChecksum), actual: hex(checksum) },
+          );
+        }
+        chosen = u;
+        index = idx;
+        break;
+      }
+      if (!chosen) break;
+      const h = chosen.header;
+      let through = h.maxTxid;
+      let post = h.postChecksum;
+      let size = h.commitSize;
+      let at = h.lastTimestamp;
+      let stopHere = false;
+      if (stop.kind === 'txid' && stop.txid < h.maxTxid) {
+        index ??= await this.#index(chosen.entry);
+        const t = index.transactions.find((x) => x.txid === stop.txid);
+        if (!t) {
+          const around = index.transactions.filter((x) => x.txid > txid).map((x) => x.txid);
+          throw restoreError(
+            'ERR_TXID_NOT_FOUND',
+            `${this.#where}: txid ${stop.txid} is not a transaction boundary in ${chosen.entry.key} (compaction merged it); restorable txids there: ${around.join(', ')}`,
+            { txid: stop.txid, key: chosen.entry.key, available: around },
+          );
+        }
+        through = t.txid;
+        post = t.postChecksum;
+        size = t.commitSize;
+        at = t.timestamp;
+      } else if (stop.kind === 'timestamp' && (h.lastTimestamp > stop.timestamp || h.minTxid <= txid)) {
+        if (h.minTxid === next && h.firstTimestamp > stop.timestamp) {
+          ended = 'time';
+          break;
+        }
+        index ??= await this.#index(chosen.entry);
+        const fresh = index.transactions.filter((x) => x.txid > txid);
+        let last = null;
+        for (const x of fresh) {
+          if (x.timestamp > stop.timestamp) break;
+          last = x;
+        }
+        if (last === null) {
+          ended = 'time';
+          break;
+        }
+        through = last.txid;
+        post = last.postChecksum;
+        size = last.commitSize;
+        at = last.timestamp;
+        stopHere = last !== fresh[fresh.length - 1];
+      }
+      objects.push({
+        key: chosen.entry.key,
+        kind: 'segment',
+        level: h.level,
+        epoch: h.epoch,
+        minTxid: h.minTxid,
+        maxTxid: h.maxTxid,
+        size: chosen.entry.size,
+        applyFrom: next,
+        applyThrough: through,
+        preChecksum: checksum,
+        postChecksum: post,
+        commitSize: size,
+        header: h,
+      });
+      txid = through;
+      checksum = post;
+      commitSize = size;
+      timestamp = at;
+      lastKey = chosen.entry.key;
+      if (stopHere) {
+        ended = 'time';
+        break;
+      }
+    }
+
+    if (ended === 'exhausted') {
+      // Nothing continues the chain: either this is the tip, or an object is missing.
+      const beyond = usable.filter((u) => u.header.minTxid > txid + 1).sort((a, b) => a.header.minTxid - b.header.minTxid)[0];
+      if (beyond !== undefined || unusable.length > 0) {
+        const why =
+          beyond !== undefined
+            ? `the next object, ${beyond.entry.key}, starts at txid ${beyond.header.minTxid}, so txids ${txid + 1}..${beyond.header.minTxid - 1} are missing`
+            : `${unusable.join(', ')} overlap it but have no transaction boundary at txid ${txid}`;
+        throw restoreError(
+          'ERR_CHAIN_GAP',
+          `${this.#where}: the chain of generation ${g.id} breaks after txid ${txid} (${lastKey}): ${why}${fenced.length > 0 ? ` (left out by fencing: ${fenced.join(', ')})` : ''}. An object is missing or was deleted; restore to txid ${txid} or earlier`,
+          { generation: g.id, lastKey, lastTxid: txid, nextKey: beyond?.entry.key ?? unusable[0], nextTxid: beyond?.header.minTxid, fenced },
+        );
+      }
+      if (stop.kind === 'txid') {
+        const from = (snapshots[0] as ObjectEntry).minTxid;
+        throw restoreError('ERR_TXID_NOT_FOUND', `${this.#where}: txid ${stop.txid} is not restorable: generation ${g.id} holds txids ${from}..${txid}`, {
+          txid: stop.txid,
+          ranges: [{ generation: g.id, fromTxid: from, toTxid: txid }],
+        });
+      }
+    }
+
+    const databaseId = this.#headers.databaseId as string;
+    const keyIds = [...new Set(objects.map((o) => o.header.keyId).filter((k): k is string => k !== null))];
+    return {
+      location: this.#where,
+      prefix: this.#catalog.prefix,
+      databaseId,
+      pageSize: baseHeader.pageSize,
+      generation: g.id,
+      target: stop,
+      txid,
+      timestamp,
+      commitSize,
+      checksum,
+      objects,
+      bytes: objects.reduce((n, o) => n + o.size, 0),
+      keyIds,
+      fenced: [...new Set(fenced)].sort(),
+    };
+  }
+
+  async #checkKeys(objects: PlannedObject[]): Promise<void> {
+    const keyring = this.#ctx.keyring;
+    for (const o of objects) {
+      const id = o.header.keyId;
+      if (id === null) continue;
+      if (!keyring) {
+        throw restoreError(
+          'ERR_KEY_REQUIRED',
+          `${this.#where}: ${o.key} is encrypted with key id '${id}' and no keys were given. Pass the keys with \`keys\` (CLI: WALSHIP_KEYS=${id}:<base64>)`,
+          { key: o.key, keyId: id },
+        );
+      }
+      if (!keyring.has(id)) {
+        throw restoreError(
+          'ERR_UNKNOWN_KEY',
+          `${this.#where}: ${o.key} is encrypted with key id '${id}', which is not among the keys given (${keyring.ids().join(', ')}). Add that key (old objects keep needing old keys)`,
+          { key: o.key, keyId: id, known: keyring.ids() },
+        );
+      }
+    }
+  }
+}
+
+/** An object's epoch has a marker and its key's first txid is not before that epoch's start. */
+function acceptableStart(g: GenerationEntry, s: ObjectEntry): boolean {
+  const start = g.epochs.get(s.epoch)?.startTxid;
+  return start !== undefined && s.minTxid >= start;
+}

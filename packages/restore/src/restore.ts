@@ -1,0 +1,339 @@
+import { randomBytes } from 'node:crypto';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { loadFormat, type Keyring } from '@walship/format';
+import type { ObjectStorage } from '@walship/storage';
+import { PageFile, fetchSegment, hashFile, hex64, integrityCheck, writeSnapshot, type DecodedSegment } from './apply.js';
+import { abortedError, restoreError } from './errors.js';
+import { bad, checkInteger, resolveSource } from './options.js';
+import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
+import { scanReplica } from './replica.js';
+
+export type RestorePhase = 'plan' | 'download' | 'verify' | 'rename' | 'done';
+
+export interface RestoreProgress {
+  phase: RestorePhase;
+  objectsDone: number;
+  objectsTotal: number;
+  bytesDone: number;
+  bytesTotal: number;
+  /** The txid the file being built has reached (0 before the snapshot is in). */
+  txid: number;
+  /** The restore's target txid, once planned. */
+  targetTxid: number;
+}
+
+export interface RestoreOptions extends PlanOptions {
+  /** Where the database file goes. Its directory is created if missing. */
+  path: string;
+  /** Replace an existing file at `path` (its -wal, -shm and -journal are removed). Default false. */
+  overwrite?: boolean;
+  /** Objects downloaded and decoded in parallel (default 8). */
+  concurrency?: number;
+  onProgress?: (progress: RestoreProgress) => void;
+}
+
+export interface RestoreResult {
+  path: string;
+  txid: number;
+  /** Commit time of `txid` (ms since the epoch). Restored from a snapshot alone: an upper bound of it (the first commit after it, or when the snapshot was taken). */
+  timestamp: number;
+  generation: string;
+  /** Objects downloaded (the snapshot and the segments). */
+  objects: number;
+  bytes: number;
+  durationMs: number;
+  /** Rolling checksum of the restored database (16 hex digits), as the replica records it. */
+  checksum: string;
+  pageSize: number;
+  commitSize: number;
+}
+
+function validateRestoreOptions(o: RestoreOptions): ReturnType<typeof validatePlanOptions> {
+  const stop = validatePlanOptions(o);
+  if (typeof o.path !== 'string' || o.path === '') bad('path', 'must be the path of the database file to write', o.path);
+  if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') bad('overwrite', 'must be a boolean', o.overwrite);
+  checkInteger('concurrency', o.concurrency, 1, 256);
+  if (o.onProgress !== undefined && typeof o.onProgress !== 'function') bad('onProgress', 'must be a function', typeof o.onProgress);
+  return stop;
+}
+
+function exists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return false;
+    throw e;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
+  }
+}
+
+/**
+ * Refuses a target that is in use or would be replaced without `overwrite`. A database open in
+ * walship holds `<path>.walship-lock` with its pid; replacing its file under it would corrupt it.
+ */
+export function checkTarget(path: string, overwrite: boolean): void {
+  let isDirectory = false;
+  try {
+    isDirectory = statSync(path).isDirectory();
+  } catch {
+    isDirectory = false;
+  }
+  if (isDirectory) throw restoreError('ERR_INVALID_OPTION', `option path ${path} is a directory; give the path of the database file to write`, { option: 'path', path });
+  const lock = `${path}.walship-lock`;
+  if (exists(lock)) {
+    let pid = NaN;
+    try {
+      pid = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+    } catch {
+      pid = NaN;
+    }
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw restoreError('ERR_TARGET_LOCKED', `${path} is open in process ${pid} (${lock}); close that database before restoring over it`, { path, pid });
+    }
+  }
+  if (overwrite) return;
+  for (const p of [path, `${path}-wal`]) {
+    if (exists(p)) {
+      throw restoreError('ERR_TARGET_EXISTS', `${p} exists; restore writes a new file and replaces an existing one only with overwrite: true (CLI: --overwrite)`, { path: p });
+    }
+  }
+}
+
+function fsyncDir(dir: string): void {
+  let fd: number;
+  try {
+    fd = openSync(dir, 'r');
+  } catch {
+    return;
+  }
+  try {
+    fsyncSync(fd);
+  } catch {
+    // Some filesystems refuse fsync on a directory; the rename is still atomic, only its durability is the OS's.
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (e) {
+    if ((e as { code?: string }).code !== 'ENOENT') throw e;
+  }
+}
+
+/** Removes a scratch file and whatever SQLite or walship left beside it. */
+export function removeScratch(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`, `${path}-journal`, `${path}.walship-lock`]) rmSync(p, { force: true });
+}
+
+/** A scratch path beside the target, so the final rename stays on one filesystem. */
+export function scratchPath(path: string, label: string): string {
+  return resolve(dirname(path), `${basename(path)}.walship-${label}-${randomBytes(6).toString('hex')}`);
+}
+
+export interface BuildOptions {
+  storage: ObjectStorage;
+  keyring: Keyring | undefined;
+  concurrency: number;
+  signal?: AbortSignal | undefined;
+  onProgress?: ((p: RestoreProgress) => void) | undefined;
+}
+
+/**
+ * Builds the database of a plan into `tmp` (a new file) and runs every check: each object fully
+ * verified before it is applied, the checksum after every transaction, the final checksum re-read
+ * from disk, and PRAGMA integrity_check. Returns the bytes downloaded.
+ */
+export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOptions): Promise<number> {
+  await loadFormat();
+  const { storage, keyring, signal } = o;
+  const objects = plan.objects;
+  const total = objects.length;
+  let done = 0;
+  let bytes = 0;
+  let txid = 0;
+  const report = (phase: RestorePhase): void =>
+    o.onProgress?.({ phase, objectsDone: done, objectsTotal: total, bytesDone: bytes, bytesTotal: plan.bytes, txid, targetTxid: plan.txid });
+  const file = new PageFile(tmp, plan.pageSize, { create: true });
+  // Segments download ahead of the one being applied, at most `concurrency` at a time; a window
+  // rather than all at once keeps memory bounded by that many decoded segments.
+  const segments = objects.slice(1);
+  const inflight = new Map<number, Promise<DecodedSegment>>();
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort(signal?.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  let nextToStart = 0;
+  const startMore = (): void => {
+    while (nextToStart < segments.length && inflight.size < o.concurrency) {
+      const i = nextToStart++;
+      const p = fetchSegment(storage, segments[i] as PlannedObject, keyring, controller.signal);
+      p.catch(() => undefined);
+      inflight.set(i, p);
+    }
+  };
+  try {
+    report('download');
+    startMore();
+    const snapshot = objects[0] as PlannedObject;
+    await writeSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
+    txid = snapshot.applyThrough;
+    done++;
+    report('download');
+    for (let i = 0; i < segments.length; i++) {
+      if (signal?.aborted) throw abortedError(signal.reason);
+      const decoded = await (inflight.get(i) as Promise<DecodedSegment>);
+      inflight.delete(i);
+      startMore();
+      bytes += decoded.bytes;
+      applySegment(file, decoded, txid);
+      txid = decoded.object.applyThrough;
+      done++;
+      report('download');
+    }
+    file.finish(plan.commitSize);
+  } catch (e) {
+    controller.abort(e);
+    throw signal?.aborted ? abortedError(signal.reason) : e;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    file.close();
+  }
+  if (file.hashes.value !== plan.checksum) {
+    throw restoreError('ERR_VERIFY_FAILED', `the restored database has checksum ${hex64(file.hashes.value)}, the plan expected ${hex64(plan.checksum)} at txid ${plan.txid}`, {
+      txid: plan.txid,
+      expected: hex64(plan.checksum),
+      actual: hex64(file.hashes.value),
+    });
+  }
+  report('verify');
+  await verifyFile(tmp, plan);
+  return bytes;
+}
+
+/** Applies a decoded segment's planned transactions after checking that it continues at `txid`. */
+export function applySegment(file: PageFile, decoded: DecodedSegment, txid: number): void {
+  const o = decoded.object;
+  let at = txid;
+  for (const t of decoded.transactions) {
+    if (t.txid < o.applyFrom) {
+      // The transaction the chain already has: its checksum proves the segment continues it.
+      if (t.txid === o.applyFrom - 1 && t.postChecksum !== o.preChecksum) {
+        throw restoreError('ERR_CHAIN_MISMATCH', `${o.key}: its txid ${t.txid} has checksum ${hex64(t.postChecksum)}, the chain has ${hex64(o.preChecksum)}`, {
+          key: o.key,
+          txid: t.txid,
+          expected: hex64(o.preChecksum),
+          actual: hex64(t.postChecksum),
+        });
+      }
+      continue;
+    }
+    if (o.level === 0 && t.txid !== at + 1) {
+      throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; a level-0 segment holds every transaction`, { key: o.key, lastTxid: at, nextTxid: t.txid });
+    }
+    file.apply(t, o.key);
+    at = t.txid;
+  }
+  if (at !== o.applyThrough) {
+    throw restoreError('ERR_CORRUPT_OBJECT', `${o.key}: the plan applies txids ${o.applyFrom}..${o.applyThrough}, the object ended at ${at}`, { key: o.key, lastTxid: at });
+  }
+}
+
+/** The checks on the finished file: size, checksum from disk, integrity_check, and the checksum again (the check must not write). */
+export async function verifyFile(path: string, plan: { pageSize: number; commitSize: number; checksum: bigint; txid: number }): Promise<void> {
+  const check = (when: string): void => {
+    const disk = hashFile(path, plan.pageSize);
+    if (disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum) {
+      throw restoreError(
+        'ERR_VERIFY_FAILED',
+        `${path} ${when}: ${disk.size} bytes with checksum ${hex64(disk.checksum)}, expected ${plan.commitSize * plan.pageSize} bytes with ${hex64(plan.checksum)} (txid ${plan.txid}); the disk did not keep what was written`,
+        { path, size: disk.size, expectedSize: plan.commitSize * plan.pageSize, checksum: hex64(disk.checksum), expected: hex64(plan.checksum) },
+      );
+    }
+  };
+  check('as written');
+  let result: string[];
+  try {
+    result = await integrityCheck(path);
+  } catch (e) {
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check could not run: ${(e as Error).message}`, { path, txid: plan.txid }, e);
+  }
+  if (result.length !== 1 || result[0] !== 'ok') {
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check at txid ${plan.txid} reports: ${result.slice(0, 10).join('; ')}`, { path, txid: plan.txid, integrity: result.slice(0, 100) });
+  }
+  for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
+  check('after integrity_check');
+}
+
+/**
+ * Moves a verified scratch file into place. When replacing a database, its WAL files go first, so
+ * they can never be replayed onto the new file; follow mode keeps them (they belong to readers of
+ * the previous file, and a read replica's WAL stays empty).
+ */
+export function moveIntoPlace(tmp: string, path: string, options: { overwrite: boolean; keepWal?: boolean }): void {
+  checkTarget(path, options.overwrite);
+  if (options.overwrite && !options.keepWal) for (const p of [`${path}-wal`, `${path}-shm`, `${path}-journal`]) removeQuietly(p);
+  renameSync(tmp, path);
+  fsyncDir(dirname(path));
+}
+
+/**
+ * Restores a database from its replica: validates the options, plans (see plan()), downloads and
+ * verifies every object, builds the file beside the target, checks it, and renames it into place.
+ * The target is never half-written: on any error it is untouched and the scratch file removed.
+ */
+export async function restore(options: RestoreOptions): Promise<RestoreResult> {
+  const started = performance.now();
+  const stop = validateRestoreOptions(options);
+  const path = resolve(options.path);
+  const overwrite = options.overwrite ?? false;
+  const concurrency = options.concurrency ?? 8;
+  const signal = options.signal;
+  checkTarget(path, overwrite);
+  const source = resolveSource(options);
+  const progress = options.onProgress;
+  let tmp: string | null = null;
+  try {
+    progress?.({ phase: 'plan', objectsDone: 0, objectsTotal: 0, bytesDone: 0, bytesTotal: 0, txid: 0, targetTxid: 0 });
+    const catalog = await scanReplica(source.storage, source.prefix, { ...(signal ? { signal } : {}), concurrency });
+    const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal });
+    mkdirSync(dirname(path), { recursive: true });
+    tmp = scratchPath(path, 'restore');
+    const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, signal, onProgress: progress });
+    if (signal?.aborted) throw abortedError(signal.reason);
+    progress?.({ phase: 'rename', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
+    moveIntoPlace(tmp, path, { overwrite });
+    tmp = null;
+    progress?.({ phase: 'done', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
+    return {
+      path,
+      txid: p.txid,
+      timestamp: p.timestamp,
+      generation: p.generation,
+      objects: p.objects.length,
+      bytes,
+      durationMs: Math.round(performance.now() - started),
+      checksum: p.checksum.toString(16).padStart(16, '0'),
+      pageSize: p.pageSize,
+      commitSize: p.commitSize,
+    };
+  } catch (e) {
+    // Whatever an abort interrupted (a request, a decode), the caller asked for it: say so.
+    if (signal?.aborted) throw abortedError(signal.reason);
+    throw e;
+  } finally {
+    if (tmp !== null) removeScratch(tmp);
+    source.close();
+  }
+}
