@@ -36,6 +36,7 @@ const s3 = JSON.parse(Deno.env.get('WALSHIP_DENO_S3')!) as {
 
 function options() {
   return {
+    lease: false,
     s3: {
       bucket: s3.bucket,
       prefix: s3.prefix,

@@ -97,13 +97,13 @@ describe('walship CLI', () => {
     assert.match(human.stdout, /restorable {2}txids \d+\.\.\d+/);
   });
 
-  test('status --json: durable txid, newest object, writer epoch and host, lease none', async () => {
+  test('status --json: durable txid, newest object, writer epoch and host; lease not checked without a table', async () => {
     const r = walship(['status', url, '--json']);
     expectExit(r, 0, 'status');
-    const s = JSON.parse(r.stdout) as { durableTxid: number; lease: string; writer: { epoch: number; host: string }; newestObject: { key: string; ageMs: number }; lagEstimateMs: number };
+    const s = JSON.parse(r.stdout) as { durableTxid: number; lease: unknown; writer: { epoch: number; host: string }; newestObject: { key: string; ageMs: number }; lagEstimateMs: number };
     const p = await plan({ ...source(server, prefix) });
     assert.equal(s.durableTxid, p.txid);
-    assert.equal(s.lease, 'none');
+    assert.equal(s.lease, null);
     assert.equal(s.writer.epoch, 1);
     assert.equal(s.writer.host, hostname());
     assert.ok(s.newestObject.key.startsWith(prefix));
@@ -172,7 +172,9 @@ describe('walship CLI', () => {
       ['restore', 'http://bucket/prefix', join(dir, 'u.db')],
       ['ls'],
       ['frobnicate'],
-      ['demo'],
+      ['demo', '--seconds', 'soon'],
+      ['lease', 'release', url],
+      ['lease', 'release', url, '--table', 't'],
     ];
     for (const args of cases) {
       const r = walship(args);

@@ -124,6 +124,7 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
     }
     assert.equal(generations.size, 1, `every restart continued the first generation (${[...generations].join(', ')})`);
     const db = await openReplicated(path, {
+      lease: false,
       s3: { bucket: server.bucket, prefix, endpoint: server.endpoint, region: server.region, forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } },
       logLevel: 'silent',
     });

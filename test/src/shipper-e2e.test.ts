@@ -41,6 +41,7 @@ function prng(seed: number): () => number {
 
 function s3Options(prefix: string, endpoint = server.endpoint, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {
+    lease: false,
     s3: {
       bucket: server.bucket,
       prefix,

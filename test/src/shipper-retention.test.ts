@@ -40,6 +40,7 @@ const newPrefix = (name: string): string => `retention/${name}-${process.pid}-${
 
 function options(prefix: string, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {
+    lease: false,
     s3: {
       bucket: server.bucket,
       prefix,

@@ -1,4 +1,4 @@
-// `walship demo`: the quick-start job. Starts a local S3 server on loopback, writes through the
+// `walship demo`: the quick-start job. Starts a local S3 server and DynamoDB on loopback, writes through the
 // replicating VFS with live progress, restores a fresh node from the bucket (latest, and one point
 // in time), and proves the restored database equal to the source.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { openReplicated, type ReplicatedDatabase } from '@walship/shipper';
 import { restore } from '@walship/restore';
 import { openDatabase } from '@walship/vfs';
-import { startS3rver } from '@walship/test/servers';
+import { createLeaseTable } from '@walship/lease';
+import { startDynalite, startS3rver } from '@walship/test/servers';
 
 export interface DemoOptions {
   /** How long to write (default 10 s). */
@@ -37,8 +38,15 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   const tty = (err as NodeJS.WriteStream).isTTY === true;
   const dir = mkdtempSync(join(tmpdir(), 'walship-demo-'));
   say('walship demo');
-  say('  starting a local S3 server (s3rver) on loopback ...');
-  const server = await startS3rver({ bucket: 'walship-demo' });
+  say('  starting a local S3 server (s3rver) and DynamoDB (dynalite) on loopback ...');
+  const [server, dynamo] = await Promise.all([startS3rver({ bucket: 'walship-demo' }), startDynalite()]);
+  const dc = dynamo.dynamoClientConfig();
+  const lease = {
+    table: 'walship-leases',
+    endpoint: dc.endpoint as string,
+    region: dc.region as string,
+    credentials: dc.credentials as { accessKeyId: string; secretAccessKey: string },
+  };
   let puts = 0;
   let bytesShipped = 0;
   const s3 = {
@@ -51,8 +59,11 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
   };
   try {
     say(`  S3 endpoint ${server.endpoint}, replica s3://${s3.bucket}/${s3.prefix}`);
+    await createLeaseTable({ table: lease.table, endpoint: lease.endpoint, region: lease.region, credentials: lease.credentials });
+    say(`  DynamoDB endpoint ${lease.endpoint}, lease table ${lease.table}`);
     const source = join(dir, 'app.db');
     const db: ReplicatedDatabase = await openReplicated(source, {
+      lease,
       s3,
       batchWindowMs: 200,
       logLevel: 'error',
@@ -63,6 +74,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
         }
       },
     });
+    const held = db.status().lease;
+    say(`  writer lease held: epoch ${held.mode === 'dynamodb' ? held.epoch : '-'}`);
     say(`  writing to ${source} for ${seconds}s (batch window 200 ms) ...`);
     db.exec('CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY, customer TEXT NOT NULL, total INTEGER NOT NULL, note TEXT)');
     const insert = db.prepare('INSERT INTO orders(customer, total, note) VALUES (?, ?, ?)');
@@ -127,7 +140,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<DemoResult> {
     say(ok ? 'walship demo: OK — the restored node equals the source' : 'walship demo: FAILED — see above');
     return { ok, committedTxid, restoredTxid: r.txid, objects: r.objects, bytesShipped, puts };
   } finally {
-    await server.stop();
+    await Promise.all([server.stop(), dynamo.stop()]);
     if (options.keep) say(`  files kept in ${dir}`);
     else rmSync(dir, { recursive: true, force: true });
   }

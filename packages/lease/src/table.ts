@@ -4,7 +4,7 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { CreateTableCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { invalidOption, isLeaseError } from './errors.js';
 import {
   EXPECTED_KEY_SCHEMA,
@@ -17,7 +17,7 @@ import {
   type KeySchemaEntry,
   type RequestContext,
 } from './dynamo.js';
-import { b, fromAttributes, keyOf, names, s } from './item.js';
+import { b, fromAttributes, keyOf, names, s, type LeaseItem } from './item.js';
 import { validateConnection, validateKey, validateTable, type DynamoConnection } from './options.js';
 
 export interface LeaseTableOptions extends DynamoConnection {
@@ -157,6 +157,25 @@ export async function forceRelease(options: LeaseTableOptions & { key: string })
     if (!out.ok) return null;
     const before = fromAttributes(out.value.Attributes ?? {});
     return { epoch: before.epoch, owner: before.owner, host: before.host, pid: before.pid, wasReleased: before.released };
+  } finally {
+    close();
+  }
+}
+
+/**
+ * The lease item as it stands (consistent read), for `walship status`; null when the database
+ * never had a lease. `updatedAt` is the holder's wall clock: shown to people, never used to decide.
+ */
+export async function readLease(options: LeaseTableOptions & { key: string }): Promise<LeaseItem | null> {
+  if (typeof options !== 'object' || options === null) throw invalidOption('options', 'must be an object', options);
+  const key = validateKey(options.key);
+  const { ctx, close } = context(options, key);
+  try {
+    const out = await request(ctx, 'GetItem(status)', (abortSignal) =>
+      ctx.client.send(new GetItemCommand({ TableName: ctx.table, Key: keyOf(key), ConsistentRead: true }), { abortSignal }),
+    );
+    if (!out.ok || !out.value.Item) return null;
+    return fromAttributes(out.value.Item);
   } finally {
     close();
   }

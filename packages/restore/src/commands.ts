@@ -1,3 +1,4 @@
+import { createLeaseTable, forceRelease, readLease } from '@walship/lease';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { STORAGE_UNREACHABLE_CODES } from './errors.js';
@@ -59,10 +60,24 @@ and removes the file. Exit code 0 when every check passes, 1 when one fails.`,
 The replica's durable txid, newest object and its age, the time since the last durable commit
 (a lag estimate while the writer is active), the writer's epoch and host from its epoch marker, and
 the lease (none: walship does not take one yet).`,
-  demo: `walship demo
+  demo: `walship demo [--seconds N] [--keep]
 
-Not available from this package yet: the demo needs the writer (@walship/shipper), which the
-restore package does not depend on. Run \`pnpm demo\` in the walship repository.`,
+The quick-start job: starts a local S3 server (s3rver) and DynamoDB (dynalite) on loopback, writes
+through the replicating VFS under a writer lease for N seconds (default 10) with live progress,
+restores a fresh node from the bucket (latest and one point in time) and proves it equal to the
+source. Needs the workspace's @walship/demo package (present in the walship repository).`,
+  lease: `walship lease create-table --table T [--json]
+walship lease show <s3-url> --table T [--json]
+walship lease release <s3-url> --table T --force [--json]
+
+create-table  creates the DynamoDB lease table (key schema: pk (S) HASH, on-demand). walship never
+              creates it implicitly.
+show          the lease item of the database: holder, host, pid, epoch, released.
+release       marks the lease released so another writer can take it at once (epoch kept, the item
+              is never deleted). Only for an operator who knows the holder is dead: a live holder
+              loses the lease at its next renewal and stops writing.
+DynamoDB endpoint and credentials come from the standard AWS environment (AWS_REGION,
+AWS_ENDPOINT_URL_DYNAMODB, ...). The lease key of a database is its s3-url.`,
 };
 
 const COMMON = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
@@ -295,7 +310,6 @@ export interface StatusReport {
   lagEstimateMs: number | null;
   newestObject: { key: string; lastModified: string; ageMs: number } | null;
   writer: { epoch: number; startTxid: number; host: string | null; pid: number | null; since: string | null } | null;
-  lease: 'none';
   problem: { code: string; message: string } | null;
 }
 
@@ -310,17 +324,23 @@ export function statusOf(d: ReplicaDescription): StatusReport {
     lagEstimateMs: d.latest ? Math.max(0, Date.now() - d.latest.timestamp) : null,
     newestObject: d.newest,
     writer: e ? { epoch: e.epoch, startTxid: e.startTxid, host: e.writer?.host ?? null, pid: e.writer?.pid ?? null, since: e.createdAt ?? null } : null,
-    lease: 'none',
     problem: d.generations.at(-1)?.problem ?? null,
   };
 }
 
 async function cmdStatus(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, 'lease-table': { type: 'string' } } });
   if (values.help) return help(io, 'status');
   if (positionals.length !== 1) throw new UsageError('status takes <s3-url>');
   const s = statusOf(await describeReplica(sourceFrom(positionals[0], io.env)));
-  if (values.json) json(io, s);
+  const table = values['lease-table'] ?? io.env.WALSHIP_LEASE_TABLE;
+  const lease = table ? await readLease({ table, key: leaseKey(positionals[0]!) }) : null;
+  const leaseText = !table
+    ? 'not checked (pass --lease-table or WALSHIP_LEASE_TABLE)'
+    : lease === null
+      ? `no lease item in ${table}`
+      : `${lease.released ? 'released' : 'held'} by ${lease.owner} (host ${lease.host} pid ${lease.pid}), epoch ${lease.epoch}, lease ${lease.leaseMs} ms, last renewed ${lease.updatedAt} (holder's clock)`;
+  if (values.json) json(io, { ...s, lease: table ? lease : null });
   else {
     io.stdout.write(
       [
@@ -329,12 +349,69 @@ async function cmdStatus(args: string[], io: CliIo): Promise<number> {
         `last commit    ${s.lastCommit ?? '-'}${s.lagEstimateMs !== null ? ` (${formatAge(s.lagEstimateMs)} ago: the lag while the writer is active)` : ''}`,
         `newest object  ${s.newestObject ? `${s.newestObject.key} (${formatAge(s.newestObject.ageMs)} ago)` : '-'}`,
         `writer         ${s.writer ? `epoch ${s.writer.epoch} from txid ${s.writer.startTxid}${s.writer.host ? `, host ${s.writer.host}` : ''}${s.writer.pid !== null ? ` pid ${s.writer.pid}` : ''}${s.writer.since ? `, since ${s.writer.since}` : ''}` : '-'}`,
-        `lease          none`,
+        `lease          ${leaseText}`,
         ...(s.problem ? [`problem        ${s.problem.code}: ${s.problem.message}`] : []),
       ].join('\n') + '\n',
     );
   }
   return s.problem ? EXIT.failed : EXIT.ok;
+}
+
+/** The lease key of a database: its canonical s3 URL, as openReplicated uses it. */
+function leaseKey(url: string): string {
+  const { bucket, prefix } = parseS3Url(url);
+  return `s3://${bucket}/${prefix}`;
+}
+
+async function cmdLease(args: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, strict: true, options: { ...COMMON, table: { type: 'string' }, force: { type: 'boolean' } } });
+  if (values.help || sub === undefined || sub === '--help' || sub === '-h') return help(io, 'lease');
+  const table = values.table ?? io.env.WALSHIP_LEASE_TABLE;
+  if (!table) throw new UsageError('lease needs --table (or WALSHIP_LEASE_TABLE)');
+  switch (sub) {
+    case 'create-table': {
+      const info = await createLeaseTable({ table });
+      if (values.json) json(io, info);
+      else io.stdout.write(`${info.created ? 'created' : 'already there:'} ${info.table} (${info.status}), key ${info.keySchema.map((k) => `${k.name} (${k.type}) ${k.keyType}`).join(', ')}\n`);
+      return EXIT.ok;
+    }
+    case 'show': {
+      if (positionals.length !== 1) throw new UsageError('lease show takes <s3-url>');
+      const item = await readLease({ table, key: leaseKey(positionals[0]!) });
+      if (values.json) json(io, item);
+      else io.stdout.write(item ? `${leaseKey(positionals[0]!)}: epoch ${item.epoch}, ${item.released ? 'released' : 'held'} by ${item.owner} (host ${item.host} pid ${item.pid}), lease ${item.leaseMs} ms, updated ${item.updatedAt} (holder's clock)\n` : `no lease item for ${leaseKey(positionals[0]!)} in ${table}\n`);
+      return item ? EXIT.ok : EXIT.failed;
+    }
+    case 'release': {
+      if (positionals.length !== 1) throw new UsageError('lease release takes <s3-url>');
+      if (!values.force) throw new UsageError('lease release needs --force: it lets another writer take over at once; use it only when the holder is dead');
+      const r = await forceRelease({ table, key: leaseKey(positionals[0]!) });
+      if (values.json) json(io, r);
+      else io.stdout.write(r ? `released epoch ${r.epoch}, held by ${r.owner} (host ${r.host} pid ${r.pid})${r.wasReleased ? ' (it was already released)' : ''}\n` : `no lease item for ${leaseKey(positionals[0]!)} in ${table}\n`);
+      return r ? EXIT.ok : EXIT.failed;
+    }
+    default:
+      throw new UsageError(`unknown lease command '${sub}' (create-table, show, release)`);
+  }
+}
+
+async function cmdDemo(args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { help: { type: 'boolean', short: 'h' }, seconds: { type: 'string' }, keep: { type: 'boolean' } } });
+  if (values.help) return help(io, 'demo');
+  if (positionals.length > 0) throw new UsageError('demo takes no arguments');
+  const seconds = values.seconds === undefined ? 10 : Number(values.seconds);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--seconds must be a positive number (got ${values.seconds})`);
+  const spec = '@walship/demo';
+  let mod: { runDemo(o: { seconds: number; keep: boolean }): Promise<{ ok: boolean }> };
+  try {
+    mod = (await import(spec)) as typeof mod;
+  } catch (e) {
+    io.stderr.write(`walship demo needs the @walship/demo package of the walship repository (${(e as Error).message}); run it from a checkout: npx -y pnpm@12.4.2 demo\n`);
+    return EXIT.usage;
+  }
+  const r = await mod.runDemo({ seconds, keep: values.keep ?? false });
+  return r.ok ? EXIT.ok : EXIT.failed;
 }
 
 function help(io: CliIo, command: string): number {
@@ -370,9 +447,9 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       case 'status':
         return await cmdStatus(rest, io);
       case 'demo':
-        if (rest.includes('--help') || rest.includes('-h')) return help(io, 'demo');
-        io.stderr.write('walship demo: not yet. The demo needs the writer (@walship/shipper), which @walship/restore does not depend on; run `pnpm demo` in the repository.\n');
-        return EXIT.usage;
+        return await cmdDemo(rest, io);
+      case 'lease':
+        return await cmdLease(rest, io);
       default:
         throw new UsageError(`unknown command '${command}'`);
     }
@@ -383,7 +460,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
       return EXIT.usage;
     }
     io.stderr.write(`walship: ${err.code ?? err.name}: ${err.message}\n`);
-    if (err.code && STORAGE_UNREACHABLE_CODES.has(err.code)) return EXIT.storage;
+    if (err.code && (STORAGE_UNREACHABLE_CODES.has(err.code) || err.code === 'ERR_LEASE_UNAVAILABLE' || err.code === 'ERR_LEASE_THROTTLED')) return EXIT.storage;
+    if (err.code === 'ERR_LEASE_TABLE_MISSING' || err.code === 'ERR_LEASE_TABLE_SCHEMA') return EXIT.usage;
     if (isConfigCode(err.code)) return EXIT.usage;
     return EXIT.failed;
   }

@@ -24,7 +24,7 @@ export interface ReplicatedOptions {
    * One writer per database: a DynamoDB lease whose growing epoch fences every object this writer
    * ships. `false` runs without one (single-node setups; a warning in logs and status).
    */
-  lease?: LeaseOptions | false;
+  lease: LeaseOptions | false;
   s3: {
     bucket: string;
     /** Database prefix inside the bucket (no leading or trailing slash), e.g. `prod/orders`. */
@@ -117,7 +117,7 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
   if (typeof prefix !== 'string' || prefix.startsWith('/') || prefix.endsWith('/') || prefix.includes('//')) {
     bad('s3.prefix', 'must be a key prefix without leading, trailing or doubled slashes', prefix);
   }
-  if (o.lease !== false && o.lease !== undefined && (typeof o.lease !== 'object' || o.lease === null || typeof o.lease.table !== 'string' || o.lease.table === '')) {
+  if (o.lease !== false && (typeof o.lease !== 'object' || o.lease === null || typeof o.lease.table !== 'string' || o.lease.table === '')) {
     bad('lease', "must be { table, ... } (a DynamoDB lease table; create it with `walship lease create-table`) or false to run without a writer lease", o.lease === undefined ? 'undefined' : o.lease);
   }
   const compression = o.compression ?? 'zstd';

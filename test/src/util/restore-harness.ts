@@ -26,6 +26,7 @@ export function prng(seed: number): () => number {
 
 export function s3Options(server: S3Server, prefix: string, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {
+    lease: false,
     s3: {
       bucket: server.bucket,
       prefix,
