@@ -13,6 +13,7 @@ import { createS3Storage, type ObjectStorage } from '@walship/storage';
 import { Keyring, loadFormat, decodeObject } from '@walship/format';
 import { startS3rver, startFaultProxy, type S3Server, type FaultProxy } from './servers/index.js';
 import { rebuildFromReplica } from './util/replica.js';
+import { restore } from '@walship/restore';
 
 let server: S3Server;
 let dir: string;
@@ -195,6 +196,37 @@ describe('shipper against s3rver', () => {
     assert.match(marker.reason, /differs|checkpointed past/);
     assert.equal(marker.parent.generation, first);
     await assertReplicaEqualsFile(prefix, other);
+  });
+
+  test('a database restored to an earlier txid: refused by default, a new generation from that txid with allowRollback', async () => {
+    const prefix = newPrefix('rollback');
+    const path = join(dir, 'rollback-src.db');
+    let db = await openReplicated(path, s3Options(prefix));
+    db.exec('CREATE TABLE t(x)');
+    const ins = db.prepare('INSERT INTO t VALUES (?)');
+    let k = 0;
+    for (let i = 0; i < 60; i++) {
+      ins.run(i);
+      if (i === 29) {
+        await db.flush();
+        k = db.txid;
+      }
+    }
+    const first = db.status().generation;
+    await db.close();
+    const older = join(dir, 'rollback-older.db');
+    await restore({ s3: s3Options(prefix).s3, path: older, txid: k });
+    await assert.rejects(openReplicated(older, s3Options(prefix)), (e: Error & { code?: string }) => e.code === 'ERR_DURABLE_AHEAD' && /allowRollback/.test(e.message));
+    db = await openReplicated(older, s3Options(prefix, server.endpoint, { allowRollback: true }));
+    assert.notEqual(db.status().generation, first);
+    assert.ok(db.txid >= k && db.txid <= k + 1, `txids go on from the restored txid ${k} (${db.txid})`);
+    assert.equal(db.prepare('SELECT count(*) FROM t').pluck().get(), 30);
+    db.prepare('INSERT INTO t VALUES (?)').run(1000);
+    const second = db.status().generation!;
+    await db.close();
+    const marker = JSON.parse(Buffer.from((await storageFor(prefix).get(`${prefix}/${second}/generation.json`))!).toString()) as { reason: string; parent: { generation: string; txid: number } };
+    assert.deepEqual(marker.parent, { generation: first, txid: k });
+    await assertReplicaEqualsFile(prefix, older);
   });
 
   test('bad configuration fails at open with one typed error and writes nothing', async () => {

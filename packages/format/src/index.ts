@@ -74,3 +74,4 @@ export type { KeyFormatter, ObjectKey, SegmentKeyFields, SnapshotKeyFields } fro
 export async function loadFormat(): Promise<void> {
   await Promise.all([loadChecksum(), loadCodecs()]);
 }
+export { restoredNotePath, parseRestoredNote, type RestoredNote } from './restored.js';

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { loadFormat, type Keyring } from '@walship/format';
+import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { PageFile, fetchSegment, hashFile, hex64, integrityCheck, writeSnapshot, type DecodedSegment } from './apply.js';
 import { abortedError, restoreError } from './errors.js';
@@ -288,6 +288,11 @@ export function moveIntoPlace(tmp: string, path: string, options: { overwrite: b
   fsyncDir(dirname(path));
 }
 
+/** A writer opening the file later numbers its transactions from this note (see @walship/format). */
+function writeRestoredNote(path: string, note: RestoredNote): void {
+  writeFileSync(restoredNotePath(path), `${JSON.stringify(note, null, 2)}\n`);
+}
+
 /**
  * Restores a database from its replica: validates the options, plans (see plan()), downloads and
  * verifies every object, builds the file beside the target, checks it, and renames it into place.
@@ -313,8 +318,10 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, signal, onProgress: progress });
     if (signal?.aborted) throw abortedError(signal.reason);
     progress?.({ phase: 'rename', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
+    rmSync(restoredNotePath(path), { force: true });
     moveIntoPlace(tmp, path, { overwrite });
     tmp = null;
+    writeRestoredNote(path, { format: 1, replica: source.storage.location, generation: p.generation, txid: p.txid, checksum: p.checksum.toString(16).padStart(16, '0'), restoredAt: new Date().toISOString() });
     progress?.({ phase: 'done', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
     return {
       path,

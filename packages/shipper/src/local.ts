@@ -5,7 +5,7 @@ import { PageHashes } from '@walship/format';
  * The rolling checksum of the database file at `path` when its WAL holds nothing (missing or
  * empty), else null. Reads the whole file once.
  */
-export function fileChecksumIfWalEmpty(path: string, pageSize: number): { checksum: bigint; pages: number } | null {
+export function fileChecksumIfWalEmpty(path: string): { checksum: bigint; pages: number } | null {
   try {
     if (statSync(`${path}-wal`).size > 0) return null;
   } catch (e) {
@@ -18,6 +18,12 @@ export function fileChecksumIfWalEmpty(path: string, pageSize: number): { checks
     return null;
   }
   try {
+    const head = new Uint8Array(100);
+    if (readSync(fd, head, 0, 100, 0) < 100) return null;
+    // Bytes 16-17 of the header: the page size, 1 meaning 65536.
+    const raw = (head[16]! << 8) | head[17]!;
+    const pageSize = raw === 1 ? 65536 : raw;
+    if (pageSize < 512 || (pageSize & (pageSize - 1)) !== 0) return null;
     const hashes = hashPages(fd, pageSize);
     return { checksum: hashes.value, pages: hashes.pageCount };
   } finally {

@@ -73,6 +73,12 @@ export interface ReplicatedOptions {
   logLevel?: LogLevel;
   /** Called for every storage request (after the shipper's own accounting). */
   onRequest?: (event: RequestEvent) => void;
+  /**
+   * A local database behind the replica (e.g. restored to an earlier txid) fails with
+   * ERR_DURABLE_AHEAD unless this is true; then it starts a new generation from the local state
+   * (its parent names the replica's generation and the local txid). Default false.
+   */
+  allowRollback?: boolean;
   /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
   database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
 }
@@ -92,6 +98,7 @@ export interface ResolvedOptions {
   maxPendingMemoryBytes: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
+  allowRollback: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -141,5 +148,6 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     maxPendingMemoryBytes: nonNegative('maxPendingMemoryBytes', o.maxPendingMemoryBytes, 32 * MiB),
     backoffBaseMs: nonNegative('uploadBackoff.baseMs', o.uploadBackoff?.baseMs, 100, 1),
     backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
+    allowRollback: o.allowRollback === true,
   };
 }

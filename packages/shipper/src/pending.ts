@@ -110,13 +110,13 @@ export class PendingQueue {
 }
 
 /** Reads a spilled transaction's last page images back from its WAL frames, checking the salts. */
-export function readFromWal(walPath: string, txn: PendingTxn): CapturedPage[] {
+export function readFromWal(walPath: string, txn: PendingTxn, walFd?: number): CapturedPage[] {
   const wal = txn.wal;
   if (wal === null) throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid} has neither pages nor a WAL location`, { details: { txid: txn.txid } });
   const frameSize = FRAME_HEADER + txn.pageSize;
   const frames = wal.lastFrame - wal.firstFrame + 1;
   const buf = new Uint8Array(frames * frameSize);
-  const fd = openSync(walPath, 'r');
+  const fd = walFd ?? openSync(walPath, 'r');
   try {
     let done = 0;
     while (done < buf.length) {
@@ -130,7 +130,7 @@ export function readFromWal(walPath: string, txn: PendingTxn): CapturedPage[] {
       });
     }
   } finally {
-    closeSync(fd);
+    if (walFd === undefined) closeSync(fd);
   }
   const view = new DataView(buf.buffer);
   const latest = new Map<number, number>();

@@ -1,7 +1,9 @@
 import { resolve } from 'node:path';
 import { openDatabase, WalshipError, type WalshipDatabase } from '@walship/vfs';
 import { S3Storage, createS3Storage, type ObjectStorage, type RequestEvent } from '@walship/storage';
-import { Keyring, loadFormat } from '@walship/format';
+import { Keyring, loadFormat, parseRestoredNote, restoredNotePath, type RestoredNote } from '@walship/format';
+import { readFileSync, rmSync } from 'node:fs';
+import { fileChecksumIfWalEmpty } from './local.js';
 import { createDynamoLease, type Lease } from '@walship/lease';
 import { resolveOptions, type ReplicatedOptions } from './options.js';
 import { readLineage } from './lineage.js';
@@ -123,6 +125,8 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     await releaseOnFailure();
     throw e;
   }
+  // The marker transaction now records the restored txid; the note has done its job.
+  if (baseTxid !== undefined) rmSync(restoredNotePath(abs), { force: true });
   if (lease) {
     lease.onLost((e) => s.leaseLost(e));
     lease.startRenewing();
@@ -188,10 +192,26 @@ function leaseAwareRetry(options: ReplicatedOptions): NonNullable<ReplicatedOpti
  */
 async function provenBase(path: string, lineage: Awaited<ReturnType<typeof readLineage>>, log: Logger): Promise<number | undefined> {
   const tip = lineage.tip;
-  if (!tip || lineage.pageSize === null) return undefined;
-  const { fileChecksumIfWalEmpty } = await import('./local.js');
-  const sum = fileChecksumIfWalEmpty(path, lineage.pageSize);
-  if (sum === null || sum.checksum !== tip.checksum) return undefined;
-  log.info('local database file matches the replica tip', { txid: tip.txid });
-  return tip.txid;
+  const note = readNote(path);
+  if (!tip && !note) return undefined;
+  const sum = fileChecksumIfWalEmpty(path);
+  if (sum === null) return undefined;
+  if (tip && sum.checksum === tip.checksum) {
+    log.info('local database file matches the replica tip', { txid: tip.txid });
+    return tip.txid;
+  }
+  // Restored to an earlier point: the note restore left says which txid the file is.
+  if (note && note.checksum === sum.checksum.toString(16).padStart(16, '0')) {
+    log.info('local database file is a restore of this replica', { txid: note.txid, restoredFrom: note.generation });
+    return note.txid;
+  }
+  return undefined;
+}
+
+function readNote(path: string): RestoredNote | null {
+  try {
+    return parseRestoredNote(readFileSync(restoredNotePath(path), 'utf8'));
+  } catch {
+    return null;
+  }
 }

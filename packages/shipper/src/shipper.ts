@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
@@ -102,7 +103,10 @@ export class Shipper {
   private drainRounds = 0;
   /** Max txid in the overflow spool file, while it holds transactions not yet durable. */
   private spoolMax: number | null = null;
-  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number } | null = null;
+  /** Checkpoint marker txids not yet durable: each starts a new segment. */
+  private readonly cutBefore = new Set<number>();
+  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number; timestamp: number } | null = null;
+  private lastCommitAt = Date.now();
   private lastSnapshotTxid = 0;
   private lastSnapshotAt = 0;
   private walLimitReached = false;
@@ -146,6 +150,7 @@ export class Shipper {
     const pending = pendingFrom(txn, hashes.value);
     this.queue.push(pending);
     this.committedTxid = txn.txid;
+    this.lastCommitAt = txn.timestamp;
     this.walSinceCheckpoint += pending.walBytes;
     this.ctx.metrics.committed.inc();
     if (this.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
@@ -206,14 +211,16 @@ export class Shipper {
     at.set(db.txid, this.hashes.value);
     this.committedTxid = db.txid;
     if (tip && lineage.generation) {
-      if (db.txid < tip.txid) {
+      if (db.txid < tip.txid && !this.ctx.options.allowRollback) {
         throw new WalshipError(
           'ERR_DURABLE_AHEAD',
-          `${this.location} holds transactions up to ${tip.txid} but ${this.ctx.path} ends at ${db.txid}: the local database is older than its replica. Restore it first (walship restore), or point s3.prefix elsewhere`,
+          `${this.location} holds transactions up to ${tip.txid} but ${this.ctx.path} ends at ${db.txid}: the local database is older than its replica. Restore the latest state first (walship restore), or, to continue from this older state on purpose (a point-in-time rollback), pass allowRollback: true to start a new generation from it`,
           { details: { path: this.ctx.path, replicaTxid: tip.txid, localTxid: db.txid, generation: lineage.generation } },
         );
       }
-      if (lineage.pageSize !== null && lineage.pageSize !== pageSize) {
+      if (db.txid < tip.txid) {
+        this.needGeneration = { reason: `rolled back: the local database is at txid ${db.txid}, the replica at ${tip.txid} (allowRollback)`, parent: { generation: lineage.generation, txid: db.txid } };
+      } else if (lineage.pageSize !== null && lineage.pageSize !== pageSize) {
         this.needGeneration = { reason: `page size changed from ${lineage.pageSize} to ${pageSize}`, parent: { generation: lineage.generation, txid: tip.txid } };
       } else if (at.get(tip.txid) === tip.checksum) {
         continueAt = tip.txid;
@@ -260,6 +267,7 @@ export class Shipper {
       this.ctx.log.warn('starting a new generation', { reason: this.needGeneration!.reason, parent: this.needGeneration!.parent });
     }
     this.ctx.log.with({ generation: this.generation });
+    if (markerTxid > this.durableTxid) this.cutBefore.add(markerTxid);
     const queued = this.queue.last()?.txid ?? this.durableTxid;
     for (const txn of opening) if (txn.txid > queued) this.queue.push(pendingFrom(txn, after.get(txn.txid)!));
     if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
@@ -331,6 +339,8 @@ export class Shipper {
       const t = this.queue.at(i)!;
       const size = t.pageCount * t.pageSize;
       if (batch.length > 0 && bytes + size > this.ctx.options.maxSegmentBytes) break;
+      // A checkpoint's marker starts a segment: a snapshot at that txid then never falls inside one.
+      if (batch.length > 0 && this.cutBefore.has(t.txid)) break;
       batch.push(t);
       bytes += size;
     }
@@ -373,18 +383,25 @@ export class Shipper {
       count: batch.length,
       pages: batch.reduce((n, t) => n + t.pageCount, 0),
     });
-    // Nothing is shipped that a local crash could take back.
-    this.db.syncWal();
     const walPath = `${this.ctx.path}-wal`;
+    // Nothing is shipped that a local crash could take back. fdatasync on the thread pool, so
+    // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
+    await syncFile(walPath);
     const keyring = this.ctx.keyring;
     const body = async function* (): AsyncGenerator<Uint8Array> {
       const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
-      for (const t of batch) {
-        const pages = t.pages ?? readFromWal(walPath, t);
-        enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
-        for (const p of pages) enc.writePage(p.pgno, p.data);
-        enc.endTransaction();
-        yield* enc.take();
+      const spilled = batch.some((t) => t.pages === null);
+      const fd = spilled ? openSync(walPath, 'r') : undefined;
+      try {
+        for (const t of batch) {
+          const pages = t.pages ?? readFromWal(walPath, t, fd);
+          enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
+          for (const p of pages) enc.writePage(p.pgno, p.data);
+          enc.endTransaction();
+          yield* enc.take();
+        }
+      } finally {
+        if (fd !== undefined) closeSync(fd);
       }
       enc.finish();
       yield* enc.take();
@@ -478,6 +495,7 @@ export class Shipper {
     this.ctx.metrics.shipped.inc(done.length);
     this.durableTxid = Math.max(this.durableTxid, txid);
     this.durableChecksum = checksum;
+    for (const k of this.cutBefore) if (k <= this.durableTxid) this.cutBefore.delete(k);
     this.raw.acknowledge(this.durableTxid);
     if (this.spoolMax !== null && this.durableTxid >= this.spoolMax) {
       removeSpool(this.ctx.path);
@@ -576,7 +594,7 @@ export class Shipper {
     if (Date.now() - this.lastSnapshotAt < interval) return;
     const cp = this.lastCheckpoint;
     if (!cp || cp.txid <= this.lastSnapshotTxid) return;
-    this.periodic = this.snapshot(cp.txid, cp.checksum)
+    this.periodic = this.snapshot(cp.txid, cp.checksum, cp.timestamp)
       .catch((e: unknown) => {
         if (!this.stopped) this.ctx.log.warn('periodic snapshot failed; the next checkpoint tries again', { error: (e as Error).message });
       })
@@ -620,7 +638,7 @@ export class Shipper {
     this.epochs = new Map([[this.epoch, txid]]);
     this.epochMarked = false;
     await this.markEpoch(txid);
-    await this.snapshot(txid, checksum);
+    await this.snapshot(txid, checksum, this.lastCommitAt);
     this.queue.dropThrough(txid);
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.needGeneration = null;
@@ -653,7 +671,8 @@ export class Shipper {
    * Streams the database file, which holds exactly the state after `txid` until the next
    * checkpoint (held off meanwhile), so writers go on into the WAL for the whole upload.
    */
-  private async snapshot(txid: number, checksum: bigint): Promise<void> {
+  /** `committedAt` is the commit time of `txid`: restore by time reads it from the header. */
+  private async snapshot(txid: number, checksum: bigint, committedAt: number): Promise<void> {
     this.snapshotting = true;
     try {
       const path = this.ctx.path;
@@ -664,7 +683,7 @@ export class Shipper {
       const lockPage = lockPageNumber(pageSize);
       const pageCount = commitSize - (commitSize >= lockPage ? 1 : 0);
       const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
-      const now = Date.now();
+      const now = committedAt;
       const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
       const keyring = this.ctx.keyring;
       const hashesOf = (): PageHashes => new PageHashes(pageSize);
@@ -760,10 +779,11 @@ export class Shipper {
   }
 
   private checkpointed(txid: number): void {
+    if (txid > this.durableTxid) this.cutBefore.add(txid);
     this.ctx.metrics.checkpoints.inc();
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.draining = false;
-    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount };
+    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount, timestamp: this.lastCommitAt };
     this.ctx.log.debug('checkpointed', { txid });
   }
 
@@ -807,7 +827,7 @@ export class Shipper {
   }
 }
 
-const DRAIN_ROUNDS = 3;
+const DRAIN_ROUNDS = 1;
 const SPOOL_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
@@ -824,6 +844,21 @@ function spoolContinues(
   const atTip = tip.txid === spool.minTxid - 1 ? spool.preChecksum : spool.transactions.find((t) => t.txid === tip.txid)?.postChecksum;
   const last = spool.transactions.at(-1);
   return atTip === tip.checksum && last !== undefined && markerTxid === spool.maxTxid + 1 && note === checkpointNote(last.postChecksum);
+}
+
+async function syncFile(path: string): Promise<void> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, 'r+');
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ENOENT') return;
+    throw e;
+  }
+  try {
+    await handle.datasync();
+  } finally {
+    await handle.close();
+  }
 }
 
 /** What a checkpoint leaves in the marker row: the checksum of the state the marker follows. */

@@ -73,7 +73,10 @@ export async function rebuildFromReplica(storage: ObjectStorage, prefix: string,
   pages = new Map(pages);
   for (const s of segs) {
     if (options.toTxid !== undefined && txid >= options.toTxid) break;
-    if (s.minTxid > txid + 1) throw new Error(`gap before ${s.key}: replica has txids up to ${txid}`);
+    if (s.minTxid > txid + 1) {
+      const near = segs.filter((x) => Math.abs(x.minTxid - txid) < 40).map((x) => x.key.slice(prefix.length + 1));
+      throw new Error(`gap before ${s.key}: replica has txids up to ${txid} (segments near: ${near.join(', ')}; epochs ${JSON.stringify([...epochs])}; snapshot ${snap.key})`);
+    }
     if (s.minTxid < snap.txid) continue;
     const h = await apply(s.key, options.toTxid, s.minTxid === txid + 1 ? checksum : null);
     if (!acceptable(epochs, h.epoch, h.minTxid, h.maxTxid)) throw new Error(`${s.key} violates the epoch rule`);
