@@ -19,8 +19,9 @@ Usage:
   walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--json]
   walship ls <s3-url> [--json]
   walship verify <s3-url> [--txid N | --timestamp ISO] [--json]
-  walship status <s3-url> [--json]
-  walship demo
+  walship status <s3-url> [--lease-table T] [--json]
+  walship lease create-table|show|release ... --table T
+  walship demo [--seconds N]
   walship <command> --help
 
 <s3-url> is s3://bucket/prefix. The endpoint, region and credentials come from the standard AWS
@@ -28,7 +29,7 @@ environment (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCE
 decryption keys from WALSHIP_KEYS=id:base64[,id:base64...].
 
 Exit codes: 0 ok, 1 verification failed or data error, 2 usage or configuration error,
-3 storage unreachable or access denied.`,
+3 storage or DynamoDB unreachable, or access denied.`,
   restore: `walship restore <s3-url> <path> [options]
 
 Restores the database to <path>: the latest state, or the state after a txid, or the state after
@@ -55,11 +56,11 @@ txid ranges, commit times and sizes, and the txid and time range each generation
 Restores into a temporary file and runs every check (chain, fencing, object checksums and
 decryption, per-transaction checksums, final checksum, PRAGMA integrity_check), prints a summary
 and removes the file. Exit code 0 when every check passes, 1 when one fails.`,
-  status: `walship status <s3-url> [--json]
+  status: `walship status <s3-url> [--lease-table T] [--json]
 
 The replica's durable txid, newest object and its age, the time since the last durable commit
 (a lag estimate while the writer is active), the writer's epoch and host from its epoch marker, and
-the lease (none: walship does not take one yet).`,
+the lease holder, epoch and last renewal when --lease-table (or WALSHIP_LEASE_TABLE) names the table.`,
   demo: `walship demo [--seconds N] [--keep]
 
 The quick-start job: starts a local S3 server (s3rver) and DynamoDB (dynalite) on loopback, writes
