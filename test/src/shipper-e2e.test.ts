@@ -14,6 +14,7 @@ import { Keyring, loadFormat, decodeObject } from '@walship/format';
 import { startS3rver, startFaultProxy, type S3Server, type FaultProxy } from './servers/index.js';
 import { rebuildFromReplica } from './util/replica.js';
 import { restore } from '@walship/restore';
+import { prng } from './util/prng.js';
 
 let server: S3Server;
 let dir: string;
@@ -28,17 +29,6 @@ after(async () => {
   await server?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function s3Options(prefix: string, endpoint = server.endpoint, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {

@@ -19,6 +19,7 @@ import { PageHashes, decodeSegment, encodeSegment, formatKeys, loadFormat, type 
 import { startS3rver, type S3Server } from './servers/index.js';
 // The pass is not exported from the package index yet (the report asks for it): the compiled module.
 import { runMaintenancePass, type MaintenanceResult } from '@walship/shipper';
+import { prng } from './util/prng.js';
 
 let server: S3Server;
 let dir: string;
@@ -68,17 +69,6 @@ function storageFor(prefix: string): ObjectStorage {
     forcePathStyle: true,
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
   });
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 type Row = { k: number; v: Uint8Array; n: number | bigint };

@@ -8,6 +8,7 @@
 
 import http from 'node:http';
 import type net from 'node:net';
+import { prng } from '../util/prng.js';
 
 export type FaultKind = 'reset-before' | 'reset-after' | 'error-500' | 'error-503' | 'delay' | 'truncate' | 'late';
 
@@ -48,18 +49,6 @@ export interface FaultProxy {
   setDown(down: boolean): void;
   setDelayMs(ms: number): void;
   stop(): Promise<void>;
-}
-
-/** mulberry32: tiny, seedable, good enough to spread faults. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function reset(socket: net.Socket): void {

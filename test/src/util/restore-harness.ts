@@ -12,17 +12,8 @@ import type { ReplicatedOptions } from '@walship/shipper';
 import type { WalshipDatabase } from '@walship/vfs';
 import type { S3Server } from '../servers/index.js';
 import { which } from '../servers/index.js';
-
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from './prng.js';
+export { prng };
 
 export function s3Options(server: S3Server, prefix: string, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {
