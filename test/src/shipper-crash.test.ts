@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Database from 'better-sqlite3';
+import { openOracle } from './util/oracle-sqlite.js';
 import { openReplicated } from '@walship/shipper';
 import { createS3Storage } from '@walship/storage';
 import { loadFormat } from '@walship/format';
@@ -29,9 +29,9 @@ function expectedValue(n: number, v: string): boolean {
 function checkPrefix(bytes: Uint8Array, dir: string): number {
   const file = join(dir, `check-${process.hrtime.bigint()}.db`);
   writeFileSync(file, bytes);
-  const db = new Database(file, { readonly: true });
+  const db = openOracle(file, { readonly: true });
   try {
-    assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+    assert.equal(db.pragmaValue('integrity_check'), 'ok');
     const m = db.prepare('SELECT n FROM meta').pluck().get() as number;
     const rows = db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[];
     assert.equal(rows.length, m, 'one row per commit up to meta.n');

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openOracle } from './util/oracle-sqlite.js';
 import { openDatabase } from '@walship/vfs';
 import { openReplicated, type LogEntry, type ReplicatedDatabase, type ReplicatedOptions } from '@walship/shipper';
 import { createS3Storage, type ObjectStorage } from '@walship/storage';
@@ -356,9 +356,9 @@ let files = 0;
 function oracleCheck(image: Image, expected: string, what: string): void {
   const path = join(dir, `check-${files++}.db`);
   writeFileSync(path, image.bytes());
-  const db = new Database(path);
+  const db = openOracle(path);
   try {
-    assert.equal(db.pragma('integrity_check', { simple: true }), 'ok', `${what}: integrity_check`);
+    assert.equal(db.pragmaValue('integrity_check'), 'ok', `${what}: integrity_check`);
     assert.equal(rowDigest(db.prepare('SELECT k, v, n FROM kv ORDER BY k').all() as Row[]), expected, `${what}: the rows the source held`);
   } finally {
     db.close();

@@ -1,11 +1,11 @@
 // Shared pieces of the restore suites: a writer that records every operation with the txid its
-// commit got, a better-sqlite3 oracle that replays those operations up to any txid, table dumps
+// commit got, an oracle in another SQLite build (better-sqlite3 or node:sqlite) that replays those operations up to any txid, table dumps
 // for comparison, and the native sqlite3 shell's integrity check.
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import Database from 'better-sqlite3';
+import { openOracle, type OracleDatabase } from './oracle-sqlite.js';
 import { decodeObject, parseObjectKey } from '@walship/format';
 import { createS3Storage, type ObjectStorage } from '@walship/storage';
 import type { ReplicatedOptions } from '@walship/shipper';
@@ -139,13 +139,13 @@ export class Workload {
   }
 
   /** The oracle: a native SQLite database with every operation committed at or before `txid`. */
-  oracle(txid: number): Database.Database {
-    const db = new Database(':memory:');
+  oracle(txid: number): OracleDatabase {
+    const db = openOracle(':memory:');
     for (const op of this.ops) {
       if (op.txid > txid) break;
       db.transaction(() => {
         for (const s of op.sql) db.prepare(s.text).run(...s.params);
-      })();
+      });
     }
     return db;
   }
@@ -154,7 +154,7 @@ export class Workload {
 export type Dump = Record<string, unknown[]>;
 
 /** Every user table's rows in primary-key order (walship's own table left out). */
-export function dump(db: Database.Database): Dump {
+export function dump(db: OracleDatabase): Dump {
   const out: Dump = {};
   const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> '_walship' ORDER BY name").pluck().all() as string[];
   for (const t of tables) out[t] = db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`).raw().all();
@@ -162,7 +162,7 @@ export function dump(db: Database.Database): Dump {
 }
 
 export function dumpFile(path: string): Dump {
-  const db = new Database(path, { readonly: true, fileMustExist: true });
+  const db = openOracle(path, { readonly: true });
   try {
     return dump(db);
   } finally {

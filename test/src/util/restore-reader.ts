@@ -4,7 +4,7 @@
 // balances sum to zero and both tables have the same ids. A partial transaction would break it.
 
 import { parentPort, workerData } from 'node:worker_threads';
-import Database from 'better-sqlite3';
+import { openOracle } from './oracle-sqlite.js';
 
 const { path, stop } = workerData as { path: string; stop: SharedArrayBuffer };
 const flag = new Int32Array(stop);
@@ -15,7 +15,7 @@ const errors: string[] = [];
 
 while (Atomics.load(flag, 0) === 0) {
   try {
-    const db = new Database(path, { readonly: true, fileMustExist: true });
+    const db = openOracle(path, { readonly: true });
     try {
       const row = db
         .prepare(
@@ -27,7 +27,7 @@ while (Atomics.load(flag, 0) === 0) {
       reads++;
       if (row.total !== 0 || row.a !== row.b || row.both !== row.a) violations.push(JSON.stringify(row));
       if (reads % 10 === 0) {
-        const ok = db.pragma('quick_check', { simple: true });
+        const ok = db.pragmaValue('quick_check');
         checks++;
         if (ok !== 'ok') violations.push(`quick_check: ${String(ok)}`);
       }
