@@ -75,3 +75,4 @@ export async function loadFormat(): Promise<void> {
   await Promise.all([loadChecksum(), loadCodecs()]);
 }
 export { restoredNotePath, parseRestoredNote, type RestoredNote } from './restored.js';
+export { acceptable } from './fencing.js';

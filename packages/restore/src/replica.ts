@@ -1,5 +1,6 @@
 import {
   HEADER_SIZE,
+  acceptable,
   databaseKey,
   decodeHeader,
   decodeTrailer,
@@ -14,6 +15,9 @@ import {
   type ObjectTrailer,
 } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
+
+/** The fencing rule lives in @walship/format (part of the on-store contract). */
+export { acceptable };
 import { objectFailure, restoreError, storageFailure } from './errors.js';
 
 /** P/database.json as the shipper writes it. */
@@ -95,19 +99,6 @@ export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (it
   const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (rejected) throw rejected.reason;
   return out;
-}
-
-/** The fencing rule: objects of epoch e count only for txids in [start(e), start(next epoch)). */
-export function acceptable(epochs: ReadonlyMap<number, EpochInfo | number>, epoch: number, minTxid: number, maxTxid: number): boolean {
-  const own = epochs.get(epoch);
-  const start = typeof own === 'number' ? own : own?.startTxid;
-  if (start === undefined || minTxid < start) return false;
-  let next = Infinity;
-  for (const [e, info] of epochs) {
-    const s = typeof info === 'number' ? info : info.startTxid;
-    if (e > epoch && s < next) next = s;
-  }
-  return maxTxid < next;
 }
 
 function listPrefix(prefix: string): string {

@@ -1,6 +1,8 @@
 import { WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
-import { HEADER_SIZE, decodeHeader, formatKeys, parseObjectKey, type ObjectHeader } from '@walship/format';
+import { HEADER_SIZE, acceptable, decodeHeader, formatKeys, parseObjectKey, type ObjectHeader } from '@walship/format';
+
+export { acceptable };
 
 /** What a writer needs to know about the replica before it ships: found with LIST at start-up only. */
 export interface Lineage {
@@ -134,15 +136,6 @@ export async function readLineage(storage: ObjectStorage, prefix: string): Promi
     break;
   }
   return lineage;
-}
-
-/** The fencing rule: objects of epoch e count only for txids in [start(e), start(next epoch)). */
-export function acceptable(epochs: Map<number, number>, epoch: number, minTxid: number, maxTxid: number): boolean {
-  const start = epochs.get(epoch);
-  if (start === undefined || minTxid < start) return false;
-  let next = Infinity;
-  for (const [e, s] of epochs) if (e > epoch && s < next) next = s;
-  return maxTxid < next;
 }
 
 async function readHeader(storage: ObjectStorage, key: string): Promise<ObjectHeader> {
