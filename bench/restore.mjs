@@ -13,6 +13,9 @@
 // Options: --only size,segments,compacted   --size-mib N (default 1024, --quick 128)   --segments N
 //          (default 2500, --quick 500)   --reps N (timed repetitions, default 3, --quick 2)
 //          --concurrency N (default 8, restore's default)   --no-save   --out FILE
+//          --profile DIR: after the timed runs of (1) and (2), one more restore each under the V8
+//          profiler (node:inspector, 200 us sampling; not in the tables), its .cpuprofile written to
+//          DIR and summarised in the report. A run with --profile is not saved unless --out is given.
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync, writeSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
@@ -21,6 +24,7 @@ import { randomFillSync } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { execFileSync } from 'node:child_process';
 import { runInNewContext } from 'node:vm';
+import { Session } from 'node:inspector/promises';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -32,7 +36,7 @@ const repo = join(here, '..');
 const SECTIONS = ['size', 'segments', 'compacted'];
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8 };
+  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8, profile: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -49,6 +53,7 @@ function parseArgs(argv) {
       case '--reps': a.reps = positive(value()); break;
       case '--concurrency': a.concurrency = positive(value()); break;
       case '--no-save': a.save = false; break;
+      case '--profile': a.profile = value(); break;
       case '--out': a.out = value(); break;
       case '-h':
       case '--help':
@@ -71,7 +76,7 @@ function positive(s) {
 const args = parseArgs(process.argv.slice(2));
 const Q = args.quick;
 // A run with non-default sizes is not the benchmark: saved only with --out.
-const custom = args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8;
+const custom = args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8 || args.profile !== null;
 
 /** Every size of the run, full and --quick. */
 const P = {
@@ -279,6 +284,106 @@ async function timedPlan(prefix, target = {}) {
   return { ms: now() - t0, plan: p };
 }
 
+/** Runs `fn` under the V8 sampling profiler of this process; returns its result and the profile. */
+async function profiled(fn) {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  let result;
+  let profile;
+  try {
+    result = await fn();
+  } finally {
+    ({ profile } = await session.post('Profiler.stop'));
+    session.disconnect();
+  }
+  return { result, profile };
+}
+
+/**
+ * Where restore's time goes: the functions that matter, inclusive (samples with the function
+ * anywhere on the stack). [label, function name or null for any, file suffix or '' for native, what].
+ */
+const PROFILE_ROWS = [
+  ['(idle)', '(idle)', '', 'main thread idle: waiting for s3rver (a child process) or the disk'],
+  ['(garbage collector)', '(garbage collector)', '', 'GC'],
+  ['AWS SDK', null, /\/(@smithy|@aws-sdk)\//, 'building, signing and parsing S3 requests (any frame in @smithy/* or @aws-sdk/*)'],
+  ['scanReplica', 'scanReplica', 'restore/dist/replica.js', 'plan: LIST of the prefix'],
+  ['header', 'header', 'restore/dist/replica.js', 'plan: one ranged GET per object for its header'],
+  ['writeSnapshot', 'writeSnapshot', 'restore/dist/apply.js', 'snapshot: decode its pieces and write the pages'],
+  ['fetchSegment', 'fetchSegment', 'restore/dist/apply.js', 'segments: download and decode each'],
+  ['applySegment', 'applySegment', 'restore/dist/restore.js', 'segments: apply and check each transaction'],
+  ['readBody', 'readBody', 'storage/dist/s3.js', 'HTTP response bodies into buffers'],
+  ['decompress', 'decompress', 'format/dist/codec.js', 'zstd (wasm)'],
+  ['writePage', 'writePage', 'restore/dist/apply.js', 'one pwrite per 8 KiB page + its hash'],
+  ['writeSync', 'writeSync', 'node:fs', 'pwrite syscalls'],
+  ['pageHash', 'pageHash', 'format/dist/checksum.js', 'xxhash64 of a page (rolling checksum), everywhere'],
+  ['finish', 'finish', 'restore/dist/apply.js', 'ftruncate + fsync of the new file'],
+  ['hashFile', 'hashFile', 'restore/dist/apply.js', 'verify: re-read and re-hash the whole file'],
+  ['integrityCheck', 'integrityCheck', 'restore/dist/apply.js', 'verify: PRAGMA integrity_check through the walship VFS (wasm SQLite)'],
+];
+
+function emitProfile(profile, label, file) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const byNode = new Map();
+  profile.samples.forEach((id, i) => byNode.set(id, (byNode.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0) / 1000));
+  const where = (n) => (n.callFrame.url || '').replace(/^.*\/packages\//, '').replace(/^.*\/node_modules\//, '');
+  const matches = (row, n) => {
+    const [, fn, url] = row;
+    const u = n.callFrame.url || '';
+    if (url instanceof RegExp) return url.test(u);
+    return n.callFrame.functionName === fn && (url === '' ? u === '' : where(n).endsWith(url));
+  };
+  const self = new Map();
+  const rows = PROFILE_ROWS.map(() => 0);
+  let total = 0;
+  for (const [id, ms] of byNode) {
+    total += ms;
+    const n0 = nodes.get(id);
+    const k = `${n0.callFrame.functionName || '(anonymous)'}\t${where(n0)}\t${n0.callFrame.url ? n0.callFrame.lineNumber + 1 : 0}`;
+    self.set(k, (self.get(k) ?? 0) + ms);
+    const hit = PROFILE_ROWS.map(() => false);
+    for (let x = id; x !== undefined; x = parent.get(x)) {
+      const n = nodes.get(x);
+      PROFILE_ROWS.forEach((row, i) => {
+        if (!hit[i] && matches(row, n)) hit[i] = true;
+      });
+    }
+    hit.forEach((h, i) => {
+      if (h) rows[i] += ms;
+    });
+  }
+  const pct = (ms) => `${((100 * ms) / total).toFixed(1)}%`;
+  emit(`Profile of one more restore (${label}), not timed above: ${fmtInt(total)} ms sampled, ${file}`);
+  emit('');
+  emit('| inclusive (function and everything it calls) | what | ms | % |');
+  emit('|---|---|---:|---:|');
+  PROFILE_ROWS.forEach(([name, , url, what], i) => {
+    if (rows[i] >= total * 0.005) emit(`| \`${name}\`${typeof url === 'string' && url ? ` (${url})` : ''} | ${what} | ${fmtInt(rows[i])} | ${pct(rows[i])} |`);
+  });
+  emit('');
+  emit('| top self time | where | ms | % |');
+  emit('|---|---|---:|---:|');
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 10)) {
+    const [f, w, line] = k.split('\t');
+    emit(`| \`${f}\` | ${w ? `${w}:${line}` : '-'} | ${fmtInt(v)} | ${pct(v)} |`);
+  }
+  emit('');
+}
+
+async function profileRestore(prefix, target, name, label) {
+  mkdirSync(args.profile, { recursive: true });
+  const { result, profile } = await profiled(() => timedRestore(prefix, target));
+  const file = join(args.profile, `restore-${name}.cpuprofile`);
+  writeFileSync(file, JSON.stringify(profile));
+  log(`[profile] ${label}: ${fmtS(result.ms)} s under the profiler, ${file}`);
+  emitProfile(profile, `${label}: ${fmtS(result.ms)} s under the profiler; ${phaseText(result.phases)}`, file);
+}
+
 const phaseText = (ph) => `plan ${fmtS(ph.plan)} + download/apply ${fmtS(ph.download)} + verify ${fmtS(ph.verify)} + rename ${fmtS(ph.rename + ph.after)}`;
 
 // ---------------------------------------------------------------------------------------------
@@ -405,6 +510,7 @@ async function sectionSize(results) {
   emit('');
   emit(`(1) restore ${restMBs.toFixed(1)} MB/s (database bytes / wall time) vs raw ${rawMBs.toFixed(1)} MB/s (object bytes / wall time), medians of this run: **${fmtX(ratio)}**; target >= 0.8x: ${verdict(ratio >= 0.8)}. As a time ratio (same objects, raw s / restore s): ${fmtX(timeRatio)}.`);
   emit('');
+  if (args.profile) await profileRestore(b.prefix, {}, 'size', `latest of the ${fmtMiB(dbBytes)} database`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -500,6 +606,7 @@ async function sectionSegments(results, state) {
   targetRows([last, mid]);
   emit(`(2) restore to the last txid: ${fmtInt(last.objects)} objects in ${fmtS(last.ms)} s = ${fmtInt(last.objects / (last.ms / 1000))} objects/s; to the middle: ${fmtInt(mid.objects)} objects in ${fmtS(mid.ms)} s = ${fmtInt(mid.objects / (mid.ms / 1000))} objects/s.`);
   emit('');
+  if (args.profile) await profileRestore(b.prefix, { txid: b.last }, 'segments', `txid ${b.last}, ${fmtInt(last.objects)} objects`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -628,7 +735,7 @@ async function main() {
   emit(`Date: ${date}  `);
   emit(`Machine: ${cpus()[0]?.model?.trim()} x${cpus().length}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${platform()} ${release()}; Node ${process.version}; load average (1 min) at start ${loadavg()[0].toFixed(2)}  `);
   emit(`Code: packages/*/dist at HEAD ${head}, newest dist file written ${distBuilt()}; @walship/restore ${version('packages/restore')}; S3: s3rver ${version('test/node_modules/s3rver')} in a child process on 127.0.0.1 (files under ${tmpdir()})  `);
-  emit(`Sizes: (1) ${fmtMiB(P.sizeBytes)} database, (2) ${fmtInt(P.segments)} segments; ${P.reps} timed repetitions each; restore concurrency ${P.concurrency}; page_size ${PAGE_SIZE}${Q ? '  ' : ''}`);
+  emit(`Sizes: (1) a database of at least ${fmtMiB(P.sizeBytes)}, (2) ${fmtInt(P.segments)} segments; ${P.reps} timed repetitions each; restore concurrency ${P.concurrency}; page_size ${PAGE_SIZE}${Q ? '  ' : ''}`);
   if (Q) emit('Mode: --quick (128 MiB database, 500 segments, 2 repetitions)');
   emit('');
 
