@@ -96,12 +96,18 @@ export async function fetchSegment(storage: ObjectStorage, object: PlannedObject
  * A database file being built page by page, with the rolling checksum kept up to date so every
  * transaction's post-apply checksum is checked as it is applied.
  */
+const RUN_BYTES = 4 * 1024 * 1024;
+
 export class PageFile {
   readonly path: string;
   readonly pageSize: number;
   readonly hashes: PageHashes;
   #fd: number;
   #pages = 0;
+  /** Contiguous pages waiting for one write (a snapshot arrives as long runs: one syscall per run, not per page). */
+  #run: Uint8Array;
+  #runStart = 0;
+  #runPages = 0;
 
   constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes }) {
     this.path = path;
@@ -109,17 +115,33 @@ export class PageFile {
     this.#fd = openSync(path, options.create ? 'wx' : 'r+', 0o644);
     this.hashes = options.hashes ?? new PageHashes(pageSize);
     this.#pages = Math.floor(fstatSync(this.#fd).size / pageSize);
+    this.#run = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));
   }
 
   writePage(pgno: number, data: Uint8Array): void {
-    let at = 0;
-    while (at < data.length) at += writeSync(this.#fd, data, at, data.length - at, (pgno - 1) * this.pageSize + at);
+    const capacity = this.#run.length / this.pageSize;
+    if (this.#runPages > 0 && (pgno !== this.#runStart + this.#runPages || this.#runPages === capacity)) this.flush();
+    if (this.#runPages === 0) this.#runStart = pgno;
+    // Copied: the decoder's page buffers may be reused once this returns.
+    this.#run.set(data, this.#runPages * this.pageSize);
+    this.#runPages++;
     this.hashes.set(pgno, data);
     if (pgno > this.#pages) this.#pages = pgno;
   }
 
+  /** Writes the pending run of pages. */
+  flush(): void {
+    if (this.#runPages === 0) return;
+    const length = this.#runPages * this.pageSize;
+    const offset = (this.#runStart - 1) * this.pageSize;
+    let at = 0;
+    while (at < length) at += writeSync(this.#fd, this.#run, at, length - at, offset + at);
+    this.#runPages = 0;
+  }
+
   /** The database's size after a commit: pages above it leave the file at once, so they cannot reappear. */
   setSize(commitSize: number): void {
+    this.flush();
     if (commitSize < this.#pages) ftruncateSync(this.#fd, commitSize * this.pageSize);
     this.hashes.truncate(commitSize);
     this.#pages = commitSize;
@@ -143,11 +165,14 @@ export class PageFile {
 
   /** Sets the final length (commit size, lock page included) and makes it durable. */
   finish(commitSize: number): void {
+    this.flush();
     ftruncateSync(this.#fd, commitSize * this.pageSize);
     fsyncSync(this.#fd);
   }
 
+  /** Without finish() first (a failed restore) pending pages are dropped: the scratch file goes anyway. */
   close(): void {
+    this.#runPages = 0;
     if (this.#fd >= 0) {
       closeSync(this.#fd);
       this.#fd = -1;
