@@ -9,12 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { openReplicated, type ReplicatedDatabase, type ReplicatedOptions } from '@walship/shipper';
-import { createS3Storage, type ObjectStorage } from '@walship/storage';
+import type { ObjectStorage } from '@walship/storage';
 import { Keyring, loadFormat, decodeObject } from '@walship/format';
 import { startS3rver, startFaultProxy, type S3Server, type FaultProxy } from './servers/index.js';
 import { rebuildFromReplica } from './util/replica.js';
 import { restore } from '@walship/restore';
 import { prng } from './util/prng.js';
+import { s3Location, storageFor as sharedStorageFor } from './util/s3.js';
 
 let server: S3Server;
 let dir: string;
@@ -34,12 +35,7 @@ function s3Options(prefix: string, endpoint = server.endpoint, extra: Partial<Re
   return {
     lease: false,
     s3: {
-      bucket: server.bucket,
-      prefix,
-      endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+      ...s3Location(server, prefix, endpoint),
       retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 200, requestTimeoutMs: 1000, connectTimeoutMs: 500 },
     },
     batchWindowMs: 50,
@@ -49,14 +45,7 @@ function s3Options(prefix: string, endpoint = server.endpoint, extra: Partial<Re
 }
 
 function storageFor(prefix: string): ObjectStorage {
-  return createS3Storage({
-    bucket: server.bucket,
-    prefix,
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
+  return sharedStorageFor(server, prefix);
 }
 
 const newPrefix = (name: string): string => `e2e/${name}-${randomBytes(4).toString('hex')}`;

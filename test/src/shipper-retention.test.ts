@@ -14,12 +14,13 @@ import { join } from 'node:path';
 import { openOracle } from './util/oracle-sqlite.js';
 import { openDatabase } from '@walship/vfs';
 import { openReplicated, type LogEntry, type ReplicatedDatabase, type ReplicatedOptions } from '@walship/shipper';
-import { createS3Storage, type ObjectStorage } from '@walship/storage';
+import type { ObjectStorage } from '@walship/storage';
 import { PageHashes, decodeSegment, encodeSegment, formatKeys, loadFormat, type ObjectHeader } from '@walship/format';
 import { startS3rver, type S3Server } from './servers/index.js';
 // The pass is not exported from the package index yet (the report asks for it): the compiled module.
 import { runMaintenancePass, type MaintenanceResult } from '@walship/shipper';
 import { prng } from './util/prng.js';
+import { s3Location, storageFor as sharedStorageFor } from './util/s3.js';
 
 let server: S3Server;
 let dir: string;
@@ -43,12 +44,7 @@ function options(prefix: string, extra: Partial<ReplicatedOptions> = {}): Replic
   return {
     lease: false,
     s3: {
-      bucket: server.bucket,
-      prefix,
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+      ...s3Location(server, prefix),
       retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 200, requestTimeoutMs: 2000, connectTimeoutMs: 500 },
     },
     batchWindowMs: 0,
@@ -61,14 +57,7 @@ function options(prefix: string, extra: Partial<ReplicatedOptions> = {}): Replic
 }
 
 function storageFor(prefix: string): ObjectStorage {
-  return createS3Storage({
-    bucket: server.bucket,
-    prefix,
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
+  return sharedStorageFor(server, prefix);
 }
 
 type Row = { k: number; v: Uint8Array; n: number | bigint };

@@ -7,24 +7,20 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { openOracle, type OracleDatabase } from './oracle-sqlite.js';
 import { decodeObject, parseObjectKey } from '@walship/format';
-import { createS3Storage, type ObjectStorage } from '@walship/storage';
+import type { ObjectStorage } from '@walship/storage';
 import type { ReplicatedOptions } from '@walship/shipper';
 import type { WalshipDatabase } from '@walship/vfs';
 import type { S3Server } from '../servers/index.js';
 import { which } from '../servers/index.js';
 import { prng } from './prng.js';
+import { s3Location, storageFor } from './s3.js';
 export { prng };
 
 export function s3Options(server: S3Server, prefix: string, extra: Partial<ReplicatedOptions> = {}): ReplicatedOptions {
   return {
     lease: false,
     s3: {
-      bucket: server.bucket,
-      prefix,
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+      ...s3Location(server, prefix),
       retry: { attempts: 3, baseDelayMs: 10, maxDelayMs: 200, requestTimeoutMs: 5000 },
     },
     batchWindowMs: 20,
@@ -38,27 +34,13 @@ export function s3Options(server: S3Server, prefix: string, extra: Partial<Repli
 export function source(server: S3Server, prefix: string) {
   return {
     s3: {
-      bucket: server.bucket,
-      prefix,
-      endpoint: server.endpoint,
-      region: server.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+      ...s3Location(server, prefix),
       retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 100, requestTimeoutMs: 5000 },
     },
   };
 }
 
-export function storageFor(server: S3Server, prefix: string): ObjectStorage {
-  return createS3Storage({
-    bucket: server.bucket,
-    prefix,
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-  });
-}
+export { storageFor };
 
 export const newPrefix = (name: string): string => `restore/${name}-${randomBytes(4).toString('hex')}`;
 
