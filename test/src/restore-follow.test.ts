@@ -12,9 +12,9 @@ import { Worker } from 'node:worker_threads';
 import { loadFormat } from '@walship/format';
 import { openReplicated, type ReplicatedDatabase } from '@walship/shipper';
 import { openDatabase } from '@walship/vfs';
-import { follow, restore, type FollowApplyEvent, type FollowHandle } from '@walship/restore';
+import { follow, plan, restore, type FollowApplyEvent, type FollowHandle } from '@walship/restore';
 import { startS3rver, type S3Server } from './servers/index.js';
-import { Workload, assertMatchesOracle, newPrefix, s3Options, sleep, source } from './util/restore-harness.js';
+import { Workload, assertMatchesOracle, newPrefix, s3Options, sleep, source, storageFor } from './util/restore-harness.js';
 
 let server: S3Server;
 let dir: string;
@@ -183,4 +183,79 @@ test('follow adopts a file that already is the replica tip; another file needs o
   } finally {
     await replaced.stop();
   }
+});
+
+test('follow reads again an object caught mid-upload; one that stays short is reported, then repaired', async () => {
+  // A writer leaves a chain in one prefix; the follower's prefix gets all of it but the last two
+  // segments, which this test then writes short first (as a store that is not atomic shows an
+  // object mid-upload) and whole later.
+  const origin = newPrefix('short-origin');
+  const work = new Workload(77);
+  const db = await openReplicated(join(dir, 'short-origin.db'), s3Options(server, origin, { batchWindowMs: 0 }));
+  work.setup(db);
+  for (let i = 0; i < 40; i++) {
+    work.step(db);
+    if (i % 5 === 0) await db.flush();
+  }
+  await db.close();
+  const storage = storageFor(server, '');
+  const keys: string[] = [];
+  for await (const o of storage.list({ prefix: `${origin}/` })) keys.push(o.key);
+  const segments = keys.filter((k) => k.includes('/l0/')).sort();
+  assert.ok(segments.length >= 4, `a chain of several segments (${segments.length})`);
+  const [first, second] = segments.slice(-2) as [string, string];
+  const firstMin = parseInt(first.split('/').at(-1)!.slice(0, 16), 16);
+  const later = keys.filter((k) => k.includes('/snapshots/') && parseInt(k.split('/').at(-1)!.slice(0, 16), 16) >= firstMin);
+  assert.deepEqual(later, [], 'no snapshot past the held-back segments');
+
+  const prefix = newPrefix('short');
+  const rekeyed = (k: string) => `${prefix}/${k.slice(origin.length + 1)}`;
+  for (const k of keys) {
+    if (k === first || k === second) continue;
+    await storage.put(rekeyed(k), (await storage.get(k))!);
+  }
+  const whole = { first: (await storage.get(first))!, second: (await storage.get(second))! };
+  const errors: (Error & { code?: string; details?: Record<string, unknown> })[] = [];
+  const path = join(dir, 'short.db');
+  const follower = await follow({ ...source(server, prefix), path, intervalMs: 25, probeEvery: 4, onError: (e) => errors.push(e) });
+  try {
+    const start = follower.status().txid;
+    assert.equal(start, firstMin - 1, 'the follower starts just before the held-back segments');
+    const readsOf = async (n: number) => {
+      const at = follower.status().requests.get;
+      while (follower.status().requests.get < at + n) await sleep(5);
+    };
+
+    // Short for a few polls, then whole: applied, and no error reported.
+    await storage.put(rekeyed(first), whole.first.subarray(0, Math.floor(whole.first.length * 0.6)));
+    await readsOf(4);
+    assert.equal(follower.status().txid, start, 'a short object is not applied');
+    await storage.put(rekeyed(first), whole.first);
+    const secondMin = parseInt(second.split('/').at(-1)!.slice(0, 16), 16);
+    await converge(follower, secondMin - 1, 2000, 'after the object became whole');
+    assert.deepEqual(errors.map((e) => e.message), [], 'a short read that heals is not an error');
+
+    // Short and staying short: reported after the settle time, with the key and the format code.
+    await storage.put(rekeyed(second), whole.second.subarray(0, whole.second.length - 100));
+    const since = Date.now();
+    while (errors.length === 0) {
+      if (Date.now() - since > 6000) assert.fail('an object that stays short was never reported');
+      await sleep(20);
+    }
+    assert.ok(Date.now() - since >= 1900, `reported only after the settle time (${Date.now() - since} ms)`);
+    const err = errors[0]!;
+    assert.equal(err.code, 'ERR_CORRUPT_OBJECT');
+    assert.equal(err.details?.formatCode, 'ERR_TRUNCATED');
+    assert.ok(err.message.includes(rekeyed(second)), err.message);
+    assert.equal(follower.status().lastError?.code, 'ERR_CORRUPT_OBJECT');
+    assert.equal(follower.status().txid, secondMin - 1, 'nothing of it applied');
+
+    // Repaired in the store: the follower catches up from a fresh listing.
+    await storage.put(rekeyed(second), whole.second);
+    const tip = await plan({ ...source(server, origin) });
+    await converge(follower, tip.txid, 12_000, 'after the object was repaired');
+  } finally {
+    await follower.stop();
+  }
+  assertMatchesOracle(path, work, follower.status().txid, 'follower after the short objects');
 });

@@ -162,6 +162,8 @@ class Follower {
   #lastResyncAt = 0;
   /** A generation newer than the followed one whose snapshot had not landed at the last listing. */
   #pendingGeneration: string | null = null;
+  /** The predicted next key when it last read short or failed its checksums, and since when. */
+  #unsettled: { key: string; since: number; reads: number } | null = null;
   readonly #abort = new AbortController();
 
   constructor(o: FollowOptions) {
@@ -305,7 +307,8 @@ class Follower {
       const key = segmentKey(this.#prefix, { generation: tip.generation, level: 0, minTxid: txid + 1, epoch });
       const bytes = await this.#get(key);
       if (bytes === null) break;
-      const fetched = await this.#decode(key, bytes);
+      const fetched = await this.#decodeSettled(key, bytes);
+      if (fetched === null) break;
       const h = fetched.header;
       const problem =
         h.kind !== 'segment' || h.generation !== tip.generation || h.epoch !== epoch || h.minTxid !== txid + 1 || h.level !== 0
@@ -331,6 +334,32 @@ class Follower {
     this.#behind = batch.length === this.#maxBatch ? null : 0;
     await this.#applyBatch(batch);
     return batch.length;
+  }
+
+  /**
+   * Decodes the predicted next object. One that reads short or fails its checksums may be caught
+   * mid-write (object stores that are not atomic, a proxy that cut the body): it counts as not
+   * there yet, and is read again on the next polls. Only when it stays that way for
+   * max(2 s, 4 polls) and 3 reads is the error reported (and the follower lists again).
+   */
+  async #decodeSettled(key: string, bytes: Uint8Array): Promise<Fetched | null> {
+    try {
+      const fetched = await this.#decode(key, bytes);
+      if (this.#unsettled?.key === key) this.#unsettled = null;
+      return fetched;
+    } catch (e) {
+      const formatCode = (e as { details?: { formatCode?: unknown } }).details?.formatCode;
+      if (formatCode !== 'ERR_TRUNCATED' && formatCode !== 'ERR_CHECKSUM_MISMATCH') throw e;
+      const now = Date.now();
+      if (this.#unsettled?.key !== key) this.#unsettled = { key, since: now, reads: 0 };
+      const u = this.#unsettled;
+      u.reads++;
+      if (u.reads >= 3 && now - u.since >= Math.max(2000, 4 * this.#interval)) {
+        this.#unsettled = null;
+        throw e;
+      }
+      return null;
+    }
   }
 
   async #decode(key: string, bytes: Uint8Array): Promise<Fetched> {
