@@ -157,6 +157,9 @@ describe('damaged objects', () => {
     const r = await restore({ ...source(server, prefix), path, txid: before.applyThrough });
     assert.equal(r.txid, before.applyThrough);
     assertMatchesOracle(path, baseWork, r.txid);
+    // A target inside the missing range is a gap too, not an unknown txid: later objects exist.
+    const missing = latest.objects[i]!;
+    await expectFailure(prefix, 'gap-target', 'ERR_CHAIN_GAP', rekey(after.key, base, prefix), { txid: missing.applyThrough });
   });
 
   test('a segment whose pre-apply checksum does not continue the chain: ERR_CHAIN_MISMATCH', async () => {

@@ -462,7 +462,11 @@ class Planner {
 
     if (ended === 'exhausted') {
       // Nothing continues the chain: either this is the tip, or an object is missing.
-      const beyond = usable.filter((u) => u.header.minTxid > txid + 1).sort((a, b) => a.header.minTxid - b.header.minTxid)[0];
+      // The next object the chain would need, from the headers read or, past a txid target (whose
+      // headers were not read), from the keys alone: a later object means txids are missing.
+      const beyondUsable = usable.filter((u) => u.header.minTxid > txid + 1).sort((a, b) => a.header.minTxid - b.header.minTxid)[0];
+      const beyondKey = g.segments.filter((s) => acceptableStart(g, s) && s.minTxid > Math.max(txid + 1, limit)).sort((a, b) => a.minTxid - b.minTxid)[0];
+      const beyond = beyondUsable ? { entry: beyondUsable.entry, header: { minTxid: beyondUsable.header.minTxid } } : beyondKey ? { entry: beyondKey, header: { minTxid: beyondKey.minTxid } } : undefined;
       if (beyond !== undefined || unusable.length > 0) {
         const why =
           beyond !== undefined
