@@ -512,7 +512,17 @@ export class Shipper {
       this.raw.setWriteBarrier(null);
       this.ctx.log.info('WAL back under its limit: writes accepted again', { txid: this.durableTxid });
     }
-    this.maybeCheckpoint();
+    try {
+      this.maybeCheckpoint();
+    } catch (e) {
+      // A full disk or an I/O error while checkpointing: SQLite rolled the marker back and the WAL
+      // keeps every frame; the next upload tries again. The application's own writes see the same
+      // error where they hit it.
+      const err = e as Error & { code?: string };
+      this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: `checkpoint failed: ${err.message}`, at: new Date().toISOString() };
+      this.draining = false;
+      this.ctx.log.warn('checkpoint failed; the WAL keeps its frames and the next upload tries again', { code: err.code, error: err.message });
+    }
     this.maybeSnapshot();
     this.maintenance?.poke();
   }
@@ -577,7 +587,14 @@ export class Shipper {
     );
     this.spoolMax = last.txid;
     this.raw.acknowledge(last.txid);
-    const r = this.checkpointNow();
+    let r: CheckpointResult;
+    try {
+      r = this.checkpointNow();
+    } catch (e) {
+      removeSpool(this.ctx.path);
+      this.spoolMax = null;
+      throw e;
+    }
     if (!r.checkpointed) {
       removeSpool(this.ctx.path);
       this.spoolMax = null;
@@ -625,10 +642,25 @@ export class Shipper {
     await this.putJson(this.keys.generation(this.generation), marker);
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
     let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
-    for (let i = 0; i < 100 && !cp.checkpointed && cp.reason !== 'empty'; i++) {
+    let busy = 0;
+    let failures = 0;
+    while (!cp.checkpointed && cp.reason !== 'empty' && busy < 100) {
       this.raw.acknowledge(this.db.txid);
-      cp = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
-      if (!cp.checkpointed && cp.reason === 'busy') await delay(10);
+      try {
+        cp = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+      } catch (e) {
+        // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
+        if (!isLocalIoError(e) || this.stopped) throw e;
+        const err = e as Error & { code: string };
+        this.lastError = { code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() };
+        if (failures++ === 0) this.ctx.log.warn('checkpoint for the generation snapshot failed; retrying', { code: err.code, error: err.message });
+        await delay(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
+        continue;
+      }
+      if (!cp.checkpointed && cp.reason === 'busy') {
+        busy++;
+        await delay(10);
+      }
     }
     if (!cp.checkpointed && cp.reason !== 'empty') {
       throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.ctx.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
@@ -828,6 +860,12 @@ export class Shipper {
 }
 
 const DRAIN_ROUNDS = 1;
+
+/** SQLite's disk-full and I/O error codes: the local disk, not walship's state, is the problem. */
+function isLocalIoError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR'));
+}
 const SPOOL_MAX_BYTES = 8 * 1024 * 1024;
 
 /**
