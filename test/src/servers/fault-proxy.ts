@@ -45,6 +45,10 @@ export interface FaultProxy {
   setFaultRate(rate: number, kinds?: readonly FaultKind[]): void;
   /** The next requests get these, in order, before any random draw ('pass' forwards untouched). */
   script(...faults: readonly (FaultKind | 'pass')[]): void;
+  /** Scripted faults not yet used. */
+  readonly scripted: number;
+  /** Drops the scripted faults not yet used. */
+  clearScript(): void;
   /** While down, every connection and request is reset; existing connections are cut at once. */
   setDown(down: boolean): void;
   setDelayMs(ms: number): void;
@@ -254,6 +258,12 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       if (!(r >= 0 && r <= 1)) throw new RangeError(`fault rate must be in [0, 1], got ${r}`);
       rate = r;
       if (k) kinds = [...k];
+    },
+    get scripted() {
+      return queue.length;
+    },
+    clearScript() {
+      queue.length = 0;
     },
     script(...faults) {
       queue.push(...faults);

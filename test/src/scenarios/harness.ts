@@ -1,0 +1,363 @@
+// The scenario harness: real servers behind fault proxies, writer child processes, the history of
+// what each writer saw commit and become durable, and the invariant checks of DESIGN.md run on
+// restores made through the public API:
+//   P  a restore is exactly the state after some commit the writers saw return (the oracle replays
+//      the same SQL into a separate SQLite and the rows must match one for one);
+//   D  it holds at least every commit some flush() reported durable;
+//   I  integrity_check is ok in walship's SQLite and in the native sqlite3 shell;
+//   C  the checksum chain links: an independent decoder (test/util/replica.ts) rebuilds the same
+//      bytes from the objects, and restore at sampled txids gives exactly the state of that commit;
+//   F  after a takeover, no row of the fenced writer's later commits is visible.
+// A broken invariant is recorded as a violation (with the seed), never thrown past the scenario.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Keyring } from '@walship/format';
+import { restore } from '@walship/restore';
+import { openDatabase } from '@walship/vfs';
+import type { ObjectStorage } from '@walship/storage';
+import type { DynamoServer, FaultProxy, S3Server } from '../servers/index.js';
+import { openOracle } from '../util/oracle-sqlite.js';
+import { rebuildFromReplica } from '../util/replica.js';
+import { storageFor } from '../util/s3.js';
+import { commitStatements, SCHEMA, type ValueShape } from './workload.js';
+import type { WriterConfig } from './writer.js';
+
+const WRITER = fileURLToPath(new URL('./writer.js', import.meta.url));
+
+export interface Servers {
+  s3: S3Server;
+  /** Fault proxy in front of s3: writers go through it, checks read the server directly. */
+  s3proxy: FaultProxy;
+  dynamo: DynamoServer;
+  dynamoProxy: FaultProxy;
+  leaseTable: string;
+}
+
+export interface Counters {
+  trials: number;
+  killPoints: number;
+  faults: number;
+  restores: number;
+  /** Transactions whose presence and content a check compared with the oracle. */
+  transactionsChecked: number;
+  violations: string[];
+  notes: string[];
+}
+
+export const newCounters = (): Counters => ({ trials: 0, killPoints: 0, faults: 0, restores: 0, transactionsChecked: 0, violations: [], notes: [] });
+
+export interface ScenarioContext {
+  servers: Servers;
+  /** Scratch directory of this scenario run (removed afterwards). */
+  dir: string;
+  seed: number;
+  trials: number;
+  /** Random fault rate of the S3 proxy for the scenarios that use one (the fast set: 0.2). */
+  faultRate: number;
+  counters: Counters;
+  random(n: number): number;
+  log(line: string): void;
+}
+
+/** xorshift32: the scenario's own reproducible choices. */
+export function seeded(seed: number): (n: number) => number {
+  let s = seed | 0 || 0x2545f491;
+  return (n: number): number => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) % n;
+  };
+}
+
+let unique = 0;
+export const uniquePrefix = (name: string, seed: number): string => `scenario/${name}/${seed}-${process.pid}-${++unique}`;
+
+/** What the writers committed, one lineage: row n belongs to the writer whose mark it carries. */
+export class History {
+  readonly owners = new Map<number, string>();
+  readonly txidOf = new Map<number, number>();
+  /** The highest commit a writer started (a kill may have landed after its commit point). */
+  maxCommitted = 0;
+  maxDurable = 0;
+  shape: ValueShape;
+
+  constructor(shape: ValueShape = {}) {
+    this.shape = shape;
+  }
+
+  /** Commit n started: from here a crash may or may not leave it committed (SQLite's commit point is inside). */
+  attempt(mark: string, n: number): void {
+    this.owners.set(n, mark);
+    this.maxCommitted = Math.max(this.maxCommitted, n);
+  }
+
+  commit(mark: string, n: number, txid: number): void {
+    this.attempt(mark, n);
+    this.txidOf.set(n, txid);
+  }
+
+  durable(n: number): void {
+    this.maxDurable = Math.max(this.maxDurable, n);
+  }
+
+  /** A takeover from `base`: commits above it by earlier writers are not part of the lineage. */
+  fence(base: number): void {
+    for (const n of [...this.owners.keys()]) if (n > base) this.owners.delete(n);
+    for (const n of [...this.txidOf.keys()]) if (n > base) this.txidOf.delete(n);
+    this.maxCommitted = base;
+  }
+
+  /** The oracle: the rows the lineage holds after commit m, replayed into a separate SQLite. */
+  oracleRows(m: number, dir: string): { n: number; v: string }[] {
+    const path = join(dir, `oracle-${process.hrtime.bigint()}.db`);
+    const db = openOracle(path);
+    try {
+      db.exec(SCHEMA);
+      db.transaction(() => {
+        for (let n = 1; n <= m; n++) {
+          const mark = this.owners.get(n);
+          if (mark === undefined) throw new Error(`the history has no commit ${n} (lineage up to ${this.maxCommitted})`);
+          for (const [sql, params] of commitStatements(mark, n, this.shape)) db.prepare(sql).run(...params);
+        }
+      });
+      return db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[];
+    } finally {
+      db.close();
+      rmSync(path, { force: true });
+    }
+  }
+}
+
+export interface WriterExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** A writer child process and what it printed. */
+export class Writer {
+  readonly child: ChildProcess;
+  readonly config: WriterConfig;
+  readonly exited: Promise<WriterExit>;
+  readonly opened: Promise<{ txid: number; generation: string; epoch: number }>;
+  committed = 0;
+  durable = 0;
+  rejected = 0;
+  failedWith: string | null = null;
+  killedAt: string | null = null;
+  fsFaults = 0;
+  finished: { n: number; txid: number } | null = null;
+  /** Once fenced, this writer's lines no longer count for the history. */
+  fenced = false;
+  stderr = '';
+
+  constructor(config: WriterConfig, history: History) {
+    this.config = config;
+    this.child = spawn(process.execPath, [WRITER], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_NO_WARNINGS: '1', WALSHIP_SCENARIO_WRITER: JSON.stringify(config) },
+    });
+    this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
+    this.child.stderr!.on('data', (d: Buffer) => {
+      if (this.stderr.length < 20_000) this.stderr += d.toString();
+    });
+    this.opened = new Promise((resolve, reject) => {
+      let buf = '';
+      let isOpen = false;
+      this.child.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const [kind, a, b, c] = buf.slice(0, i).split(' ');
+          buf = buf.slice(i + 1);
+          if (kind === 'O') {
+            isOpen = true;
+            resolve({ txid: Number(a), generation: b!, epoch: Number(c) });
+          } else if (kind === 'B') {
+            if (!this.fenced) history.attempt(config.mark, Number(a));
+          } else if (kind === 'C') {
+            this.committed = Number(a);
+            if (!this.fenced) history.commit(config.mark, Number(a), Number(b));
+          } else if (kind === 'D') {
+            this.durable = Math.max(this.durable, Number(a));
+            if (!this.fenced) history.durable(Number(a));
+          } else if (kind === 'R') this.rejected++;
+          else if (kind === 'X') this.failedWith = a!;
+          else if (kind === 'K') this.killedAt = `${b} #${a} (${c})`;
+          else if (kind === 'F') this.fsFaults++;
+          else if (kind === 'Z') this.finished = { n: Number(a), txid: Number(b) };
+        }
+      });
+      void this.exited.then((e) => {
+        if (!isOpen) reject(new Error(`the writer exited (code ${e.code}, signal ${e.signal}) before it opened: ${this.stderr.trim() || '(no stderr)'}`));
+      });
+    });
+    // Reported through `opened` or the scenario's own wait; never an unhandled rejection.
+    this.opened.catch(() => undefined);
+  }
+
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<WriterExit> {
+    if (this.running) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+/** A writer's configuration; it reaches S3 through the fault proxy unless `direct`. */
+export function writerConfig(ctx: ScenarioContext, fields: Partial<WriterConfig> & { path: string; prefix: string; seed: number; direct?: boolean }): WriterConfig {
+  const { s3proxy, s3 } = ctx.servers;
+  const { prefix, direct, ...rest } = fields;
+  return {
+    mark: 'A',
+    mode: 'bursts',
+    ...rest,
+    s3: { endpoint: direct ? s3.endpoint : s3proxy.endpoint, bucket: s3.bucket, prefix, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  };
+}
+
+export function leaseConfig(ctx: ScenarioContext, leaseMs: number, direct = false): NonNullable<WriterConfig['lease']> {
+  const d = ctx.servers.dynamo;
+  return { table: ctx.servers.leaseTable, endpoint: direct ? d.endpoint : ctx.servers.dynamoProxy.endpoint, region: d.region, accessKeyId: d.accessKeyId, secretAccessKey: d.secretAccessKey, leaseMs };
+}
+
+/** The restore source of a prefix, read from the server directly (not through the fault proxy). */
+export function sourceOf(ctx: ScenarioContext, prefix: string, keys?: { id: string; key: string }[]) {
+  const s3 = ctx.servers.s3;
+  return {
+    s3: {
+      bucket: s3.bucket,
+      prefix,
+      endpoint: s3.endpoint,
+      region: s3.region,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    },
+    ...(keys ? { keys } : {}),
+  };
+}
+
+export function storageOf(ctx: ScenarioContext): ObjectStorage {
+  return storageFor(ctx.servers.s3, '');
+}
+
+export async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Runs a check; a thrown error becomes a violation that names the scenario's seed. */
+export async function guard<T>(ctx: ScenarioContext, label: string, fn: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (e) {
+    ctx.counters.violations.push(`${label}: ${(e as Error).message}`);
+    ctx.log(`VIOLATION ${label}: ${(e as Error).stack ?? String(e)}`);
+    return undefined;
+  }
+}
+
+function integrityNative(path: string): string {
+  const r = spawnSync('sqlite3', ['-readonly', path, 'PRAGMA integrity_check;'], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) throw new Error(`the native sqlite3 shell could not run: ${r.error.message}`);
+  return `${r.stdout}${r.stderr}`.trim();
+}
+
+/** I and the content check: returns m (meta.n) after comparing every row with the oracle. */
+export async function checkFile(ctx: ScenarioContext, history: History, path: string, what: string): Promise<number> {
+  const db = await openDatabase(path, { capture: false, create: false });
+  let m: number;
+  let rows: { n: number; v: string }[];
+  try {
+    const ic = db.pragma('integrity_check', { simple: true });
+    if (ic !== 'ok') throw new Error(`${what}: integrity_check in walship: ${String(ic)}`);
+    m = db.prepare('SELECT n FROM meta').pluck().get() as number;
+    rows = db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[];
+  } finally {
+    db.close();
+  }
+  const native = integrityNative(path);
+  if (native !== 'ok') throw new Error(`${what}: integrity_check in the sqlite3 shell: ${native}`);
+  if (m > history.maxCommitted) throw new Error(`P: ${what} holds commit ${m}, beyond the ${history.maxCommitted} the writers saw commit`);
+  const expected = history.oracleRows(m, ctx.dir);
+  if (rows.length !== expected.length) throw new Error(`P: ${what}: meta.n = ${m} but ${rows.length} rows (the oracle has ${expected.length})`);
+  for (let i = 0; i < rows.length; i++) {
+    const got = rows[i]!;
+    const want = expected[i]!;
+    if (got.n !== want.n || got.v !== want.v) {
+      const who = (v: string) => v.slice(`${want.n}:`.length, `${want.n}:`.length + 1);
+      throw new Error(`P/F: ${what}: row ${want.n} differs from the oracle (writer ${who(got.v) || '?'} where the lineage has ${who(want.v) || '?'}; ${got.v.length} vs ${want.v.length} bytes)`);
+    }
+  }
+  ctx.counters.transactionsChecked += m;
+  return m;
+}
+
+export interface ReplicaCheck {
+  prefix: string;
+  history: History;
+  label: string;
+  keys?: { id: string; key: string }[];
+  /** Point-in-time restores at txids of random earlier commits (default 2). */
+  samples?: number;
+  /** The durable bound to check (default history.maxDurable). */
+  durable?: number;
+}
+
+/** P, D, I, C on the latest restore, and P, I, C at sampled txids. Returns m of the latest state (null: nothing restorable). */
+export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promise<number | null> {
+  const dir = mkdtempSync(join(ctx.dir, 'check-'));
+  try {
+    const latest = join(dir, 'latest.db');
+    let r;
+    try {
+      r = await restore({ ...sourceOf(ctx, c.prefix, c.keys), path: latest });
+    } catch (e) {
+      // Nothing durable yet (killed before the generation's first snapshot landed) is not a loss.
+      if ((e as { code?: string }).code === 'ERR_NO_REPLICA' && (c.durable ?? c.history.maxDurable) === 0) return null;
+      throw e;
+    }
+    ctx.counters.restores++;
+    const m = await checkFile(ctx, c.history, latest, `${c.label}: latest restore (txid ${r.txid})`);
+    const durable = c.durable ?? c.history.maxDurable;
+    if (m < durable) throw new Error(`D: ${c.label}: the latest restore holds commit ${m}, flush() had reported ${durable} durable`);
+    const keyring = c.keys ? new Keyring({ keys: c.keys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })) }) : undefined;
+    const rebuilt = await rebuildFromReplica(storageOf(ctx), c.prefix, keyring ? { keyring } : {});
+    if (rebuilt.txid !== r.txid) throw new Error(`C: ${c.label}: restore reached txid ${r.txid}, the independent decoder ${rebuilt.txid}`);
+    if (!Buffer.from(rebuilt.bytes).equals(readFileSync(latest))) throw new Error(`C: ${c.label}: restore and the independent decoder disagree on the bytes at txid ${r.txid}`);
+    const candidates = [...c.history.txidOf.entries()].filter(([n, t]) => n <= m && t <= r.txid);
+    for (let s = 0; s < (c.samples ?? 2) && candidates.length > 0; s++) {
+      const [n, txid] = candidates[ctx.random(candidates.length)]!;
+      const at = join(dir, `at-${txid}.db`);
+      try {
+        await restore({ ...sourceOf(ctx, c.prefix, c.keys), path: at, txid });
+      } catch (e) {
+        // Before the first snapshot of the generation that holds it: not restorable by design.
+        if ((e as { code?: string }).code === 'ERR_TXID_NOT_FOUND') continue;
+        throw e;
+      }
+      ctx.counters.restores++;
+      const got = await checkFile(ctx, c.history, at, `${c.label}: restore at txid ${txid}`);
+      if (got !== n) throw new Error(`C: ${c.label}: restore at txid ${txid} holds commit ${got}, the writer saw commit ${n} return at that txid`);
+      rmSync(at, { force: true });
+    }
+    return m;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Faults the proxies injected since `before` (a snapshot of their counts). */
+export function faultTotal(ctx: ScenarioContext): number {
+  const sum = (p: FaultProxy) => Object.values(p.counts).reduce((a, b) => a + b, 0);
+  return sum(ctx.servers.s3proxy) + sum(ctx.servers.dynamoProxy);
+}

@@ -1,0 +1,203 @@
+// The scenario writer: a child process that opens a database through the public API
+// (openReplicated) and commits the scenario workload until it is killed, runs out of commits, or a
+// commit fails for good. Its configuration is the JSON in WALSHIP_SCENARIO_WRITER (WriterConfig).
+// Every line goes to stdout with a synchronous write, so a line the parent read was written before
+// any kill:
+//   O <txid> <generation> <epoch>   opened
+//   B <n>                           commit n starts (a kill from here on may or may not leave it committed)
+//   C <n> <txid>                    the commit that set meta.n = n returned (txid: the database's txid after it)
+//   D <n> <txid>                    flush() resolved after commit n: n is durable
+//   R <n> <code>                    commit n failed and was rolled back (disk full, EIO, WAL limit); the writer goes on
+//   X <code> <n>                    a commit failed for good (lease lost); the writer exits 3 (4: open failed, n = 'open')
+//   K <op> <name> <how>             the writer kills itself (SIGKILL) at file operation <op>
+//   F <op> <name> <errno>           an injected file-operation error
+//   Z <n> <txid>                    maxCommits reached and flushed; the writer exits 0
+import { writeSync } from 'node:fs';
+import { openReplicated, type ReplicatedOptions } from '@walship/shipper';
+import { nodeFs, type FsOps } from '@walship/vfs';
+import { SCHEMA, commitStatements, type ValueShape } from './workload.js';
+
+export interface WriterConfig {
+  path: string;
+  s3: { endpoint: string; bucket: string; prefix: string; region: string; accessKeyId: string; secretAccessKey: string };
+  lease?: { table: string; endpoint: string; region: string; accessKeyId: string; secretAccessKey: string; leaseMs: number };
+  seed: number;
+  /** One character: whose rows these are. */
+  mark: string;
+  /** bursts: runs of 1..20 commits with short pauses; steady: commits back to back. */
+  mode: 'bursts' | 'steady';
+  /** SIGKILL at this mutating file operation of the VFS (1-based), before it, after it, or after half its bytes. */
+  killAt?: { op: number; how: 'before' | 'after' | 'torn' };
+  /** Mutating file operations number `fromOp`..`fromOp + count - 1` fail with this errno. */
+  fsFault?: { fromOp: number; count: number; errno: 'ENOSPC' | 'EIO' };
+  pageSize?: number;
+  maxSegmentBytes?: number;
+  checkpointBytes?: number;
+  walLimitBytes?: number;
+  batchWindowMs?: number;
+  encryption?: { id: string; key: string };
+  shape?: ValueShape;
+  /** Stop after this many commits of this run: flush, print Z, exit 0. */
+  maxCommits?: number;
+  /** Probability of a flush() after a burst (default 0.25). */
+  flushRate?: number;
+  /** Shift Date.now by a random ±2 h every 200 ms (the lease must not care; commit timestamps may jump). */
+  clockJumps?: boolean;
+}
+
+const config = JSON.parse(process.env.WALSHIP_SCENARIO_WRITER ?? 'null') as WriterConfig | null;
+if (!config) {
+  process.stderr.write('scenario writer: set WALSHIP_SCENARIO_WRITER to its JSON configuration\n');
+  process.exit(2);
+}
+const out = (line: string): void => {
+  writeSync(1, `${line}\n`);
+};
+let seed = config.seed | 0 || 1;
+const rand = (n: number): number => {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) % n;
+};
+
+if (config.clockJumps) {
+  const realNow = Date.now.bind(Date);
+  let shift = 0;
+  Date.now = () => realNow() + shift;
+  setInterval(() => {
+    shift = (rand(2) === 0 ? -1 : 1) * rand(2 * 3600_000);
+  }, 200).unref();
+}
+
+// Mutating file operations of the VFS, counted; the kill and the errors land at exact ones.
+let op = 0;
+const fs: FsOps = { ...nodeFs };
+const mutating = ['writeSync', 'fsyncSync', 'fdatasyncSync', 'ftruncateSync'] as const;
+for (const name of mutating) {
+  const real = nodeFs[name] as (...a: unknown[]) => unknown;
+  (fs as unknown as Record<string, unknown>)[name] = (...args: unknown[]): unknown => {
+    op++;
+    const k = config.killAt;
+    if (k && op === k.op) {
+      out(`K ${op} ${name} ${k.how}`);
+      if (k.how === 'torn' && name === 'writeSync') {
+        const [fd, buffer, offset, length, position] = args as [number, Uint8Array, number, number, number];
+        nodeFs.writeSync(fd, buffer, offset, Math.max(1, length >> 1), position);
+      } else if (k.how === 'after') real(...args);
+      process.kill(process.pid, 'SIGKILL');
+    }
+    const f = config.fsFault;
+    if (f && op >= f.fromOp && op < f.fromOp + f.count) {
+      out(`F ${op} ${name} ${f.errno}`);
+      throw Object.assign(new Error(`${f.errno}: injected by the scenario writer, ${name}`), { code: f.errno, errno: f.errno === 'ENOSPC' ? -28 : -5, syscall: name.replace('Sync', '') });
+    }
+    return real(...args);
+  };
+}
+
+const options: ReplicatedOptions = {
+  lease: config.lease
+    ? {
+        table: config.lease.table,
+        endpoint: config.lease.endpoint,
+        region: config.lease.region,
+        credentials: { accessKeyId: config.lease.accessKeyId, secretAccessKey: config.lease.secretAccessKey },
+        leaseMs: config.lease.leaseMs,
+      }
+    : false,
+  s3: {
+    bucket: config.s3.bucket,
+    prefix: config.s3.prefix,
+    endpoint: config.s3.endpoint,
+    region: config.s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey },
+    retry: { attempts: 6, baseDelayMs: 5, maxDelayMs: 50, requestTimeoutMs: 500, connectTimeoutMs: 300 },
+  },
+  batchWindowMs: config.batchWindowMs ?? (config.mode === 'steady' ? 0 : rand(2) === 0 ? 0 : 20),
+  checkpointBytes: config.checkpointBytes ?? (config.mode === 'steady' ? 32 * 1024 : 64 * 1024),
+  uploadBackoff: { baseMs: 5, maxMs: 50 },
+  logLevel: 'silent',
+  retentionMs: 0,
+  database: { synchronous: 'FULL', fs, ...(config.pageSize ? { pageSize: config.pageSize } : {}) },
+  ...(config.maxSegmentBytes ? { maxSegmentBytes: config.maxSegmentBytes } : {}),
+  ...(config.walLimitBytes ? { walLimitBytes: config.walLimitBytes } : {}),
+  ...(config.encryption ? { encryption: { keys: [config.encryption] } } : {}),
+};
+let db: Awaited<ReturnType<typeof openReplicated>>;
+try {
+  db = await openReplicated(config.path, options);
+} catch (e) {
+  out(`X ${(e as { code?: string }).code ?? 'ERR_UNKNOWN'} open`);
+  process.stderr.write(`scenario writer: open failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(4);
+}
+const st = db.status();
+out(`O ${db.txid} ${st.generation} ${st.epoch}`);
+db.exec(SCHEMA);
+let n = db.prepare('SELECT n FROM meta').pluck().get() as number;
+const stmts = new Map<string, ReturnType<typeof db.prepare>>();
+const prepared = (sql: string) => {
+  let s = stmts.get(sql);
+  if (!s) stmts.set(sql, (s = db.prepare(sql)));
+  return s;
+};
+const tx = db.transaction((k: number) => {
+  for (const [sql, params] of commitStatements(config.mark, k, config.shape)) prepared(sql).run(...(params as (string | number)[]));
+});
+const flushRate = config.flushRate ?? 0.25;
+let commits = 0;
+const flushAfter = (): void => {
+  const at = n;
+  const txid = db.txid;
+  void db.flush().then(
+    () => out(`D ${at} ${txid}`),
+    () => undefined,
+  );
+};
+/** One commit; false when it failed and was rolled back (the writer retries n later). */
+const commit = (): boolean => {
+  const k = n + 1;
+  out(`B ${k}`);
+  try {
+    tx(k);
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'ERR_UNKNOWN';
+    if (code === 'ERR_LEASE_LOST' || code === 'ERR_CLOSED') {
+      out(`X ${code} ${k}`);
+      process.exit(3);
+    }
+    out(`R ${k} ${code}`);
+    return false;
+  }
+  n = k;
+  commits++;
+  out(`C ${n} ${db.txid}`);
+  return true;
+};
+for (;;) {
+  if (config.maxCommits !== undefined && commits >= config.maxCommits) {
+    try {
+      await db.flush();
+    } catch (e) {
+      out(`X ${(e as { code?: string }).code ?? 'ERR_UNKNOWN'} flush`);
+      process.stderr.write(`scenario writer: the final flush failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exit(3);
+    }
+    out(`Z ${n} ${db.txid}`);
+    await db.close();
+    process.exit(0);
+  }
+  if (config.mode === 'steady') {
+    if (!commit()) await new Promise((r) => setTimeout(r, 20));
+    if (rand(50) === 0) flushAfter();
+    await new Promise((r) => setImmediate(r));
+    continue;
+  }
+  const burst = 1 + rand(20);
+  let failed = false;
+  for (let i = 0; i < burst && !failed; i++) failed = !commit();
+  if (rand(1000) < flushRate * 1000) flushAfter();
+  await new Promise((r) => setTimeout(r, failed ? 20 : rand(15)));
+}
