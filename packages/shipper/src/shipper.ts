@@ -611,6 +611,10 @@ export class Shipper {
     if (Date.now() - this.lastSnapshotAt < interval) return;
     const cp = this.lastCheckpoint;
     if (!cp || cp.txid <= this.lastSnapshotTxid) return;
+    // Not before the segments up to it are in the store: a checkpoint through the spool copies
+    // transactions that are not uploaded yet, and a snapshot past them would make a restart take
+    // the snapshot as the tip and never ship them (their txids would not be restorable).
+    if (cp.txid > this.durableTxid) return;
     this.periodic = this.snapshot(cp.txid, cp.checksum, cp.timestamp)
       .catch((e: unknown) => {
         if (!this.stopped) this.ctx.log.warn('periodic snapshot failed; the next checkpoint tries again', { error: (e as Error).message });
