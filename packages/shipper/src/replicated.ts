@@ -118,6 +118,8 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     await releaseOnFailure();
     throw e;
   }
+  const torn = db.recovery.discardedWal;
+  if (torn) log.warn('the -wal had a torn header (a crash while SQLite started it over): moved aside; the database file holds everything it held', { problem: torn.problem, bytes: torn.size, movedTo: torn.movedTo });
   try {
     await s.start(db, lineage, baseTxid, grant?.epoch);
   } catch (e) {

@@ -1,5 +1,5 @@
 export { openDatabase, WalshipDatabase } from './open.js';
-export type { OpenOptions, CheckpointOptions, CheckpointResult, RecoveryReport, DatabaseStatus, Synchronous, CommittedTransaction, CapturedPage, WalLocation } from './open.js';
+export type { OpenOptions, CheckpointOptions, CheckpointResult, RecoveryReport, DiscardedWal, DatabaseStatus, Synchronous, CommittedTransaction, CapturedPage, WalLocation } from './open.js';
 export { Database, Statement } from './database.js';
 export type { RunResult, BindValue } from './database.js';
 export { WalshipError, SqliteError } from './errors.js';

@@ -96,7 +96,7 @@ test('reopen emits the transactions still in the WAL again, byte-identical, from
     assert.equal(a.recovered, true);
     assert.equal(digest(a), first.get(a.txid), `txid ${a.txid} has the same bytes`);
   }
-  assert.deepEqual(db2.recovery, { walTransactions: 7, reemitted: 4, firstAvailableTxid: 1, gap: null, marker: null });
+  assert.deepEqual(db2.recovery, { walTransactions: 7, reemitted: 4, firstAvailableTxid: 1, gap: null, marker: null, discardedWal: null });
   db2.close();
 });
 
@@ -154,6 +154,43 @@ test('bad input: not a database, a directory, a corrupt WAL, bad options, a seco
   await assert.rejects(openDatabase(join(t.dir, 'b.db'), { synchronous: 'SOMETIMES' as never }), { code: 'ERR_INVALID_OPTION' });
   await assert.rejects(openDatabase(join(t.dir, 'missing.db'), { create: false }), { code: 'ERR_NOT_FOUND' });
   assert.equal(existsSync(join(t.dir, 'b.db')), false, 'bad options create nothing');
+});
+
+test('a -wal whose header a crash tore is moved aside and the open goes on; the database keeps every commit', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'torn.db');
+  const db = await openDatabase(path);
+  db.exec('CREATE TABLE t(x)');
+  for (let i = 1; i <= 20; i++) db.prepare('INSERT INTO t VALUES (?)').run(i);
+  assert.equal(db.checkpoint().checkpointed, true);
+  // The state a crash leaves when it hits SQLite rewriting the header to start the WAL over: the
+  // frames behind the header are all in the database file already.
+  const copy = join(t.dir, 'copy.db');
+  writeFileSync(copy, readFileSync(path));
+  const wal = readFileSync(`${path}-wal`);
+  assert.ok(wal.length > 32, 'the WAL still holds the checkpointed frames');
+  db.close();
+  const torn = Buffer.from(wal);
+  torn.writeUInt32BE(torn.readUInt32BE(12) + 1, 12); // the new checkpoint sequence landed, the rest did not
+  writeFileSync(`${copy}-wal`, torn);
+  const reopened = await openDatabase(copy);
+  try {
+    const d = reopened.recovery.discardedWal;
+    assert.ok(d, 'reported in recovery');
+    assert.equal(d.problem, 'bad-checksum');
+    assert.equal(d.size, torn.length);
+    assert.ok(readFileSync(d.movedTo).equals(torn), 'kept for inspection');
+    assert.equal(reopened.prepare('SELECT count(*) FROM t').pluck().get(), 20);
+    assert.equal(reopened.pragma('integrity_check', { simple: true }), 'ok');
+  } finally {
+    reopened.close();
+  }
+  // A WAL shorter than its header never held a frame.
+  writeFileSync(`${copy}-wal`, torn.subarray(0, 10));
+  const again = await openDatabase(copy);
+  assert.equal(again.recovery.discardedWal?.problem, 'short');
+  assert.equal(again.prepare('SELECT count(*) FROM t').pluck().get(), 20);
+  again.close();
 });
 
 test('a path without permission fails with ERR_CANTOPEN and the reason', { skip: process.platform !== 'linux' }, () => {

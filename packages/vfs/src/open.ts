@@ -1,4 +1,4 @@
-import { constants as fsc, statSync } from 'node:fs';
+import { constants as fsc, renameSync, rmSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadSqlite, type Sqlite3 } from './sqlite.js';
 import { NodeVfs } from './node-vfs.js';
@@ -67,6 +67,16 @@ export interface RecoveryReport {
    * transaction up to it may be in the database file), `note` what that checkpoint was given.
    */
   marker: { txid: number; note: string | null } | null;
+  /** A `-wal` with a torn header (a crash while SQLite started the WAL over) that was moved aside at open. */
+  discardedWal: DiscardedWal | null;
+}
+
+export interface DiscardedWal {
+  problem: 'short' | 'bad-checksum';
+  /** Its size in bytes. */
+  size: number;
+  /** Where it was moved (`<db>-wal.torn-<ms>`): nothing in it is missing from the database file. */
+  movedTo: string;
 }
 
 export interface CheckpointOptions {
@@ -180,14 +190,21 @@ export async function openDatabase(path: string, options: OpenOptions = {}): Pro
   const vfs = NodeVfs.install(sqlite3);
   const abs = resolve(path);
   checkTarget(abs, options.create ?? true);
-  checkWal(abs);
   const release = acquireProcessLock(abs);
+  let discardedWal: DiscardedWal | null;
+  try {
+    discardedWal = checkWal(abs);
+  } catch (e) {
+    release();
+    throw e;
+  }
   const ctx = new OpenContext(sqlite3, vfs, abs, options, release);
   try {
     ctx.open();
     const db = new WalshipDatabase(ctx);
     ctx.attach(db);
     ctx.finishOpen();
+    ctx.recovery = { ...ctx.recovery, discardedWal };
     return db;
   } catch (e) {
     ctx.abort();
@@ -252,21 +269,31 @@ function checkTarget(abs: string, create: boolean): void {
  * commit. A WAL that is there but unreadable may hold committed transactions, so walship refuses to
  * open instead of letting them be discarded.
  */
-function checkWal(abs: string): void {
+/**
+ * A `-wal` whose header a crash tore: SQLite rewrites the header only when it starts the WAL over,
+ * which it does only once every frame in it is copied into the database file (or for the very
+ * first frame of a new WAL), so a header that is short or fails its checksum while its magic and
+ * page size are intact holds nothing the database file lacks. It is moved aside (kept for
+ * inspection) and the open goes on. Anything else that does not validate is refused.
+ */
+function checkWal(abs: string): DiscardedWal | null {
   const walPath = `${abs}-wal`;
   let fd: number;
   try {
     fd = nodeFs.openSync(walPath, fsc.O_RDONLY);
   } catch {
-    return;
+    return null;
   }
+  let torn: DiscardedWal | null = null;
   try {
     const size = nodeFs.fstatSync(fd).size;
-    if (size === 0) return;
+    if (size === 0) return null;
     const head = new Uint8Array(WAL_HEADER_SIZE);
     const got = nodeFs.readSync(fd, head, 0, WAL_HEADER_SIZE, 0);
     const parsed = parseWalHeader(head.subarray(0, got));
-    if ('problem' in parsed) {
+    if ('problem' in parsed && (parsed.problem === 'short' || parsed.problem === 'bad-checksum')) {
+      torn = { problem: parsed.problem, size, movedTo: `${walPath}.torn-${Date.now()}` };
+    } else if ('problem' in parsed) {
       throw new WalshipError(
         'ERR_CORRUPT_WAL',
         `${walPath} is not a valid SQLite WAL (${parsed.problem}, ${size} bytes); SQLite would discard it. Nothing was written. If it holds nothing you need, move it aside and open again`,
@@ -276,6 +303,11 @@ function checkWal(abs: string): void {
   } finally {
     nodeFs.closeSync(fd);
   }
+  if (torn) {
+    renameSync(walPath, torn.movedTo);
+    rmSync(`${abs}-shm`, { force: true });
+  }
+  return torn;
 }
 
 /** The state behind one open database: SQLite handle, capture, txid bookkeeping. */
@@ -312,7 +344,7 @@ class OpenContext {
     return this.options.onCommit;
   }
 
-  recovery: RecoveryReport = { walTransactions: 0, reemitted: 0, firstAvailableTxid: 1, gap: null, marker: null };
+  recovery: RecoveryReport = { walTransactions: 0, reemitted: 0, firstAvailableTxid: 1, gap: null, marker: null, discardedWal: null };
 
   open(): void {
     const captureOn = this.options.capture ?? true;
@@ -461,7 +493,7 @@ class OpenContext {
       );
     }
     const gap = durable !== undefined && durable < firstAvailable - 1 ? { fromTxid: durable + 1, toTxid: firstAvailable - 1 } : null;
-    this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap, marker: marker && marker.txid > 0 ? { txid: marker.txid, note: marker.note ?? null } : null };
+    this.recovery = { walTransactions: commits.length, reemitted, firstAvailableTxid: firstAvailable, gap, marker: marker && marker.txid > 0 ? { txid: marker.txid, note: marker.note ?? null } : null, discardedWal: null };
     const state: WalScanState | null = scan.result?.state ?? null;
     capture.resume(state, lastTxid + 1);
     if (base !== undefined && hasMeta && marker?.txid !== base) {
