@@ -10,10 +10,10 @@
 //   F  after a takeover, no row of the fenced writer's later commits is visible.
 // A broken invariant is recorded as a violation (with the seed), never thrown past the scenario.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Keyring } from '@walship/format';
+import { Keyring, parseObjectKey } from '@walship/format';
 import { restore } from '@walship/restore';
 import { openDatabase } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
@@ -160,7 +160,12 @@ export class Writer {
       env: { ...process.env, NODE_NO_WARNINGS: '1', WALSHIP_SCENARIO_WRITER: JSON.stringify(config) },
     });
     this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
+    // WALSHIP_SCENARIO_LOG=debug: every writer logs (JSON lines on stderr), kept whole in WALSHIP_SCENARIO_LOG_DIR.
+    const logDir = process.env.WALSHIP_SCENARIO_LOG_DIR;
+    const logFile = logDir ? join(logDir, `writer-${Date.now()}-${this.child.pid}.log`) : null;
+    if (logFile) appendFileSync(logFile, `${JSON.stringify(config)}\n`);
     this.child.stderr!.on('data', (d: Buffer) => {
+      if (logFile) appendFileSync(logFile, d);
       if (this.stderr.length < 20_000) this.stderr += d.toString();
     });
     this.opened = new Promise((resolve, reject) => {
@@ -315,6 +320,8 @@ export interface ReplicaCheck {
 
 /** P, D, I, C on the latest restore, and P, I, C at sampled txids. Returns m of the latest state (null: nothing restorable). */
 export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promise<number | null> {
+  // A killed writer's requests already forwarded still land; the store is read once they have.
+  await ctx.servers.s3proxy.idle(30_000);
   const dir = mkdtempSync(join(ctx.dir, 'check-'));
   try {
     const latest = join(dir, 'latest.db');
@@ -332,8 +339,14 @@ export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promi
     if (m < durable) throw new Error(`D: ${c.label}: the latest restore holds commit ${m}, flush() had reported ${durable} durable`);
     const keyring = c.keys ? new Keyring({ keys: c.keys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })) }) : undefined;
     const rebuilt = await rebuildFromReplica(storageOf(ctx), c.prefix, keyring ? { keyring } : {});
-    if (rebuilt.txid !== r.txid) throw new Error(`C: ${c.label}: restore reached txid ${r.txid}, the independent decoder ${rebuilt.txid}`);
+    if (rebuilt.txid !== r.txid) throw new Error(`C: ${c.label}: restore reached txid ${r.txid}, the independent decoder ${rebuilt.txid}; ${await describeReplica(ctx, c.prefix)}`);
     if (!Buffer.from(rebuilt.bytes).equals(readFileSync(latest))) throw new Error(`C: ${c.label}: restore and the independent decoder disagree on the bytes at txid ${r.txid}`);
+    // Every txid from the generation's first snapshot to its tip must be restorable exactly.
+    let firstSnapshot = Infinity;
+    for await (const o of storageOf(ctx).list({ prefix: `${c.prefix}/${r.generation}/snapshots/` })) {
+      const k = parseObjectKey(c.prefix, o.key);
+      if (k?.kind === 'snapshot') firstSnapshot = Math.min(firstSnapshot, k.txid);
+    }
     const candidates = [...c.history.txidOf.entries()].filter(([n, t]) => n <= m && t <= r.txid);
     for (let s = 0; s < (c.samples ?? 2) && candidates.length > 0; s++) {
       const [n, txid] = candidates[ctx.random(candidates.length)]!;
@@ -341,9 +354,9 @@ export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promi
       try {
         await restore({ ...sourceOf(ctx, c.prefix, c.keys), path: at, txid });
       } catch (e) {
-        // Before the first snapshot of the generation that holds it: not restorable by design.
-        if ((e as { code?: string }).code === 'ERR_TXID_NOT_FOUND') continue;
-        throw e;
+        // Before the first snapshot of the generation: not restorable by design. After it: a hole.
+        if ((e as { code?: string }).code === 'ERR_TXID_NOT_FOUND' && txid < firstSnapshot) continue;
+        throw new Error(`C: ${c.label}: restore at txid ${txid} (commit ${n}; generation ${r.generation} is restorable from txid ${firstSnapshot}) failed: ${(e as Error).message}`);
       }
       ctx.counters.restores++;
       const got = await checkFile(ctx, c.history, at, `${c.label}: restore at txid ${txid}`);
@@ -354,6 +367,22 @@ export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promi
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** The replica's keys and epoch markers, for a violation message. */
+async function describeReplica(ctx: ScenarioContext, prefix: string): Promise<string> {
+  const storage = storageOf(ctx);
+  const keys: string[] = [];
+  const epochs: string[] = [];
+  for await (const o of storage.list({ prefix: `${prefix}/` })) {
+    const k = o.key.slice(prefix.length + 1);
+    keys.push(k);
+    if (k.includes('/epochs/')) {
+      const m = JSON.parse(Buffer.from((await storage.get(o.key))!).toString()) as { epoch: number; startTxid: number };
+      epochs.push(`${m.epoch}@${m.startTxid}`);
+    }
+  }
+  return `epochs ${epochs.join(' ')}; objects: ${keys.filter((k) => !k.includes('/epochs/')).join(' ')}`;
 }
 
 /** Faults the proxies injected since `before` (a snapshot of their counts). */

@@ -118,7 +118,7 @@ const options: ReplicatedOptions = {
   batchWindowMs: config.batchWindowMs ?? (config.mode === 'steady' ? 0 : rand(2) === 0 ? 0 : 20),
   checkpointBytes: config.checkpointBytes ?? (config.mode === 'steady' ? 32 * 1024 : 64 * 1024),
   uploadBackoff: { baseMs: 5, maxMs: 50 },
-  logLevel: 'silent',
+  logLevel: (process.env.WALSHIP_SCENARIO_LOG as 'debug' | undefined) ?? 'silent',
   retentionMs: 0,
   database: { synchronous: 'FULL', fs, ...(config.pageSize ? { pageSize: config.pageSize } : {}) },
   ...(config.maxSegmentBytes ? { maxSegmentBytes: config.maxSegmentBytes } : {}),

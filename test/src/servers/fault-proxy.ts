@@ -52,6 +52,11 @@ export interface FaultProxy {
   /** While down, every connection and request is reset; existing connections are cut at once. */
   setDown(down: boolean): void;
   setDelayMs(ms: number): void;
+  /**
+   * Resolves once nothing is held or on its way to the target (a killed client's request that was
+   * already forwarded still lands: a check that lists the store right after a kill waits for this).
+   */
+  idle(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -94,17 +99,28 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     return eligible[Math.floor(random() * eligible.length)]!;
   };
 
+  let upstreamOpen = 0;
+  const track = (up: http.ClientRequest): http.ClientRequest => {
+    upstreamOpen++;
+    up.on('close', () => upstreamOpen--);
+    return up;
+  };
+
   const forward = (req: http.IncomingMessage): http.ClientRequest => {
     stats.forwarded++;
-    const up = http.request({
+    const up = track(http.request({
       host: target.hostname,
       port: target.port,
       method: req.method,
       path: req.url,
       headers: req.headers,
       agent,
-    });
+    }));
     req.pipe(up);
+    // A client that died mid-body: the store never gets a whole request (it would wait for the rest).
+    req.on('close', () => {
+      if (!req.complete) up.destroy();
+    });
     return up;
   };
 
@@ -185,7 +201,7 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
           const t = setTimeout(() => {
             timers.delete(t);
             stats.forwarded++;
-            const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent });
+            const up = track(http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }));
             up.on('error', () => stats.upstreamErrors++);
             up.on('response', (r) => r.resume());
             up.end(Buffer.concat(chunks));
@@ -258,6 +274,13 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
       if (!(r >= 0 && r <= 1)) throw new RangeError(`fault rate must be in [0, 1], got ${r}`);
       rate = r;
       if (k) kinds = [...k];
+    },
+    async idle(timeoutMs = 30_000) {
+      const end = Date.now() + timeoutMs;
+      while (timers.size > 0 || upstreamOpen > 0) {
+        if (Date.now() > end) throw new Error(`fault proxy: still ${timers.size} held and ${upstreamOpen} forwarded requests after ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
     },
     get scripted() {
       return queue.length;

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// Mutation check of the scenario harness: does it notice when a safety mechanism is gone?
+// For each sabotage it copies the built tree to a temp dir, breaks one mechanism there (exact text
+// replacements in the TypeScript sources; a replacement that no longer matches stops the run, so
+// this script cannot silently test nothing), rebuilds the copy, runs the scenarios that should
+// notice, and reports whether they did. This tree is never changed.
+//
+//   node scripts/sabotage.mjs [checksums|checkpoint-gating|epoch-rule ...] [--seed N]
+//
+// Exit 0 when every sabotage made the harness fail; 1 when one went unnoticed; 2 on a setup error.
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+const SABOTAGES = {
+  checksums: {
+    what: 'no checksum is verified on read: object trailer, chunk header and data checksums, the rolling checksum after each transaction, of snapshots and of the restored file',
+    edits: [
+      ['packages/format/src/decoder.ts', 'if (storedSum !== actualSum) {', 'if (false && storedSum !== actualSum) {'],
+      ['packages/format/src/decoder.ts', 'if (stored !== actual) {', 'if (false && stored !== actual) {'],
+      ['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {'],
+      ['packages/restore/src/apply.ts', 'if (this.hashes.value !== t.postChecksum) {', 'if (false && this.hashes.value !== t.postChecksum) {'],
+      ['packages/restore/src/apply.ts', 'if (file.hashes.value !== object.postChecksum) {', 'if (false && file.hashes.value !== object.postChecksum) {'],
+      ['packages/restore/src/restore.ts', 'if (file.hashes.value !== plan.checksum) {', 'if (false && file.hashes.value !== plan.checksum) {'],
+      ['packages/restore/src/restore.ts', 'disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum', 'false'],
+    ],
+    scenarios: [['damaged-objects', 24]],
+  },
+  'checkpoint-gating': {
+    what: 'the VFS checkpoints frames that are not durable in S3 yet',
+    edits: [['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", '']],
+    scenarios: [
+      ['s3-down-checkpoint', 4],
+      ['kill-mid-upload', 30],
+    ],
+  },
+  'epoch-rule': {
+    what: 'acceptable() lets every epoch write every txid (restore and the shipper stop fencing)',
+    edits: [['packages/format/src/fencing.ts', 'return maxTxid < next;', 'return next === next;']],
+    scenarios: [['sigstop-takeover', 4]],
+  },
+};
+
+const args = process.argv.slice(2);
+let seed = 4242;
+const chosen = [];
+for (let i = 0; i < args.length; i++) {
+  if (args[i] === '--seed') seed = Number(args[++i]);
+  else if (SABOTAGES[args[i]]) chosen.push(args[i]);
+  else {
+    console.error(`sabotage: unknown argument ${args[i]}; sabotages: ${Object.keys(SABOTAGES).join(', ')}`);
+    process.exit(2);
+  }
+}
+if (chosen.length === 0) chosen.push(...Object.keys(SABOTAGES));
+
+const results = [];
+for (const name of chosen) {
+  const s = SABOTAGES[name];
+  const copy = mkdtempSync(join(tmpdir(), `walship-sabotage-${name}-`));
+  try {
+    console.log(`\n== sabotage ${name}: ${s.what}`);
+    cpSync(root, copy, { recursive: true, verbatimSymlinks: true, filter: (src) => !src.includes('/.git') });
+    for (const [file, find, replace] of s.edits) {
+      const path = join(copy, file);
+      const text = readFileSync(path, 'utf8');
+      const at = text.indexOf(find);
+      if (at < 0 || text.indexOf(find, at + 1) >= 0) {
+        console.error(`sabotage ${name}: ${file} does not contain ${JSON.stringify(find)} exactly once; update scripts/sabotage.mjs`);
+        process.exit(2);
+      }
+      writeFileSync(path, text.replace(find, replace));
+      console.log(`   ${file}: ${JSON.stringify(find)} -> ${JSON.stringify(replace)}`);
+    }
+    const build = spawnSync(process.execPath, [join(copy, 'node_modules/typescript/bin/tsc'), '-b'], { cwd: copy, encoding: 'utf8' });
+    if (build.status !== 0) {
+      console.error(`sabotage ${name}: the sabotaged tree did not build:\n${build.stdout}${build.stderr}`);
+      process.exit(2);
+    }
+    let caught = false;
+    for (const [scenario, trials] of s.scenarios) {
+      const run = spawnSync(
+        process.execPath,
+        ['test/dist/scenarios/soak.js', '--scenario', scenario, '--seed', String(seed), '--trials', String(trials), '--report', join(copy, 'report.json'), '--markdown', join(copy, 'report.md')],
+        { cwd: copy, encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' }, maxBuffer: 64 << 20 },
+      );
+      const lines = `${run.stdout}`.split('\n');
+      const verdict = lines.find((l) => /^(ok|FAIL) /.test(l)) ?? `(no verdict; exit ${run.status})`;
+      const violations = lines.filter((l) => l.startsWith('     violation: ')).map((l) => l.slice(16));
+      console.log(`   ${verdict}`);
+      for (const v of violations.slice(0, 3)) console.log(`     violation: ${v.slice(0, 400)}`);
+      if (violations.length > 3) console.log(`     ... ${violations.length - 3} more`);
+      if (run.status === 1 && violations.length > 0) caught = true;
+    }
+    console.log(`   => ${caught ? 'CAUGHT: the harness failed' : 'NOT CAUGHT: the harness passed with this mechanism broken'}`);
+    results.push({ name, caught });
+  } finally {
+    rmSync(copy, { recursive: true, force: true });
+  }
+}
+console.log(`\n${results.map((r) => `${r.caught ? 'caught    ' : 'NOT CAUGHT'} ${r.name}`).join('\n')}`);
+process.exit(results.every((r) => r.caught) ? 0 : 1);
