@@ -36,6 +36,7 @@ export interface WriterConfig {
   walLimitBytes?: number;
   batchWindowMs?: number;
   encryption?: { id: string; key: string };
+  compression?: 'zstd' | 'none';
   shape?: ValueShape;
   /** Stop after this many commits of this run: flush, print Z, exit 0. */
   maxCommits?: number;
@@ -124,6 +125,7 @@ const options: ReplicatedOptions = {
   ...(config.maxSegmentBytes ? { maxSegmentBytes: config.maxSegmentBytes } : {}),
   ...(config.walLimitBytes ? { walLimitBytes: config.walLimitBytes } : {}),
   ...(config.encryption ? { encryption: { keys: [config.encryption] } } : {}),
+  ...(config.compression ? { compression: config.compression } : {}),
 };
 let db: Awaited<ReturnType<typeof openReplicated>>;
 try {
