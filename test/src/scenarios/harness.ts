@@ -20,7 +20,7 @@ import type { ObjectStorage } from '@walship/storage';
 import type { DynamoServer, FaultProxy, S3Server } from '../servers/index.js';
 import { openOracle } from '../util/oracle-sqlite.js';
 import { rebuildFromReplica } from '../util/replica.js';
-import { storageFor } from '../util/s3.js';
+import { s3Location, storageFor } from '../util/s3.js';
 import { commitStatements, SCHEMA, type ValueShape } from './workload.js';
 import type { WriterConfig } from './writer.js';
 
@@ -232,18 +232,7 @@ export function leaseConfig(ctx: ScenarioContext, leaseMs: number, direct = fals
 
 /** The restore source of a prefix, read from the server directly (not through the fault proxy). */
 export function sourceOf(ctx: ScenarioContext, prefix: string, keys?: { id: string; key: string }[]) {
-  const s3 = ctx.servers.s3;
-  return {
-    s3: {
-      bucket: s3.bucket,
-      prefix,
-      endpoint: s3.endpoint,
-      region: s3.region,
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    },
-    ...(keys ? { keys } : {}),
-  };
+  return { s3: s3Location(ctx.servers.s3, prefix), ...(keys ? { keys } : {}) };
 }
 
 export function storageOf(ctx: ScenarioContext): ObjectStorage {

@@ -7,7 +7,7 @@ import { createLeaseTable } from '@walship/lease';
 import { loadFormat } from '@walship/format';
 import { startDynalite, startDynamoDbLocal, startFaultProxy, startS3rver, startSwift, type DynamoServer, type S3Server } from '../servers/index.js';
 import { SCENARIOS, type Scenario } from './cases.js';
-import { faultTotal, newCounters, seeded, type Servers } from './harness.js';
+import { faultTotal, newCounters, seeded, type Counters, type Servers } from './harness.js';
 
 export interface ServerChoice {
   s3?: 's3rver' | 'swift';
@@ -48,17 +48,10 @@ export async function startServers(choice: ServerChoice = {}): Promise<RunningSe
   }
 }
 
-export interface ScenarioReport {
+export interface ScenarioReport extends Counters {
   name: string;
   summary: string;
   seed: number;
-  trials: number;
-  killPoints: number;
-  faults: number;
-  restores: number;
-  transactionsChecked: number;
-  violations: string[];
-  notes: string[];
   seconds: number;
   /** The command that runs this scenario again with the same seed and trials. */
   replay: string;
