@@ -5,7 +5,7 @@
 // this script cannot silently test nothing), rebuilds the copy, runs the scenarios that should
 // notice, and reports whether they did. This tree is never changed.
 //
-//   node scripts/sabotage.mjs [checksums|checkpoint-gating|epoch-rule ...] [--seed N]
+//   node scripts/sabotage.mjs [checksums|checkpoint-gating|vfs-checkpoint-gate|epoch-rule ...] [--seed N]
 //
 // Exit 0 when every sabotage made the harness fail; 1 when one went unnoticed; 2 on a setup error.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -31,12 +31,20 @@ const SABOTAGES = {
     scenarios: [['damaged-objects', 24]],
   },
   'checkpoint-gating': {
-    what: 'the VFS checkpoints frames that are not durable in S3 yet',
-    edits: [['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", '']],
+    what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
+    edits: [
+      ['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", ''],
+      ['packages/shipper/src/shipper.ts', 'if (this.queue.length > 0) {', 'if (false && this.queue.length > 0) {'],
+    ],
     scenarios: [
       ['s3-down-checkpoint', 4],
       ['kill-mid-upload', 30],
     ],
+  },
+  'vfs-checkpoint-gate': {
+    what: 'the VFS alone stops refusing checkpoints of frames not durable yet (the shipper still waits; the application asks for checkpoints itself)',
+    edits: [['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", '']],
+    scenarios: [['s3-down-checkpoint', 4]],
   },
   'epoch-rule': {
     what: 'acceptable() lets every epoch write every txid (restore and the shipper stop fencing)',

@@ -222,7 +222,7 @@ const slowdownBursts: Scenario = {
 
 const s3DownCheckpoint: Scenario = {
   name: 's3-down-checkpoint',
-  summary: 'S3 unreachable while the WAL passes the checkpoint size (half the trials also kill -9 during the outage); nothing lost once it returns',
+  summary: 'S3 unreachable while the WAL passes the checkpoint size and the application asks for checkpoints (half the trials also kill -9 during the outage); nothing lost once it returns',
   fastTrials: 4,
   soakTrials: 4,
   expects: { faults: true },
@@ -234,7 +234,7 @@ const s3DownCheckpoint: Scenario = {
       const path = join(ctx.dir, `down-${trial}.db`);
       const history = new History();
       ctx.counters.trials++;
-      const w = new Writer(writerConfig(ctx, { path, prefix, seed: ctx.seed + trial, mode: trial % 2 === 0 ? 'bursts' : 'steady', checkpointBytes: 16 * 1024, flushRate: 0.3 }), history);
+      const w = new Writer(writerConfig(ctx, { path, prefix, seed: ctx.seed + trial, mode: trial % 2 === 0 ? 'bursts' : 'steady', checkpointBytes: 16 * 1024, flushRate: 0.3, appCheckpointEvery: 25 }), history);
       try {
         await w.opened;
         await until(() => w.durable > 0, 20_000, 'a first durable commit');

@@ -42,6 +42,8 @@ export interface WriterConfig {
   maxCommits?: number;
   /** Probability of a flush() after a burst (default 0.25). */
   flushRate?: number;
+  /** The application asks for a checkpoint (db.checkpoint()) after every this many commits. */
+  appCheckpointEvery?: number;
   /** Shift Date.now by a random ±2 h every 200 ms (the lease must not care; commit timestamps may jump). */
   clockJumps?: boolean;
 }
@@ -176,6 +178,10 @@ const commit = (): boolean => {
   n = k;
   commits++;
   out(`C ${n} ${db.txid}`);
+  if (config.appCheckpointEvery && commits % config.appCheckpointEvery === 0) {
+    // Refused ('not-durable') while uploads are pending; never an error.
+    db.checkpoint();
+  }
   return true;
 };
 for (;;) {
