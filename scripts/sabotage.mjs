@@ -28,7 +28,7 @@ const SABOTAGES = {
       ['packages/restore/src/restore.ts', 'if (file.hashes.value !== plan.checksum) {', 'if (false && file.hashes.value !== plan.checksum) {'],
       ['packages/restore/src/restore.ts', 'disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum', 'false'],
     ],
-    scenarios: [['damaged-objects', 24]],
+    scenarios: [['damaged-objects', 40]],
   },
   'checkpoint-gating': {
     what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
