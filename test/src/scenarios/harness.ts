@@ -340,7 +340,7 @@ export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promi
     const candidates = [...c.history.txidOf.entries()].filter(([n, t]) => n <= m && t <= r.txid);
     for (let s = 0; s < (c.samples ?? 2) && candidates.length > 0; s++) {
       const [n, txid] = candidates[ctx.random(candidates.length)]!;
-      const at = join(dir, `at-${txid}.db`);
+      const at = join(dir, `at-${txid}-${s}.db`);
       try {
         await restore({ ...sourceOf(ctx, c.prefix, c.keys), path: at, txid });
       } catch (e) {
@@ -351,7 +351,7 @@ export async function checkReplica(ctx: ScenarioContext, c: ReplicaCheck): Promi
       ctx.counters.restores++;
       const got = await checkFile(ctx, c.history, at, `${c.label}: restore at txid ${txid}`);
       if (got !== n) throw new Error(`C: ${c.label}: restore at txid ${txid} holds commit ${got}, the writer saw commit ${n} return at that txid`);
-      rmSync(at, { force: true });
+      for (const f of [at, `${at}-wal`, `${at}-shm`]) rmSync(f, { force: true });
     }
     return m;
   } finally {

@@ -116,7 +116,7 @@ const options: ReplicatedOptions = {
     region: config.s3.region,
     forcePathStyle: true,
     credentials: { accessKeyId: config.s3.accessKeyId, secretAccessKey: config.s3.secretAccessKey },
-    retry: { attempts: 6, baseDelayMs: 5, maxDelayMs: 50, requestTimeoutMs: 500, connectTimeoutMs: 300 },
+    retry: { attempts: 8, baseDelayMs: 5, maxDelayMs: 50, requestTimeoutMs: 500, connectTimeoutMs: 300 },
   },
   batchWindowMs: config.batchWindowMs ?? (config.mode === 'steady' ? 0 : rand(2) === 0 ? 0 : 20),
   checkpointBytes: config.checkpointBytes ?? (config.mode === 'steady' ? 32 * 1024 : 64 * 1024),
