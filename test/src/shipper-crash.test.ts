@@ -133,7 +133,11 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
     assert.ok(n >= maxCommitted, `the local database kept every commit the writer saw return (${n} >= ${maxCommitted})`);
     await db.close();
     const rebuilt = await rebuildFromReplica(storage, prefix);
-    assert.ok(Buffer.from(rebuilt.bytes).equals(readFileSync(path)), 'the replica rebuilds the local file byte for byte');
+    const local = readFileSync(path);
+    if (!Buffer.from(rebuilt.bytes).equals(local)) {
+      const firstDiff = local.findIndex((b, i) => b !== rebuilt.bytes[i]);
+      assert.fail(`the replica rebuilds the local file byte for byte: rebuilt ${rebuilt.bytes.length} bytes at txid ${rebuilt.txid} from ${rebuilt.objects.length} objects (${rebuilt.objects.slice(-3).join(', ')}), local ${local.length} bytes at txid ${db.txid}; first difference at byte ${firstDiff} (page ${Math.floor(firstDiff / rebuilt.pageSize) + 1})`);
+    }
     assert.equal(checkPrefix(rebuilt.bytes, dir), n);
     return spooled;
   } finally {

@@ -608,6 +608,8 @@ export class Shipper {
   private maybeSnapshot(): void {
     const interval = this.ctx.options.snapshotIntervalMs;
     if (interval === 0 || this.snapshotting || this.periodic) return;
+    // Not while closing: close would cut the upload short (the next open takes it).
+    if (this.state === 'closing' || this.stopped) return;
     if (Date.now() - this.lastSnapshotAt < interval) return;
     const cp = this.lastCheckpoint;
     if (!cp || cp.txid <= this.lastSnapshotTxid) return;

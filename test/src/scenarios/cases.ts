@@ -596,7 +596,16 @@ const restartAfterRestore: Scenario = {
       await guard(ctx, label, () => checkReplica(ctx, { prefix, history, label, samples: 3, durable: second.finished!.n }));
       // A node at an earlier txid must not write over the replica's later history.
       const early = join(ctx.dir, `rr-c-${trial}.db`);
-      const txid = history.txidOf.get(50)!;
+      // A commit of the first run after the generation's first snapshot (earlier ones are not restorable).
+      let firstSnapshot = Infinity;
+      for await (const o of storageOf(ctx).list({ prefix: `${prefix}/` })) {
+        const k = parseObjectKey(prefix, o.key);
+        if (k?.kind === 'snapshot') firstSnapshot = Math.min(firstSnapshot, k.txid);
+      }
+      const firstEnd = first.finished.n;
+      const afterSnapshot = [...history.txidOf].filter(([n, t]) => t > firstSnapshot && n <= firstEnd);
+      if (afterSnapshot.length === 0) continue;
+      const txid = afterSnapshot[Math.floor(afterSnapshot.length / 2)]![1];
       await restore({ ...sourceOf(ctx, prefix), path: early, txid });
       const third = new Writer(writerConfig(ctx, { path: early, prefix, seed: ctx.seed + 90, maxCommits: 5 }), history);
       await third.exited;
