@@ -532,6 +532,8 @@ export class Shipper {
    * steady writes the shipper drains (window 0) until one upload finishes with nothing behind it.
    */
   private maybeCheckpoint(): void {
+    // While closing, stop() takes the last checkpoint itself and ships its marker.
+    if (this.state === 'closing') return;
     if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting) {
       this.draining = false;
       this.drainRounds = 0;
@@ -849,7 +851,8 @@ export class Shipper {
     if (flushed && this.fatal === null) {
       await Promise.allSettled([this.periodic]);
       const r = this.checkpointNow();
-      if (r.checkpointed) flushed = await this.flushWithin(deadline);
+      // Its marker, or one an automatic checkpoint wrote during the flush above, ships too.
+      if (r.checkpointed || this.durableTxid < this.committedTxid) flushed = await this.flushWithin(deadline);
     }
     this.stopped = true;
     this.abort.abort();
