@@ -512,6 +512,9 @@ export class Shipper {
       this.raw.setWriteBarrier(null);
       this.ctx.log.info('WAL back under its limit: writes accepted again', { txid: this.durableTxid });
     }
+    // The snapshot first: it takes the last checkpoint once its marker is durable (it holds further
+    // checkpoints while it streams); a checkpoint first would move the target on every upload.
+    this.maybeSnapshot();
     try {
       this.maybeCheckpoint();
     } catch (e) {
@@ -523,7 +526,6 @@ export class Shipper {
       this.draining = false;
       this.ctx.log.warn('checkpoint failed; the WAL keeps its frames and the next upload tries again', { code: err.code, error: err.message });
     }
-    this.maybeSnapshot();
     this.maintenance?.poke();
   }
 
