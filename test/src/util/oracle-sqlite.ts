@@ -61,6 +61,18 @@ function betterSqlite(): BetterCtor | null {
   return better;
 }
 
+/** BEGIN, fn, COMMIT; ROLLBACK and rethrow when fn throws. */
+function inTransaction(exec: (sql: string) => void, fn: () => void): void {
+  exec('BEGIN');
+  try {
+    fn();
+    exec('COMMIT');
+  } catch (e) {
+    exec('ROLLBACK');
+    throw e;
+  }
+}
+
 export function openOracle(path: string, options: { readonly?: boolean } = {}): OracleDatabase {
   if (path !== ':memory:' && options.readonly && !existsSync(path)) throw new Error(`oracle: ${path} does not exist`);
   const B = betterSqlite();
@@ -70,16 +82,7 @@ export function openOracle(path: string, options: { readonly?: boolean } = {}): 
       backend: 'better-sqlite3',
       exec: (sql) => db.exec(sql),
       prepare: (sql) => db.prepare(sql),
-      transaction: (fn) => {
-        db.exec('BEGIN');
-        try {
-          fn();
-          db.exec('COMMIT');
-        } catch (e) {
-          db.exec('ROLLBACK');
-          throw e;
-        }
-      },
+      transaction: (fn) => inTransaction((sql) => db.exec(sql), fn),
       pragmaValue: (name) => db.pragma(name, { simple: true }),
       close: () => db.close(),
     };
@@ -101,16 +104,7 @@ export function openOracle(path: string, options: { readonly?: boolean } = {}): 
     backend: 'node:sqlite',
     exec: (sql) => db.exec(sql),
     prepare,
-    transaction: (fn) => {
-      db.exec('BEGIN');
-      try {
-        fn();
-        db.exec('COMMIT');
-      } catch (e) {
-        db.exec('ROLLBACK');
-        throw e;
-      }
-    },
+    transaction: (fn) => inTransaction((sql) => db.exec(sql), fn),
     pragmaValue: (name) => first(db.prepare(`PRAGMA ${name}`).get()),
     close: () => db.close(),
   };
