@@ -169,6 +169,7 @@ describe('damaged objects', () => {
     const txid = latest.txid + 1;
     const key = keys.segment({ generation: latest.generation, level: 0, minTxid: txid, epoch: last.epoch });
     const page = new Uint8Array(latest.pageSize);
+    const now = Date.now();
     await storage.put(
       key,
       encodeSegment(
@@ -182,14 +183,14 @@ describe('damaged objects', () => {
           maxTxid: txid,
           pageSize: latest.pageSize,
           commitSize: latest.commitSize,
-          firstTimestamp: Date.now(),
-          lastTimestamp: Date.now(),
+          firstTimestamp: now,
+          lastTimestamp: now,
           preChecksum: latest.checksum ^ 1n,
           postChecksum: 7n,
           transactionCount: 1,
           pageCount: 1,
         },
-        [{ txid, timestamp: Date.now(), commitSize: latest.commitSize, postChecksum: 7n, pages: [{ pgno: 2, data: page }] }],
+        [{ txid, timestamp: now, commitSize: latest.commitSize, postChecksum: 7n, pages: [{ pgno: 2, data: page }] }],
       ),
     );
     await expectFailure(prefix, 'mismatch', 'ERR_CHAIN_MISMATCH', key);
@@ -225,6 +226,7 @@ describe('damaged objects', () => {
     for (const txid of [second.minTxid, latest.txid + 1]) {
       const key = keys.segment({ generation: latest.generation, level: 0, minTxid: txid, epoch: epochs[0]! });
       planted.push(key);
+      const now = Date.now();
       await storage.put(
         key,
         encodeSegment(
@@ -238,14 +240,14 @@ describe('damaged objects', () => {
             maxTxid: txid,
             pageSize: latest.pageSize,
             commitSize: latest.commitSize,
-            firstTimestamp: Date.now(),
-            lastTimestamp: Date.now(),
+            firstTimestamp: now,
+            lastTimestamp: now,
             preChecksum: latest.checksum,
             postChecksum: 9n,
             transactionCount: 1,
             pageCount: 1,
           },
-          [{ txid, timestamp: Date.now(), commitSize: latest.commitSize, postChecksum: 9n, pages: [{ pgno: 2, data: randomBytes(latest.pageSize) }] }],
+          [{ txid, timestamp: now, commitSize: latest.commitSize, postChecksum: 9n, pages: [{ pgno: 2, data: randomBytes(latest.pageSize) }] }],
         ),
       );
     }
