@@ -97,6 +97,44 @@ describe('restore to a txid', () => {
     }
   });
 
+  test('a replica whose tip is the segment starting at its last snapshot (a checkpoint\'s marker) restores every txid in it', async () => {
+    // A checkpoint commits a marker transaction K and the segment holding it starts at K; a periodic
+    // snapshot at K shares that txid. Until a later segment lands, the segment K..K+n is the tip.
+    const own = newPrefix('pitr-marker');
+    const w = new Workload(99);
+    const db = await openReplicated(join(dir, 'marker.db'), s3Options(server, own, { snapshotIntervalMs: 1, checkpointBytes: 64 << 20 }));
+    try {
+      w.setup(db);
+      for (let i = 0; i < 20; i++) w.step(db);
+      await db.flush(); // the generation's first snapshot checkpoints everything so far
+      for (let i = 0; i < 10; i++) w.step(db);
+      await db.flush();
+      const cp = db.checkpoint();
+      assert.ok(cp.checkpointed, JSON.stringify(cp));
+      const k = cp.lastTxid;
+      for (let i = 0; i < 6; i++) w.step(db);
+      const last = (await db.flush()).txid;
+      assert.ok(last > k + 1);
+      for (let i = 0; i < 200 && db.status().lastSnapshot?.txid !== k; i++) await sleep(25);
+      assert.equal(db.status().lastSnapshot?.txid, k, 'the periodic snapshot landed at the checkpoint');
+      const { segments: segs } = await replicaTransactions(storageFor(server, own), own);
+      assert.deepEqual(
+        segs.filter((g) => g.maxTxid >= k).map((g) => [g.minTxid, g.maxTxid]),
+        [[k, last]],
+        'the tip is one segment starting at the snapshot',
+      );
+      for (const t of [k + 1, last]) {
+        const path = target();
+        const r = await restore({ ...source(server, own), path, txid: t });
+        assert.equal(r.txid, t);
+        assertMatchesOracle(path, w, t);
+        rmSync(path);
+      }
+    } finally {
+      await db.close();
+    }
+  });
+
   test('plan() is a dry run: it names the objects and touches no file', async () => {
     const k = segments[Math.floor(segments.length / 2)]!.minTxid + 1;
     const p = await plan({ ...source(server, prefix), txid: k });

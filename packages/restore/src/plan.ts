@@ -208,7 +208,8 @@ class Planner {
     for (const s of g.segments) {
       if (s.keyMaxTxid !== undefined && acceptable(g.epochs, s.epoch, s.minTxid, s.keyMaxTxid)) tip = Math.max(tip, s.keyMaxTxid);
     }
-    const l0 = g.segments.filter((s) => s.level === 0 && s.minTxid > tip && acceptableStart(g, s)).reverse();
+    // `>=`: the segment holding a checkpoint's marker starts at the txid of the snapshot taken there.
+    const l0 = g.segments.filter((s) => s.level === 0 && s.minTxid >= tip && acceptableStart(g, s)).reverse();
     for (const s of l0) {
       const h = await this.#headers.header(s);
       if (acceptable(g.epochs, h.epoch, h.minTxid, h.maxTxid)) return Math.max(tip, h.maxTxid);

@@ -10,7 +10,7 @@
 //   F  after a takeover, no row of the fenced writer's later commits is visible.
 // A broken invariant is recorded as a violation (with the seed), never thrown past the scenario.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Keyring, parseObjectKey } from '@walship/format';
@@ -163,6 +163,7 @@ export class Writer {
     // WALSHIP_SCENARIO_LOG=debug: every writer logs (JSON lines on stderr), kept whole in WALSHIP_SCENARIO_LOG_DIR.
     const logDir = process.env.WALSHIP_SCENARIO_LOG_DIR;
     const logFile = logDir ? join(logDir, `writer-${Date.now()}-${this.child.pid}.log`) : null;
+    if (logDir) mkdirSync(logDir, { recursive: true });
     if (logFile) appendFileSync(logFile, `${JSON.stringify(config)}\n`);
     this.child.stderr!.on('data', (d: Buffer) => {
       if (logFile) appendFileSync(logFile, d);
