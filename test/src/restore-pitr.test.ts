@@ -36,9 +36,14 @@ before(async () => {
   const options = s3Options(server, prefix, { checkpointBytes: 48 * 1024, snapshotIntervalMs: 300 });
   let db = await openReplicated(path, options);
   work.setup(db);
-  for (let i = 0; i < 220; i++) {
+  // At least one periodic snapshot after the generation's first: a fast machine writes 220 steps
+  // before the interval has passed twice, so keep writing (bounded) until one has landed.
+  const seen = new Set<number>();
+  for (let i = 0; i < 220 || (seen.size < 2 && i < 5000); i++) {
     work.step(db);
     if (i % 10 === 0) await sleep(15);
+    const s = db.status().lastSnapshot;
+    if (s) seen.add(s.txid);
   }
   durable = (await db.flush()).txid;
   await db.close();
