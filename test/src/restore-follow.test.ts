@@ -232,7 +232,7 @@ test('follow reads again an object caught mid-upload; one that stays short is re
     assert.equal(follower.status().txid, start, 'a short object is not applied');
     await storage.put(rekeyed(first), whole.first);
     const secondMin = parseInt(second.split('/').at(-1)!.slice(0, 16), 16);
-    await converge(follower, secondMin - 1, 2000, 'after the object became whole');
+    await converge(follower, secondMin - 1, 10_000, 'after the object became whole');
     assert.deepEqual(errors.map((e) => e.message), [], 'a short read that heals is not an error');
 
     // Short and staying short: reported after the settle time, with the key and the format code.
