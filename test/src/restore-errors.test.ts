@@ -143,6 +143,15 @@ describe('damaged objects', () => {
     await expectFailure(prefix, 'garbage', 'ERR_CORRUPT_OBJECT', victim);
   });
 
+  test('an empty object under a segment key: ERR_CORRUPT_OBJECT, not a storage error', async () => {
+    // S3 answers a ranged GET of an empty object with 416, s3rver drops the connection.
+    const prefix = await copyReplica('empty');
+    const victim = rekey(latest.objects[2]!.key, base, prefix);
+    await storage.put(victim, new Uint8Array(0));
+    const e = await expectFailure(prefix, 'empty', 'ERR_CORRUPT_OBJECT', victim);
+    assert.equal(e.details?.['formatCode'], 'ERR_TRUNCATED', JSON.stringify(e.details));
+  });
+
   test('a segment missing mid-chain: ERR_CHAIN_GAP naming both sides; earlier txids still restore', async () => {
     const prefix = await copyReplica('gap');
     const i = Math.floor(latest.objects.length / 2);
