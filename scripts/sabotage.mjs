@@ -3,7 +3,8 @@
 // For each sabotage it copies the built tree to a temp dir, breaks one mechanism there (exact text
 // replacements in the TypeScript sources; a replacement that no longer matches stops the run, so
 // this script cannot silently test nothing), rebuilds the copy, runs the scenarios that should
-// notice, and reports whether they did. This tree is never changed.
+// notice (and/or the test files that should fail: `tests`, substrings of compiled test paths as
+// scripts/test.mjs takes them), and reports whether they did. This tree is never changed.
 //
 //   node scripts/sabotage.mjs [checksums|checkpoint-gating|vfs-checkpoint-gate|epoch-rule ...] [--seed N]
 //
@@ -90,7 +91,16 @@ for (const name of chosen) {
       process.exit(2);
     }
     let caught = false;
-    for (const [scenario, trials] of s.scenarios) {
+    for (const filter of s.tests ?? []) {
+      const run = spawnSync(process.execPath, ['scripts/test.mjs', filter], { cwd: copy, encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' }, maxBuffer: 64 << 20 });
+      const out = `${run.stdout}`;
+      const failedCount = Number(/^# fail (\d+)$/m.exec(out)?.[1] ?? (/^ℹ fail (\d+)$/m.exec(out)?.[1] ?? '0'));
+      const failing = out.split('\n').filter((l) => /^not ok \d+ - /.test(l.trim())).map((l) => l.trim());
+      console.log(`   tests ${filter}: exit ${run.status}, ${failedCount} failed`);
+      for (const f of failing.slice(0, 5)) console.log(`     ${f.slice(0, 300)}`);
+      if (run.status !== 0 && failedCount > 0) caught = true;
+    }
+    for (const [scenario, trials] of s.scenarios ?? []) {
       const run = spawnSync(
         process.execPath,
         ['test/dist/scenarios/soak.js', '--scenario', scenario, '--seed', String(seed), '--trials', String(trials), '--report', join(copy, 'report.json'), '--markdown', join(copy, 'report.md')],
