@@ -278,10 +278,14 @@ describe('keys', () => {
     const work = await writeReplica(prefix, 5, 1, { encryption: { keys: [{ id: 'k1', key: k1 }] } });
     const p = await plan({ ...source(server, prefix), keys: [{ id: 'k1', key: k1 }] });
     assert.deepEqual(p.keyIds, ['k1']);
-    const snapshot = p.objects[0]!.key;
-    await expectFailure(prefix, 'nokey', 'ERR_KEY_REQUIRED', snapshot);
-    await expectFailure(prefix, 'otherid', 'ERR_UNKNOWN_KEY', snapshot, { keys: [{ id: 'k2', key: randomBytes(32) }] });
-    await expectFailure(prefix, 'wrongkey', 'ERR_DECRYPT_FAILED', snapshot, { keys: [{ id: 'k1', key: randomBytes(32) }] });
+    assert.match(p.objects[0]!.key, /\.snap$/);
+    // database.json says the replica is encrypted: refused before any object is read.
+    const nokey = await expectFailure(prefix, 'nokey', 'ERR_KEY_REQUIRED', null);
+    assert.match(nokey.message, /database\.json says every object of this replica is encrypted/);
+    // database.json is sealed under k1: the first thing read that needs the key.
+    const manifestKey = `${prefix}/database.json`;
+    await expectFailure(prefix, 'otherid', 'ERR_UNKNOWN_KEY', manifestKey, { keys: [{ id: 'k2', key: randomBytes(32) }] });
+    await expectFailure(prefix, 'wrongkey', 'ERR_AUTHENTICATION_FAILED', manifestKey, { keys: [{ id: 'k1', key: randomBytes(32) }] });
     const path = join(dir, 'enc.db');
     const r = await restore({ ...source(server, prefix), path, keys: [{ id: 'k1', key: k1 }] });
     assertMatchesOracle(path, work, r.txid);

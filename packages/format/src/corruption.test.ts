@@ -202,7 +202,10 @@ test('keys: missing, unknown, wrong, and plaintext when encryption is required',
   assert.equal(await decodeCode(bytes, { keyring, requireEncryption: true }), 'ok');
   const plain = (cases()[0] as Case).bytes;
   assert.equal(await decodeCode(plain, { keyring, requireEncryption: true }), 'ERR_NOT_ENCRYPTED');
-  assert.equal(await decodeCode(plain, { keyring }), 'ok');
+  // Whoever holds keys expects ciphertext: a plaintext object is refused by default (a plant).
+  assert.equal(await decodeCode(plain, { keyring }), 'ERR_NOT_ENCRYPTED');
+  assert.equal(await decodeCode(plain, { keyring, requireEncryption: false }), 'ok');
+  assert.equal(await decodeCode(plain, {}), 'ok');
 });
 
 test('data is trusted only after end: a damaged trailer fails after transactions were yielded', async () => {

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { FormatError } from './errors.js';
 import { GCM_TAG_SIZE, NONCE_PREFIX_SIZE, SALT_SIZE, isValidKeyId } from './format.js';
 
@@ -87,6 +87,28 @@ function keyBytes(id: string, key: unknown): Uint8Array {
 }
 
 const HKDF_INFO = new TextEncoder().encode('walship format v1 chunk key');
+const MARKER_INFO = new TextEncoder().encode('walship marker mac v1');
+const MAC_KEYS = new WeakMap<Uint8Array, Uint8Array>();
+
+/**
+ * HMAC-SHA256 of `data` under the marker key of key `id` (HKDF of the key with its own label, so
+ * the MAC key never equals an object key), or undefined if the id is unknown.
+ */
+export function markerMac(keyring: Keyring, id: string, data: Uint8Array): Uint8Array | undefined {
+  const key = KEYS.get(keyring)?.get(id);
+  if (key === undefined) return undefined;
+  let macKey = MAC_KEYS.get(key);
+  if (macKey === undefined) {
+    macKey = new Uint8Array(hkdfSync('sha256', key, new Uint8Array(0), MARKER_INFO, 32));
+    MAC_KEYS.set(key, macKey);
+  }
+  return new Uint8Array(createHmac('sha256', macKey).update(data).digest());
+}
+
+/** Constant-time comparison of two MACs. */
+export function sameMac(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
 
 /**
  * Every object is sealed under its own key, HKDF-SHA256(key, salt = 16 random header bytes). GCM

@@ -37,7 +37,10 @@ import type { DecodeContext, ObjectHeader, ObjectIndex, ObjectTrailer } from './
 export interface DecodeOptions extends DecodeContext {
   /** Needed for encrypted objects: the key is chosen by the id in the header. */
   keyring?: Keyring;
-  /** Refuse plaintext objects (ERR_NOT_ENCRYPTED), so nobody can plant an unencrypted one. */
+  /**
+   * Refuse plaintext objects (ERR_NOT_ENCRYPTED), so nobody who can write to the bucket can plant an
+   * unencrypted one. Default: true when a keyring is given (whoever holds keys expects ciphertext).
+   */
   requireEncryption?: boolean;
   /**
    * Split transactions with more pages than this into several events (`more: true` on all but the
@@ -276,7 +279,7 @@ class ChunkOpener {
     this.#name = name;
     this.#sums = checksum();
     if (header.keyId === null) {
-      if (options.requireEncryption) throw objectError('ERR_NOT_ENCRYPTED', name, 'the object is not encrypted');
+      if (options.requireEncryption ?? options.keyring !== undefined) throw objectError('ERR_NOT_ENCRYPTED', name, 'the object is not encrypted but keys were given');
       this.#key = null;
       return;
     }

@@ -13,6 +13,8 @@ export type FormatErrorCode =
   | 'ERR_UNKNOWN_KEY'
   | 'ERR_DECRYPT_FAILED'
   | 'ERR_NOT_ENCRYPTED'
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_AUTHENTICATION_FAILED'
   | 'ERR_BAD_KEY'
   | 'ERR_INVALID_ARGUMENT'
   | 'ERR_NOT_INITIALIZED';
@@ -54,6 +56,10 @@ const HINTS: Partial<Record<FormatErrorCode, string>> = {
     'The key registered under this id is not the one that encrypted the object, or the object was modified by someone without the key: check the keyring; do not apply the object.',
   ERR_NOT_ENCRYPTED:
     'Encryption is required but this object is plaintext: it was written before encryption was enabled, or it was planted; check who wrote it before allowing plaintext objects.',
+  ERR_UNAUTHENTICATED:
+    'Keys were given but this marker carries no MAC: it was written by walship before authenticated markers (open the database once with the writer and its keys: it starts a new, authenticated generation), or it was planted by someone who can write to the bucket; do not restore from it with these keys.',
+  ERR_AUTHENTICATION_FAILED:
+    'Its MAC does not verify under the key it names: it was modified, planted, or copied from another database or prefix (a replica copied to a new prefix needs `originalPrefix`); do not restore from it.',
 };
 
 /** The label used for an object in messages: its name (usually the S3 key) when the caller gave one. */

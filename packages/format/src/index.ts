@@ -76,3 +76,5 @@ export async function loadFormat(): Promise<void> {
 }
 export { restoredNotePath, parseRestoredNote, type RestoredNote } from './restored.js';
 export { acceptable } from './fencing.js';
+export { sealMarker, verifyMarker } from './markers.js';
+export type { DatabaseManifest, EpochMarker, GenerationMarker, MarkerAuth, MarkerContext, VerifyMarkerOptions } from './markers.js';

@@ -19,6 +19,9 @@ export type RestoreErrorCode =
   | 'ERR_KEY_REQUIRED'
   | 'ERR_UNKNOWN_KEY'
   | 'ERR_DECRYPT_FAILED'
+  | 'ERR_NOT_ENCRYPTED'
+  | 'ERR_UNAUTHENTICATED'
+  | 'ERR_AUTHENTICATION_FAILED'
   | 'ERR_TARGET_EXISTS'
   | 'ERR_TARGET_LOCKED'
   | 'ERR_VERIFY_FAILED'
@@ -30,7 +33,7 @@ export function restoreError(code: RestoreErrorCode, message: string, details: R
 
 // Key problems are the operator's to fix (pass the right keys), so they keep their own codes;
 // every other format failure means the object's bytes cannot be trusted.
-const KEY_CODES = new Set(['ERR_KEY_REQUIRED', 'ERR_UNKNOWN_KEY', 'ERR_DECRYPT_FAILED']);
+const KEY_CODES = new Set(['ERR_KEY_REQUIRED', 'ERR_UNKNOWN_KEY', 'ERR_DECRYPT_FAILED', 'ERR_NOT_ENCRYPTED']);
 
 /**
  * Turns whatever reading `key` threw into a WalshipError that names the key: FormatErrors become
@@ -43,7 +46,7 @@ export function objectFailure(e: unknown, key: string, doing: string): Error {
   if (isFormatError(e) && (e.code === 'ERR_NOT_INITIALIZED' || e.code === 'ERR_INVALID_ARGUMENT')) return e;
   if (isFormatError(e)) {
     const code = KEY_CODES.has(e.code) ? (e.code as RestoreErrorCode) : 'ERR_CORRUPT_OBJECT';
-    const hint = code === 'ERR_CORRUPT_OBJECT' ? '' : ' Pass the keys with `keys` (CLI: WALSHIP_KEYS=id:base64,...).';
+    const hint = code === 'ERR_CORRUPT_OBJECT' || code === 'ERR_NOT_ENCRYPTED' ? '' : ' Pass the keys with `keys` (CLI: WALSHIP_KEYS=id:base64,...).';
     return restoreError(code, `${e.message}${hint}`, { key, formatCode: e.code, ...e.details }, e);
   }
   return storageFailure(e, `${doing} ${key}`);

@@ -139,6 +139,7 @@ class Follower {
   readonly #storage: ObjectStorage;
   readonly #prefix: string;
   readonly #keyring: Keyring | undefined;
+  readonly #originalPrefix: string | undefined;
   readonly #closeSource: () => void;
   readonly #interval: number;
   readonly #probeEvery: number;
@@ -173,6 +174,7 @@ class Follower {
     this.#storage = source.storage;
     this.#prefix = source.prefix;
     this.#keyring = source.keyring;
+    this.#originalPrefix = source.originalPrefix;
     this.#closeSource = source.close;
     this.#interval = o.intervalMs ?? 1000;
     this.#probeEvery = o.probeEvery ?? 5;
@@ -447,8 +449,13 @@ class Follower {
     const next = tip.maxEpoch + 1;
     const markerKey = epochKey(this.#prefix, tip.generation, next);
     this.#requests.get++;
-    const marker = await readEpochMarker(this.#storage, markerKey, tip.generation, next, this.#abort.signal);
-    if (marker) {
+    const marker = await readEpochMarker(
+      this.#storage,
+      { prefix: this.#prefix, key: markerKey, generation: tip.generation, epoch: next },
+      { keyring: this.#keyring, originalPrefix: this.#originalPrefix, signal: this.#abort.signal },
+    );
+    // A marker without a MAC while keys are given is not one (scanReplica leaves it out too).
+    if (marker !== null && marker !== 'unauthenticated') {
       tip.epochs.set(next, marker.startTxid);
       tip.maxEpoch = next;
       // Transactions this file has from an older epoch at or after the new epoch's start were
@@ -478,7 +485,12 @@ class Follower {
   async #resync(initial: boolean): Promise<void> {
     this.#requests.list++;
     this.#lastResyncAt = Date.now();
-    const catalog = await scanReplica(this.#storage, this.#prefix, { signal: this.#abort.signal, concurrency: this.#concurrency });
+    const catalog = await scanReplica(this.#storage, this.#prefix, {
+      signal: this.#abort.signal,
+      concurrency: this.#concurrency,
+      keyring: this.#keyring,
+      originalPrefix: this.#originalPrefix,
+    });
     const plan = await planFromCatalog(catalog, { storage: this.#storage, keyring: this.#keyring, stop: { kind: 'latest' }, concurrency: this.#concurrency, signal: this.#abort.signal });
     const maxEpoch = maxEpochOf(catalog);
     const newest = catalog.generations[catalog.generations.length - 1]?.id ?? plan.generation;

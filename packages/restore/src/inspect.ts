@@ -72,7 +72,7 @@ export async function describeReplica(options: DescribeOptions): Promise<Replica
   const concurrency = options.concurrency ?? 8;
   const signal = options.signal;
   try {
-    const catalog = await scanReplica(source.storage, source.prefix, { ...(signal ? { signal } : {}), concurrency });
+    const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
     const headers = new HeaderReader(source.storage, catalog.manifest, signal);
     const all = catalog.generations.flatMap((g) => [...g.snapshots, ...g.segments]);
     const read = await mapLimit(

@@ -22,12 +22,18 @@ export interface ReplicaSource {
   keys?: { id: string; key: Uint8Array | string }[] | Keyring;
   /** Called for every storage request made for an `s3` source (not for a caller's `storage`). */
   onRequest?: (event: RequestEvent) => void;
+  /**
+   * The prefix the replica was written under, when it has been copied to another prefix since:
+   * marker MACs bind the prefix (so a manifest copied from another database's prefix is refused).
+   */
+  originalPrefix?: string;
 }
 
 export interface ResolvedSource {
   storage: ObjectStorage;
   prefix: string;
   keyring: Keyring | undefined;
+  originalPrefix: string | undefined;
   /** Closes a client this package created. */
   close(): void;
 }
@@ -62,6 +68,7 @@ export function validateSource(o: ReplicaSource): void {
   }
   if (o.keys !== undefined && !(o.keys instanceof Keyring) && !Array.isArray(o.keys)) bad('keys', 'must be an array of { id, key } or a Keyring', typeof o.keys);
   if (o.onRequest !== undefined && typeof o.onRequest !== 'function') bad('onRequest', 'must be a function', typeof o.onRequest);
+  if (o.originalPrefix !== undefined) checkPrefix('originalPrefix', o.originalPrefix);
 }
 
 function checkPrefix(option: string, prefix: unknown): void {
@@ -85,7 +92,8 @@ export function resolveKeyring(keys: ReplicaSource['keys']): Keyring | undefined
 
 export function resolveSource(o: ReplicaSource): ResolvedSource {
   const keyring = resolveKeyring(o.keys);
-  if (o.storage !== undefined) return { storage: o.storage, prefix: o.prefix as string, keyring, close: () => undefined };
+  const originalPrefix = o.originalPrefix;
+  if (o.storage !== undefined) return { storage: o.storage, prefix: o.prefix as string, keyring, originalPrefix, close: () => undefined };
   const s3 = o.s3 as NonNullable<ReplicaSource['s3']>;
   const storage = createS3Storage({
     bucket: s3.bucket,
@@ -98,7 +106,7 @@ export function resolveSource(o: ReplicaSource): ResolvedSource {
     ...(s3.retry ? { retry: s3.retry } : {}),
     ...(o.onRequest ? { onRequest: o.onRequest } : {}),
   });
-  return { storage, prefix: s3.prefix, keyring, close: () => storage.destroy() };
+  return { storage, prefix: s3.prefix, keyring, originalPrefix, close: () => storage.destroy() };
 }
 
 export function checkInteger(option: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): void {

@@ -95,7 +95,7 @@ export async function plan(options: PlanOptions): Promise<RestorePlan> {
   const stop = validatePlanOptions(options);
   const source = resolveSource(options);
   try {
-    const catalog = await scanReplica(source.storage, source.prefix, { ...(options.signal ? { signal: options.signal } : {}), concurrency: options.concurrency ?? 8 });
+    const catalog = await scanReplica(source.storage, source.prefix, { signal: options.signal, concurrency: options.concurrency ?? 8, keyring: source.keyring, originalPrefix: source.originalPrefix });
     return await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency: options.concurrency ?? 8, signal: options.signal });
   } catch (e) {
     if (options.signal?.aborted) throw abortedError(options.signal.reason);
@@ -156,6 +156,7 @@ class Planner {
 
   async run(): Promise<RestorePlan> {
     const stop = this.#ctx.stop;
+    this.#checkTrust();
     const candidates = this.#restorable();
     if (candidates.length === 0) throw this.#noReplica();
     let generation: GenerationEntry;
@@ -165,6 +166,36 @@ class Planner {
     const result = await this.#chain(generation, stop);
     await this.#checkKeys(result.objects);
     return result;
+  }
+
+  /**
+   * database.json says the writer encrypted: without keys nothing can be authenticated, and a
+   * plaintext object would be a plant. With keys, markers without a MAC were left out (their
+   * epochs fenced): if that leaves nothing restorable, say why rather than "no replica".
+   */
+  #checkTrust(): void {
+    const manifest = this.#catalog.manifest;
+    if (manifest?.encrypted && !this.#ctx.keyring) {
+      throw restoreError(
+        'ERR_KEY_REQUIRED',
+        `${this.#where}: database.json says every object of this replica is encrypted, and no keys were given. Pass the keys with \`keys\` (CLI: WALSHIP_KEYS=id:base64,...)`,
+        { location: this.#where },
+      );
+    }
+    const generations = this.#catalog.generations;
+    const firstTrusted = generations.find((g) => g.epochs.size > 0);
+    // Markers without MACs older than every authenticated one are history from before the writer
+    // had keys (left out); one beside or after authenticated history was planted.
+    const untrusted = generations.filter((g) => g.unauthenticated.length > 0);
+    const planted = untrusted.some((g) => firstTrusted !== undefined && g.id >= firstTrusted.id);
+    if (this.#ctx.keyring && untrusted.length > 0 && (planted || this.#restorable().length === 0)) {
+      const markers = untrusted.flatMap((g) => g.unauthenticated);
+      throw restoreError(
+        'ERR_UNAUTHENTICATED',
+        `${this.#where}: keys were given but the epoch markers of generation ${untrusted.map((g) => g.id).join(', ')} carry no MAC (${markers.slice(0, 3).join(', ')}${markers.length > 3 ? ', ...' : ''}). They were written by walship before authenticated markers (open the database once with the writer and its keys: it starts an authenticated generation), or planted. Nothing was restored`,
+        { location: this.#where, markers },
+      );
+    }
   }
 
   /** Generations with at least one snapshot that survives fencing, oldest first. */
@@ -512,6 +543,14 @@ class Planner {
     const keyring = this.#ctx.keyring;
     for (const o of objects) {
       const id = o.header.keyId;
+      if (id === null && keyring) {
+        // Planted plaintext: whoever holds keys expects every object to be sealed under one.
+        throw restoreError(
+          'ERR_NOT_ENCRYPTED',
+          `${this.#where}: ${o.key} is not encrypted but keys were given: it was written before encryption was enabled, or planted by someone who can write to the bucket. Nothing was restored`,
+          { key: o.key },
+        );
+      }
       if (id === null) continue;
       if (!keyring) {
         throw restoreError(

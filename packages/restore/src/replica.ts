@@ -3,12 +3,14 @@ import {
   acceptable,
   databaseKey,
   decodeHeader,
+  isFormatError,
   decodeTrailer,
   indexTailSize,
   loadFormat,
   parseGeneration,
   parseObjectKey,
   readIndex,
+  verifyMarker,
   type Keyring,
   type ObjectHeader,
   type ObjectIndex,
@@ -18,13 +20,24 @@ import type { ObjectStorage } from '@walship/storage';
 
 /** The fencing rule lives in @walship/format (part of the on-store contract). */
 export { acceptable };
-import { objectFailure, restoreError, storageFailure } from './errors.js';
+import { objectFailure, restoreError, storageFailure, type RestoreErrorCode } from './errors.js';
 
-/** P/database.json as the shipper writes it. */
+/** P/database.json as the shipper writes it (the fields restore uses). */
 export interface DatabaseManifest {
   databaseId: string;
   pageSize: number;
   createdAt?: string;
+  /** The writer had keys: every object is encrypted (restore without keys is refused). */
+  encrypted: boolean;
+  /** Its MAC verified under the keys given (false when no keys were given). */
+  authenticated: boolean;
+}
+
+/** How markers are checked: with keys, every marker used must carry a MAC that verifies. */
+export interface MarkerTrust {
+  keyring?: Keyring | undefined;
+  /** The prefix the replica was written under, when it was copied to another prefix since. */
+  originalPrefix?: string | undefined;
 }
 
 /** One epoch-start marker: objects of `epoch` count for txids from startTxid up to the next epoch's start. */
@@ -62,6 +75,11 @@ export interface GenerationEntry {
   segments: ObjectEntry[];
   /** P/<generation>/generation.json exists. */
   hasMarker: boolean;
+  /**
+   * Epoch markers left out because keys were given and they carry no MAC (written before
+   * authenticated markers, or planted): their epochs' objects are fenced out.
+   */
+  unauthenticated: string[];
 }
 
 export interface ReplicaCatalog {
@@ -125,20 +143,61 @@ function record(value: unknown): Record<string, unknown> | null {
   return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : null;
 }
 
-export async function readManifest(storage: ObjectStorage, prefix: string, signal?: AbortSignal): Promise<DatabaseManifest | null> {
+/**
+ * Checks a marker's MAC under the keys given: 'authenticated', 'unchecked' (no keys), or
+ * 'unauthenticated' (keys given, no MAC). A MAC that does not verify, or names a key not given,
+ * is an error (ERR_AUTHENTICATION_FAILED, ERR_UNKNOWN_KEY).
+ */
+function checkMarker(storage: ObjectStorage, prefix: string, key: string, m: Record<string, unknown>, trust: MarkerTrust): 'authenticated' | 'unchecked' | 'unauthenticated' {
+  try {
+    return verifyMarker(m, { prefix, key, keyring: trust.keyring, originalPrefix: trust.originalPrefix });
+  } catch (e) {
+    if (isFormatError(e, 'ERR_UNAUTHENTICATED')) return 'unauthenticated';
+    if (isFormatError(e)) throw restoreError(e.code as RestoreErrorCode, `${storage.location}: ${e.message}`, { key, ...e.details }, e);
+    throw e;
+  }
+}
+
+/**
+ * P/database.json, or null when missing. With keys it must carry a MAC that verifies: a missing or
+ * unauthenticated manifest is ERR_UNAUTHENTICATED once the prefix holds anything, since it is what
+ * pins the database id that every object must carry.
+ */
+export async function readManifest(storage: ObjectStorage, prefix: string, options: MarkerTrust & { signal?: AbortSignal | undefined } = {}): Promise<DatabaseManifest | null> {
   const key = databaseKey(prefix);
-  const raw = await getJson(storage, key, signal);
+  const raw = await getJson(storage, key, options.signal);
   if (raw === null) return null;
   const m = record(raw);
   if (!m || typeof m['databaseId'] !== 'string' || !/^[0-9a-f]{32}$/.test(m['databaseId']) || typeof m['pageSize'] !== 'number') {
     throw restoreError('ERR_CORRUPT_OBJECT', `${storage.location}: ${key} lacks a databaseId (32 hex digits) or pageSize; it was not written by walship or is damaged`, { key });
   }
-  return { databaseId: m['databaseId'], pageSize: m['pageSize'], ...(typeof m['createdAt'] === 'string' ? { createdAt: m['createdAt'] } : {}) };
+  const trust = checkMarker(storage, prefix, key, m, options);
+  if (trust === 'unauthenticated') throw unauthenticatedManifest(storage, key, 'carries no MAC');
+  return {
+    databaseId: m['databaseId'],
+    pageSize: m['pageSize'],
+    ...(typeof m['createdAt'] === 'string' ? { createdAt: m['createdAt'] } : {}),
+    encrypted: m['encrypted'] === true,
+    authenticated: trust === 'authenticated',
+  };
+}
+
+function unauthenticatedManifest(storage: ObjectStorage, key: string, why: string): Error {
+  return restoreError(
+    'ERR_UNAUTHENTICATED',
+    `${storage.location}: keys were given but ${key} ${why}. Either the replica was written by walship before authenticated markers (open the database once with the writer and its encryption keys: it seals database.json and starts an authenticated generation; history before it is then not restorable with keys), or someone with write access to the bucket planted or removed it. Nothing was restored`,
+    { key },
+  );
 }
 
 /** Reads and checks one epoch marker: its fields must agree with its key. */
-export async function readEpochMarker(storage: ObjectStorage, key: string, generation: string, epoch: number, signal?: AbortSignal): Promise<EpochInfo | null> {
-  const raw = await getJson(storage, key, signal);
+export async function readEpochMarker(
+  storage: ObjectStorage,
+  where: { prefix: string; key: string; generation: string; epoch: number },
+  options: MarkerTrust & { signal?: AbortSignal | undefined } = {},
+): Promise<EpochInfo | 'unauthenticated' | null> {
+  const { prefix, key, generation, epoch } = where;
+  const raw = await getJson(storage, key, options.signal);
   if (raw === null) return null;
   const m = record(raw);
   const startTxid = m?.['startTxid'];
@@ -149,6 +208,7 @@ export async function readEpochMarker(storage: ObjectStorage, key: string, gener
       { key },
     );
   }
+  if (checkMarker(storage, prefix, key, m, options) === 'unauthenticated') return 'unauthenticated';
   const writer = record(m['writer']);
   return {
     epoch,
@@ -165,7 +225,11 @@ export async function readEpochMarker(storage: ObjectStorage, key: string, gener
  * mode only at start and when the generation changes. Keys are sorted here: some stores (s3rver)
  * do not list in byte order.
  */
-export async function scanReplica(storage: ObjectStorage, prefix: string, options: { signal?: AbortSignal; concurrency?: number } = {}): Promise<ReplicaCatalog> {
+export async function scanReplica(
+  storage: ObjectStorage,
+  prefix: string,
+  options: MarkerTrust & { signal?: AbortSignal | undefined; concurrency?: number } = {},
+): Promise<ReplicaCatalog> {
   await loadFormat();
   const signal = options.signal;
   const generations = new Map<string, GenerationEntry>();
@@ -175,7 +239,7 @@ export async function scanReplica(storage: ObjectStorage, prefix: string, option
   const entry = (id: string): GenerationEntry => {
     let g = generations.get(id);
     if (!g) {
-      g = { id, epoch: parseGeneration(id)?.epoch ?? 0, epochs: new Map(), snapshots: [], segments: [], hasMarker: false };
+      g = { id, epoch: parseGeneration(id)?.epoch ?? 0, epochs: new Map(), snapshots: [], segments: [], hasMarker: false, unauthenticated: [] };
       generations.set(id, g);
     }
     return g;
@@ -229,11 +293,15 @@ export async function scanReplica(storage: ObjectStorage, prefix: string, option
   } catch (e) {
     throw storageFailure(e, `listing ${storage.location}`);
   }
-  const manifest = await readManifest(storage, prefix, signal);
-  const markers = await mapLimit(epochKeys, options.concurrency ?? 8, (k) => readEpochMarker(storage, k.key, k.generation, k.epoch, signal), signal);
+  const trust = { keyring: options.keyring, originalPrefix: options.originalPrefix, signal };
+  const manifest = await readManifest(storage, prefix, trust);
+  if (manifest === null && options.keyring && generations.size > 0) throw unauthenticatedManifest(storage, databaseKey(prefix), 'is missing');
+  const markers = await mapLimit(epochKeys, options.concurrency ?? 8, (k) => readEpochMarker(storage, { prefix, ...k }, trust), signal);
   markers.forEach((m, i) => {
     const k = epochKeys[i];
-    if (m && k) generations.get(k.generation)?.epochs.set(m.epoch, m);
+    if (!k || m === null) return;
+    if (m === 'unauthenticated') generations.get(k.generation)?.unauthenticated.push(k.key);
+    else generations.get(k.generation)?.epochs.set(m.epoch, m);
   });
   const sorted = [...generations.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const g of sorted) {

@@ -311,7 +311,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   let tmp: string | null = null;
   try {
     progress?.({ phase: 'plan', objectsDone: 0, objectsTotal: 0, bytesDone: 0, bytesTotal: 0, txid: 0, targetTxid: 0 });
-    const catalog = await scanReplica(source.storage, source.prefix, { ...(signal ? { signal } : {}), concurrency });
+    const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
     const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal });
     mkdirSync(dirname(path), { recursive: true });
     tmp = scratchPath(path, 'restore');

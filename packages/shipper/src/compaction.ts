@@ -6,6 +6,7 @@ import {
   decodeSegment,
   formatTxid,
   lockPageNumber,
+  verifyMarker,
   type Compression,
   type KeyFormatter,
   type Keyring,
@@ -149,6 +150,14 @@ export async function listGenerations(ctx: MaintenanceContext): Promise<string[]
   }
 }
 
+function markerVerifies(marker: object, prefix: string, key: string, keyring: Keyring): boolean {
+  try {
+    return verifyMarker(marker as Record<string, unknown>, { prefix, key, keyring }) === 'authenticated';
+  } catch {
+    return false;
+  }
+}
+
 /** The epoch markers and snapshots of a generation. */
 export async function readGeneration(ctx: MaintenanceContext, generation: string): Promise<GenerationView> {
   const epochs = new Map<number, number>();
@@ -159,6 +168,9 @@ export async function readGeneration(ctx: MaintenanceContext, generation: string
     if (start === undefined) {
       const marker = await getJson<EpochMarker>(ctx.storage, o.key);
       if (!marker || !Number.isSafeInteger(marker.startTxid)) continue;
+      // With keys, an epoch marker must carry a MAC that verifies: a planted one would let compaction
+      // fold a fenced writer's objects into a level-1 object. Its epoch's objects then stay as they are.
+      if (ctx.keyring && !markerVerifies(marker, ctx.keys.prefix, o.key, ctx.keyring)) continue;
       start = marker.startTxid;
       ctx.state.epochStarts.set(o.key, start);
     }

@@ -1,6 +1,19 @@
 import { WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
-import { HEADER_SIZE, acceptable, decodeHeader, formatKeys, parseObjectKey, type ObjectHeader } from '@walship/format';
+import {
+  HEADER_SIZE,
+  acceptable,
+  decodeHeader,
+  formatKeys,
+  isFormatError,
+  parseObjectKey,
+  verifyMarker,
+  type DatabaseManifest,
+  type EpochMarker,
+  type GenerationMarker,
+  type Keyring,
+  type ObjectHeader,
+} from '@walship/format';
 
 export { acceptable };
 
@@ -18,33 +31,18 @@ export interface Lineage {
   /** The last valid object of `generation`: where a continuing writer carries on. */
   tip: { txid: number; checksum: bigint; commitSize: number; key: string } | null;
   lastSnapshot: { txid: number; key: string } | null;
+  /**
+   * With a keyring: database.json and the epoch markers of `generation` carry MACs that verify.
+   * False for a replica written before authenticated markers (or without keys): the writer then
+   * rewrites database.json and starts a new generation, so everything restorable with keys is
+   * authenticated. Without a keyring: false (nothing can be checked).
+   */
+  authenticated: boolean;
+  /** database.json says every object is encrypted: a writer without keys must not ship here. */
+  encrypted: boolean;
 }
 
-export interface DatabaseManifest {
-  format: 1;
-  databaseId: string;
-  pageSize: number;
-  createdAt: string;
-}
-
-export interface EpochMarker {
-  format: 1;
-  epoch: number;
-  generation: string;
-  startTxid: number;
-  createdAt: string;
-  writer: { host: string; pid: number };
-}
-
-export interface GenerationMarker {
-  format: 1;
-  generation: string;
-  databaseId: string;
-  epoch: number;
-  reason: string;
-  parent: { generation: string; txid: number } | null;
-  createdAt: string;
-}
+export type { DatabaseManifest, EpochMarker, GenerationMarker };
 
 const decoder = new TextDecoder();
 
@@ -61,10 +59,28 @@ export async function getJson<T>(storage: ObjectStorage, key: string): Promise<T
   }
 }
 
+/**
+ * Checks a marker's MAC when keys are given: true when it verifies, false when it has none (written
+ * before authenticated markers). A MAC that does not verify is an attack or damage: the writer
+ * refuses to go on (ERR_AUTHENTICATION_FAILED, ERR_UNKNOWN_KEY).
+ */
+function sealed(storage: ObjectStorage, prefix: string, key: string, marker: object | null, keyring: Keyring | undefined): boolean {
+  if (!keyring || marker === null) return false;
+  try {
+    return verifyMarker(marker as Record<string, unknown>, { prefix, key, keyring }) === 'authenticated';
+  } catch (e) {
+    if (isFormatError(e, 'ERR_UNAUTHENTICATED')) return false;
+    const code = isFormatError(e) ? e.code : 'ERR_AUTHENTICATION_FAILED';
+    throw new WalshipError(code, `${storage.location}: ${(e as Error).message}. The writer will not ship over it: find out who wrote it`, { cause: e, details: { key } });
+  }
+}
+
 /** Lists the replica once: generations (skip-scan, one LIST each), then the newest one's epochs, snapshots and tail. */
-export async function readLineage(storage: ObjectStorage, prefix: string): Promise<Lineage> {
+export async function readLineage(storage: ObjectStorage, prefix: string, options: { keyring?: Keyring | undefined } = {}): Promise<Lineage> {
   const keys = formatKeys(prefix);
+  const keyring = options.keyring;
   const manifest = await getJson<DatabaseManifest>(storage, keys.database());
+  const manifestSealed = sealed(storage, prefix, keys.database(), manifest, keyring);
   const lineage: Lineage = {
     databaseId: manifest?.databaseId ?? null,
     pageSize: manifest?.pageSize ?? null,
@@ -73,6 +89,8 @@ export async function readLineage(storage: ObjectStorage, prefix: string): Promi
     epochs: new Map(),
     tip: null,
     lastSnapshot: null,
+    authenticated: false,
+    encrypted: manifest?.encrypted === true,
   };
   const generations: string[] = [];
   let startAfter: string | undefined;
@@ -96,10 +114,12 @@ export async function readLineage(storage: ObjectStorage, prefix: string): Promi
   for (let i = generations.length - 1; i >= 0; i--) {
     const generation = generations[i]!;
     const epochs = new Map<number, number>();
+    let epochsSealed = true;
     for await (const obj of storage.list({ prefix: keys.epochDir(generation) })) {
       const parsed = parseObjectKey(prefix, obj.key);
       if (parsed?.kind !== 'epoch') continue;
       const marker = await getJson<EpochMarker>(storage, obj.key);
+      if (keyring && !sealed(storage, prefix, obj.key, marker, keyring)) epochsSealed = false;
       if (marker && Number.isSafeInteger(marker.startTxid)) epochs.set(parsed.epoch, marker.startTxid);
       lineage.maxEpoch = Math.max(lineage.maxEpoch, parsed.epoch);
     }
@@ -111,6 +131,7 @@ export async function readLineage(storage: ObjectStorage, prefix: string): Promi
     if (!snapshot) continue; // a generation whose snapshot never landed: not restorable, skip it
     lineage.generation = generation;
     lineage.epochs = epochs;
+    lineage.authenticated = manifestSealed && epochsSealed;
     lineage.lastSnapshot = { txid: snapshot.txid, key: snapshot.key };
     const snapHeader = await readHeader(storage, snapshot.key);
     checkDatabase(storage, lineage, snapHeader, snapshot.key);

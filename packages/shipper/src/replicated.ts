@@ -78,10 +78,18 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
   };
   let lineage: Awaited<ReturnType<typeof readLineage>>;
   try {
-    lineage = await readLineage(storage, o.prefix);
+    lineage = await readLineage(storage, o.prefix, { keyring });
   } catch (e) {
     await releaseOnFailure();
     throw e;
+  }
+  if (lineage.encrypted && !keyring) {
+    await releaseOnFailure();
+    throw new WalshipError(
+      'ERR_KEY_REQUIRED',
+      `${location}: database.json says every object of this replica is encrypted, but no encryption keys were given; plaintext objects would be refused by every restore with keys. Pass the replica's keys as \`encryption\``,
+      { details: { location } },
+    );
   }
   const grant = lease?.current() ?? null;
   if (grant && grant.epoch <= lineage.maxEpoch) {

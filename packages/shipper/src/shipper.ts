@@ -7,7 +7,7 @@ import type { CommittedTransaction, CheckpointOptions, CheckpointResult, Databas
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
 import { LeaseLostError, type Lease } from '@walship/lease';
-import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, type Keyring, type ObjectHeaderInit } from '@walship/format';
+import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, sealMarker, type Keyring, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
@@ -191,7 +191,8 @@ export class Shipper {
     this.opening = null;
     const spool = await readSpool(this.ctx.path);
     this.databaseId = lineage.databaseId ?? randomBytes(16).toString('hex');
-    this.manifestWritten = lineage.databaseId !== null;
+    // With keys, a manifest without a MAC is rewritten sealed (below, with the new generation).
+    this.manifestWritten = lineage.databaseId !== null && (this.ctx.keyring === undefined || lineage.authenticated);
     this.epoch = leaseEpoch ?? lineage.maxEpoch + 1;
     this.durableTxid = 0;
     let continueAt: number | null = null;
@@ -253,6 +254,12 @@ export class Shipper {
       }
     } else {
       this.needGeneration = { reason: lineage.databaseId ? 'no restorable generation in the replica' : 'new replica', parent: null };
+    }
+    if (continueAt !== null && this.ctx.keyring && !lineage.authenticated) {
+      // Markers without MACs (written before authenticated markers): restore with keys refuses
+      // them, so carry on in a new generation whose every marker is sealed.
+      continueAt = null;
+      this.needGeneration = { reason: 'the replica markers are not authenticated: a new generation with sealed markers', parent: { generation: lineage.generation as string, txid: (tip as { txid: number }).txid } };
     }
     if (continueAt !== null) {
       this.generation = lineage.generation;
@@ -636,7 +643,13 @@ export class Shipper {
     this.generation = `${epochHex}${(this.seq++).toString(16).padStart(8, '0')}`;
     this.ctx.log.with({ generation: this.generation });
     if (!this.manifestWritten) {
-      const manifest: DatabaseManifest = { format: 1, databaseId: this.databaseId, pageSize: this.hashes!.pageSize, createdAt: new Date().toISOString() };
+      const manifest: DatabaseManifest = {
+        format: 1,
+        databaseId: this.databaseId,
+        pageSize: this.hashes!.pageSize,
+        createdAt: new Date().toISOString(),
+        ...(this.ctx.keyring ? { encrypted: true as const } : {}),
+      };
       await this.putJson(this.keys.database(), manifest);
       this.manifestWritten = true;
     }
@@ -702,8 +715,11 @@ export class Shipper {
     this.epochMarked = true;
   }
 
-  private async putJson(key: string, value: unknown): Promise<void> {
-    const bytes = encoder.encode(`${JSON.stringify(value, null, 2)}\n`);
+  /** Markers are sealed with a MAC when the writer has keys (see @walship/format markers). */
+  private async putJson(key: string, value: object): Promise<void> {
+    const keyring = this.ctx.keyring;
+    const marker = keyring ? sealMarker(value, { prefix: this.keys.prefix, key, keyring }) : value;
+    const bytes = encoder.encode(`${JSON.stringify(marker, null, 2)}\n`);
     await this.upload(key, async function* () {
       yield bytes;
     }, 'marker');
