@@ -52,6 +52,19 @@ const SABOTAGES = {
     edits: [['packages/format/src/fencing.ts', 'return maxTxid < next;', 'return next === next;']],
     scenarios: [['sigstop-takeover', 4]],
   },
+  'marker-auth': {
+    what: 'marker MACs are never checked: database.json, generation and epoch markers are trusted as read, with or without keys',
+    edits: [['packages/format/src/markers.ts', "if (!keyring) return 'unchecked';", "if (keyring === keyring) return 'unchecked';"]],
+    tests: ['attack-auth'],
+  },
+  'require-encryption': {
+    what: 'keys given no longer mean every object must be encrypted: the decoder and the planner accept plaintext objects',
+    edits: [
+      ['packages/format/src/decoder.ts', 'options.requireEncryption ?? options.keyring !== undefined', 'options.requireEncryption ?? false'],
+      ['packages/restore/src/plan.ts', 'if (id === null && keyring) {', 'if (id === null && keyring && false) {'],
+    ],
+    tests: ['attack-auth'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeSegment, encodeSegment, formatGeneration, formatKeys, loadFormat, parseObjectKey, type ObjectHeader } from '@walship/format';
+import { PageHashes, decodeSegment, encodeSegment, formatGeneration, formatKeys, loadFormat, parseObjectKey, type ObjectHeader } from '@walship/format';
 import { openReplicated } from '@walship/shipper';
 import { follow, plan, restore, verify } from '@walship/restore';
 import type { ObjectStorage } from '@walship/storage';
@@ -189,7 +189,13 @@ describe('attack 1: plaintext objects planted in an encrypted replica', () => {
     const follower = await follow({ ...source(server, victim), keys, path: followPath, intervalMs: 50, onError: (e: Error) => errors.push(e as Coded) });
     const txid = p.txid + 1;
     const now = Date.now();
+    // A page appended past the end: its hash can be XORed into the (readable) pre-apply checksum
+    // without knowing any page of the database, so the plant continues the chain (invariant C).
     const page = new Uint8Array(p.pageSize).fill(0x41);
+    const pgno = p.commitSize + 1;
+    const one = new PageHashes(p.pageSize);
+    one.set(pgno, page);
+    const post = p.checksum ^ one.value;
     const key = formatKeys(victim).segment({ generation: p.generation, level: 0, minTxid: txid, epoch: last.epoch });
     await storage.put(
       key,
@@ -203,15 +209,15 @@ describe('attack 1: plaintext objects planted in an encrypted replica', () => {
           minTxid: txid,
           maxTxid: txid,
           pageSize: p.pageSize,
-          commitSize: p.commitSize,
+          commitSize: pgno,
           firstTimestamp: now,
           lastTimestamp: now,
           preChecksum: p.checksum,
-          postChecksum: 5n,
+          postChecksum: post,
           transactionCount: 1,
           pageCount: 1,
         },
-        [{ txid, timestamp: now, commitSize: p.commitSize, postChecksum: 5n, pages: [{ pgno: 2, data: page }] }],
+        [{ txid, timestamp: now, commitSize: pgno, postChecksum: post, pages: [{ pgno, data: page }] }],
       ),
     );
     const e = await expectRefused('plant-seg', victim, 'ERR_NOT_ENCRYPTED');
@@ -263,8 +269,9 @@ describe('attack 3: objects swapped between databases that share a key', () => {
   test("B's objects copied beside A's (A's own database.json kept): ERR_FOREIGN_OBJECT", async () => {
     const a = newPrefix('swap-objs-a');
     const b = newPrefix('swap-objs-b');
+    // The same workload on both: the same txids, so B's objects sit exactly where A's were.
     const workA = await writeReplica(a, 23);
-    await writeReplica(b, 24);
+    await writeReplica(b, 23);
     const before = join(dir, 'swap-objs-before.db');
     const good = await restore({ ...source(server, a), keys, path: before });
     // A's objects go, A's sealed markers stay; B's objects take their place under the same keys.
