@@ -293,3 +293,45 @@ describe('attack 3: objects swapped between databases that share a key', () => {
     await expectRefused('swap-manifest', b, 'ERR_AUTHENTICATION_FAILED');
   });
 });
+
+describe('replicas written before authenticated markers', () => {
+  /** What an older walship wrote: the same objects, markers without MACs, no `encrypted` flag. */
+  async function makeLegacy(prefix: string): Promise<void> {
+    for await (const o of storage.list({ prefix: `${prefix}/` })) {
+      if (!o.key.endsWith('.json')) continue;
+      const { auth: _auth, encrypted: _encrypted, ...rest } = await getJson(o.key);
+      await putJson(o.key, rest);
+    }
+  }
+
+  test('restore with keys refuses them (ERR_UNAUTHENTICATED, naming the migration); the writer with keys seals them in a new generation', async () => {
+    const prefix = newPrefix('legacy');
+    const work = new Workload(31);
+    const path = join(dir, 'legacy.db');
+    let db = await openReplicated(path, s3Options(server, prefix, encryption));
+    work.setup(db);
+    for (let i = 0; i < 30; i++) work.step(db);
+    await db.close();
+    await makeLegacy(prefix);
+    // Without keys nothing can be authenticated, and the objects still need their key.
+    await expectRefused('legacy-nokey', prefix, 'ERR_KEY_REQUIRED', {});
+    const e = await expectRefused('legacy', prefix, 'ERR_UNAUTHENTICATED');
+    assert.match(e.message, /open the database once with the writer/);
+
+    // The migration step: open the writer with its keys.
+    db = await openReplicated(path, s3Options(server, prefix, encryption));
+    for (let i = 0; i < 10; i++) work.step(db);
+    await db.close();
+    const manifest = await getJson(`${prefix}/database.json`);
+    assert.equal(manifest['encrypted'], true);
+    assert.ok(manifest['auth'], 'database.json is sealed');
+    const after = await plan({ ...source(server, prefix), keys });
+    const out = join(dir, 'legacy-restored.db');
+    const r = await restore({ ...source(server, prefix), keys, path: out });
+    assert.equal(r.txid, after.txid);
+    assertMatchesOracle(out, work, r.txid);
+    // History from before the upgrade is not restorable with keys: its markers cannot be trusted.
+    const old = after.objects[0]!.minTxid - 1;
+    await expectRefused('legacy-old', prefix, 'ERR_TXID_NOT_FOUND', { keys, txid: old });
+  });
+});

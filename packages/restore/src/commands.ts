@@ -26,7 +26,8 @@ Usage:
 
 <s3-url> is s3://bucket/prefix. The endpoint, region and credentials come from the standard AWS
 environment (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...);
-decryption keys from WALSHIP_KEYS=id:base64[,id:base64...].
+decryption keys from WALSHIP_KEYS=id:base64[,id:base64...]. A replica copied to another prefix
+restores with keys when WALSHIP_ORIGINAL_PREFIX names the prefix it was written under.
 
 Exit codes: 0 ok, 1 verification failed or data error, 2 usage or configuration error,
 3 storage or DynamoDB unreachable, or access denied.`,
@@ -117,6 +118,7 @@ function sourceFrom(url: string | undefined, env: NodeJS.ProcessEnv): ReplicaSou
       retry: { attempts: 3, baseDelayMs: 200, maxDelayMs: 2000 },
     },
     ...(keys ? { keys } : {}),
+    ...(env['WALSHIP_ORIGINAL_PREFIX'] !== undefined ? { originalPrefix: env['WALSHIP_ORIGINAL_PREFIX'] } : {}),
   };
 }
 
