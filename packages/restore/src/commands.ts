@@ -1,3 +1,4 @@
+import { isValidKeyId } from '@walship/format';
 import { createLeaseTable, forceRelease, readLease } from '@walship/lease';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -94,13 +95,26 @@ export function parseS3Url(url: string | undefined): { bucket: string; prefix: s
   return { bucket: m[1] as string, prefix };
 }
 
-/** WALSHIP_KEYS=id:base64,id:base64 */
+const KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
+
+/**
+ * WALSHIP_KEYS=id:base64,id:base64. A malformed entry is named by its position and lengths only:
+ * quoting any of it would print key material (an entry without `id:` is all key; a quoted 40 of 44
+ * characters left 16 bits to brute-force).
+ */
 export function parseKeys(text: string | undefined): { id: string; key: string }[] | undefined {
   if (text === undefined || text.trim() === '') return undefined;
-  return text.split(',').map((part) => {
-    const i = part.indexOf(':');
-    if (i <= 0 || i === part.length - 1) throw new UsageError(`WALSHIP_KEYS: '${part.slice(0, 40)}' is not id:base64`);
-    return { id: part.slice(0, i).trim(), key: part.slice(i + 1).trim() };
+  const parts = text.split(',');
+  return parts.map((raw, i) => {
+    const part = raw.trim();
+    const entry = `WALSHIP_KEYS entry ${i + 1} of ${parts.length} (${part.length} characters)`;
+    const colon = part.indexOf(':');
+    if (colon <= 0) throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key); write each entry as id:base64, e.g. k1:<44 base64 characters>`);
+    const id = part.slice(0, colon).trim();
+    const key = part.slice(colon + 1).trim();
+    if (!isValidKeyId(id)) throw new UsageError(`${entry}: the id before ':' (${part.slice(0, colon).trim().length} characters) is not 1..32 printable ASCII characters without spaces`);
+    if (!KEY_BASE64.test(key)) throw new UsageError(`${entry}: the key after the id (${key.length} characters) is not 32 bytes in standard base64 (44 characters ending in '=')`);
+    return { id, key };
   });
 }
 
