@@ -43,6 +43,8 @@ Options:
   --timestamp ISO   restore the state at this time (e.g. 2026-11-26T15:04:05Z, or ms since the epoch)
   --generation G    only consider generation G (16 hex digits)
   --overwrite       replace an existing file at <path> (and its -wal/-shm)
+  --mode OCTAL      permission bits of the restored file (default 600: owner only; e.g. 640),
+                    set whatever the umask
   --concurrency N   objects downloaded in parallel (default 8)
   --json            print the result as JSON on stdout
   -h, --help        this help
@@ -140,6 +142,12 @@ function integer(name: string, value: string | undefined): number | undefined {
   return Number(value);
 }
 
+function fileMode(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^0?[0-7]{3}$/.test(value)) throw new UsageError(`--mode must be octal permission bits such as 600 or 640, got '${value}'`);
+  return Number.parseInt(value, 8);
+}
+
 function timestamp(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (/^\d+$/.test(value)) return Number(value);
@@ -233,9 +241,10 @@ function json(io: CliIo, value: unknown): void {
 }
 
 async function cmdRestore(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, overwrite: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, overwrite: { type: 'boolean' }, mode: { type: 'string' } } });
   if (values.help) return help(io, 'restore');
   if (positionals.length !== 2) throw new UsageError('restore takes <s3-url> <path>');
+  const mode = fileMode(values.mode);
   const progress = new ProgressLine(io.stderr);
   try {
     const result = await restore({
@@ -243,6 +252,7 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
       path: positionals[1] as string,
       ...target(values),
       overwrite: values.overwrite ?? false,
+      ...(mode !== undefined ? { mode } : {}),
       onProgress: progress.update,
     });
     progress.end();
