@@ -6,7 +6,7 @@
 // notice (and/or the test files that should fail: `tests`, substrings of compiled test paths as
 // scripts/test.mjs takes them), and reports whether they did. This tree is never changed.
 //
-//   node scripts/sabotage.mjs [checksums|checkpoint-gating|vfs-checkpoint-gate|epoch-rule ...] [--seed N]
+//   node scripts/sabotage.mjs [checksums|checkpoint-gating|vfs-checkpoint-gate|epoch-rule|cli-key-echo|restore-file-mode ...] [--seed N]
 //
 // Exit 0 when every sabotage made the harness fail; 1 when one went unnoticed; 2 on a setup error.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,6 +64,36 @@ const SABOTAGES = {
       ['packages/restore/src/plan.ts', 'if (id === null && keyring) {', 'if (id === null && keyring && false) {'],
     ],
     tests: ['attack-auth'],
+  },
+  'cli-key-echo': {
+    what: 'the CLI quotes a WALSHIP_KEYS entry without id: in its usage error again (the first 40 characters, as before issue 10)',
+    edits: [['packages/restore/src/commands.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
+    tests: ['attack-secrets'],
+  },
+  'sdk-error-causes': {
+    what: 'storage errors keep the raw AWS SDK error as their cause (its $response reaches the signed Authorization header)',
+    edits: [['packages/storage/src/errors.ts', '{ cause: safeCause(options.cause) }', '{ cause: options.cause }']],
+    tests: ['attack-secrets'],
+  },
+  'endpoint-userinfo': {
+    what: 'storage messages show the endpoint URL as given, user:password@ included',
+    edits: [['packages/storage/src/s3.ts', 'endpoint !== undefined ? redactUrl(endpoint) :', 'endpoint !== undefined ? endpoint :']],
+    tests: ['attack-secrets'],
+  },
+  'restore-file-mode': {
+    what: 'restore, follow and verify create their files 0644 again (decrypted pages readable by other local users)',
+    edits: [['packages/restore/src/scratch.ts', 'export const DEFAULT_FILE_MODE = 0o600;', 'export const DEFAULT_FILE_MODE = 0o644;']],
+    tests: ['attack-secrets'],
+  },
+  'wal-file-mode': {
+    what: "the VFS creates -wal and -journal files 0644 instead of with the database file's mode",
+    edits: [['packages/vfs/src/node-vfs.ts', "if (typeof mode === 'number') return mode & 0o777;", "if (typeof mode === 'number') return 0o644;"]],
+    tests: ['attack-secrets'],
+  },
+  'stale-scratch': {
+    what: 'restore no longer removes the scratch files (decrypted pages) of a restore killed with -9',
+    edits: [['packages/restore/src/restore.ts', '  removeStaleScratch(dirname(path), basename(path));\n', '']],
+    tests: ['attack-secrets'],
   },
 };
 

@@ -25,7 +25,7 @@ test('Keyring: wrong key length names the id and the length found', () => {
 });
 
 test('Keyring: ids must be 1..32 printable ASCII, unique; the primary must exist', () => {
-  badKey(() => new Keyring({ keys: [{ id: '', key: k1 }] }), { id: '' });
+  badKey(() => new Keyring({ keys: [{ id: '', key: k1 }] }), { index: 0, length: 0 });
   badKey(() => new Keyring({ keys: [{ id: 'x'.repeat(33), key: k1 }] }), {});
   badKey(() => new Keyring({ keys: [{ id: 'has space', key: k1 }] }), {});
   badKey(() => new Keyring({ keys: [{ id: 'é', key: k1 }] }), {});

@@ -31,17 +31,26 @@ export class Keyring {
     if (!init || !Array.isArray(init.keys) || init.keys.length === 0) {
       throw new FormatError('ERR_BAD_KEY', 'a keyring needs at least one key: { keys: [{ id, key }] }');
     }
-    for (const entry of init.keys) {
+    for (const [index, entry] of init.keys.entries()) {
       const id: unknown = entry?.id;
       if (!isValidKeyId(id)) {
-        throw new FormatError('ERR_BAD_KEY', `key id ${JSON.stringify(id)} is not 1..32 printable ASCII characters without spaces`, { id });
+        // Never quoted: an id that is not an id may be a key pasted into the wrong field.
+        const length = typeof id === 'string' ? id.length : undefined;
+        throw new FormatError(
+          'ERR_BAD_KEY',
+          `keys[${index}].id is not 1..32 printable ASCII characters without spaces (${length === undefined ? `a ${typeof id}` : `${length} characters`})`,
+          { index, ...(length === undefined ? { type: typeof id } : { length }) },
+        );
       }
       if (this.#keys.has(id)) throw new FormatError('ERR_BAD_KEY', `key id '${id}' appears twice in the keyring; give each key its own id`, { id });
       this.#keys.set(id, keyBytes(id, entry.key));
     }
     const primary = init.primary ?? (init.keys[0] as KeyringKey).id;
     if (!this.#keys.has(primary)) {
-      throw new FormatError('ERR_BAD_KEY', `primary key id '${primary}' is not in the keyring (ids: ${this.ids().join(', ')})`, { id: primary });
+      // Quoted only when it could be an id; anything else may be key material in the wrong field.
+      const given: unknown = primary;
+      const shown = isValidKeyId(given) ? `'${given}'` : `(${typeof given === 'string' ? `${given.length} characters` : `a ${typeof given}`}, not a key id)`;
+      throw new FormatError('ERR_BAD_KEY', `primary key id ${shown} is not in the keyring (ids: ${this.ids().join(', ')})`, isValidKeyId(primary) ? { id: primary } : {});
     }
     this.primary = primary;
     KEYS.set(this, this.#keys);

@@ -24,6 +24,7 @@ export {
   decodeHeader,
   decodeTrailer,
   indexTailSize,
+  isValidKeyId,
   pagesOf,
   snapshotPageCount,
   transactionAtOrBefore,

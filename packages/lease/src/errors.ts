@@ -19,11 +19,35 @@ export class LeaseError extends Error {
   readonly details: Readonly<Record<string, unknown>>;
 
   constructor(code: LeaseErrorCode, message: string, details: Record<string, unknown> = {}, options: { cause?: unknown } = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    super(message, options.cause === undefined ? undefined : { cause: safeCause(options.cause) });
     this.name = 'LeaseError';
     this.code = code;
     this.details = Object.freeze({ ...details });
   }
+}
+
+/**
+ * What an error keeps of an AWS SDK error as its cause: name, message, codes, HTTP status and
+ * request id, and its own cause the same way. Not the SDK object itself: its `$response` reaches
+ * the request with the signed Authorization header (Credential=<access key id>, Signature=...),
+ * and an error body may carry AWSAccessKeyId or StringToSign; an application that logs an error
+ * with its causes would ship those. Other causes are kept as they are.
+ */
+export function safeCause(e: unknown, depth = 0): unknown {
+  if (typeof e !== 'object' || e === null || depth > 4) return e;
+  const s = e as { name?: unknown; message?: unknown; code?: unknown; Code?: unknown; stack?: unknown; cause?: unknown; $metadata?: unknown; $response?: unknown; $fault?: unknown };
+  if (s.$response === undefined && s.$metadata === undefined && s.$fault === undefined) return e;
+  const copy = new Error(typeof s.message === 'string' ? s.message : '', s.cause === undefined ? undefined : { cause: safeCause(s.cause, depth + 1) });
+  copy.name = typeof s.name === 'string' ? s.name : 'Error';
+  if (typeof s.stack === 'string') copy.stack = s.stack;
+  const meta = (typeof s.$metadata === 'object' && s.$metadata !== null ? s.$metadata : {}) as { httpStatusCode?: unknown; requestId?: unknown; attempts?: unknown };
+  Object.assign(copy, {
+    ...(typeof s.code === 'string' ? { code: s.code } : {}),
+    ...(typeof s.Code === 'string' ? { Code: s.Code } : {}),
+    ...(typeof s.$fault === 'string' ? { $fault: s.$fault } : {}),
+    $metadata: { httpStatusCode: meta.httpStatusCode, requestId: meta.requestId, attempts: meta.attempts },
+  });
+  return copy;
 }
 
 export interface LeaseHeldDetails {

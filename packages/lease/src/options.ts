@@ -99,14 +99,15 @@ export function validateKey(key: unknown): string {
 export function validateConnection(o: DynamoConnection): void {
   if (o.client !== undefined) {
     if (typeof o.client !== 'object' || o.client === null || typeof (o.client as { send?: unknown }).send !== 'function') {
-      throw invalidOption('client', 'must be a DynamoDBClient', o.client);
+      throw invalidOption('client', 'must be a DynamoDBClient', typeof o.client);
     }
     for (const k of ['endpoint', 'region', 'credentials'] as const) {
       if (o[k] !== undefined) throw invalidOption(k, 'cannot be combined with client (configure the client instead)');
     }
   }
   if (o.endpoint !== undefined) {
-    if (typeof o.endpoint !== 'string' || !URL.canParse(o.endpoint)) throw invalidOption('endpoint', 'must be a URL', o.endpoint);
+    // Not echoed: an endpoint URL may carry user:password@.
+    if (typeof o.endpoint !== 'string' || !URL.canParse(o.endpoint)) throw invalidOption('endpoint', 'must be a URL', typeof o.endpoint);
   }
   if (o.region !== undefined && (typeof o.region !== 'string' || o.region === '')) throw invalidOption('region', 'must be a non-empty string', o.region);
   if (o.requestTimeoutMs !== undefined) positive('requestTimeoutMs', o.requestTimeoutMs);

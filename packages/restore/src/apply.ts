@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
 import { PageHashes, decodeObject, loadFormat, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { openDatabase } from '@walship/vfs';
@@ -109,10 +109,13 @@ export class PageFile {
   #runStart = 0;
   #runPages = 0;
 
-  constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes }) {
+  constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes; mode?: number }) {
     this.path = path;
     this.pageSize = pageSize;
-    this.#fd = openSync(path, options.create ? 'wx' : 'r+', 0o644);
+    // Decrypted pages: the owner's only unless asked otherwise, whatever the umask (fchmod).
+    const mode = options.mode ?? 0o600;
+    this.#fd = openSync(path, options.create ? 'wx' : 'r+', mode);
+    fchmodSync(this.#fd, mode);
     this.hashes = options.hashes ?? new PageHashes(pageSize);
     this.#pages = Math.floor(fstatSync(this.#fd).size / pageSize);
     this.#run = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));

@@ -1,3 +1,4 @@
+import { isValidKeyId } from '@walship/format';
 import { createLeaseTable, forceRelease, readLease } from '@walship/lease';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -43,6 +44,8 @@ Options:
   --timestamp ISO   restore the state at this time (e.g. 2026-11-26T15:04:05Z, or ms since the epoch)
   --generation G    only consider generation G (16 hex digits)
   --overwrite       replace an existing file at <path> (and its -wal/-shm)
+  --mode OCTAL      permission bits of the restored file (default 600: owner only; e.g. 640),
+                    set whatever the umask
   --concurrency N   objects downloaded in parallel (default 8)
   --json            print the result as JSON on stdout
   -h, --help        this help
@@ -95,13 +98,26 @@ export function parseS3Url(url: string | undefined): { bucket: string; prefix: s
   return { bucket: m[1] as string, prefix };
 }
 
-/** WALSHIP_KEYS=id:base64,id:base64 */
+const KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
+
+/**
+ * WALSHIP_KEYS=id:base64,id:base64. A malformed entry is named by its position and lengths only:
+ * quoting any of it would print key material (an entry without `id:` is all key; a quoted 40 of 44
+ * characters left 16 bits to brute-force).
+ */
 export function parseKeys(text: string | undefined): { id: string; key: string }[] | undefined {
   if (text === undefined || text.trim() === '') return undefined;
-  return text.split(',').map((part) => {
-    const i = part.indexOf(':');
-    if (i <= 0 || i === part.length - 1) throw new UsageError(`WALSHIP_KEYS: '${part.slice(0, 40)}' is not id:base64`);
-    return { id: part.slice(0, i).trim(), key: part.slice(i + 1).trim() };
+  const parts = text.split(',');
+  return parts.map((raw, i) => {
+    const part = raw.trim();
+    const entry = `WALSHIP_KEYS entry ${i + 1} of ${parts.length} (${part.length} characters)`;
+    const colon = part.indexOf(':');
+    if (colon <= 0) throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key); write each entry as id:base64, e.g. k1:<44 base64 characters>`);
+    const id = part.slice(0, colon).trim();
+    const key = part.slice(colon + 1).trim();
+    if (!isValidKeyId(id)) throw new UsageError(`${entry}: the id before ':' (${part.slice(0, colon).trim().length} characters) is not 1..32 printable ASCII characters without spaces`);
+    if (!KEY_BASE64.test(key)) throw new UsageError(`${entry}: the key after the id (${key.length} characters) is not 32 bytes in standard base64 (44 characters ending in '=')`);
+    return { id, key };
   });
 }
 
@@ -126,6 +142,12 @@ function integer(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a non-negative integer, got '${value}'`);
   return Number(value);
+}
+
+function fileMode(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^0?[0-7]{3}$/.test(value)) throw new UsageError(`--mode must be octal permission bits such as 600 or 640, got '${value}'`);
+  return Number.parseInt(value, 8);
 }
 
 function timestamp(value: string | undefined): number | undefined {
@@ -221,9 +243,10 @@ function json(io: CliIo, value: unknown): void {
 }
 
 async function cmdRestore(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, overwrite: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, overwrite: { type: 'boolean' }, mode: { type: 'string' } } });
   if (values.help) return help(io, 'restore');
   if (positionals.length !== 2) throw new UsageError('restore takes <s3-url> <path>');
+  const mode = fileMode(values.mode);
   const progress = new ProgressLine(io.stderr);
   try {
     const result = await restore({
@@ -231,6 +254,7 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
       path: positionals[1] as string,
       ...target(values),
       overwrite: values.overwrite ?? false,
+      ...(mode !== undefined ? { mode } : {}),
       onProgress: progress.update,
     });
     progress.end();

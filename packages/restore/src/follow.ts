@@ -1,5 +1,5 @@
 import { constants as fsConstants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import {
   decodeObject,
   epochKey,
@@ -21,6 +21,7 @@ import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } 
 import { planFromCatalog, type RestorePlan } from './plan.js';
 import { acceptable, readEpochMarker, scanReplica, type ReplicaCatalog } from './replica.js';
 import { buildDatabase, checkTarget, moveIntoPlace, removeScratch, scratchPath } from './restore.js';
+import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch } from './scratch.js';
 
 export interface FollowOptions extends ReplicaSource {
   /** The read replica file kept current. */
@@ -37,6 +38,8 @@ export interface FollowOptions extends ReplicaSource {
   maxBatch?: number;
   /** Parallel reads for the initial restore and rescans (default 8). */
   concurrency?: number;
+  /** Permission bits of the replica file and its scratch copies (default 0o600), set whatever the umask. */
+  mode?: number;
   onApply?: (event: FollowApplyEvent) => void;
   /** Errors the follower recovers from (it retries on the next poll); status().lastError keeps the last one. */
   onError?: (error: Error) => void;
@@ -113,6 +116,7 @@ function validateFollowOptions(o: FollowOptions): void {
   checkInteger('rescanIntervalMs', o.rescanIntervalMs, 0, 86_400_000);
   checkInteger('maxBatch', o.maxBatch, 1, 10_000);
   checkInteger('concurrency', o.concurrency, 1, 256);
+  checkMode('mode', o.mode);
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') bad('overwrite', 'must be a boolean', o.overwrite);
   for (const f of ['onApply', 'onError'] as const) if (o[f] !== undefined && typeof o[f] !== 'function') bad(f, 'must be a function', typeof o[f]);
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) bad('signal', 'must be an AbortSignal', typeof o.signal);
@@ -391,7 +395,7 @@ class Follower {
     try {
       // A reflink where the filesystem has them (btrfs, xfs), a kernel copy elsewhere.
       copyFileSync(this.#path, scratch, fsConstants.COPYFILE_FICLONE);
-      file = new PageFile(scratch, tip.pageSize, { create: false, hashes: tip.hashes });
+      file = new PageFile(scratch, tip.pageSize, { create: false, hashes: tip.hashes, mode: this.#o.mode ?? DEFAULT_FILE_MODE });
       let txid = tip.txid;
       let commitSize = tip.commitSize;
       let timestamp = tip.timestamp;
@@ -520,9 +524,10 @@ class Follower {
       }
     }
     mkdirSync(dirname(this.#path), { recursive: true });
+    removeStaleScratch(dirname(this.#path), basename(this.#path));
     const scratch = scratchPath(this.#path, 'follow');
     try {
-      await buildDatabase(plan, scratch, { storage: this.#storage, keyring: this.#keyring, concurrency: this.#concurrency, signal: this.#abort.signal });
+      await buildDatabase(plan, scratch, { storage: this.#storage, keyring: this.#keyring, concurrency: this.#concurrency, mode: this.#o.mode ?? DEFAULT_FILE_MODE, signal: this.#abort.signal });
       const hashes = hashFile(scratch, plan.pageSize).hashes;
       if (!initial && this.#state !== 'following') return;
       // At start the file being replaced may be any database, whose WAL must not survive it; later

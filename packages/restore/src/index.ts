@@ -13,3 +13,4 @@ export type { DescribeOptions, ReplicaDescription, GenerationDescription, Object
 export { verify, VERIFY_CHECKS } from './verify.js';
 export type { VerifyOptions, VerifyResult } from './verify.js';
 export { main as runCli, EXIT, parseS3Url } from './commands.js';
+export { DEFAULT_FILE_MODE } from './scratch.js';

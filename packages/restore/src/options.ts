@@ -38,14 +38,21 @@ export interface ResolvedSource {
   close(): void;
 }
 
+/**
+ * What an error shows of a rejected value: a primitive as itself, an object or array only as its
+ * shape. An option object may carry S3 credentials or keys, and messages end up in logs.
+ */
+export function shownValue(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object' && value !== null) return `an object with keys ${Object.keys(value).join(', ') || '(none)'}`;
+  return String(value);
+}
+
 export function bad(option: string, why: string, value: unknown): never {
-  let shown: string;
-  try {
-    shown = typeof value === 'bigint' ? `${value}n` : JSON.stringify(value) ?? String(value);
-  } catch {
-    shown = String(value);
-  }
-  throw restoreError('ERR_INVALID_OPTION', `option ${option} ${why} (got ${shown})`, { option, value: typeof value === 'object' ? undefined : value });
+  throw restoreError('ERR_INVALID_OPTION', `option ${option} ${why} (got ${shownValue(value)})`, { option, value: typeof value === 'object' || typeof value === 'function' ? undefined : value });
 }
 
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
@@ -8,6 +7,7 @@ import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
 import { scanReplica } from './replica.js';
+import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch, scratchName } from './scratch.js';
 
 export type RestorePhase = 'plan' | 'download' | 'verify' | 'rename' | 'done';
 
@@ -30,6 +30,8 @@ export interface RestoreOptions extends PlanOptions {
   overwrite?: boolean;
   /** Objects downloaded and decoded in parallel (default 8). */
   concurrency?: number;
+  /** Permission bits of the restored file, its scratch copy and note (default 0o600), set whatever the umask. */
+  mode?: number;
   onProgress?: (progress: RestoreProgress) => void;
 }
 
@@ -54,6 +56,7 @@ function validateRestoreOptions(o: RestoreOptions): ReturnType<typeof validatePl
   if (typeof o.path !== 'string' || o.path === '') bad('path', 'must be the path of the database file to write', o.path);
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') bad('overwrite', 'must be a boolean', o.overwrite);
   checkInteger('concurrency', o.concurrency, 1, 256);
+  checkMode('mode', o.mode);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') bad('onProgress', 'must be a function', typeof o.onProgress);
   return stop;
 }
@@ -140,13 +143,14 @@ export function removeScratch(path: string): void {
 
 /** A scratch path beside the target, so the final rename stays on one filesystem. */
 export function scratchPath(path: string, label: string): string {
-  return resolve(dirname(path), `${basename(path)}.walship-${label}-${randomBytes(6).toString('hex')}`);
+  return resolve(dirname(path), scratchName(basename(path), label));
 }
 
 export interface BuildOptions {
   storage: ObjectStorage;
   keyring: Keyring | undefined;
   concurrency: number;
+  mode?: number | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: RestoreProgress) => void) | undefined;
 }
@@ -166,7 +170,7 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   let txid = 0;
   const report = (phase: RestorePhase): void =>
     o.onProgress?.({ phase, objectsDone: done, objectsTotal: total, bytesDone: bytes, bytesTotal: plan.bytes, txid, targetTxid: plan.txid });
-  const file = new PageFile(tmp, plan.pageSize, { create: true });
+  const file = new PageFile(tmp, plan.pageSize, { create: true, mode: o.mode ?? DEFAULT_FILE_MODE });
   // Segments download ahead of the one being applied, at most `concurrency` at a time; a window
   // rather than all at once keeps memory bounded by that many decoded segments.
   const segments = objects.slice(1);
@@ -289,8 +293,8 @@ export function moveIntoPlace(tmp: string, path: string, options: { overwrite: b
 }
 
 /** A writer opening the file later numbers its transactions from this note (see @walship/format). */
-function writeRestoredNote(path: string, note: RestoredNote): void {
-  writeFileSync(restoredNotePath(path), `${JSON.stringify(note, null, 2)}\n`);
+function writeRestoredNote(path: string, note: RestoredNote, mode: number): void {
+  writeFileSync(restoredNotePath(path), `${JSON.stringify(note, null, 2)}\n`, { mode });
 }
 
 /**
@@ -305,7 +309,9 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const overwrite = options.overwrite ?? false;
   const concurrency = options.concurrency ?? 8;
   const signal = options.signal;
+  const mode = options.mode ?? DEFAULT_FILE_MODE;
   checkTarget(path, overwrite);
+  removeStaleScratch(dirname(path), basename(path));
   const source = resolveSource(options);
   const progress = options.onProgress;
   let tmp: string | null = null;
@@ -315,13 +321,13 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal });
     mkdirSync(dirname(path), { recursive: true });
     tmp = scratchPath(path, 'restore');
-    const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, signal, onProgress: progress });
+    const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, mode, signal, onProgress: progress });
     if (signal?.aborted) throw abortedError(signal.reason);
     progress?.({ phase: 'rename', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
     rmSync(restoredNotePath(path), { force: true });
     moveIntoPlace(tmp, path, { overwrite });
     tmp = null;
-    writeRestoredNote(path, { format: 1, replica: source.storage.location, generation: p.generation, txid: p.txid, checksum: p.checksum.toString(16).padStart(16, '0'), restoredAt: new Date().toISOString() });
+    writeRestoredNote(path, { format: 1, replica: source.storage.location, generation: p.generation, txid: p.txid, checksum: p.checksum.toString(16).padStart(16, '0'), restoredAt: new Date().toISOString() }, mode);
     progress?.({ phase: 'done', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
     return {
       path,

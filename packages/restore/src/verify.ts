@@ -1,11 +1,12 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bad } from './options.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
+import { verifyScratchDir } from './scratch.js';
 
 export interface VerifyOptions extends Omit<RestoreOptions, 'path' | 'overwrite'> {
-  /** Directory for the scratch restore (default: the OS temp directory). It is removed afterwards. */
+  /** Directory for the scratch restore (default: the OS temp directory). A private directory is made in it and removed afterwards. */
   dir?: string;
 }
 
@@ -35,7 +36,8 @@ export const VERIFY_CHECKS: readonly string[] = [
  */
 export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   if (options.dir !== undefined && (typeof options.dir !== 'string' || options.dir === '')) bad('dir', 'must be a directory path', options.dir);
-  const scratch = mkdtempSync(join(options.dir ?? tmpdir(), 'walship-verify-'));
+  // 0700, named with the pid: one left by a killed verify is removed by the next.
+  const scratch = verifyScratchDir(options.dir ?? tmpdir());
   try {
     const result = await restore({ ...options, path: join(scratch, 'verify.db'), overwrite: false });
     return { ok: true, result, checks: [...VERIFY_CHECKS], error: null };

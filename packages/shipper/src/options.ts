@@ -103,8 +103,17 @@ export interface ResolvedOptions {
 
 const MiB = 1024 * 1024;
 
+/** A primitive as itself, an object only as its keys: `lease` and `s3` objects carry credentials. */
+function shown(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return `an array of ${value.length}`;
+  if (typeof value === 'object' && value !== null) return `an object with keys ${Object.keys(value).join(', ') || '(none)'}`;
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
 function bad(option: string, why: string, value: unknown): never {
-  throw new WalshipError('ERR_INVALID_OPTION', `option ${option} ${why} (got ${JSON.stringify(value)})`, { details: { option, value } });
+  const primitive = value === null || (typeof value !== 'object' && typeof value !== 'function');
+  throw new WalshipError('ERR_INVALID_OPTION', `option ${option} ${why} (got ${shown(value)})`, { details: { option, ...(primitive ? { value } : {}) } });
 }
 
 function nonNegative(name: string, value: number | undefined, fallback: number, min = 0): number {

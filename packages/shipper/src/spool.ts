@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { decodeSegment, encodeSegment, type ObjectHeaderInit, type TransactionEvent } from '@walship/format';
 import type { CapturedPage } from '@walship/vfs';
@@ -27,8 +27,11 @@ export function writeSpool(dbPath: string, header: ObjectHeaderInit, txns: Spool
   );
   const target = spoolPath(dbPath);
   const tmp = `${target}.tmp`;
-  const fd = openSync(tmp, 'w');
+  // Plaintext pages (never encrypted, whatever the replica's keys): the owner's only. fchmod too:
+  // a .tmp left by a crash of an earlier version keeps the mode it was created with.
+  const fd = openSync(tmp, 'w', 0o600);
   try {
+    fchmodSync(fd, 0o600);
     let done = 0;
     while (done < bytes.length) done += writeSync(fd, bytes, done, bytes.length - done);
     fsyncSync(fd);

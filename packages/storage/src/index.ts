@@ -1,5 +1,5 @@
 export type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
-export { StorageError, isStorageError, type StorageErrorCode, type StorageErrorDetails, type StorageOperation } from './errors.js';
+export { StorageError, isStorageError, redactUrl, type StorageErrorCode, type StorageErrorDetails, type StorageOperation } from './errors.js';
 export { DEFAULT_RETRY, backoffDelay, type RetryOptions } from './retry.js';
 export {
   S3Storage,

@@ -115,7 +115,14 @@ test('attempts exhausted: ERR_STORAGE_UNAVAILABLE with the last cause', async ()
     runWithRetry(c, async (_s, n) => {
       throw n === 4 ? last : netError('ECONNREFUSED');
     }),
-    (e) => e instanceof StorageError && e.code === 'ERR_STORAGE_UNAVAILABLE' && e.cause === last && e.details.attempts === 4 && e.details.status === 500,
+    (e) => {
+      assert.ok(e instanceof StorageError && e.code === 'ERR_STORAGE_UNAVAILABLE' && e.details.attempts === 4 && e.details.status === 500);
+      // The last SDK error, as a copy without its $response (which reaches the signed request).
+      const cause = e.cause as { message?: string; $metadata?: { httpStatusCode?: number } };
+      assert.equal(cause.message, last.message);
+      assert.equal(cause.$metadata?.httpStatusCode, 500);
+      return true;
+    },
   );
   assert.equal(c.events.length, 4);
 });

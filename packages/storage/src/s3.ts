@@ -20,7 +20,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { StorageError, classify, isStorageError, type StorageOperation } from './errors.js';
+import { StorageError, classify, isStorageError, redactUrl, type StorageOperation } from './errors.js';
 import { abortedError, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
 
@@ -218,7 +218,8 @@ export class S3Storage implements ObjectStorage {
     this.retry = resolveRetry(options.retry);
     this.ownsClient = options.client === undefined;
     this.client = options.client ?? buildClient(options, this.retry);
-    this.endpointText = options.endpoint ?? env('AWS_ENDPOINT_URL_S3') ?? env('AWS_ENDPOINT_URL') ?? (options.client ? 'the client\u2019s endpoint' : 'the AWS S3 endpoint');
+    const endpoint = options.endpoint ?? env('AWS_ENDPOINT_URL_S3') ?? env('AWS_ENDPOINT_URL');
+    this.endpointText = endpoint !== undefined ? redactUrl(endpoint) : options.client ? 'the client\u2019s endpoint' : 'the AWS S3 endpoint';
     this.onRequest = options.onRequest;
     this.conditionalWrites = options.conditionalWrites ?? true;
   }

@@ -48,6 +48,26 @@ const SQLITE_OPEN_DELETEONCLOSE = 0x8;
 const SQLITE_OPEN_EXCLUSIVE = 0x10;
 const SQLITE_OPEN_MAIN_DB = 0x100;
 const SQLITE_OPEN_WAL = 0x80000;
+const SQLITE_OPEN_MAIN_JOURNAL = 0x800;
+
+/**
+ * Permission bits for a file SQLite asks to create. Temp files hold pages of any database: 0600.
+ * A WAL or rollback journal takes the main file's bits, as SQLite's own unix VFS does, so a
+ * database kept private (a restore writes 0600) never gets a -wal other users can read. A new
+ * main database: 0644 under the process umask, the application's choice.
+ */
+function createMode(path: string, flags: number, temp: boolean, fsOps: FsOps): number {
+  if (temp) return 0o600;
+  if (flags & (SQLITE_OPEN_WAL | SQLITE_OPEN_MAIN_JOURNAL)) {
+    try {
+      const mode = (fsOps.statSync(path.replace(/-(?:wal|journal)$/, '')) as { mode?: number }).mode;
+      if (typeof mode === 'number') return mode & 0o777;
+    } catch {
+      // No main file to copy from: the default below.
+    }
+  }
+  return 0o644;
+}
 const SQLITE_ACCESS_EXISTS = 0;
 const SQLITE_SYNC_DATAONLY = 0x10;
 const SQLITE_FCNTL_COMMIT_PHASETWO = 22;
@@ -291,7 +311,7 @@ export class NodeVfs {
           let oflags = readOnly ? fsc.O_RDONLY : fsc.O_RDWR;
           if (flags & SQLITE_OPEN_CREATE) oflags |= fsc.O_CREAT;
           if (flags & SQLITE_OPEN_EXCLUSIVE) oflags |= fsc.O_EXCL;
-          const fd = fsOps.openSync(path, oflags, 0o644);
+          const fd = fsOps.openSync(path, oflags, flags & SQLITE_OPEN_CREATE ? createMode(path, flags, temp, fsOps) : 0o644);
           if (flags & SQLITE_OPEN_MAIN_DB) {
             const st = fsOps.fstatSync(fd) as { size: number; isDirectory?: () => boolean };
             if (st.isDirectory?.()) {
