@@ -14,10 +14,9 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync, 
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
 import { execFileSync } from 'node:child_process';
-import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PAGE_SIZE, CACHE_KIB, SCHEMA, gc, quiesce, now, log, yieldLoop, fmtInt, fmtMs, fmtMiB, fmtX, verdict, inserter, paced, metric, percentile, withTimeout, fileSize, isPut, ok } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -94,150 +93,12 @@ const P = {
 // Helpers
 // ---------------------------------------------------------------------------------------------
 
-const PAGE_SIZE = 8192;
-const CACHE_KIB = 16384; // as bench/vfs.mjs
-const SCHEMA = 'CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b TEXT)';
-const INSERT = 'INSERT INTO t(a, b) VALUES (?, ?)';
-
-let gc = () => {};
-try {
-  setFlagsFromString('--expose-gc');
-  gc = runInNewContext('gc');
-} catch {
-  // Only a little noisier without it.
-}
-let syncWorks = true;
-/** Untimed: collect garbage and write back dirty pages (see bench/README.md, vfs.mjs). */
-function quiesce() {
-  gc();
-  if (!syncWorks) return;
-  try {
-    execFileSync('sync', { stdio: 'ignore' });
-  } catch {
-    syncWorks = false;
-  }
-}
-
-const now = () => performance.now();
-const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
 const out = [];
 /** A report line: printed at once (so a crash still leaves the sections done) and saved at the end. */
 const emit = (line = '') => {
   out.push(line);
   process.stdout.write(`${line}\n`);
 };
-const yieldLoop = () => new Promise((r) => setImmediate(r));
-const fmtInt = (n) => Math.round(n).toLocaleString('en-US');
-const fmtMs = (ms) => (ms >= 100 ? fmtInt(ms) : ms.toFixed(1));
-const fmtMiB = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
-const fmtX = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
-const verdict = (ok) => (ok ? 'met' : 'NOT met');
-
-function mulberry32(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-// Same data as bench/vfs.mjs: random ints and a pool of 1024 ASCII strings of 96..104 bytes.
-const DATA_MASK = (1 << 16) - 1;
-const STRING_MASK = 1023;
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ';
-const data = (() => {
-  const rnd = mulberry32(0x5a17);
-  const ints = new Int32Array(DATA_MASK + 1);
-  for (let i = 0; i < ints.length; i++) ints[i] = Math.floor(rnd() * 2 ** 32) | 0;
-  const strings = [];
-  for (let i = 0; i <= STRING_MASK; i++) {
-    const len = 96 + Math.floor(rnd() * 9);
-    let s = '';
-    for (let j = 0; j < len; j++) s += ALPHABET[Math.floor(rnd() * ALPHABET.length)];
-    strings.push(s);
-  }
-  return { ints, strings };
-})();
-
-/** One single-row INSERT (~100 bytes) in autocommit: one transaction. */
-function inserter(db) {
-  const st = db.prepare(INSERT);
-  let i = 0;
-  return () => {
-    st.run(data.ints[i & DATA_MASK], data.strings[i & STRING_MASK]);
-    i++;
-  };
-}
-
-/**
- * Commits at `rate` per second for `durationMs`: every commit is due at t0 + i/rate; the loop runs
- * the due ones, then sleeps on a timer until the next is due (so uploads run in between).
- */
-async function paced(db, insert, rate, durationMs, onCommit) {
-  const interval = 1000 / rate;
-  const total = Math.round((durationMs * rate) / 1000);
-  const t0 = now();
-  let done = 0;
-  let maxBehind = 0;
-  while (done < total) {
-    const t = now();
-    const due = Math.min(total, Math.floor((t - t0) / interval) + 1);
-    maxBehind = Math.max(maxBehind, due - done);
-    while (done < due) {
-      insert();
-      done++;
-      if (onCommit) onCommit(db.txid, now(), done - 1);
-    }
-    if (done < total) await sleep(Math.max(0, t0 + done * interval - now()));
-  }
-  return { commits: done, ms: now() - t0, maxBehind };
-}
-
-/** Sums a metric over its series in Prometheus text, optionally only series whose labels include `match`. */
-function metric(text, name, match = '') {
-  let sum = 0;
-  let found = false;
-  for (const line of text.split('\n')) {
-    if (line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (!m || m[1] !== name) continue;
-    if (match && !(m[2] ?? '').includes(match)) continue;
-    sum += Number(m[3]);
-    found = true;
-  }
-  return found ? sum : NaN;
-}
-
-function percentile(sorted, q) {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
-}
-
-async function withTimeout(promise, ms, what) {
-  let timer;
-  const t = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function fileSize(path) {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
-
-const isPut = (e) => e.op === 'put' || e.op === 'multipart';
-const ok = (e) => e.status >= 200 && e.status < 300;
 
 // ---------------------------------------------------------------------------------------------
 // Set-up: libraries, s3rver, a temporary directory

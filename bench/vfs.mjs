@@ -16,9 +16,7 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync, writeSync, readFileSync,
 import { tmpdir, cpus, totalmem, release, arch, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { execFileSync } from 'node:child_process';
-import { runInNewContext } from 'node:vm';
+import { PAGE_SIZE, CACHE_KIB, gc, quiesce, mulberry32, fileSize } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -199,17 +197,6 @@ function shortUrl(url) {
 // Data
 // ---------------------------------------------------------------------------------------------
 
-function mulberry32(seed) {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const STRING_POOL = 1024; // power of two: strings[i & (STRING_POOL - 1)]
 const ALPHABET = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ';
 
@@ -239,22 +226,12 @@ function randomIds(n, max, seed) {
 // Engines: each returns the same small adapter
 // ---------------------------------------------------------------------------------------------
 
-const PAGE_SIZE = 8192; // walship's default for new files and sqlite-wasm's default; set on better-sqlite3 too
-const CACHE_KIB = 16384; // sqlite-wasm's default cache (-16384); better-sqlite3's build default is -16000
 const CHECKPOINT_EVERY = 1000; // capture on: acknowledge + checkpoint every 1000 commits
 const SCHEMA = (name) => `CREATE TABLE ${name}(id INTEGER PRIMARY KEY, a INTEGER, b TEXT)`;
 const INSERT = (name) => `INSERT INTO ${name}(a, b) VALUES (?, ?)`;
 const SELECT = (name) => `SELECT * FROM ${name} WHERE id = ?`;
 
 const require = createRequire(import.meta.url);
-
-function fileSize(path) {
-  try {
-    return statSync(path).size;
-  } catch {
-    return 0;
-  }
-}
 
 async function loadEngines() {
   const BetterSqlite3 = require(join(repo, 'test/node_modules/better-sqlite3'));
@@ -411,30 +388,6 @@ function walshipEngine(libs, capture) {
 // ---------------------------------------------------------------------------------------------
 // Workloads
 // ---------------------------------------------------------------------------------------------
-
-let gc = () => {};
-try {
-  setFlagsFromString('--expose-gc');
-  gc = runInNewContext('gc');
-} catch {
-  // Without gc() between phases the numbers are only a little noisier.
-}
-
-/**
- * Untimed, before every timed phase: collect garbage and flush the page cache's dirty data
- * (sync(1)), so no engine pays for the writeback of the previous engine's files inside its own
- * fsyncs (ext4 fsync waits for the journal commit, which carries other files' dirty data).
- */
-let syncWorks = true;
-function quiesce() {
-  gc();
-  if (!syncWorks) return;
-  try {
-    execFileSync('sync', { stdio: 'ignore' });
-  } catch {
-    syncWorks = false;
-  }
-}
 
 const now = () => performance.now();
 

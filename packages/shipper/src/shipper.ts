@@ -103,9 +103,10 @@ export class Shipper {
   private drainRounds = 0;
   /** Max txid in the overflow spool file, while it holds transactions not yet durable. */
   private spoolMax: number | null = null;
-  /** Checkpoint marker txids not yet durable: each starts a new segment. */
+  /** Checkpoint marker txids not yet durable that start a new segment (a snapshot may be taken there). */
   private readonly cutBefore = new Set<number>();
-  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number; timestamp: number } | null = null;
+  /** `snapshotBase`: its marker starts a segment, so a periodic snapshot may be taken at it. */
+  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number; timestamp: number; snapshotBase: boolean } | null = null;
   private lastCommitAt = Date.now();
   private lastSnapshotTxid = 0;
   private lastSnapshotAt = 0;
@@ -616,14 +617,18 @@ export class Shipper {
     return true;
   }
 
-  private maybeSnapshot(): void {
+  /** A periodic snapshot is due: it is taken at the next checkpoint once that one's marker is durable. */
+  private snapshotDue(): boolean {
     const interval = this.ctx.options.snapshotIntervalMs;
-    if (interval === 0 || this.snapshotting || this.periodic) return;
     // Not while closing: close would cut the upload short (the next open takes it).
-    if (this.state === 'closing' || this.stopped) return;
-    if (Date.now() - this.lastSnapshotAt < interval) return;
+    if (interval === 0 || this.state === 'closing' || this.stopped) return false;
+    return Date.now() - this.lastSnapshotAt >= interval;
+  }
+
+  private maybeSnapshot(): void {
+    if (this.snapshotting || this.periodic || !this.snapshotDue()) return;
     const cp = this.lastCheckpoint;
-    if (!cp || cp.txid <= this.lastSnapshotTxid) return;
+    if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;
     // Not before the segments up to it are in the store: a checkpoint through the spool copies
     // transactions that are not uploaded yet, and a snapshot past them would make a restart take
     // the snapshot as the tip and never ship them (their txids would not be restorable).
@@ -837,11 +842,16 @@ export class Shipper {
   }
 
   private checkpointed(txid: number): void {
-    if (txid > this.durableTxid) this.cutBefore.add(txid);
+    // Restore, retention and the lineage read expect a snapshot's txid to start a level-0 segment,
+    // so the marker of a checkpoint a snapshot may be taken at starts one. Any other marker ships
+    // inside the next window's segment: cutting at every marker split each window's batch in two
+    // under steady writes (two PUTs a window, issue 11).
+    const snapshotBase = this.snapshotDue() && txid > this.durableTxid;
+    if (snapshotBase) this.cutBefore.add(txid);
     this.ctx.metrics.checkpoints.inc();
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.draining = false;
-    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount, timestamp: this.lastCommitAt };
+    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount, timestamp: this.lastCommitAt, snapshotBase };
     this.ctx.log.debug('checkpointed', { txid });
   }
 

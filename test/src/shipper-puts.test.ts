@@ -1,0 +1,94 @@
+// Request cost under steady writes: one segment PUT per batch window, also while checkpoints run
+// (issue 11: a checkpoint's marker cut every window's batch in two, so a steady load made two
+// segment PUTs a window, ~100 ms apart). s3rver over HTTP, started here on a random loopback port.
+
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
+import { openReplicated } from '@walship/shipper';
+import { loadFormat, parseObjectKey } from '@walship/format';
+import { startS3rver, type S3Server } from './servers/index.js';
+import { rebuildFromReplica } from './util/replica.js';
+import { s3Location, storageFor } from './util/s3.js';
+
+let server: S3Server;
+let dir: string;
+
+before(async () => {
+  await loadFormat();
+  server = await startS3rver();
+  dir = mkdtempSync(join(tmpdir(), 'walship-puts-'));
+});
+
+after(async () => {
+  await server?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('segment PUTs under steady writes', () => {
+  test('one segment per batch window while a checkpoint runs after every upload', async () => {
+    const prefix = `puts/steady-${randomBytes(4).toString('hex')}`;
+    const path = join(dir, 'steady.db');
+    const windowMs = 200;
+    const segmentKeys = new Set<string>();
+    const db = await openReplicated(path, {
+      lease: false,
+      s3: s3Location(server, prefix),
+      batchWindowMs: windowMs,
+      // Every window's upload crosses it: a checkpoint (and its marker transaction) after each one.
+      checkpointBytes: 16 * 1024,
+      logLevel: 'silent',
+      onRequest: (e) => {
+        if (e.operation === 'put' && e.status >= 200 && e.status < 300 && e.key?.endsWith('.seg')) segmentKeys.add(e.key);
+      },
+    });
+    db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)');
+    await db.flush();
+    const insert = db.prepare('INSERT INTO t(v) VALUES (?)');
+    // Commit times by txid, on the shipper's clock (performance.now()); a checkpoint's marker is
+    // committed by the shipper between two of these (the one before it stands in for it).
+    const committedAt = new Map<number, number>();
+    const load = async (ms: number): Promise<void> => {
+      const t0 = performance.now();
+      while (performance.now() - t0 < ms) {
+        insert.run(randomBytes(200));
+        committedAt.set(db.txid, performance.now());
+        // Commits keep coming while an upload is in flight, as in a server under steady load.
+        await delay(1);
+      }
+    };
+    // A warm-up stretch first: the measured one starts in the steady state.
+    await load(4 * windowMs);
+    const firstTxid = db.txid + 1;
+    const from = performance.now();
+    await load(20 * windowMs);
+    const spanMs = performance.now() - from;
+    const lastTxid = db.txid;
+    await db.flush();
+    const checkpoints = Number(/^walship_checkpoints_total\S*\s+(\d+)/m.exec(await db.metrics())?.[1]);
+    await db.close();
+
+    // A segment's batch leaves once its first transaction is a window old, so the first
+    // transactions of two segments are at least a window apart: over the measured commits, at
+    // most one segment per window, +1 for the stretch's two ends, +1 to spare.
+    const starts = [...segmentKeys]
+      .map((key) => parseObjectKey(prefix, key))
+      .flatMap((p) => (p?.kind === 'segment' && p.minTxid >= firstTxid && p.minTxid <= lastTxid ? [committedAt.get(p.minTxid) ?? committedAt.get(p.minTxid - 1)!] : []))
+      .sort((a, b) => a - b);
+    assert.ok(checkpoints >= 10, `checkpoints ran during the load (${checkpoints})`);
+    assert.ok(
+      starts.length <= Math.floor(spanMs / windowMs) + 2,
+      `${starts.length} segments start within ${Math.round(spanMs)} ms of commits (window ${windowMs} ms); gaps between their first commits: ${starts
+        .slice(1)
+        .map((t, i) => Math.round(t - starts[i]!))
+        .join(', ')} ms`,
+    );
+
+    const rebuilt = await rebuildFromReplica(storageFor(server, prefix), prefix);
+    assert.ok(Buffer.from(rebuilt.bytes).equals(readFileSync(path)), 'the replica rebuilds the database byte for byte');
+  });
+});
