@@ -635,3 +635,28 @@ test('large bound values are released after the statement runs', () => {
     assert.equal(memoryUsed(), before);
   });
 });
+
+test('run().changes: 0 for statements that change nothing, as better-sqlite3 reports', () => {
+  withDb((db) => {
+    assert.equal(db.prepare('CREATE TABLE t (a)').run().changes, 0);
+    assert.equal(db.prepare('INSERT INTO t VALUES (1), (2), (3)').run().changes, 3);
+    // sqlite3_changes() still says 3 here: the last INSERT/UPDATE/DELETE's count.
+    assert.equal(db.prepare('SELECT * FROM t').run().changes, 0);
+    assert.equal(db.prepare('CREATE INDEX ti ON t (a)').run().changes, 0);
+    assert.equal(db.prepare('UPDATE t SET a = a WHERE a > 5').run().changes, 0);
+    assert.equal(db.prepare('UPDATE t SET a = a + 1 WHERE a > 1').run().changes, 2);
+    assert.equal(db.prepare('DELETE FROM t').run().changes, 3);
+  });
+});
+
+test('close() with an unfinished iterate() ends it and closes; the iterator then throws ERR_DB_CLOSED', () => {
+  let checkpointed = false;
+  const db = openMemory({ onClose: () => void (checkpointed = true) });
+  db.exec('CREATE TABLE t (a); INSERT INTO t VALUES (1), (2), (3)');
+  const it = db.prepare('SELECT a FROM t').iterate();
+  assert.deepEqual(it.next().value, { a: 1 });
+  db.close();
+  assert.equal(checkpointed, true);
+  assert.equal(db.open, false);
+  assert.throws(() => it.next(), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_DB_CLOSED');
+});

@@ -103,6 +103,7 @@ interface RawExports {
   sqlite3_column_bytes(p: number, i: number): number;
   sqlite3_stmt_status(p: number, op: number, resetFlag: number): number;
   sqlite3_changes64(db: number): bigint;
+  sqlite3_total_changes64(db: number): bigint;
   sqlite3_last_insert_rowid(db: number): bigint;
   sqlite3_errmsg(db: number): number;
   sqlite3_get_autocommit(db: number): number;
@@ -649,12 +650,15 @@ export class Statement {
   run(...params: BindParams): RunResult {
     const p = this.start(params);
     const x = this.x;
+    const pDb = this.conn.pDb;
+    const totalBefore = x.sqlite3_total_changes64(pDb);
     const rc = x.sqlite3_step(p);
     if (rc !== SQLITE_DONE && rc !== SQLITE_ROW) throw this.stepError(rc);
     // Reset before reading the counters: an INSERT ... RETURNING only halts (and counts) on reset.
     this.reset(p);
-    const pDb = this.conn.pDb;
-    const changes = Number(x.sqlite3_changes64(pDb));
+    // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a statement that
+    // changes nothing (CREATE TABLE, SELECT) would report it again: 0 unless the total moved.
+    const changes = x.sqlite3_total_changes64(pDb) === totalBefore ? 0 : Number(x.sqlite3_changes64(pDb));
     const rowid = x.sqlite3_last_insert_rowid(pDb);
     return { changes, lastInsertRowid: this.safe ? rowid : Number(rowid) };
   }
@@ -1104,6 +1108,9 @@ export class Database {
     const conn = this.conn;
     if (!conn.open || this.closing) return;
     this.closing = true;
+    // An unfinished iterate() holds a read on the connection: end every statement first, so the
+    // checkpoint onClose may run is not refused with SQLITE_LOCKED.
+    for (let p = conn.x.sqlite3_next_stmt(conn.pDb, 0); p !== 0; p = conn.x.sqlite3_next_stmt(conn.pDb, p)) conn.x.sqlite3_reset(p);
     try {
       this.onClose?.();
     } finally {

@@ -351,3 +351,17 @@ test('a write barrier refuses WAL writes with its own error, keeps reads, and li
   assert.equal(seen.at(-1)!.txid, db.txid);
   db.close();
 });
+
+test('close() with an unfinished iterate() checkpoints and releases the file: the next open in this process works', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'iter.db');
+  let db = await openDatabase(path);
+  db.exec('CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3)');
+  const it = db.prepare('SELECT x FROM t').iterate();
+  assert.deepEqual(it.next().value, { x: 1 });
+  db.close();
+  assert.equal(statSync(`${path}-wal`, { throwIfNoEntry: false })?.size ?? 0, 0, 'the close checkpoint ran: the WAL is empty');
+  db = await openDatabase(path);
+  assert.deepEqual(db.prepare('SELECT count(*) AS n FROM t').get(), { n: 3 });
+  db.close();
+});

@@ -175,8 +175,13 @@ export class WalshipDatabase extends Database {
 
   override close(): void {
     const wasOpen = this.open;
-    super.close();
-    if (wasOpen) this.ctx.afterClose();
+    try {
+      super.close();
+    } finally {
+      // The handle is closed even when close throws: release the process lock all the same, or
+      // every later open in this process would be ERR_DATABASE_LOCKED.
+      if (wasOpen) this.ctx.afterClose();
+    }
   }
 }
 
