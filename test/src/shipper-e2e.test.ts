@@ -329,6 +329,43 @@ describe('shipper through a fault proxy', () => {
     }
     await assertReplicaEqualsFile(prefix, path);
   });
+
+  test('flush({ timeoutMs, signal }) gives up with the txids while S3 is down; status() says degraded; nothing is lost', async () => {
+    const prefix = newPrefix('flush-deadline');
+    const path = join(dir, 'flush-deadline.db');
+    const db = await openReplicated(path, s3Options(prefix, proxy.endpoint, { batchWindowMs: 0, uploadBackoff: { baseMs: 5, maxMs: 50 } }));
+    try {
+      db.exec('CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)');
+      await db.flush();
+      assert.equal(db.status().state, 'running');
+      const durable = db.status().durableTxid;
+      proxy.setDown(true);
+      for (let i = 0; i < 20; i++) db.prepare('INSERT INTO t(v) VALUES (?)').run(`row ${i}`);
+      const committed = db.txid;
+      await assert.rejects(db.flush({ timeoutMs: 300 }), (e: Error & { code?: string; details?: Record<string, unknown> }) => {
+        assert.equal(e.code, 'ERR_FLUSH_TIMEOUT');
+        assert.equal(e.details?.['txid'], committed);
+        assert.equal(e.details?.['durableTxid'], durable);
+        assert.match(e.message, new RegExp(`txid ${committed} is committed, ${durable} is durable`));
+        return true;
+      });
+      assert.equal(db.status().state, 'degraded');
+      assert.ok(db.status().lastError, 'the upload error is reported');
+      const controller = new AbortController();
+      const aborted = db.flush({ signal: controller.signal });
+      controller.abort(new Error('shutting down'));
+      await assert.rejects(aborted, (e: Error & { code?: string }) => e.code === 'ERR_ABORTED');
+      await assert.rejects(db.flush({ timeoutMs: -1 }), (e: Error & { code?: string }) => e.code === 'ERR_INVALID_OPTION');
+      proxy.setDown(false);
+      const { txid } = await db.flush({ timeoutMs: 30_000 });
+      assert.ok(txid >= committed);
+      assert.equal(db.status().state, 'running');
+    } finally {
+      proxy.setDown(false);
+      await db.close();
+    }
+    await assertReplicaEqualsFile(prefix, path);
+  });
 });
 
 test('segment objects carry the header fields the format promises', async () => {

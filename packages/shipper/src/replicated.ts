@@ -9,7 +9,7 @@ import { resolveOptions, type ReplicatedOptions } from './options.js';
 import { readLineage } from './lineage.js';
 import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
-import { Shipper, type ReplicationStatus } from './shipper.js';
+import { Shipper, type FlushOptions, type ReplicationStatus } from './shipper.js';
 
 export interface CloseOptions {
   /** How long close() waits for the last transactions to become durable (ms, default 30000). */
@@ -18,8 +18,12 @@ export interface CloseOptions {
 
 /** The database of @walship/vfs, replicated: plus flush, replication status, metrics and an async close. */
 export type ReplicatedDatabase = Omit<WalshipDatabase, 'close' | 'acknowledge' | 'status' | 'setWriteBarrier'> & {
-  /** Resolves with the durable txid once every transaction committed before the call is in the object store. */
-  flush(): Promise<{ txid: number }>;
+  /**
+   * Resolves with the durable txid once every transaction committed before the call is in the
+   * object store. `timeoutMs` / `signal` give up waiting (ERR_FLUSH_TIMEOUT / ERR_ABORTED, with the
+   * committed and durable txids); nothing is lost then: the transactions keep shipping.
+   */
+  flush(options?: FlushOptions): Promise<{ txid: number }>;
   status(): ReplicationStatus;
   /** Prometheus text exposition format. */
   metrics(): Promise<string>;
@@ -146,7 +150,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
   const rawClose = db.close.bind(db);
   const replicated = db as unknown as ReplicatedDatabase & { acknowledge?: unknown; setWriteBarrier?: unknown };
   Object.defineProperties(replicated, {
-    flush: { value: () => s.flush() },
+    flush: { value: (options?: FlushOptions) => s.flush(options) },
     status: { value: () => s.status() },
     metrics: { value: () => metrics!.text() },
     acknowledge: {

@@ -19,11 +19,21 @@ import { Maintenance } from './maintenance.js';
 
 export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
+/** What status() reports: `degraded` is `running` while uploads (or checkpoints) fail and are retried. */
+export type ReplicationState = ShipperState | 'degraded';
+
+export interface FlushOptions {
+  /** Reject with ERR_FLUSH_TIMEOUT after this many ms (default: no deadline). */
+  timeoutMs?: number;
+  /** Reject with ERR_ABORTED when it aborts. */
+  signal?: AbortSignal;
+}
+
 export interface ReplicationStatus {
   /** `s3://bucket/prefix` of the replica. */
   replica: string;
   path: string;
-  state: ShipperState;
+  state: ReplicationState;
   committedTxid: number;
   durableTxid: number;
   /** Age of the oldest transaction not yet durable (0 when none). */
@@ -285,14 +295,54 @@ export class Shipper {
     this.schedule(true);
   }
 
-  /** Resolves once every transaction committed before the call is durable. */
-  flush(): Promise<{ txid: number }> {
+  /** Resolves once every transaction committed before the call is durable, or rejects at the deadline or abort. */
+  flush(options: FlushOptions = {}): Promise<{ txid: number }> {
+    const { timeoutMs, signal } = options;
+    if (timeoutMs !== undefined && (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0)) {
+      return Promise.reject(new WalshipError('ERR_INVALID_OPTION', `flush(): timeoutMs must be a number of ms >= 0, got ${String(timeoutMs)}`, { details: { option: 'timeoutMs' } }));
+    }
     if (this.fatal) return Promise.reject(this.fatal);
     const txid = this.committedTxid;
     if (this.durableTxid >= txid && !this.needGeneration) return Promise.resolve({ txid: this.durableTxid });
     if (this.state === 'closed') return Promise.reject(new WalshipError('ERR_CLOSED', `${this.ctx.path} is closed; ${txid - this.durableTxid} transactions were not durable`, { details: { durableTxid: this.durableTxid, txid } }));
     return new Promise((resolve, reject) => {
-      this.waiters.push({ txid, resolve, reject });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (): void => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+      };
+      // Nothing is lost when a flush gives up: the transactions stay in the WAL and keep shipping.
+      const giveUp = (code: 'ERR_FLUSH_TIMEOUT' | 'ERR_ABORTED', why: string, cause?: unknown): void => {
+        settle();
+        const last = this.lastError;
+        reject(
+          new WalshipError(
+            code,
+            `flush of ${this.ctx.path} ${why}: txid ${txid} is committed, ${this.durableTxid} is durable in ${this.location}${last ? ` (last error: ${last.code}: ${last.message})` : ''}. The transactions stay in the WAL and keep shipping`,
+            { details: { txid, durableTxid: this.durableTxid, committedTxid: this.committedTxid, lastError: last?.code ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, ...(cause !== undefined ? { cause } : {}) },
+          ),
+        );
+      };
+      const onAbort = (): void => giveUp('ERR_ABORTED', 'was aborted by its signal', signal?.reason);
+      const waiter: FlushWaiter = {
+        txid,
+        resolve: (v) => {
+          settle();
+          resolve(v);
+        },
+        reject: (e) => {
+          settle();
+          reject(e);
+        },
+      };
+      if (signal?.aborted) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (timeoutMs !== undefined) timer = setTimeout(() => giveUp('ERR_FLUSH_TIMEOUT', `timed out after ${timeoutMs} ms`), timeoutMs);
+      this.waiters.push(waiter);
       this.schedule(true);
     });
   }
@@ -815,7 +865,7 @@ export class Shipper {
     return {
       replica: this.location,
       path: this.ctx.path,
-      state: this.state,
+      state: this.state === 'running' && this.lastError !== null ? 'degraded' : this.state,
       committedTxid: this.committedTxid,
       durableTxid: this.durableTxid,
       lagMs: first ? Math.round(performance.now() - first.committedAt) : 0,
