@@ -202,6 +202,11 @@ describe('silent rollback: deleting the newest objects', () => {
     assert.equal(report.problem.code, 'ERR_REPLICA_BEHIND');
     assert.equal(report.problem.details['markTxid'], mark.txid);
 
+    // A lease table that does not exist is a configuration error, also for verify (exit 2).
+    const missing = cli(['verify', keyOf(prefix), '--lease-table', 'no-such-table', '--json']);
+    assert.equal(missing.status, 2, missing.stderr);
+    assert.equal((JSON.parse(missing.stdout) as { error: { code: string } }).error.code, 'ERR_LEASE_TABLE_MISSING');
+
     // Without the lease table the rollback cannot be seen (documented): the older state comes back.
     const blind = await restore({ ...source(prefix, false), path: join(dir, 'blind.db') });
     assert.ok(blind.txid < mark.txid);

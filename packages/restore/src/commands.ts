@@ -276,6 +276,9 @@ async function cmdVerify(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(`verify FAILED: ${r.error?.code}\n  ${r.error?.message}\n`);
   }
   if (r.ok) return EXIT.ok;
+  // The lease table (--lease-table) is read by verify too: its failures keep the codes main() gives them.
+  if (r.error?.code === 'ERR_LEASE_UNAVAILABLE' || r.error?.code === 'ERR_LEASE_THROTTLED') return EXIT.storage;
+  if (r.error?.code === 'ERR_LEASE_TABLE_MISSING' || r.error?.code === 'ERR_LEASE_TABLE_SCHEMA') return EXIT.usage;
   return STORAGE_UNREACHABLE_CODES.has(r.error?.code ?? '') ? EXIT.storage : isConfigCode(r.error?.code) ? EXIT.usage : EXIT.failed;
 }
 
