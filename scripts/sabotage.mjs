@@ -95,6 +95,24 @@ const SABOTAGES = {
     edits: [['packages/restore/src/restore.ts', '  removeStaleScratch(dirname(path), basename(path));\n', '']],
     tests: ['attack-secrets'],
   },
+  'high-water-mark': {
+    what: 'the durable high-water mark is never compared: restore, verify and status accept a bucket whose newest objects were deleted, and a writer continues it',
+    edits: [
+      ['packages/restore/src/mark.ts', 'return found === null || compareMarks(found, mark) < 0;', 'return false;'],
+      ['packages/shipper/src/continuity.ts', 'return found === null || compareMarks(found, mark) < 0;', 'return false;'],
+    ],
+    tests: ['attack-rollback'],
+  },
+  'mark-monotonic': {
+    what: "the lease item's durable mark may go down: the renewal's and release's condition lets any value through",
+    edits: [['packages/lease/src/mark.ts', "condition: '(attribute_not_exists(#durableGeneration) OR", "condition: '(attribute_exists(#durableGeneration) OR attribute_not_exists(#durableGeneration) OR"]],
+    tests: ['attack-rollback'],
+  },
+  'diverged-open': {
+    what: 'a local file that does not continue the replica starts a new generation without allowRollback, burying the replica\u2019s flushed transactions',
+    edits: [['packages/shipper/src/shipper.ts', 'if (!this.ctx.options.allowRollback) {', 'if (false) {']],
+    tests: ['attack-rollback'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -120,11 +120,12 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     assert.equal(follower.status().requests.list, 1, 'a new epoch costs no LIST');
     await db.close();
 
-    // A new generation (the origin wrote without replication in between): rebuilt from its snapshot.
+    // A new generation (the origin wrote without replication in between, then opened on purpose
+    // with allowRollback): rebuilt from its snapshot.
     const local = await openDatabase(origin);
     for (let i = 0; i < 10; i++) work.transfer(local);
     local.close();
-    db = await openReplicated(origin, options);
+    db = await openReplicated(origin, { ...options, allowRollback: true });
     const generation2 = db.status().generation;
     await writeFor(db, work, 400);
     await db.flush();

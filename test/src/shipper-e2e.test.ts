@@ -144,7 +144,7 @@ describe('shipper against s3rver', () => {
     await assert.rejects(openReplicated(stranger, s3Options(prefix)), (e: Error & { code?: string }) => e.code === 'ERR_DURABLE_AHEAD');
   });
 
-  test('a local database that diverged from the replica starts a new generation with a snapshot; periodic snapshots land', async () => {
+  test('a local database that diverged from the replica: ERR_DIVERGED, or a new generation with a snapshot with allowRollback; periodic snapshots land', async () => {
     const prefix = newPrefix('diverge');
     const path = join(dir, 'diverge-a.db');
     let db = await openReplicated(path, s3Options(prefix, server.endpoint, { snapshotIntervalMs: 1, checkpointBytes: 16 * 1024 }));
@@ -160,12 +160,14 @@ describe('shipper against s3rver', () => {
     assert.ok(snaps.length >= 2, `periodic snapshots after the first (${snaps.length})`);
     await assertReplicaEqualsFile(prefix, path);
 
-    // Another database, further along than the replica: not a continuation of it.
+    // Another database, further along than the replica: not a continuation of it. A new generation
+    // from it would bury the replica's transactions, so only on purpose (allowRollback).
     const other = join(dir, 'diverge-b.db');
     db = await openReplicated(other, s3Options(newPrefix('scratch')));
     randomWork(db, prng(99), 400);
     await db.close();
-    db = await openReplicated(other, s3Options(prefix));
+    await assert.rejects(openReplicated(other, s3Options(prefix)), (e: Error & { code?: string }) => e.code === 'ERR_DIVERGED' && /allowRollback/.test(e.message));
+    db = await openReplicated(other, s3Options(prefix, server.endpoint, { allowRollback: true }));
     const second = db.status().generation;
     assert.notEqual(second, first, 'a new generation');
     assert.ok(second! > first!, 'generation ids sort by creation');

@@ -401,7 +401,7 @@ describe('retention and compaction on s3rver', () => {
       logs.push(e);
     };
 
-    // An older generation, then a local file that does not continue it: a second generation.
+    // An older generation, then a local file that does not continue it: a second generation (on purpose: allowRollback).
     const work1 = new Workload(1);
     let db = await openReplicated(join(dir, 'first.db'), options(prefix));
     db.exec('CREATE TABLE kv(k INTEGER PRIMARY KEY, v BLOB, n INTEGER)');
@@ -413,7 +413,7 @@ describe('retention and compaction on s3rver', () => {
     for (let i = 0; i <= firstTip; i++) other.prepare('INSERT OR REPLACE INTO kv VALUES (?, ?, ?)').run(i % 50, new Uint8Array(30).fill(i & 0xff), i);
     other.close();
     const work = new Workload(2);
-    db = await openReplicated(join(dir, 'second.db'), options(prefix));
+    db = await openReplicated(join(dir, 'second.db'), { ...options(prefix), allowRollback: true });
     work.record(db);
     await writeFor(db, work, 1600);
     await db.close();

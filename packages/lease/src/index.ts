@@ -13,3 +13,4 @@ export {
 export { EXPECTED_KEY_SCHEMA, type KeySchemaEntry } from './dynamo.js';
 export type { DynamoConnection, DynamoLeaseOptions, LeaseLogEntry, LogLevel } from './options.js';
 export type { LeaseItem } from './item.js';
+export { compareMarks, type DurableMark } from './mark.js';

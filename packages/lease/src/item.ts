@@ -3,8 +3,9 @@
  * is a DynamoDB reserved word, and aliasing all of them keeps the expressions uniform).
  */
 
-import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { AttributeValue, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { KEY_ATTRIBUTE } from './dynamo.js';
+import { markFromAttributes, markUpdate, type DurableMark } from './mark.js';
 
 export interface LeaseItem {
   pk: string;
@@ -19,6 +20,8 @@ export interface LeaseItem {
   pid: number;
   /** Wall clock of the writer, for operators only; no decision reads it. */
   updatedAt: string;
+  /** The durable high-water mark the holders recorded (attributes durableGeneration, durableTxid), or null. */
+  durable: DurableMark | null;
 }
 
 export const NAMES = {
@@ -31,6 +34,8 @@ export const NAMES = {
   '#host': 'host',
   '#pid': 'pid',
   '#updatedAt': 'updatedAt',
+  '#durableGeneration': 'durableGeneration',
+  '#durableTxid': 'durableTxid',
 } as const;
 
 export type AttrName = keyof typeof NAMES;
@@ -56,7 +61,8 @@ export function b(v: boolean): AttributeValue {
   return { BOOL: v };
 }
 
-export function toAttributes(item: LeaseItem): Record<string, AttributeValue> {
+/** The attributes of a new item (the first grant has no mark yet). */
+export function toAttributes(item: Omit<LeaseItem, 'durable'>): Record<string, AttributeValue> {
   return {
     [KEY_ATTRIBUTE]: s(item.pk),
     owner: s(item.owner),
@@ -87,6 +93,7 @@ export function fromAttributes(a: Record<string, AttributeValue>): LeaseItem {
     host: str('host'),
     pid: num('pid'),
     updatedAt: str('updatedAt'),
+    durable: markFromAttributes(a),
   };
 }
 
@@ -109,6 +116,35 @@ export function grantUpdate(g: { owner: string; epoch: number; rvn: string; leas
       ':host': s(g.host),
       ':pid': n(g.pid),
       ':now': s(new Date().toISOString()),
+    },
+  };
+}
+
+/**
+ * The holder's own writes. Renew: new rvn, condition owner, epoch and not released. Release:
+ * released = true, condition owner and epoch. Either may carry the durable mark (see mark.ts), whose
+ * condition only lets it move forward.
+ */
+export function holderWrite(
+  kind: 'renew' | 'release',
+  w: { table: string; key: string; owner: string; epoch: number; rvn: string; mark: DurableMark | null },
+): UpdateItemCommandInput {
+  const m = w.mark ? markUpdate(w.mark) : null;
+  const set = kind === 'renew' ? 'SET #rvn = :rvn, #updatedAt = :now' : 'SET #released = :released, #rvn = :rvn, #updatedAt = :now';
+  const condition = kind === 'renew' ? '#owner = :me AND #epoch = :epoch AND #released = :released' : '#owner = :me AND #epoch = :epoch';
+  return {
+    TableName: w.table,
+    Key: keyOf(w.key),
+    UpdateExpression: m ? `${set}, ${m.set}` : set,
+    ConditionExpression: m ? `${condition} AND ${m.condition}` : condition,
+    ExpressionAttributeNames: names('#rvn', '#updatedAt', '#owner', '#epoch', '#released', ...(m?.names ?? [])),
+    ExpressionAttributeValues: {
+      ':released': b(kind === 'release'),
+      ':rvn': s(w.rvn),
+      ':now': s(new Date().toISOString()),
+      ':me': s(w.owner),
+      ':epoch': n(w.epoch),
+      ...m?.values,
     },
   };
 }

@@ -8,8 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LeaseError, LeaseHeldError, LeaseLostError, invalidOption, type LeaseLostDetails, type LeaseLostReason } from './errors.js';
 import { buildClient, request, sleep, unref, type RequestContext } from './dynamo.js';
-import { b, fromAttributes, grantUpdate, keyOf, n, names, s, toAttributes, type LeaseItem } from './item.js';
+import { b, fromAttributes, grantUpdate, holderWrite, keyOf, n, names, s, toAttributes, type LeaseItem } from './item.js';
 import { resolveLeaseOptions, validateMargin, validateWaitMs, type DynamoLeaseOptions, type ResolvedLeaseOptions } from './options.js';
+import { MarkKeeper, type DurableMark } from './mark.js';
 
 export type LeaseState = 'idle' | 'held' | 'lost' | 'released';
 
@@ -22,6 +23,8 @@ export interface LeaseGrant {
   readonly acquiredAt: number;
   /** Start of the last successful write (grant or renewal) + leaseMs: after it, the lease is not ours. */
   readonly deadline: number;
+  /** The durable high-water mark the item held when this grant was made (null: none recorded yet). */
+  readonly durable: DurableMark | null;
 }
 
 export interface AcquireOptions {
@@ -42,6 +45,11 @@ export interface Lease {
   renew(): Promise<LeaseGrant>;
   /** Marks the item released (never deletes it: the epoch must keep growing). */
   release(): Promise<void>;
+  /**
+   * What the holder has durable in the object store. No request: the next renewal (heartbeat) or the
+   * release records it on the item, and only forward (a later generation, or a higher txid).
+   */
+  recordDurable(mark: DurableMark): void;
   /** The grant while held, else null. */
   current(): LeaseGrant | null;
   /** Called once per lost grant with the LeaseLostError. Returns an unsubscribe function. */
@@ -99,6 +107,7 @@ class DynamoLease implements Lease {
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly uploads = new Set<UploadWatch>();
   private readonly listeners = new Set<(error: LeaseLostError) => void>();
+  private readonly marks = new MarkKeeper();
 
   constructor(o: ResolvedLeaseOptions, client: DynamoDBClient, ownsClient: boolean) {
     this.o = o;
@@ -212,7 +221,7 @@ class DynamoLease implements Lease {
 
   private async tryCreate(signal: AbortSignal | undefined): Promise<Attempt> {
     const rvn = randomUUID();
-    const item: LeaseItem = {
+    const item: Omit<LeaseItem, 'durable'> = {
       pk: this.key,
       owner: this.owner,
       epoch: 1,
@@ -238,7 +247,7 @@ class DynamoLease implements Lease {
         ),
       signal ? { signal } : {},
     );
-    return this.settle(out, rvn, 1, 'new', signal);
+    return this.settle(out, rvn, 1, 'new', signal, null);
   }
 
   private async tryGrant(seen: LeaseItem, how: 'released' | 'takeover', signal: AbortSignal | undefined): Promise<Attempt> {
@@ -266,7 +275,7 @@ class DynamoLease implements Lease {
         ),
       signal ? { signal } : {},
     );
-    const attempt = await this.settle(out, rvn, next, how, signal);
+    const attempt = await this.settle(out, rvn, next, how, signal, seen.durable);
     if ('grant' in attempt && how === 'takeover') {
       this.o.log('warn', 'lease taken over from a silent holder', { epoch: next, previousOwner: seen.owner, previousHost: seen.host, previousPid: seen.pid });
     }
@@ -283,14 +292,18 @@ class DynamoLease implements Lease {
     epoch: number,
     how: string,
     signal: AbortSignal | undefined,
+    durable: DurableMark | null,
   ): Promise<Attempt> {
     if (!out.ok) {
       if (!out.ambiguous) return { raced: true };
       const now = await this.read('GetItem(verify)', signal);
       if (now === undefined || now.rvn !== rvn || now.owner !== this.owner) return { raced: true };
     }
-    const grant: LeaseGrant = Object.freeze({ epoch, owner: this.owner, acquiredAt: out.firstStart, deadline: out.firstStart + this.o.leaseMs });
+    // The conditional write saw the item unchanged since the read (same rvn, or released at the same
+    // epoch, which no renewal can touch), so the mark read with it is the item's mark.
+    const grant: LeaseGrant = Object.freeze({ epoch, owner: this.owner, acquiredAt: out.firstStart, deadline: out.firstStart + this.o.leaseMs, durable });
     this.grant = grant;
+    this.marks.reset(durable);
     this.lostError = undefined;
     this.stateValue = 'held';
     this.armExpiry();
@@ -336,29 +349,14 @@ class DynamoLease implements Lease {
     if (this.stateValue !== 'held' || g === null) throw this.stateError(`renew() while ${this.stateValue}`);
     if (this.o.clock() >= g.deadline) throw this.lose(g, 'expired');
     const rvn = randomUUID();
+    const mark = this.marks.toWrite();
     let out;
     try {
       out = await request(
         this.ctx,
         'UpdateItem(renew)',
         (abortSignal) =>
-          this.client.send(
-            new UpdateItemCommand({
-              TableName: this.table,
-              Key: keyOf(this.key),
-              UpdateExpression: 'SET #rvn = :rvn, #updatedAt = :now',
-              ConditionExpression: '#owner = :me AND #epoch = :epoch AND #released = :false',
-              ExpressionAttributeNames: names('#rvn', '#updatedAt', '#owner', '#epoch', '#released'),
-              ExpressionAttributeValues: {
-                ':rvn': s(rvn),
-                ':now': s(new Date().toISOString()),
-                ':me': s(this.owner),
-                ':epoch': n(g.epoch),
-                ':false': b(false),
-              },
-            }),
-            { abortSignal },
-          ),
+          this.client.send(new UpdateItemCommand(holderWrite('renew', { table: this.table, key: this.key, owner: this.owner, epoch: g.epoch, rvn, mark })), { abortSignal }),
         // Transient failures are worth retrying only while the lease can still be saved.
         { until: g.deadline, ref },
       );
@@ -373,8 +371,10 @@ class DynamoLease implements Lease {
     }
     if (!out.ok) {
       const current = await this.peek();
+      if (mark && this.markRefused(g, mark, current, { released: false })) return this.renewOnce(ref);
       throw this.lose(g, lostReason(g, this.owner, current), current);
     }
+    if (mark) this.marks.written(mark);
     // One rvn for all attempts, so the deadline counts from the first: a contender may have seen
     // that rvn from the first attempt's write and started its wait then.
     const deadline = out.firstStart + this.o.leaseMs;
@@ -385,6 +385,23 @@ class DynamoLease implements Lease {
     }
     this.o.log('debug', 'lease renewed', { epoch: g.epoch, attempts: out.attempts });
     return this.grant;
+  }
+
+  recordDurable(mark: DurableMark): void {
+    this.marks.record(mark);
+  }
+
+  /**
+   * A write carrying a mark failed its condition while the item is still this grant's: the item
+   * holds a later mark than this holder reports (the store lost objects since that mark was
+   * written, or the item was edited). The mark is never lowered; the write goes again without it.
+   */
+  private markRefused(g: LeaseGrant, mark: DurableMark, current: LeaseItem | null | undefined, want: { released?: boolean }): boolean {
+    if (!current || current.owner !== this.owner || current.epoch !== g.epoch) return false;
+    if (want.released !== undefined && current.released !== want.released) return false;
+    this.marks.written(mark);
+    this.o.log('error', 'the lease item records a later durable mark than this writer has; it is kept, not lowered', { epoch: g.epoch, itemMark: current.durable, reported: mark });
+    return true;
   }
 
   /** The item after a failed condition, to say why the lease is gone; undefined when it cannot be read. */
@@ -405,26 +422,11 @@ class DynamoLease implements Lease {
     this.stateValue = 'released';
     this.clearExpiry();
     this.abortUploads(new LeaseError('ERR_LEASE_STATE', `lease ${this.key} epoch ${g.epoch} was released`, { key: this.key, epoch: g.epoch, state: 'released' }));
-    const rvn = randomUUID();
-    const out = await request(this.ctx, 'UpdateItem(release)', (abortSignal) =>
-      this.client.send(
-        new UpdateItemCommand({
-          TableName: this.table,
-          Key: keyOf(this.key),
-          UpdateExpression: 'SET #released = :true, #rvn = :rvn, #updatedAt = :now',
-          ConditionExpression: '#owner = :me AND #epoch = :epoch',
-          ExpressionAttributeNames: names('#released', '#rvn', '#updatedAt', '#owner', '#epoch'),
-          ExpressionAttributeValues: {
-            ':true': b(true),
-            ':rvn': s(rvn),
-            ':now': s(new Date().toISOString()),
-            ':me': s(this.owner),
-            ':epoch': n(g.epoch),
-          },
-        }),
-        { abortSignal },
-      ),
-    );
+    let out = await this.sendRelease(g, this.marks.toWrite());
+    if (!out.ok && out.mark) {
+      const current = await this.peek();
+      if (this.markRefused(g, out.mark, current, {})) out = await this.sendRelease(g, null);
+    }
     if (!out.ok && out.ambiguous) {
       // An earlier attempt may have released it and a contender taken it at once: not a loss we
       // can prove, and the epoch fences whatever this process wrote either way.
@@ -436,6 +438,14 @@ class DynamoLease implements Lease {
       throw this.lose(g, lostReason(g, this.owner, current), current);
     }
     this.o.log('info', 'lease released', { epoch: g.epoch });
+  }
+
+  /** The release write; with a mark, the holder's last durable position goes with it. */
+  private async sendRelease(g: LeaseGrant, mark: DurableMark | null): Promise<Awaited<ReturnType<typeof request>> & { mark: DurableMark | null }> {
+    const input = holderWrite('release', { table: this.table, key: this.key, owner: this.owner, epoch: g.epoch, rvn: randomUUID(), mark });
+    const out = await request(this.ctx, 'UpdateItem(release)', (abortSignal) => this.client.send(new UpdateItemCommand(input), { abortSignal }));
+    if (out.ok && mark) this.marks.written(mark);
+    return { ...out, mark };
   }
 
   // ---- loss and timers ----------------------------------------------------------------------

@@ -17,9 +17,9 @@ const USAGE: Record<string, string> = {
   main: `walship: restore, inspect and verify SQLite databases replicated by walship
 
 Usage:
-  walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--json]
+  walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--lease-table T] [--json]
   walship ls <s3-url> [--json]
-  walship verify <s3-url> [--txid N | --timestamp ISO] [--json]
+  walship verify <s3-url> [--txid N | --timestamp ISO] [--lease-table T] [--json]
   walship status <s3-url> [--lease-table T] [--json]
   walship lease create-table|show|release ... --table T
   walship demo [--seconds N]
@@ -27,8 +27,12 @@ Usage:
 
 <s3-url> is s3://bucket/prefix. The endpoint, region and credentials come from the standard AWS
 environment (AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...);
-decryption keys from WALSHIP_KEYS=id:base64[,id:base64...]. A replica copied to another prefix
-restores with keys when WALSHIP_ORIGINAL_PREFIX names the prefix it was written under.
+decryption keys from WALSHIP_KEYS=id:base64[,id:base64...]. --lease-table (or WALSHIP_LEASE_TABLE)
+names the writer's DynamoDB lease table (endpoint from AWS_ENDPOINT_URL_DYNAMODB): restore, verify
+and status then refuse a bucket behind the durable high-water mark its item records
+(ERR_REPLICA_BEHIND: the newest objects were deleted). Without it such a rollback cannot be seen.
+A replica copied to another prefix restores with keys when WALSHIP_ORIGINAL_PREFIX names the
+prefix it was written under.
 
 Exit codes: 0 ok, 1 verification failed or data error, 2 usage or configuration error,
 3 storage or DynamoDB unreachable, or access denied.`,
@@ -47,6 +51,8 @@ Options:
   --mode OCTAL      permission bits of the restored file (default 600: owner only; e.g. 640),
                     set whatever the umask
   --concurrency N   objects downloaded in parallel (default 8)
+  --lease-table T   the writer's lease table (or WALSHIP_LEASE_TABLE): ERR_REPLICA_BEHIND when the
+                    bucket does not reach the durable high-water mark its item records
   --json            print the result as JSON on stdout
   -h, --help        this help
 
@@ -55,16 +61,19 @@ Progress goes to stderr; the result to stdout.`,
 
 Lists the replica: generations, their epochs (writer host and pid), snapshots and segments with
 txid ranges, commit times and sizes, and the txid and time range each generation can restore.`,
-  verify: `walship verify <s3-url> [--txid N | --timestamp ISO] [--json]
+  verify: `walship verify <s3-url> [--txid N | --timestamp ISO] [--lease-table T] [--json]
 
 Restores into a temporary file and runs every check (chain, fencing, object checksums and
 decryption, per-transaction checksums, final checksum, PRAGMA integrity_check), prints a summary
-and removes the file. Exit code 0 when every check passes, 1 when one fails.`,
+and removes the file. Exit code 0 when every check passes, 1 when one fails. With --lease-table
+(or WALSHIP_LEASE_TABLE), also that the bucket reaches the durable high-water mark (ERR_REPLICA_BEHIND).`,
   status: `walship status <s3-url> [--lease-table T] [--json]
 
 The replica's durable txid, newest object and its age, the time since the last durable commit
 (a lag estimate while the writer is active), the writer's epoch and host from its epoch marker, and
-the lease holder, epoch and last renewal when --lease-table (or WALSHIP_LEASE_TABLE) names the table.`,
+the lease holder, epoch and last renewal when --lease-table (or WALSHIP_LEASE_TABLE) names the table,
+and then the durable high-water mark: exit code 1 with problem ERR_REPLICA_BEHIND when the bucket's
+latest state is behind it (the newest objects were deleted).`,
   demo: `walship demo [--seconds N] [--keep]
 
 The quick-start job: starts a local S3 server (s3rver) and DynamoDB (dynalite) on loopback, writes
@@ -87,6 +96,13 @@ AWS_ENDPOINT_URL_DYNAMODB, ...). The lease key of a database is its s3-url.`,
 
 const COMMON = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
 const TARGET = { txid: { type: 'string' }, timestamp: { type: 'string' }, generation: { type: 'string' }, concurrency: { type: 'string' } } as const;
+const LEASE = { 'lease-table': { type: 'string' } } as const;
+
+/** The lease table to check the high-water mark against: --lease-table, else WALSHIP_LEASE_TABLE. */
+function leaseFrom(values: { 'lease-table'?: string | undefined }, env: NodeJS.ProcessEnv, url: string | undefined): Pick<ReplicaSource, 'lease'> {
+  const table = values['lease-table'] ?? env['WALSHIP_LEASE_TABLE'];
+  return table ? { lease: { table, key: leaseKey(url) } } : {};
+}
 
 /** `s3://bucket/prefix` as a replica source; the AWS SDK takes endpoint and credentials from the environment. */
 export function parseS3Url(url: string | undefined): { bucket: string; prefix: string } {
@@ -243,7 +259,7 @@ function json(io: CliIo, value: unknown): void {
 }
 
 async function cmdRestore(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, overwrite: { type: 'boolean' }, mode: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, ...LEASE, overwrite: { type: 'boolean' }, mode: { type: 'string' } } });
   if (values.help) return help(io, 'restore');
   if (positionals.length !== 2) throw new UsageError('restore takes <s3-url> <path>');
   const mode = fileMode(values.mode);
@@ -251,6 +267,7 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
   try {
     const result = await restore({
       ...sourceFrom(positionals[0], io.env),
+      ...leaseFrom(values, io.env, positionals[0]),
       path: positionals[1] as string,
       ...target(values),
       overwrite: values.overwrite ?? false,
@@ -272,11 +289,11 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
 }
 
 async function cmdVerify(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, ...LEASE } });
   if (values.help) return help(io, 'verify');
   if (positionals.length !== 1) throw new UsageError('verify takes <s3-url>');
   const progress = new ProgressLine(io.stderr);
-  const r = await verify({ ...sourceFrom(positionals[0], io.env), ...target(values), onProgress: progress.update });
+  const r = await verify({ ...sourceFrom(positionals[0], io.env), ...leaseFrom(values, io.env, positionals[0]), ...target(values), onProgress: progress.update });
   progress.end();
   if (values.json) json(io, r);
   else if (r.ok && r.result) {
@@ -286,6 +303,9 @@ async function cmdVerify(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(`verify FAILED: ${r.error?.code}\n  ${r.error?.message}\n`);
   }
   if (r.ok) return EXIT.ok;
+  // The lease table (--lease-table) is read by verify too: its failures keep the codes main() gives them.
+  if (r.error?.code === 'ERR_LEASE_UNAVAILABLE' || r.error?.code === 'ERR_LEASE_THROTTLED') return EXIT.storage;
+  if (r.error?.code === 'ERR_LEASE_TABLE_MISSING' || r.error?.code === 'ERR_LEASE_TABLE_SCHEMA') return EXIT.usage;
   return STORAGE_UNREACHABLE_CODES.has(r.error?.code ?? '') ? EXIT.storage : isConfigCode(r.error?.code) ? EXIT.usage : EXIT.failed;
 }
 
@@ -337,7 +357,9 @@ export interface StatusReport {
   lagEstimateMs: number | null;
   newestObject: { key: string; lastModified: string; ageMs: number } | null;
   writer: { epoch: number; startTxid: number; host: string | null; pid: number | null; since: string | null } | null;
-  problem: { code: string; message: string } | null;
+  /** The durable high-water mark of the lease item (with a lease table), else null. */
+  highWaterMark: { generation: string; txid: number } | null;
+  problem: { code: string; message: string; details?: Record<string, unknown> } | null;
 }
 
 export function statusOf(d: ReplicaDescription): StatusReport {
@@ -351,15 +373,16 @@ export function statusOf(d: ReplicaDescription): StatusReport {
     lagEstimateMs: d.latest ? Math.max(0, Date.now() - d.latest.timestamp) : null,
     newestObject: d.newest,
     writer: e ? { epoch: e.epoch, startTxid: e.startTxid, host: e.writer?.host ?? null, pid: e.writer?.pid ?? null, since: e.createdAt ?? null } : null,
-    problem: d.generations.at(-1)?.problem ?? null,
+    highWaterMark: d.highWaterMark ? { generation: d.highWaterMark.generation, txid: d.highWaterMark.txid } : null,
+    problem: d.behind ?? d.generations.at(-1)?.problem ?? null,
   };
 }
 
 async function cmdStatus(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, 'lease-table': { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...LEASE } });
   if (values.help) return help(io, 'status');
   if (positionals.length !== 1) throw new UsageError('status takes <s3-url>');
-  const s = statusOf(await describeReplica(sourceFrom(positionals[0], io.env)));
+  const s = statusOf(await describeReplica({ ...sourceFrom(positionals[0], io.env), ...leaseFrom(values, io.env, positionals[0]) }));
   const table = values['lease-table'] ?? io.env.WALSHIP_LEASE_TABLE;
   const lease = table ? await readLease({ table, key: leaseKey(positionals[0]!) }) : null;
   const leaseText = !table
@@ -377,6 +400,7 @@ async function cmdStatus(args: string[], io: CliIo): Promise<number> {
         `newest object  ${s.newestObject ? `${s.newestObject.key} (${formatAge(s.newestObject.ageMs)} ago)` : '-'}`,
         `writer         ${s.writer ? `epoch ${s.writer.epoch} from txid ${s.writer.startTxid}${s.writer.host ? `, host ${s.writer.host}` : ''}${s.writer.pid !== null ? ` pid ${s.writer.pid}` : ''}${s.writer.since ? `, since ${s.writer.since}` : ''}` : '-'}`,
         `lease          ${leaseText}`,
+        ...(table ? [`high-water     ${s.highWaterMark ? `txid ${s.highWaterMark.txid} of generation ${s.highWaterMark.generation} (recorded by the writer on its lease item)` : 'none recorded'}`] : []),
         ...(s.problem ? [`problem        ${s.problem.code}: ${s.problem.message}`] : []),
       ].join('\n') + '\n',
     );
@@ -385,7 +409,7 @@ async function cmdStatus(args: string[], io: CliIo): Promise<number> {
 }
 
 /** The lease key of a database: its canonical s3 URL, as openReplicated uses it. */
-function leaseKey(url: string): string {
+function leaseKey(url: string | undefined): string {
   const { bucket, prefix } = parseS3Url(url);
   return `s3://${bucket}/${prefix}`;
 }

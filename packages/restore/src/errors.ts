@@ -25,6 +25,7 @@ export type RestoreErrorCode =
   | 'ERR_TARGET_EXISTS'
   | 'ERR_TARGET_LOCKED'
   | 'ERR_VERIFY_FAILED'
+  | 'ERR_REPLICA_BEHIND'
   | 'ERR_ABORTED';
 
 export function restoreError(code: RestoreErrorCode, message: string, details: Record<string, unknown> = {}, cause?: unknown): WalshipError {

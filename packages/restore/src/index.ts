@@ -3,6 +3,7 @@ export type { PlanOptions, PlannedObject, RestorePlan } from './plan.js';
 export { acceptable, scanReplica } from './replica.js';
 export type { ReplicaCatalog, GenerationEntry, ObjectEntry, EpochInfo, DatabaseManifest } from './replica.js';
 export type { ReplicaSource } from './options.js';
+export type { ReplicaLease, HighWaterMark } from './mark.js';
 export type { RestoreErrorCode } from './errors.js';
 export { restore } from './restore.js';
 export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePhase } from './restore.js';

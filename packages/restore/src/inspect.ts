@@ -2,6 +2,7 @@ import type { ObjectHeader } from '@walship/format';
 import { checkInteger, resolveSource, validateSource, bad, type ReplicaSource } from './options.js';
 import { planFromCatalog, type RestorePlan } from './plan.js';
 import { HeaderReader, acceptable, mapLimit, scanReplica, type EpochInfo, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
+import { isBehind, readMark, replicaBehind, type HighWaterMark } from './mark.js';
 
 export interface DescribeOptions extends ReplicaSource {
   /** Parallel header reads (default 8). */
@@ -53,6 +54,10 @@ export interface ReplicaDescription {
   newest: { key: string; lastModified: string; ageMs: number } | null;
   /** The latest restorable state: what `walship restore` without a target produces. */
   latest: { generation: string; txid: number; timestamp: number; checksum: string } | null;
+  /** With the `lease` option: the durable high-water mark its item records (null without one). */
+  highWaterMark: HighWaterMark | null;
+  /** ERR_REPLICA_BEHIND when `latest` does not reach the mark (objects were deleted), else null. */
+  behind: { code: 'ERR_REPLICA_BEHIND'; message: string; details: Record<string, unknown> } | null;
 }
 
 function errorInfo(e: unknown): { code: string; message: string } {
@@ -72,6 +77,7 @@ export async function describeReplica(options: DescribeOptions): Promise<Replica
   const concurrency = options.concurrency ?? 8;
   const signal = options.signal;
   try {
+    const mark = await readMark(options);
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
     const headers = new HeaderReader(source.storage, catalog.manifest, signal);
     const all = catalog.generations.flatMap((g) => [...g.snapshots, ...g.segments]);
@@ -130,7 +136,13 @@ export async function describeReplica(options: DescribeOptions): Promise<Replica
         problem,
       });
     }
-    return summarize(catalog, generations, latest, all);
+    const found = latest ? { generation: latest.generation, txid: latest.txid } : null;
+    const behind = mark && isBehind(mark, found) ? replicaBehind(catalog.location, mark, found) : null;
+    return {
+      ...summarize(catalog, generations, latest, all),
+      highWaterMark: mark,
+      behind: behind ? { code: 'ERR_REPLICA_BEHIND', message: behind.message, details: { ...behind.details } } : null,
+    };
   } finally {
     source.close();
   }
@@ -157,7 +169,12 @@ function describeObject(g: GenerationEntry, entry: ObjectEntry, read: { header: 
   };
 }
 
-function summarize(catalog: ReplicaCatalog, generations: GenerationDescription[], latest: ReplicaDescription['latest'], all: ObjectEntry[]): ReplicaDescription {
+function summarize(
+  catalog: ReplicaCatalog,
+  generations: GenerationDescription[],
+  latest: ReplicaDescription['latest'],
+  all: ObjectEntry[],
+): Omit<ReplicaDescription, 'highWaterMark' | 'behind'> {
   let newest: ObjectEntry | undefined;
   for (const e of all) if (e.lastModified && (!newest?.lastModified || e.lastModified > newest.lastModified)) newest = e;
   return {

@@ -1,6 +1,7 @@
 import { Keyring, isFormatError } from '@walship/format';
 import { createS3Storage, type ObjectStorage, type RequestEvent, type RetryOptions, type S3StorageOptions } from '@walship/storage';
 import { restoreError } from './errors.js';
+import { validateLeaseOption, type ReplicaLease } from './mark.js';
 
 /** Where the replica is: an S3 location (as openReplicated takes it) or any ObjectStorage plus the database prefix. */
 export interface ReplicaSource {
@@ -27,6 +28,11 @@ export interface ReplicaSource {
    * marker MACs bind the prefix (so a manifest copied from another database's prefix is refused).
    */
   originalPrefix?: string;
+  /**
+   * The writer's DynamoDB lease table: its item records the durable high-water mark, and a bucket
+   * behind it (newest objects deleted) is ERR_REPLICA_BEHIND. Without it such a rollback cannot be seen.
+   */
+  lease?: ReplicaLease;
 }
 
 export interface ResolvedSource {
@@ -76,6 +82,7 @@ export function validateSource(o: ReplicaSource): void {
   if (o.keys !== undefined && !(o.keys instanceof Keyring) && !Array.isArray(o.keys)) bad('keys', 'must be an array of { id, key } or a Keyring', typeof o.keys);
   if (o.onRequest !== undefined && typeof o.onRequest !== 'function') bad('onRequest', 'must be a function', typeof o.onRequest);
   if (o.originalPrefix !== undefined) checkPrefix('originalPrefix', o.originalPrefix);
+  validateLeaseOption(o);
 }
 
 function checkPrefix(option: string, prefix: unknown): void {

@@ -6,8 +6,9 @@ import { PageFile, fetchSegment, hashFile, hex64, integrityCheck, writeSnapshot,
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
-import { scanReplica } from './replica.js';
+import { HeaderReader, scanReplica, type ReplicaCatalog } from './replica.js';
 import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch, scratchName } from './scratch.js';
+import { bucketTip, isBehind, readMark, replicaBehind, type HighWaterMark } from './mark.js';
 
 export type RestorePhase = 'plan' | 'download' | 'verify' | 'rename' | 'done';
 
@@ -49,6 +50,8 @@ export interface RestoreResult {
   checksum: string;
   pageSize: number;
   commitSize: number;
+  /** The mark the lease item records (with the `lease` option), which the bucket was checked to reach; else null. */
+  highWaterMark: HighWaterMark | null;
 }
 
 function validateRestoreOptions(o: RestoreOptions): ReturnType<typeof validatePlanOptions> {
@@ -298,6 +301,18 @@ function writeRestoredNote(path: string, note: RestoredNote, mode: number): void
 }
 
 /**
+ * ERR_REPLICA_BEHIND unless the bucket reaches the lease item's mark. A latest restore is held to
+ * what it would build; a restore to an explicit point (txid, time or generation) may be older than
+ * the mark, as long as the bucket still reaches it (judged from the listing and object headers).
+ */
+async function checkMark(mark: HighWaterMark, on: { catalog: ReplicaCatalog; plan: RestorePlan; latest: boolean; headers: HeaderReader }): Promise<void> {
+  const planned = { generation: on.plan.generation, txid: on.plan.txid };
+  if (!isBehind(mark, planned)) return;
+  const found = on.latest ? planned : await bucketTip(on.catalog, on.headers);
+  if (isBehind(mark, found)) throw replicaBehind(on.catalog.location, mark, found);
+}
+
+/**
  * Restores a database from its replica: validates the options, plans (see plan()), downloads and
  * verifies every object, builds the file beside the target, checks it, and renames it into place.
  * The target is never half-written: on any error it is untouched and the scratch file removed.
@@ -317,8 +332,13 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   let tmp: string | null = null;
   try {
     progress?.({ phase: 'plan', objectsDone: 0, objectsTotal: 0, bytesDone: 0, bytesTotal: 0, txid: 0, targetTxid: 0 });
+    const mark = await readMark(options);
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
-    const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal });
+    const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal }).catch((e: unknown) => {
+      // Nothing restorable at all, while the lease item says something was durable: everything was deleted.
+      throw mark && options.generation === undefined && (e as { code?: string }).code === 'ERR_NO_REPLICA' ? replicaBehind(catalog.location, mark, null, e) : e;
+    });
+    if (mark) await checkMark(mark, { catalog, plan: p, latest: stop.kind === 'latest' && options.generation === undefined, headers: new HeaderReader(source.storage, catalog.manifest, signal) });
     mkdirSync(dirname(path), { recursive: true });
     tmp = scratchPath(path, 'restore');
     const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, mode, signal, onProgress: progress });
@@ -340,6 +360,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       checksum: p.checksum.toString(16).padStart(16, '0'),
       pageSize: p.pageSize,
       commitSize: p.commitSize,
+      highWaterMark: mark,
     };
   } catch (e) {
     // Whatever an abort interrupted (a request, a decode), the caller asked for it: say so.

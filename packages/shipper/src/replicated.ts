@@ -7,6 +7,7 @@ import { fileChecksumIfWalEmpty } from './local.js';
 import { createDynamoLease, type Lease } from '@walship/lease';
 import { resolveOptions, type ReplicatedOptions } from './options.js';
 import { readLineage } from './lineage.js';
+import { behindMark, replicaBehindError } from './continuity.js';
 import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
 import { Shipper, type FlushOptions, type ReplicationStatus } from './shipper.js';
@@ -104,6 +105,14 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
       { details: { leaseEpoch: grant.epoch, replicaEpoch: lineage.maxEpoch } },
     );
   }
+  // The lease item's high-water mark says what was durable; a store that no longer reaches it lost
+  // objects, and continuing it would reuse the txids of transactions that were acknowledged.
+  const found = lineage.generation && lineage.tip ? { generation: lineage.generation, txid: lineage.tip.txid } : null;
+  const behind = lease && grant && behindMark(grant.durable, found) ? replicaBehindError({ location, table: lease.table, key: lease.key }, grant.durable!, found) : null;
+  if (behind && !o.allowRollback) {
+    await releaseOnFailure();
+    throw behind;
+  }
   let shipper: Shipper | null = null;
   metrics = new ShipperMetrics(location, {
     committedTxid: () => shipper?.committedTxid ?? 0,
@@ -119,7 +128,17 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     },
     epoch: () => shipper?.epoch ?? 0,
   });
-  shipper = new Shipper({ path: abs, options: o, storage, keyring, log, metrics, lease, requestTimeoutMs: leaseAwareRetry(options).requestTimeoutMs ?? 30_000 });
+  shipper = new Shipper({
+    path: abs,
+    options: o,
+    storage,
+    keyring,
+    log,
+    metrics,
+    lease,
+    requestTimeoutMs: leaseAwareRetry(options).requestTimeoutMs ?? 30_000,
+    ...(behind ? { forceGeneration: `the replica is behind the lease's high-water mark (txid ${grant!.durable!.txid} of generation ${grant!.durable!.generation}) (allowRollback)` } : {}),
+  });
   const s = shipper;
   let db: WalshipDatabase;
   let baseTxid: number | undefined;

@@ -16,6 +16,7 @@ import { hashPages } from './local.js';
 import { readSpool, removeSpool, writeSpool } from './spool.js';
 import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
 import { Maintenance } from './maintenance.js';
+import { divergedError } from './continuity.js';
 
 export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
@@ -78,6 +79,8 @@ export interface ShipperContext {
   keyring: Keyring | undefined;
   log: Logger;
   metrics: ShipperMetrics;
+  /** Set when the store is behind the lease's high-water mark and allowRollback is on: never continue it. */
+  forceGeneration?: string;
 }
 
 /**
@@ -222,7 +225,9 @@ export class Shipper {
     }
     at.set(db.txid, this.hashes.value);
     this.committedTxid = db.txid;
-    if (tip && lineage.generation) {
+    if (this.ctx.forceGeneration && tip && lineage.generation) {
+      this.needGeneration = { reason: this.ctx.forceGeneration, parent: { generation: lineage.generation, txid: tip.txid } };
+    } else if (tip && lineage.generation) {
       if (db.txid < tip.txid && !this.ctx.options.allowRollback) {
         throw new WalshipError(
           'ERR_DURABLE_AHEAD',
@@ -233,7 +238,7 @@ export class Shipper {
       if (db.txid < tip.txid) {
         this.needGeneration = { reason: `rolled back: the local database is at txid ${db.txid}, the replica at ${tip.txid} (allowRollback)`, parent: { generation: lineage.generation, txid: db.txid } };
       } else if (lineage.pageSize !== null && lineage.pageSize !== pageSize) {
-        this.needGeneration = { reason: `page size changed from ${lineage.pageSize} to ${pageSize}`, parent: { generation: lineage.generation, txid: tip.txid } };
+        this.needGeneration = this.diverged(`page size changed from ${lineage.pageSize} to ${pageSize}`, { generation: lineage.generation, ...tip }, at.get(tip.txid));
       } else if (at.get(tip.txid) === tip.checksum) {
         continueAt = tip.txid;
       } else if (tip.txid === markerTxid - 1 && db.recovery.marker?.note === checkpointNote(tip.checksum)) {
@@ -261,7 +266,7 @@ export class Shipper {
         this.spoolMax = spool.maxTxid;
       } else {
         const why = at.has(tip.txid) ? 'the local database differs from the replica at its last txid' : `the local database was checkpointed past the replica's last txid ${tip.txid}`;
-        this.needGeneration = { reason: why, parent: { generation: lineage.generation, txid: tip.txid } };
+        this.needGeneration = this.diverged(why, { generation: lineage.generation, ...tip }, at.get(tip.txid));
       }
     } else {
       this.needGeneration = { reason: lineage.databaseId ? 'no restorable generation in the replica' : 'new replica', parent: null };
@@ -280,6 +285,7 @@ export class Shipper {
       this.durableChecksum = tip!.checksum;
       this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
       this.raw.acknowledge(Math.max(continueAt, this.spoolMax ?? 0));
+      this.ctx.lease?.recordDurable({ generation: this.generation!, txid: continueAt });
       this.ctx.log.info('continuing the replica', { generation: this.generation, txid: continueAt, epoch: this.epoch });
     } else {
       this.ctx.log.warn('starting a new generation', { reason: this.needGeneration!.reason, parent: this.needGeneration!.parent });
@@ -293,6 +299,18 @@ export class Shipper {
     this.state = 'running';
     this.maintenance = new Maintenance({ ...this.ctx, shipper: this });
     this.schedule(true);
+  }
+
+  /**
+   * The local file cannot be proven to continue the replica: a new generation from it would make it
+   * the latest state and bury the replica's tip (another writer's flushed transactions), so only
+   * with allowRollback.
+   */
+  private diverged(reason: string, tip: { generation: string; txid: number; checksum: bigint; key: string }, localAtTip: bigint | undefined): NewGeneration {
+    if (!this.ctx.options.allowRollback) {
+      throw divergedError({ location: this.location, path: this.ctx.path, reason, localTxid: this.db.txid, localChecksum: this.hashes!.value, localChecksumAtTip: localAtTip, tip });
+    }
+    return { reason: `${reason} (allowRollback)`, parent: { generation: tip.generation, txid: tip.txid } };
   }
 
   /** Resolves once every transaction committed before the call is durable, or rejects at the deadline or abort. */
@@ -553,6 +571,8 @@ export class Shipper {
     this.ctx.metrics.shipped.inc(done.length);
     this.durableTxid = Math.max(this.durableTxid, txid);
     this.durableChecksum = checksum;
+    // Written by the next lease renewal or the release: no request on the commit path.
+    this.ctx.lease?.recordDurable({ generation: this.generation!, txid: this.durableTxid });
     for (const k of this.cutBefore) if (k <= this.durableTxid) this.cutBefore.delete(k);
     this.raw.acknowledge(this.durableTxid);
     if (this.spoolMax !== null && this.durableTxid >= this.spoolMax) {
