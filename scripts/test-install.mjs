@@ -4,10 +4,12 @@
 // port, `npm install @walship/shipper @walship/restore` by name into a fresh project outside the
 // workspace, and run the examples there against an s3rver started by the test harness:
 // examples/node-http on Node, the `walship` CLI restore, examples/container-entrypoint, and
-// examples/deno-serve on Deno 2 (npm package deno@2).
+// examples/deno-serve on Deno 2 (npm package deno@2); then Deno with npm: specifiers (no
+// node_modules) and `pnpm add` in a second fresh project.
 //
 //   node scripts/test-install.mjs            # what CI's `packages` lane runs
 //   node scripts/test-install.mjs --keep     # leave the temp dir (project, registry, logs) behind
+//   WALSHIP_VERDACCIO_SPEC=verdaccio@x.y.z, WALSHIP_DENO_SPEC=2.x   # other versions
 //
 // Verdaccio serves @walship/* only from what this script publishes; every other package comes
 // through its uplink, which is the registry npm is configured with on this machine
@@ -49,6 +51,16 @@ function run(cmd, args, opts = {}) {
   if (r.error) fatal(`cannot run ${cmd}: ${r.error.message}`);
   return r;
 }
+function runAsync(cmd, args, opts) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    let output = '';
+    child.stdout.on('data', (d) => (output += d));
+    child.stderr.on('data', (d) => (output += d));
+    child.on('error', (e) => resolve({ status: null, output: `${output}cannot run ${cmd}: ${e.message}` }));
+    child.on('close', (status) => resolve({ status, output }));
+  });
+}
 function runOk(what, cmd, args, opts) {
   const r = run(cmd, args, opts);
   if (r.status !== 0) fatal(`${what} failed (exit ${r.status}): ${cmd} ${args.join(' ')}\n${r.stderr}${r.stdout}`);
@@ -66,6 +78,27 @@ try {
 } finally {
   db.close();
 }
+`;
+
+// Deno with npm: specifiers, no package.json, no node_modules: writes one note and closes.
+const DENO_NPM = `import { openReplicated } from 'npm:@walship/shipper@__VERSION__';
+const url = new URL(Deno.env.get('WALSHIP_S3_URL')!);
+const db = await openReplicated(Deno.env.get('DB_PATH')!, {
+  s3: { bucket: url.hostname, prefix: url.pathname.slice(1), endpoint: Deno.env.get('AWS_ENDPOINT_URL_S3'), region: Deno.env.get('AWS_REGION') },
+  lease: false,
+  logLevel: 'warn',
+});
+db.exec('CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL, created_at TEXT NOT NULL)');
+db.prepare('INSERT INTO notes(body, created_at) VALUES (?, ?)').run(Deno.args[0], new Date().toISOString());
+await db.close();
+`;
+
+// @walship/vfs as @walship/restore resolves it (pnpm's strict node_modules has no top-level link).
+const PNPM_VFS = `import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+const restore = createRequire(import.meta.url).resolve('@walship/restore');
+const vfs = createRequire(restore).resolve('@walship/vfs');
+export const { openDatabase } = await import(pathToFileURL(vfs).href);
 `;
 
 const tmp = realpathSync(mkdtempSync(join(tmpdir(), 'walship-install-')));
@@ -114,10 +147,10 @@ async function main() {
   const npmrc = join(tmp, 'publish.npmrc');
   const hostPath = registry.replace(/^http:/, '');
   writeFileSync(npmrc, `registry=${registry}\n${hostPath}:_authToken=${token}\n`);
-  for (const t of tarballs) {
-    const r = run(npm, ['publish', t.file, '--userconfig', npmrc, '--registry', registry, '--access', 'public', '--provenance=false'], { cwd: tmp, env: cleanEnv() });
-    check(r.status === 0, `npm publish ${t.name}`, r.stderr + r.stdout);
-  }
+  const published = await Promise.all(
+    tarballs.map((t) => runAsync(npm, ['publish', t.file, '--userconfig', npmrc, '--registry', registry, '--access', 'public', '--provenance=false'], { cwd: tmp, env: cleanEnv() })),
+  );
+  tarballs.forEach((t, i) => check(published[i].status === 0, `npm publish ${t.name}`, published[i].output));
 
   // 3. A fresh project outside the workspace, installed by name.
   const project = join(tmp, 'project');
@@ -155,6 +188,7 @@ async function main() {
   const restored = join(project, 'restored', 'cli.db');
   const cli = run(join(project, 'node_modules', '.bin', 'walship'), ['restore', nodeUrl, restored], { cwd: project, env: env({}) });
   check(cli.status === 0, `npx walship restore ${nodeUrl} restored/cli.db exits 0`, cli.stderr + cli.stdout);
+  check(!/NodeVersionSupportWarning|\(node:\d+\)/.test(cli.stderr), 'the CLI prints no process warning (the AWS SDK end-of-support warning is hidden)', cli.stderr);
   if (note) checkNote(project, restored, note, env({}));
 
   step('examples/container-entrypoint: restore on boot, then the app');
@@ -201,6 +235,54 @@ async function main() {
     const r = run(join(project, 'node_modules', '.bin', 'walship'), ['restore', denoUrl, denoRestored], { cwd: project, env: env({}) });
     check(r.status === 0, `walship restore ${denoUrl} (written from Deno) exits 0`, r.stderr + r.stdout);
     checkNote(project, denoRestored, denoNote, env({}));
+  }
+
+  step(`Deno with npm: specifiers (no node_modules; DENO_DIR and the npm registry are throwaway)`);
+  const bare = join(tmp, 'deno-npm');
+  mkdirSync(join(bare, 'data'), { recursive: true });
+  writeFileSync(join(bare, 'write.ts'), DENO_NPM.replace('__VERSION__', publicPackages.find((p) => p.name === '@walship/shipper').version));
+  const denoCache = join(tmp, 'deno-dir');
+  const npmUrl = `s3://${s3.bucket}/examples/deno-npm`;
+  const body = `hello from npm: specifiers ${Date.now()}`;
+  const w = run(
+    deno,
+    [
+      'run',
+      '--no-prompt',
+      '--no-lock',
+      '--no-config',
+      // Deno refuses npm versions published in the last 24 hours by default; these were just now.
+      '--minimum-dependency-age=0',
+      '--allow-env',
+      '--allow-sys=hostname,osRelease',
+      `--allow-net=127.0.0.1:${s3Port}`,
+      `--allow-read=${bare},${denoCache}`,
+      `--allow-write=${join(bare, 'data')}`,
+      'write.ts',
+      body,
+    ],
+    { cwd: bare, env: env({ WALSHIP_S3_URL: npmUrl, DB_PATH: join(bare, 'data', 'notes.db'), DENO_DIR: denoCache, NPM_CONFIG_REGISTRY: registry, NO_COLOR: '1' }) },
+  );
+  if (check(w.status === 0, 'deno run with npm:@walship/shipper@<version> writes a note and closes', w.stderr + w.stdout)) {
+    const npmRestored = join(project, 'restored', 'deno-npm.db');
+    const r = run(join(project, 'node_modules', '.bin', 'walship'), ['restore', npmUrl, npmRestored], { cwd: project, env: env({}) });
+    check(r.status === 0, `walship restore ${npmUrl} exits 0`, r.stderr + r.stdout);
+    checkNote(project, npmRestored, { id: 1, body }, env({}));
+  }
+
+  step(`pnpm add @walship/shipper @walship/restore (npx -y ${PNPM}, a second fresh project)`);
+  const pnpmProject = join(tmp, 'pnpm-project');
+  mkdirSync(pnpmProject);
+  writeFileSync(join(pnpmProject, 'package.json'), JSON.stringify({ name: 'walship-pnpm-check', private: true, type: 'module' }, null, 2));
+  const add = run(npx, ['-y', PNPM, 'add', '@walship/shipper', '@walship/restore', '--registry', registry], { cwd: pnpmProject, env: cleanEnv() });
+  if (check(add.status === 0, 'pnpm add @walship/shipper @walship/restore in a fresh project', add.stderr + add.stdout)) {
+    // pnpm links only direct dependencies at the top: read with @walship/restore's own vfs.
+    writeFileSync(join(pnpmProject, 'read-note.mjs'), READ_NOTE.replace("from '@walship/vfs'", "from './vfs.mjs'"));
+    writeFileSync(join(pnpmProject, 'vfs.mjs'), PNPM_VFS);
+    const pnpmRestored = join(pnpmProject, 'restored.db');
+    const r = run(join(pnpmProject, 'node_modules', '.bin', 'walship'), ['restore', nodeUrl, pnpmRestored], { cwd: pnpmProject, env: env({}) });
+    check(r.status === 0, `walship restore (installed by pnpm) ${nodeUrl} exits 0`, r.stderr + r.stdout);
+    if (note) checkNote(pnpmProject, pnpmRestored, note, env({}));
   }
 }
 
