@@ -105,6 +105,21 @@ const tmp = realpathSync(mkdtempSync(join(tmpdir(), 'walship-install-')));
 const children = new Set();
 let s3 = null;
 
+// A lane timeout (SIGTERM) or ^C must not leave verdaccio or an example running: they run in
+// process groups of their own.
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    for (const c of children) stopGroup(c);
+    console.error(`test-install: ${signal}: stopped ${children.size} child process group(s)`);
+    Promise.resolve(s3?.stop())
+      .catch(() => {})
+      .finally(() => {
+        if (!keep) rmSync(tmp, { recursive: true, force: true });
+        process.exit(1);
+      });
+  });
+}
+
 try {
   await main();
 } catch (e) {
