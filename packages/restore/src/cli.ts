@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { main } from './commands.js';
 
+hideSdkNodeSupportWarning();
+
 main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
   (code) => {
     process.exitCode = code;
@@ -10,3 +12,19 @@ main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, en
     process.exitCode = 1;
   },
 );
+
+/**
+ * The AWS SDK prints nine lines on Node 20 when it builds a client (its releases after January 2027
+ * need Node 22), through `process.emitWarning`: they break the progress line and say nothing an
+ * operator of this command can act on. This process is the CLI's own, so it drops that one warning;
+ * every other warning still prints. The library never does this (warnings belong to the application).
+ */
+function hideSdkNodeSupportWarning(): void {
+  const emit = process.emitWarning;
+  const filtered = function (this: NodeJS.Process, warning: string | Error, ...rest: unknown[]): void {
+    const text = typeof warning === 'string' ? warning : `${warning?.name}: ${warning?.message}`;
+    if (/^\s*(?:\S+: )?NodeVersionSupportWarning\b/.test(text)) return;
+    (emit as (...args: unknown[]) => void).call(this, warning, ...rest);
+  };
+  process.emitWarning = filtered as typeof process.emitWarning;
+}
