@@ -187,49 +187,53 @@ describe('attack 1: plaintext objects planted in an encrypted replica', () => {
     const followPath = join(mkdtempSync(join(dir, 'follow-')), 'replica.db');
     const errors: Coded[] = [];
     const follower = await follow({ ...source(server, victim), keys, path: followPath, intervalMs: 50, onError: (e: Error) => errors.push(e as Coded) });
-    const txid = p.txid + 1;
-    const now = Date.now();
-    // A page appended past the end: its hash can be XORed into the (readable) pre-apply checksum
-    // without knowing any page of the database, so the plant continues the chain (invariant C).
-    const page = new Uint8Array(p.pageSize).fill(0x41);
-    const pgno = p.commitSize + 1;
-    const one = new PageHashes(p.pageSize);
-    one.set(pgno, page);
-    const post = p.checksum ^ one.value;
-    const key = formatKeys(victim).segment({ generation: p.generation, level: 0, minTxid: txid, epoch: last.epoch });
-    await storage.put(
-      key,
-      encodeSegment(
-        {
-          kind: 'segment',
-          databaseId: (await getJson(`${victim}/database.json`))['databaseId'] as string,
-          generation: p.generation,
-          epoch: last.epoch,
-          level: 0,
-          minTxid: txid,
-          maxTxid: txid,
-          pageSize: p.pageSize,
-          commitSize: pgno,
-          firstTimestamp: now,
-          lastTimestamp: now,
-          preChecksum: p.checksum,
-          postChecksum: post,
-          transactionCount: 1,
-          pageCount: 1,
-        },
-        [{ txid, timestamp: now, commitSize: pgno, postChecksum: post, pages: [{ pgno, data: page }] }],
-      ),
-    );
-    const e = await expectRefused('plant-seg', victim, 'ERR_NOT_ENCRYPTED');
-    assert.equal(e.details?.['key'], key);
-    for (let i = 0; i < 200 && errors.length === 0; i++) await sleep(25);
-    const status = follower.status();
-    await follower.stop();
-    assert.ok(
-      errors.some((x) => x.code === 'ERR_NOT_ENCRYPTED') || status.lastError?.code === 'ERR_NOT_ENCRYPTED',
-      `the follower refuses the plant: ${JSON.stringify(errors.map((x) => x.code))} ${JSON.stringify(status.lastError)}`,
-    );
-    assert.ok(status.txid < txid, `the follower never applied txid ${txid}`);
+    try {
+      const txid = p.txid + 1;
+      const now = Date.now();
+      // A page appended past the end: its hash can be XORed into the (readable) pre-apply checksum
+      // without knowing any page of the database, so the plant continues the chain (invariant C).
+      const page = new Uint8Array(p.pageSize).fill(0x41);
+      const pgno = p.commitSize + 1;
+      const one = new PageHashes(p.pageSize);
+      one.set(pgno, page);
+      const post = p.checksum ^ one.value;
+      const key = formatKeys(victim).segment({ generation: p.generation, level: 0, minTxid: txid, epoch: last.epoch });
+      await storage.put(
+        key,
+        encodeSegment(
+          {
+            kind: 'segment',
+            databaseId: (await getJson(`${victim}/database.json`))['databaseId'] as string,
+            generation: p.generation,
+            epoch: last.epoch,
+            level: 0,
+            minTxid: txid,
+            maxTxid: txid,
+            pageSize: p.pageSize,
+            commitSize: pgno,
+            firstTimestamp: now,
+            lastTimestamp: now,
+            preChecksum: p.checksum,
+            postChecksum: post,
+            transactionCount: 1,
+            pageCount: 1,
+          },
+          [{ txid, timestamp: now, commitSize: pgno, postChecksum: post, pages: [{ pgno, data: page }] }],
+        ),
+      );
+      const e = await expectRefused('plant-seg', victim, 'ERR_NOT_ENCRYPTED');
+      assert.equal(e.details?.['key'], key);
+      for (let i = 0; i < 200 && errors.length === 0; i++) await sleep(25);
+      const status = follower.status();
+      assert.ok(
+        errors.some((x) => x.code === 'ERR_NOT_ENCRYPTED') || status.lastError?.code === 'ERR_NOT_ENCRYPTED',
+        `the follower refuses the plant: ${JSON.stringify(errors.map((x) => x.code))} ${JSON.stringify(status.lastError)}`,
+      );
+      assert.ok(status.txid < txid, `the follower never applied txid ${txid}`);
+    } finally {
+      // Stopped whatever happens: a follower left polling would keep the test process alive.
+      await follower.stop();
+    }
     // The writer's own state restores exactly at the last real txid.
     const path = join(dir, 'plant-seg-real.db');
     const r = await restore({ ...source(server, victim), keys, path, txid: p.txid });
