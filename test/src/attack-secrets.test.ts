@@ -165,6 +165,15 @@ describe('Keyring and option errors: no key or credential in messages, details, 
     assert.equal((e as { code?: string } | null)?.code, 'ERR_STORAGE_UNAVAILABLE');
     assert.match((e as Error).message, /127\.0\.0\.1:9/, 'the message still says which endpoint');
     assertNoSecret(`${(e as Error).message}\n${(e as Error).stack}\n${everything(e)}`, [ENDPOINT_SECRET], 'storage error');
+    // An endpoint that does not parse: the SDK's TypeError keeps it (input) unless walship drops it.
+    const unparsable = createS3Storage({ bucket: 'walship-test', prefix: 'p', endpoint: `http://walship:${ENDPOINT_SECRET}@[bad`, region: 'us-east-1', credentials, retry: { attempts: 1 } });
+    const invalid = await unparsable.check().then(
+      () => null,
+      (err: unknown) => err,
+    );
+    unparsable.destroy();
+    assert.equal((invalid as { code?: string } | null)?.code, 'ERR_STORAGE_INVALID_REQUEST');
+    assertNoSecret(everything(invalid), [ENDPOINT_SECRET], 'storage error for an endpoint that does not parse');
   });
 });
 

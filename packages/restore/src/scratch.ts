@@ -56,15 +56,21 @@ function removeDead(dir: string, pattern: RegExp, recursive: boolean): string[] 
   try {
     names = readdirSync(dir);
   } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') return [];
+    // No directory yet (restore creates it), or not a directory (the restore reports that itself).
+    if (['ENOENT', 'ENOTDIR'].includes((e as { code?: string }).code ?? '')) return [];
     throw e;
   }
   const removed: string[] = [];
   for (const name of names) {
     const m = pattern.exec(name);
     if (!m || alive(Number(m[1]))) continue;
-    rmSync(join(dir, name), { force: true, recursive });
-    removed.push(name);
+    try {
+      rmSync(join(dir, name), { force: true, recursive });
+      removed.push(name);
+    } catch (e) {
+      // Another user's leftovers in a shared directory (the temp dir's sticky bit): not ours to remove.
+      if (!['EACCES', 'EPERM'].includes((e as { code?: string }).code ?? '')) throw e;
+    }
   }
   return removed;
 }

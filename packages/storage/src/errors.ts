@@ -46,12 +46,15 @@ export class StorageError extends Error {
  * request id, and its own cause the same way. Not the SDK object itself: its `$response` reaches
  * the request with the signed Authorization header (Credential=<access key id>, Signature=...),
  * and an error body may carry AWSAccessKeyId or StringToSign; an application that logs an error
- * with its causes would ship those. Other causes are kept as they are.
+ * with its causes would ship those. The same for Node's invalid-URL error (its `input`). Other
+ * causes are kept as they are.
  */
 export function safeCause(e: unknown, depth = 0): unknown {
   if (typeof e !== 'object' || e === null || depth > 4) return e;
   const s = e as { name?: unknown; message?: unknown; code?: unknown; Code?: unknown; stack?: unknown; cause?: unknown; $metadata?: unknown; $response?: unknown; $fault?: unknown };
-  if (s.$response === undefined && s.$metadata === undefined && s.$fault === undefined) return e;
+  // Node's invalid-URL error keeps the URL as given, user:password@ included, in `input`.
+  const invalidUrl = s.code === 'ERR_INVALID_URL';
+  if (s.$response === undefined && s.$metadata === undefined && s.$fault === undefined && !invalidUrl) return e;
   const copy = new Error(typeof s.message === 'string' ? s.message : '', s.cause === undefined ? undefined : { cause: safeCause(s.cause, depth + 1) });
   copy.name = typeof s.name === 'string' ? s.name : 'Error';
   if (typeof s.stack === 'string') copy.stack = s.stack;
