@@ -334,11 +334,14 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     progress?.({ phase: 'plan', objectsDone: 0, objectsTotal: 0, bytesDone: 0, bytesTotal: 0, txid: 0, targetTxid: 0 });
     const mark = await readMark(options);
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
-    const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal }).catch((e: unknown) => {
-      // Nothing restorable at all, while the lease item says something was durable: everything was deleted.
-      throw mark && options.generation === undefined && (e as { code?: string }).code === 'ERR_NO_REPLICA' ? replicaBehind(catalog.location, mark, null, e) : e;
+    const headers = new HeaderReader(source.storage, catalog.manifest, signal);
+    const p = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal }).catch(async (e: unknown) => {
+      // Nothing restorable, or not the point asked for, while the bucket no longer reaches what the
+      // lease item says was durable: the deletion is the news, the planner's error its cause.
+      const found = mark ? await bucketTip(catalog, headers) : null;
+      throw mark && isBehind(mark, found) ? replicaBehind(catalog.location, mark, found, e) : e;
     });
-    if (mark) await checkMark(mark, { catalog, plan: p, latest: stop.kind === 'latest' && options.generation === undefined, headers: new HeaderReader(source.storage, catalog.manifest, signal) });
+    if (mark) await checkMark(mark, { catalog, plan: p, latest: stop.kind === 'latest' && options.generation === undefined, headers });
     mkdirSync(dirname(path), { recursive: true });
     tmp = scratchPath(path, 'restore');
     const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, mode, signal, onProgress: progress });
