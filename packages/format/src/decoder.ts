@@ -13,11 +13,10 @@ import {
   CHUNK_HEADER_SIZE,
   GCM_TAG_SIZE,
   HEADER_SIZE,
-  INDEX_CHUNK_ENTRY_SIZE,
-  INDEX_HEADER_SIZE,
-  INDEX_TRANSACTION_ENTRY_SIZE,
   IndexBuilder,
+  INDEX_BYTES_PER_STORED_BYTE,
   MAX_CHUNK_RAW_LENGTH,
+  MIN_INDEX_LIMIT,
   PAGE_RECORD_HEADER_SIZE,
   TRAILER,
   TRAILER_MAGIC,
@@ -27,7 +26,9 @@ import {
   decodeTrailer,
   equalBytes,
   hex64,
+  indexRawLength,
   indexTailSize,
+  maxRawLength,
   parseIndex,
   readTransactionRecord,
   viewOf,
@@ -106,7 +107,7 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
   const objectHash = sums.createXxh64();
 
   const head = await reader.readUpTo(HEADER_SIZE);
-  const header = decodeHeader(head, { name });
+  const header = decodeHeader(head, { name, ...(options.objectSize === undefined ? {} : { objectSize: options.objectSize }) });
   objectHash.update(head);
   const chunks = new ChunkOpener(header, head, options);
   if (header.compression === 'zstd') await loadCodecs();
@@ -124,6 +125,9 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
     const stored = await reader.read(frame.storedLength, `the data of chunk ${chunkIndex}`);
     objectHash.update(chunkHead);
     objectHash.update(stored);
+    // The index block's length follows from the header's counts; only data that really holds
+    // them may make the reader decompress it.
+    if (frame.final) records.finish();
     const raw = chunks.open(frame, stored);
     if (frame.final) {
       indexRaw = raw;
@@ -135,7 +139,6 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
     rawOffset += raw.length;
     chunkIndex++;
   }
-  records.finish();
 
   const trailerOffset = reader.offset;
   const trailerBytes = await reader.read(TRAILER_SIZE, 'the trailer');
@@ -174,7 +177,7 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
       });
     }
   }
-  if (!equalBytes(indexRaw, records.index.encode())) {
+  if (!records.index.matches(indexRaw)) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the index block at offset ${indexOffset} does not match the transactions and pages of the object`, {
       offset: indexOffset,
     });
@@ -215,7 +218,7 @@ export async function readIndex(
 ): Promise<{ header: ObjectHeader; trailer: ObjectTrailer; index: ObjectIndex }> {
   await loadChecksum();
   const name = options.name;
-  const header = decodeHeader(head, { name });
+  const header = decodeHeader(head, { name, ...(options.objectSize === undefined ? {} : { objectSize: options.objectSize }) });
   const chunks = new ChunkOpener(header, head.subarray(0, HEADER_SIZE), options);
   if (header.compression === 'zstd') await loadCodecs();
   const trailer = decodeTrailer(tail, { name });
@@ -238,16 +241,23 @@ export async function readIndex(
   if (block.length < CHUNK_HEADER_SIZE) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the trailer's index length ${trailer.indexLength} cannot hold a chunk header`, { offset });
   }
+  // Planning reads the index without the data that would prove its counts: bound it by the
+  // object's size before anything is decompressed.
+  const limit = Math.max(MIN_INDEX_LIMIT, INDEX_BYTES_PER_STORED_BYTE * (options.objectSize ?? tail.length));
+  if (expectedLength > limit) {
+    throw objectError(
+      'ERR_CORRUPT_OBJECT',
+      name,
+      `its counts (${trailer.chunkCount} chunks, ${header.transactionCount} transactions, ${header.pageCount} pages) make a ${expectedLength}-byte index block, over the ${limit}-byte limit for an object of this size`,
+      { offset, part: 'index', limit: 'index', indexLength: expectedLength, maxIndexLength: limit },
+    );
+  }
   const frame = chunks.parseHeader(block.subarray(0, CHUNK_HEADER_SIZE), offset, trailer.chunkCount, expectedLength);
   if (!frame.final || CHUNK_HEADER_SIZE + frame.storedLength !== block.length) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the chunk at offset ${offset} is not an index block of ${block.length} bytes`, { offset });
   }
   const raw = chunks.open(frame, block.subarray(CHUNK_HEADER_SIZE));
   return { header, trailer, index: parseIndex(raw, header, trailer, name) };
-}
-
-function indexRawLength(chunkCount: number, transactionCount: number, pageCount: number): number {
-  return INDEX_HEADER_SIZE + chunkCount * INDEX_CHUNK_ENTRY_SIZE + transactionCount * INDEX_TRANSACTION_ENTRY_SIZE + 4 * pageCount;
 }
 
 interface ChunkFrame {
@@ -334,6 +344,14 @@ class ChunkOpener {
     const rawOk = final ? rawLength === indexLength : rawLength >= TRANSACTION_RECORD_SIZE && rawLength <= MAX_CHUNK_RAW_LENGTH;
     // A compressed payload is kept only when smaller than the raw bytes, else the chunk is STORED.
     const storedOk = plain ? storedLength === rawLength + tag : storedLength > tag && storedLength < rawLength + tag;
+    if (rawOk && storedOk && !plain && rawLength > maxRawLength(this.#header.compression, storedLength - tag)) {
+      throw objectError(
+        'ERR_CORRUPT_OBJECT',
+        name,
+        `${final ? 'index block' : `chunk ${index}`} at offset ${offset} claims ${rawLength} raw bytes from ${storedLength - tag} compressed bytes, more than ${this.#header.compression} can decode to`,
+        { ...details, limit: 'expansion', rawLength, storedLength },
+      );
+    }
     if (!rawOk || !storedOk) {
       throw objectError(
         'ERR_CORRUPT_OBJECT',
@@ -385,7 +403,8 @@ function errorText(e: unknown): string {
 interface OpenTransaction extends TransactionEventBase {
   remaining: number;
   pages: PageRecord[];
-  seen: Set<number>;
+  /** Position of its first page in the index's page numbers. */
+  firstPage: number;
   nextSnapshotPage: number;
   snapshotChecksum: bigint;
 }
@@ -435,7 +454,7 @@ class RecordParser {
         const problem = this.#transactionProblem(record);
         if (problem) throw corrupt(problem);
         this.index.addTransaction(record, rawBase + at);
-        this.#tx = { ...record, remaining: record.pageCount, pages: [], seen: new Set(), nextSnapshotPage: 1, snapshotChecksum: 0n };
+        this.#tx = { ...record, remaining: record.pageCount, pages: [], firstPage: this.index.pageCount, nextSnapshotPage: 1, snapshotChecksum: 0n };
         at += TRANSACTION_RECORD_SIZE;
         continue;
       }
@@ -449,15 +468,16 @@ class RecordParser {
         if (pgno !== tx.nextSnapshotPage) throw corrupt(`the snapshot has page ${pgno} where page ${tx.nextSnapshotPage} belongs`);
         tx.nextSnapshotPage = pgno + 1 === this.#lockPage ? pgno + 2 : pgno + 1;
         tx.snapshotChecksum ^= this.#sums.pageHash(pgno, data);
-      } else {
-        if (tx.seen.has(pgno)) throw corrupt(`txid ${tx.txid} has page ${pgno} twice`);
-        tx.seen.add(pgno);
       }
       this.index.addPage(pgno);
       tx.pages.push({ pgno, data });
       tx.remaining--;
       at += recordSize;
       if (tx.remaining === 0) {
+        // Checked once the transaction is complete (from the index's page numbers, 4 bytes a
+        // page) rather than with a set per page, which costs ~10x that and cannot pass 2^24 entries.
+        const twice = h.kind === 'segment' ? duplicatePage(this.index.pgnosFrom(tx.firstPage)) : null;
+        if (twice !== null) throw corrupt(`txid ${tx.txid} has page ${twice} twice`);
         if (h.kind === 'snapshot' && tx.snapshotChecksum !== tx.postChecksum) {
           throw corrupt(`the snapshot's pages hash to ${hex64(tx.snapshotChecksum)}, not its post-apply checksum ${hex64(tx.postChecksum)}`, 'ERR_CHECKSUM_MISMATCH');
         }
@@ -508,6 +528,17 @@ class RecordParser {
             : null;
     if (problem) throw objectError('ERR_CORRUPT_OBJECT', this.#name, problem);
   }
+}
+
+/** A page number that appears twice, or null. */
+function duplicatePage(pgnos: Uint32Array): number | null {
+  if (pgnos.length <= 32) {
+    for (let i = 1; i < pgnos.length; i++) for (let j = 0; j < i; j++) if (pgnos[i] === pgnos[j]) return pgnos[i] as number;
+    return null;
+  }
+  const sorted = pgnos.slice().sort();
+  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) return sorted[i] as number;
+  return null;
 }
 
 /** Exact reads over a byte array or a stream of byte arrays split anywhere. */
