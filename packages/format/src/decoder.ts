@@ -182,7 +182,19 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
       offset: indexOffset,
     });
   }
-  yield { type: 'end', header, trailer, index: parseIndex(indexRaw, header, trailer, name) };
+  // Parsed when asked for: the data it was just compared with passed the same checks, and a reader
+  // that applies pages as they stream need not hold a second copy of every page number.
+  let index: ObjectIndex | undefined;
+  const raw = indexRaw;
+  yield {
+    type: 'end',
+    header,
+    trailer,
+    get index(): ObjectIndex {
+      index ??= parseIndex(raw, header, trailer, name);
+      return index;
+    },
+  };
 }
 
 export interface DecodedObject {
