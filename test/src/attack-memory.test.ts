@@ -62,7 +62,7 @@ async function runChild(op: 'restore' | 'verify' | 'follow', options: Record<str
 
 function assertBounded(r: ChildReport, label: string): void {
   const growth = r.peakKiB - r.baselineKiB;
-  console.log(`# ${label}: peak RSS growth ${(growth / 1024).toFixed(1)} MiB (baseline ${(r.baselineKiB / 1024).toFixed(1)} MiB, bound ${RSS_BOUND_KIB / 1024} MiB); ${r.code ?? 'no error'}`);
+  console.log(`${label}: peak RSS growth ${(growth / 1024).toFixed(1)} MiB (baseline ${(r.baselineKiB / 1024).toFixed(1)} MiB, bound ${RSS_BOUND_KIB / 1024} MiB); ${r.code ?? 'no error'}`);
   assert.ok(growth < RSS_BOUND_KIB, `${label}: peak RSS grew by ${Math.round(growth / 1024)} MiB (bound ${RSS_BOUND_KIB / 1024} MiB; baseline ${Math.round(r.baselineKiB / 1024)} MiB)`);
 }
 
