@@ -75,7 +75,7 @@ const SABOTAGES = {
       ['packages/format/src/decoder.ts', 'if (expectedLength > limit) {', 'if (expectedLength > limit && limit < 0) {'],
       ['packages/format/src/decoder.ts', 'if (rawOk && storedOk && !plain && rawLength >', 'if (rawOk && storedOk && plain && !plain && rawLength >'],
     ],
-    tests: ['attack-memory'],
+    tests: ['attack-memory', 'format/dist/limits.test'],
   },
 };
 
