@@ -60,6 +60,7 @@ const SABOTAGES = {
         'for await (const event of events) {',
         "const held: import('@walship/format').DecodeEvent[] = [];\n    for await (const e of events) held.push(e);\n    for (const event of held) {",
       ],
+      ['packages/restore/src/segments.ts', 'maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ', 'maxPagesPerEvent: PAGES_PER_EVENT, '],
     ],
     tests: ['attack-memory'],
   },

@@ -99,7 +99,7 @@ function segmentKey(prefix: string, minTxid: number): string {
  * zero pages, checksums right, until the last transaction's checksum is wrong. A few hundred KiB
  * stored, `decoded` bytes of pages.
  */
-function pageBomb(decoded: number): { bytes: Uint8Array; key: (prefix: string) => string; lastTxid: number } {
+function pageBomb(decoded: number, chunkSize = 1 << 20): { bytes: Uint8Array; key: (prefix: string) => string; lastTxid: number } {
   const pageSize = latest.pageSize;
   const hashes = new PageHashes(pageSize);
   const lock = lockPageNumber(pageSize);
@@ -137,6 +137,7 @@ function pageBomb(decoded: number): { bytes: Uint8Array; key: (prefix: string) =
       pageCount: count * pages.length,
     },
     transactions,
+    { chunkSize },
   );
   return { bytes, key: (prefix) => segmentKey(prefix, first), lastTxid: first + count - 1 };
 }
@@ -257,6 +258,17 @@ describe('item 4: a segment whose pages decode to far more than its size', () =>
       t.check();
       assert.deepEqual(readdirSync(scratch), [], `${op}: no scratch directory is left`);
     }
+  });
+
+  test('the biggest chunks the format allows (16 MiB raw) stay within the bound', async () => {
+    const bomb = pageBomb(DECODED, 16 * MiB);
+    const prefix = await copyReplica('page-bomb-16m');
+    await storage.put(bomb.key(prefix), bomb.bytes);
+    const t = target('page-bomb-16m');
+    const r = await runChild('restore', { ...source(server, prefix), path: t.path });
+    assertBounded(r, `restore of a ${bomb.bytes.length}-byte segment of 16 MiB chunks decoding to ${DECODED / MiB} MiB`);
+    assert.equal(r.code, 'ERR_CHAIN_MISMATCH', r.message ?? '');
+    t.check();
   });
 
   test('follow decodes it without holding its pages', async () => {

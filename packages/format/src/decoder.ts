@@ -1,6 +1,6 @@
 import { checksum, loadChecksum, lockPageNumber } from './checksum.js';
 import type { Checksum } from './checksum.js';
-import { decompress, loadCodecs } from './codec.js';
+import { decompress, decompressInto, loadCodecs } from './codec.js';
 import { Keyring, deriveObjectKey, open } from './crypto.js';
 import { chunkAad } from './encoder.js';
 import type { PageRecord } from './encoder.js';
@@ -45,6 +45,12 @@ export interface DecodeOptions extends DecodeContext {
    * last), so a snapshot streams in bounded memory. Default: one event per transaction.
    */
   maxPagesPerEvent?: number;
+  /**
+   * Decompress every chunk into one reused buffer: an event's page data is then valid only until
+   * the next event is asked for (a transaction's pages are cut into events at chunk ends), for a
+   * reader that writes each event out at once. Memory stays one chunk, with no garbage per chunk.
+   */
+  reuseBuffers?: boolean;
 }
 
 export interface HeaderEvent {
@@ -113,7 +119,7 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
   if (header.compression === 'zstd') await loadCodecs();
   yield { type: 'header', header };
 
-  const records = new RecordParser(header, name, maxPages, sums);
+  const records = new RecordParser(header, name, maxPages, sums, options.reuseBuffers === true);
   let chunkIndex = 0;
   let rawOffset = 0;
   let indexRaw: Uint8Array;
@@ -290,9 +296,12 @@ class ChunkOpener {
   readonly #key: Uint8Array | null;
   readonly #name: string | undefined;
   readonly #sums: Checksum;
+  readonly #reuse: boolean;
+  #out: Uint8Array = new Uint8Array(0);
 
   constructor(header: ObjectHeader, headerBytes: Uint8Array, options: Omit<DecodeOptions, 'maxPagesPerEvent'>) {
     const name = options.name;
+    this.#reuse = options.reuseBuffers === true;
     this.#header = header;
     this.#headerBytes = headerBytes;
     this.#name = name;
@@ -401,7 +410,11 @@ class ChunkOpener {
     }
     if ((frame.flags & CHUNK_FLAG_STORED) !== 0 || this.#header.compression === 'none') return payload;
     try {
-      return decompress(this.#header.compression, payload, frame.rawLength);
+      if (!this.#reuse) return decompress(this.#header.compression, payload, frame.rawLength);
+      if (this.#out.length < frame.rawLength) this.#out = new Uint8Array(frame.rawLength);
+      const out = this.#out.subarray(0, frame.rawLength);
+      decompressInto(this.#header.compression, payload, out);
+      return out;
     } catch (cause) {
       throw objectError('ERR_CORRUPT_OBJECT', name, `chunk ${frame.index} at offset ${frame.offset} does not decompress (${this.#header.compression}): ${errorText(cause)}`, details, cause);
     }
@@ -434,7 +447,10 @@ class RecordParser {
   #tx: OpenTransaction | null = null;
   #last: TransactionEventBase | null = null;
 
-  constructor(header: ObjectHeader, name: string | undefined, maxPages: number, sums: Checksum) {
+  readonly #cutAtChunkEnd: boolean;
+
+  constructor(header: ObjectHeader, name: string | undefined, maxPages: number, sums: Checksum, cutAtChunkEnd: boolean) {
+    this.#cutAtChunkEnd = cutAtChunkEnd;
     this.#header = header;
     this.#name = name;
     this.#maxPages = maxPages;
@@ -500,6 +516,8 @@ class RecordParser {
         yield this.#event(tx, true);
       }
     }
+    // The next chunk may overwrite this one's buffer (reuseBuffers).
+    if (this.#cutAtChunkEnd && this.#tx !== null && this.#tx.pages.length > 0) yield this.#event(this.#tx, true);
   }
 
   #event(tx: OpenTransaction, more: boolean): TransactionEvent {

@@ -24,6 +24,7 @@ export {
   decodeHeader,
   decodeTrailer,
   indexTailSize,
+  logicalStreamBytes,
   pagesOf,
   snapshotPageCount,
   transactionAtOrBefore,

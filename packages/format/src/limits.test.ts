@@ -2,7 +2,7 @@
 // none refuses an object the encoder can write, the most compressible ones included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FormatError, HEADER_SIZE, Keyring, decodeHeader, decodeTrailer, encodeSegment, indexTailSize, loadFormat, readIndex } from './index.js';
+import { FormatError, HEADER_SIZE, Keyring, decodeHeader, decodeObject, decodeTrailer, encodeSegment, indexTailSize, loadFormat, readIndex } from './index.js';
 import type { Compression, ObjectHeaderInit, TransactionInput } from './index.js';
 import { CHUNK, HEADER, MAX_ZSTD_EXPANSION, viewOf } from './format.js';
 import { collect, reseal, segmentFixture, snapshotFixture, walkChunks } from './test-util.js';
@@ -108,4 +108,22 @@ test('readIndex refuses an index block over its limit before decompressing it (l
   viewOf(lying).setUint32(lying.length - 48 + 8, pages);
   const sealed = await reseal(lying);
   await assert.rejects(readIndex(sealed.subarray(0, HEADER_SIZE), sealed.subarray(sealed.length - needed)), (e: unknown) => limitOf(e) === 'index');
+});
+
+test('reuseBuffers: the same pages, cut at chunk ends, when each event is copied at once', async () => {
+  for (const compression of ['zstd', 'none'] as const) {
+    const f = segmentFixture({ seed: 9, transactions: 30, maxPagesPerTransaction: 12, pageSize: 4096 });
+    const bytes = encodeSegment({ ...f.header, compression }, f.transactions, { chunkSize: 8192 });
+    const expected = f.transactions.map((t) => t.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]));
+    const got: (string | number)[][][] = [];
+    let open = false;
+    for await (const event of decodeObject(bytes, { reuseBuffers: true, maxPagesPerEvent: 5 })) {
+      if (event.type !== 'transaction') continue;
+      if (!open) got.push([]);
+      (got.at(-1) as (string | number)[][]).push(...event.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]));
+      assert.ok(event.pages.length <= 5);
+      open = event.more;
+    }
+    assert.deepEqual(got, expected, compression);
+  }
 });

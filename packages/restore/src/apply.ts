@@ -170,7 +170,7 @@ export async function writeSnapshot(
     }
   })();
   try {
-    for await (const event of decodeObject(source, { name: object.key, objectSize: object.size, maxPagesPerEvent: PAGES_PER_EVENT, ...(keyring ? { keyring } : {}) })) {
+    for await (const event of decodeObject(source, { name: object.key, objectSize: object.size, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ...(keyring ? { keyring } : {}) })) {
       if (signal?.aborted) throw abortedError(signal.reason);
       if (event.type === 'header') {
         if (!sameHeader(event.header, object.header)) throw changed(object.key);

@@ -1,10 +1,12 @@
 import { constants as fsConstants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
+  decodeHeader,
   decodeObject,
   epochKey,
   formatGeneration,
   generationKey,
+  logicalStreamBytes,
   loadFormat,
   parseGeneration,
   segmentKey,
@@ -384,7 +386,10 @@ class Follower {
     let held = 0;
     let ended = false;
     try {
-      for await (const event of decodeObject(bytes, { name: key, maxPagesPerEvent: PAGES_PER_EVENT, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
+      // An object whose pages cannot fit is only verified now (its pages in one reused buffer).
+      const reuseBuffers = logicalStreamBytes(decodeHeader(bytes, { name: key })) > budget;
+      if (reuseBuffers) transactions = null;
+      for await (const event of decodeObject(bytes, { name: key, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
         if (event.type === 'header') header = event.header;
         else if (event.type === 'end') ended = true;
         else if (transactions !== null) {
@@ -409,7 +414,7 @@ class Follower {
       return;
     }
     try {
-      for await (const event of decodeObject(f.bytes as Uint8Array, { name: f.key, maxPagesPerEvent: PAGES_PER_EVENT, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
+      for await (const event of decodeObject(f.bytes as Uint8Array, { name: f.key, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
         if (event.type === 'transaction') yield event;
       }
     } catch (e) {

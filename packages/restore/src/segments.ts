@@ -109,7 +109,7 @@ export async function applySegment(
     }
   })();
   try {
-    const events = decodeObject(counted, { name: o.key, objectSize: o.size, maxPagesPerEvent: PAGES_PER_EVENT, ...(options.keyring ? { keyring: options.keyring } : {}) });
+    const events = decodeObject(counted, { name: o.key, objectSize: o.size, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ...(options.keyring ? { keyring: options.keyring } : {}) });
     for await (const event of events) {
       if (options.signal?.aborted) throw abortedError(options.signal.reason);
       if (event.type === 'header') {

@@ -755,7 +755,7 @@ async function decodesWhole(ctx: MaintenanceContext, key: string): Promise<strin
   if (bytes === null) return 'the object is not there';
   try {
     // Verified to its end without holding its pages.
-    for await (const event of decodeObject(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key, maxPagesPerEvent: 256 })) void event;
+    for await (const event of decodeObject(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key, maxPagesPerEvent: 256, reuseBuffers: true })) void event;
     return null;
   } catch (e) {
     return `it does not decode: ${(e as Error).message}`;

@@ -308,7 +308,7 @@ async function planBelow(
  */
 async function checksumAt(bytes: Uint8Array, options: { keyring?: Keyring; name: string }, txid: number): Promise<{ header: ObjectHeader; at: bigint | undefined }> {
   let at: bigint | undefined;
-  for await (const event of decodeObject(bytes, { ...options, maxPagesPerEvent: 256 })) {
+  for await (const event of decodeObject(bytes, { ...options, maxPagesPerEvent: 256, reuseBuffers: true })) {
     if (event.type === 'transaction' && event.txid === txid) at = event.postChecksum;
     else if (event.type === 'end') return { header: event.header, at };
   }
