@@ -6,7 +6,7 @@
 // notice (and/or the test files that should fail: `tests`, substrings of compiled test paths as
 // scripts/test.mjs takes them), and reports whether they did. This tree is never changed.
 //
-//   node scripts/sabotage.mjs [checksums|checkpoint-gating|vfs-checkpoint-gate|epoch-rule|cli-key-echo|restore-file-mode ...] [--seed N]
+//   node scripts/sabotage.mjs [name ...] [--seed N]   (names: the keys of SABOTAGES below; none = all)
 //
 // Exit 0 when every sabotage made the harness fail; 1 when one went unnoticed; 2 on a setup error.
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -112,6 +112,32 @@ const SABOTAGES = {
     what: 'a local file that does not continue the replica starts a new generation without allowRollback, burying the replica\u2019s flushed transactions',
     edits: [['packages/shipper/src/shipper.ts', 'if (!this.ctx.options.allowRollback) {', 'if (false) {']],
     tests: ['attack-rollback'],
+  },
+  'restore-streaming': {
+    what: 'restore decodes a whole segment before applying it (pages held in memory, as before issue 10 item 4)',
+    edits: [
+      [
+        'packages/restore/src/segments.ts',
+        'for await (const event of events) {',
+        "const held: import('@walship/format').DecodeEvent[] = [];\n    for await (const e of events) held.push(e);\n    for (const event of held) {",
+      ],
+      ['packages/restore/src/segments.ts', 'maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ', 'maxPagesPerEvent: PAGES_PER_EVENT, '],
+    ],
+    tests: ['attack-memory'],
+  },
+  'follow-hold': {
+    what: 'follow keeps every decoded page of a batch in memory, however much an object decodes to',
+    edits: [['packages/restore/src/follow.ts', 'const BATCH_HOLD_BYTES = 16 * 1024 * 1024;', 'const BATCH_HOLD_BYTES = Number.POSITIVE_INFINITY;']],
+    tests: ['attack-memory'],
+  },
+  'decoder-limits': {
+    what: 'no bound on what an object may decode to: header counts vs the object size, a chunk vs its compressed size, the index block vs the object size (issue 10 items 4, 5)',
+    edits: [
+      ['packages/format/src/format.ts', 'if (needed <= capacity) return null;', 'if (needed <= capacity || capacity >= 0) return null;'],
+      ['packages/format/src/decoder.ts', 'if (expectedLength > limit) {', 'if (expectedLength > limit && limit < 0) {'],
+      ['packages/format/src/decoder.ts', 'if (rawOk && storedOk && !plain && rawLength >', 'if (rawOk && storedOk && plain && !plain && rawLength >'],
+    ],
+    tests: ['attack-memory', 'format/dist/limits.test'],
   },
 };
 

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import zstd from '@bokuweb/zstd-wasm';
 import { FormatError } from './errors.js';
 import type { Compression } from './format.js';
@@ -89,6 +90,67 @@ export function decompress(compression: Compression, stored: Uint8Array, rawLeng
   }
   if (raw.length !== rawLength) throw new Error(`decompressed to ${raw.length} bytes, the chunk header says ${rawLength}`);
   return raw;
+}
+
+interface ZstdHeap {
+  HEAPU8: Uint8Array;
+  _malloc(size: number): number;
+  _free(pointer: number): void;
+  _ZSTD_decompress(dst: number, capacity: number, src: number, size: number): number;
+  _ZSTD_isError(code: number): number;
+}
+
+let heap: ZstdHeap | null | undefined;
+
+/**
+ * The binding's WASM module (the one its decompress() uses), reached through its own files: the
+ * package exports only its entry point. Null where that does not resolve; decompressInto then copies.
+ */
+function zstdHeap(): ZstdHeap | null {
+  if (heap === undefined) {
+    try {
+      const entry = createRequire(import.meta.url).resolve('@bokuweb/zstd-wasm');
+      const m = (createRequire(entry)('./module') as { Module?: ZstdHeap }).Module;
+      heap = m && typeof m._ZSTD_decompress === 'function' && typeof m._malloc === 'function' ? m : null;
+    } catch {
+      heap = null;
+    }
+  }
+  return heap;
+}
+
+/**
+ * decompress() into `out` (exactly out.length raw bytes), so a reader that decodes chunk after chunk
+ * reuses one buffer: the binding's decompress() returns a new buffer per chunk, and with 16 MiB
+ * chunks the garbage waiting for the collector alone passed restore's memory bound.
+ */
+export function decompressInto(compression: Compression, stored: Uint8Array, out: Uint8Array): void {
+  if (compression === 'none') {
+    if (stored.length !== out.length) throw new Error(`${stored.length} stored bytes, the chunk header says ${out.length}`);
+    out.set(stored);
+    return;
+  }
+  requireLoaded();
+  const size = zstdContentSize(stored);
+  if (size !== out.length) throw new Error(`the zstd frame declares ${size ?? 'no'} content size, the chunk header ${out.length}`);
+  const m = zstdHeap();
+  if (m === null) {
+    out.set(decompress(compression, stored, out.length));
+    return;
+  }
+  const src = m._malloc(stored.length);
+  const dst = m._malloc(out.length);
+  try {
+    // HEAPU8 is read after each malloc: growing the WASM memory replaces it.
+    m.HEAPU8.set(stored, src);
+    const n = m._ZSTD_decompress(dst, out.length, src, stored.length);
+    if (m._ZSTD_isError(n)) throw new Error(`zstd error code ${n}`);
+    if (n !== out.length) throw new Error(`decompressed to ${n} bytes, the chunk header says ${out.length}`);
+    out.set(m.HEAPU8.subarray(dst, dst + n));
+  } finally {
+    m._free(dst);
+    m._free(src);
+  }
 }
 
 /**

@@ -1,6 +1,6 @@
 import { checksum, loadChecksum, lockPageNumber } from './checksum.js';
 import type { Checksum } from './checksum.js';
-import { decompress, loadCodecs } from './codec.js';
+import { decompress, decompressInto, loadCodecs } from './codec.js';
 import { Keyring, deriveObjectKey, open } from './crypto.js';
 import { chunkAad } from './encoder.js';
 import type { PageRecord } from './encoder.js';
@@ -13,11 +13,10 @@ import {
   CHUNK_HEADER_SIZE,
   GCM_TAG_SIZE,
   HEADER_SIZE,
-  INDEX_CHUNK_ENTRY_SIZE,
-  INDEX_HEADER_SIZE,
-  INDEX_TRANSACTION_ENTRY_SIZE,
   IndexBuilder,
+  INDEX_BYTES_PER_STORED_BYTE,
   MAX_CHUNK_RAW_LENGTH,
+  MIN_INDEX_LIMIT,
   PAGE_RECORD_HEADER_SIZE,
   TRAILER,
   TRAILER_MAGIC,
@@ -27,7 +26,9 @@ import {
   decodeTrailer,
   equalBytes,
   hex64,
+  indexRawLength,
   indexTailSize,
+  maxRawLength,
   parseIndex,
   readTransactionRecord,
   viewOf,
@@ -47,6 +48,12 @@ export interface DecodeOptions extends DecodeContext {
    * last), so a snapshot streams in bounded memory. Default: one event per transaction.
    */
   maxPagesPerEvent?: number;
+  /**
+   * Decompress every chunk into one reused buffer: an event's page data is then valid only until
+   * the next event is asked for (a transaction's pages are cut into events at chunk ends), for a
+   * reader that writes each event out at once. Memory stays one chunk, with no garbage per chunk.
+   */
+  reuseBuffers?: boolean;
 }
 
 export interface HeaderEvent {
@@ -109,13 +116,13 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
   const objectHash = sums.createXxh64();
 
   const head = await reader.readUpTo(HEADER_SIZE);
-  const header = decodeHeader(head, { name });
+  const header = decodeHeader(head, { name, ...(options.objectSize === undefined ? {} : { objectSize: options.objectSize }) });
   objectHash.update(head);
   const chunks = new ChunkOpener(header, head, options);
   if (header.compression === 'zstd') await loadCodecs();
   yield { type: 'header', header };
 
-  const records = new RecordParser(header, name, maxPages, sums);
+  const records = new RecordParser(header, name, maxPages, sums, options.reuseBuffers === true);
   let chunkIndex = 0;
   let rawOffset = 0;
   let indexRaw: Uint8Array;
@@ -127,6 +134,9 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
     const stored = await reader.read(frame.storedLength, `the data of chunk ${chunkIndex}`);
     objectHash.update(chunkHead);
     objectHash.update(stored);
+    // The index block's length follows from the header's counts; only data that really holds
+    // them may make the reader decompress it.
+    if (frame.final) records.finish();
     const raw = chunks.open(frame, stored);
     if (frame.final) {
       indexRaw = raw;
@@ -138,7 +148,6 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
     rawOffset += raw.length;
     chunkIndex++;
   }
-  records.finish();
 
   const trailerOffset = reader.offset;
   const trailerBytes = await reader.read(TRAILER_SIZE, 'the trailer');
@@ -177,12 +186,24 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
       });
     }
   }
-  if (!equalBytes(indexRaw, records.index.encode())) {
+  if (!records.index.matches(indexRaw)) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the index block at offset ${indexOffset} does not match the transactions and pages of the object`, {
       offset: indexOffset,
     });
   }
-  yield { type: 'end', header, trailer, index: parseIndex(indexRaw, header, trailer, name) };
+  // Parsed when asked for: the data it was just compared with passed the same checks, and a reader
+  // that applies pages as they stream need not hold a second copy of every page number.
+  let index: ObjectIndex | undefined;
+  const raw = indexRaw;
+  yield {
+    type: 'end',
+    header,
+    trailer,
+    get index(): ObjectIndex {
+      index ??= parseIndex(raw, header, trailer, name);
+      return index;
+    },
+  };
 }
 
 export interface DecodedObject {
@@ -218,7 +239,7 @@ export async function readIndex(
 ): Promise<{ header: ObjectHeader; trailer: ObjectTrailer; index: ObjectIndex }> {
   await loadChecksum();
   const name = options.name;
-  const header = decodeHeader(head, { name });
+  const header = decodeHeader(head, { name, ...(options.objectSize === undefined ? {} : { objectSize: options.objectSize }) });
   const chunks = new ChunkOpener(header, head.subarray(0, HEADER_SIZE), options);
   if (header.compression === 'zstd') await loadCodecs();
   const trailer = decodeTrailer(tail, { name });
@@ -241,16 +262,23 @@ export async function readIndex(
   if (block.length < CHUNK_HEADER_SIZE) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the trailer's index length ${trailer.indexLength} cannot hold a chunk header`, { offset });
   }
+  // Planning reads the index without the data that would prove its counts: bound it by the
+  // object's size before anything is decompressed.
+  const limit = Math.max(MIN_INDEX_LIMIT, INDEX_BYTES_PER_STORED_BYTE * (options.objectSize ?? tail.length));
+  if (expectedLength > limit) {
+    throw objectError(
+      'ERR_CORRUPT_OBJECT',
+      name,
+      `its counts (${trailer.chunkCount} chunks, ${header.transactionCount} transactions, ${header.pageCount} pages) make a ${expectedLength}-byte index block, over the ${limit}-byte limit for an object of this size`,
+      { offset, part: 'index', limit: 'index', indexLength: expectedLength, maxIndexLength: limit },
+    );
+  }
   const frame = chunks.parseHeader(block.subarray(0, CHUNK_HEADER_SIZE), offset, trailer.chunkCount, expectedLength);
   if (!frame.final || CHUNK_HEADER_SIZE + frame.storedLength !== block.length) {
     throw objectError('ERR_CORRUPT_OBJECT', name, `the chunk at offset ${offset} is not an index block of ${block.length} bytes`, { offset });
   }
   const raw = chunks.open(frame, block.subarray(CHUNK_HEADER_SIZE));
   return { header, trailer, index: parseIndex(raw, header, trailer, name) };
-}
-
-function indexRawLength(chunkCount: number, transactionCount: number, pageCount: number): number {
-  return INDEX_HEADER_SIZE + chunkCount * INDEX_CHUNK_ENTRY_SIZE + transactionCount * INDEX_TRANSACTION_ENTRY_SIZE + 4 * pageCount;
 }
 
 interface ChunkFrame {
@@ -271,9 +299,12 @@ class ChunkOpener {
   readonly #key: Uint8Array | null;
   readonly #name: string | undefined;
   readonly #sums: Checksum;
+  readonly #reuse: boolean;
+  #out: Uint8Array = new Uint8Array(0);
 
   constructor(header: ObjectHeader, headerBytes: Uint8Array, options: Omit<DecodeOptions, 'maxPagesPerEvent'>) {
     const name = options.name;
+    this.#reuse = options.reuseBuffers === true;
     this.#header = header;
     this.#headerBytes = headerBytes;
     this.#name = name;
@@ -337,6 +368,14 @@ class ChunkOpener {
     const rawOk = final ? rawLength === indexLength : rawLength >= TRANSACTION_RECORD_SIZE && rawLength <= MAX_CHUNK_RAW_LENGTH;
     // A compressed payload is kept only when smaller than the raw bytes, else the chunk is STORED.
     const storedOk = plain ? storedLength === rawLength + tag : storedLength > tag && storedLength < rawLength + tag;
+    if (rawOk && storedOk && !plain && rawLength > maxRawLength(this.#header.compression, storedLength - tag)) {
+      throw objectError(
+        'ERR_CORRUPT_OBJECT',
+        name,
+        `${final ? 'index block' : `chunk ${index}`} at offset ${offset} claims ${rawLength} raw bytes from ${storedLength - tag} compressed bytes, more than ${this.#header.compression} can decode to`,
+        { ...details, limit: 'expansion', rawLength, storedLength },
+      );
+    }
     if (!rawOk || !storedOk) {
       throw objectError(
         'ERR_CORRUPT_OBJECT',
@@ -374,7 +413,11 @@ class ChunkOpener {
     }
     if ((frame.flags & CHUNK_FLAG_STORED) !== 0 || this.#header.compression === 'none') return payload;
     try {
-      return decompress(this.#header.compression, payload, frame.rawLength);
+      if (!this.#reuse) return decompress(this.#header.compression, payload, frame.rawLength);
+      if (this.#out.length < frame.rawLength) this.#out = new Uint8Array(frame.rawLength);
+      const out = this.#out.subarray(0, frame.rawLength);
+      decompressInto(this.#header.compression, payload, out);
+      return out;
     } catch (cause) {
       throw objectError('ERR_CORRUPT_OBJECT', name, `chunk ${frame.index} at offset ${frame.offset} does not decompress (${this.#header.compression}): ${errorText(cause)}`, details, cause);
     }
@@ -388,7 +431,8 @@ function errorText(e: unknown): string {
 interface OpenTransaction extends TransactionEventBase {
   remaining: number;
   pages: PageRecord[];
-  seen: Set<number>;
+  /** Position of its first page in the index's page numbers. */
+  firstPage: number;
   nextSnapshotPage: number;
   snapshotChecksum: bigint;
 }
@@ -406,7 +450,10 @@ class RecordParser {
   #tx: OpenTransaction | null = null;
   #last: TransactionEventBase | null = null;
 
-  constructor(header: ObjectHeader, name: string | undefined, maxPages: number, sums: Checksum) {
+  readonly #cutAtChunkEnd: boolean;
+
+  constructor(header: ObjectHeader, name: string | undefined, maxPages: number, sums: Checksum, cutAtChunkEnd: boolean) {
+    this.#cutAtChunkEnd = cutAtChunkEnd;
     this.#header = header;
     this.#name = name;
     this.#maxPages = maxPages;
@@ -438,7 +485,7 @@ class RecordParser {
         const problem = this.#transactionProblem(record);
         if (problem) throw corrupt(problem);
         this.index.addTransaction(record, rawBase + at);
-        this.#tx = { ...record, remaining: record.pageCount, pages: [], seen: new Set(), nextSnapshotPage: 1, snapshotChecksum: 0n };
+        this.#tx = { ...record, remaining: record.pageCount, pages: [], firstPage: this.index.pageCount, nextSnapshotPage: 1, snapshotChecksum: 0n };
         at += TRANSACTION_RECORD_SIZE;
         continue;
       }
@@ -452,15 +499,16 @@ class RecordParser {
         if (pgno !== tx.nextSnapshotPage) throw corrupt(`the snapshot has page ${pgno} where page ${tx.nextSnapshotPage} belongs`);
         tx.nextSnapshotPage = pgno + 1 === this.#lockPage ? pgno + 2 : pgno + 1;
         tx.snapshotChecksum ^= this.#sums.pageHash(pgno, data);
-      } else {
-        if (tx.seen.has(pgno)) throw corrupt(`txid ${tx.txid} has page ${pgno} twice`);
-        tx.seen.add(pgno);
       }
       this.index.addPage(pgno);
       tx.pages.push({ pgno, data });
       tx.remaining--;
       at += recordSize;
       if (tx.remaining === 0) {
+        // Checked once the transaction is complete (from the index's page numbers, 4 bytes a
+        // page) rather than with a set per page, which costs ~10x that and cannot pass 2^24 entries.
+        const twice = h.kind === 'segment' ? duplicatePage(this.index.pgnosFrom(tx.firstPage)) : null;
+        if (twice !== null) throw corrupt(`txid ${tx.txid} has page ${twice} twice`);
         if (h.kind === 'snapshot' && tx.snapshotChecksum !== tx.postChecksum) {
           throw corrupt(`the snapshot's pages hash to ${hex64(tx.snapshotChecksum)}, not its post-apply checksum ${hex64(tx.postChecksum)}`, 'ERR_CHECKSUM_MISMATCH');
         }
@@ -471,6 +519,8 @@ class RecordParser {
         yield this.#event(tx, true);
       }
     }
+    // The next chunk may overwrite this one's buffer (reuseBuffers).
+    if (this.#cutAtChunkEnd && this.#tx !== null && this.#tx.pages.length > 0) yield this.#event(this.#tx, true);
   }
 
   #event(tx: OpenTransaction, more: boolean): TransactionEvent {
@@ -511,6 +561,17 @@ class RecordParser {
             : null;
     if (problem) throw objectError('ERR_CORRUPT_OBJECT', this.#name, problem);
   }
+}
+
+/** A page number that appears twice, or null. */
+function duplicatePage(pgnos: Uint32Array): number | null {
+  if (pgnos.length <= 32) {
+    for (let i = 1; i < pgnos.length; i++) for (let j = 0; j < i; j++) if (pgnos[i] === pgnos[j]) return pgnos[i] as number;
+    return null;
+  }
+  const sorted = pgnos.slice().sort();
+  for (let i = 1; i < sorted.length; i++) if (sorted[i] === sorted[i - 1]) return sorted[i] as number;
+  return null;
 }
 
 /** Exact reads over a byte array or a stream of byte arrays split anywhere. */

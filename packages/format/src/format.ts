@@ -33,6 +33,20 @@ export const MAX_CHUNK_SIZE = 1 << 24;
 /** A data chunk holds whole records, so it may pass chunkSize by one page record. */
 export const MAX_CHUNK_RAW_LENGTH = MAX_CHUNK_SIZE + PAGE_RECORD_HEADER_SIZE + 65536;
 
+/**
+ * The most raw bytes one stored byte of a zstd frame can stand for. Every block regenerates at most
+ * 128 KiB and costs at least 4 bytes (an RLE block: a 3-byte header and the repeated byte), and a
+ * frame adds a header, so no valid frame of n bytes decodes to 32768 n bytes or more: a bound no
+ * writer can pass, checked before anything is decompressed.
+ */
+export const MAX_ZSTD_EXPANSION = 32768;
+/**
+ * The raw index block `readIndex` decompresses without reading the object's data, at least: larger
+ * ones are allowed up to INDEX_BYTES_PER_STORED_BYTE per byte of the object (README "Limits").
+ */
+export const MIN_INDEX_LIMIT = 8 * 1024 * 1024;
+export const INDEX_BYTES_PER_STORED_BYTE = 4;
+
 /** Header flag: chunks are sealed with AES-256-GCM under the key named in the header. */
 export const HEADER_FLAG_ENCRYPTED = 0x0001;
 /** Chunk flag: the index block, always the last chunk. */
@@ -194,6 +208,35 @@ export function snapshotPageCount(pageSize: number, commitSize: number): number 
   return commitSize >= lockPageNumber(pageSize) ? commitSize - 1 : commitSize;
 }
 
+/** Raw bytes of the index block of an object with these counts. */
+export function indexRawLength(chunkCount: number, transactionCount: number, pageCount: number): number {
+  return INDEX_HEADER_SIZE + chunkCount * INDEX_CHUNK_ENTRY_SIZE + transactionCount * INDEX_TRANSACTION_ENTRY_SIZE + 4 * pageCount;
+}
+
+/** Bytes of the logical stream the header's counts need: one record per transaction and per page. */
+export function logicalStreamBytes(h: Pick<HeaderFields, 'transactionCount' | 'pageCount' | 'pageSize'>): number {
+  return h.transactionCount * TRANSACTION_RECORD_SIZE + h.pageCount * (PAGE_RECORD_HEADER_SIZE + h.pageSize);
+}
+
+/** The most raw bytes `stored` bytes of (decrypted) chunk payload can decode to. */
+export function maxRawLength(compression: Compression, stored: number): number {
+  return compression === 'none' ? stored : stored * MAX_ZSTD_EXPANSION;
+}
+
+/**
+ * Why an object of `objectSize` stored bytes cannot hold what its header announces, or null. The
+ * logical stream and the index block both decode from the bytes between the header and the trailer,
+ * at most MAX_ZSTD_EXPANSION raw bytes per stored byte: a header that needs more was not written by
+ * a writer, and refusing it costs nothing to decode.
+ */
+export function sizeProblem(h: ObjectHeader, objectSize: number): string | null {
+  const stored = objectSize - HEADER_SIZE - CHUNK_HEADER_SIZE - TRAILER_SIZE;
+  const needed = logicalStreamBytes(h) + indexRawLength(0, h.transactionCount, h.pageCount);
+  const capacity = maxRawLength(h.compression, Math.max(0, stored));
+  if (needed <= capacity) return null;
+  return `its ${h.transactionCount} transactions and ${h.pageCount} pages of ${h.pageSize} bytes need ${needed} raw bytes, more than the ${objectSize} bytes of the object can hold (${h.compression === 'none' ? 'uncompressed' : `zstd decodes at most ${MAX_ZSTD_EXPANSION} bytes per stored byte`})`;
+}
+
 /**
  * The first problem with a header's fields, or null. Shared by the encoder (where a problem is the
  * caller's mistake) and the decoder (where it means a corrupt or crafted object).
@@ -312,6 +355,11 @@ export function encodeHeader(h: ObjectHeader): Uint8Array {
 export interface DecodeContext {
   /** The object's name in messages, usually its S3 key. */
   name?: string;
+  /**
+   * The object's stored size (e.g. from a listing), when known: a header whose counts cannot fit
+   * in it is refused before anything is decoded (ERR_CORRUPT_OBJECT, details.limit 'expansion').
+   */
+  objectSize?: number;
 }
 
 /**
@@ -404,6 +452,10 @@ export function decodeHeader(bytes: Uint8Array, options: DecodeContext = {}): Ob
   };
   const problem = headerProblem(header);
   if (problem) throw corrupt(problem, 0);
+  const tooBig = options.objectSize === undefined ? null : sizeProblem(header, options.objectSize);
+  if (tooBig) {
+    throw objectError('ERR_CORRUPT_OBJECT', name, `header: ${tooBig}`, { offset: HEADER.pageCount, part: 'header', limit: 'expansion', objectSize: options.objectSize });
+  }
   return header;
 }
 
@@ -506,6 +558,28 @@ export class IndexBuilder {
       this.#pgnos = next;
     }
     this.#pgnos[this.#pageCount++] = pgno;
+  }
+
+  /** Page numbers added from position `from` on (a view: valid until the next addPage). */
+  pgnosFrom(from: number): Uint32Array {
+    return this.#pgnos.subarray(from, this.#pageCount);
+  }
+
+  /** Whether `raw` is exactly encode()'s output, compared in place (an index can be large). */
+  matches(raw: Uint8Array): boolean {
+    const txBytes = this.#transactionCount * INDEX_TRANSACTION_ENTRY_SIZE;
+    if (raw.length !== indexRawLength(this.chunks.length, this.#transactionCount, this.#pageCount)) return false;
+    const v = viewOf(raw);
+    if (v.getUint32(0) !== this.#transactionCount || v.getUint32(4) !== this.#pageCount || v.getUint32(8) !== this.chunks.length || v.getUint32(12) !== 0) return false;
+    let at = INDEX_HEADER_SIZE;
+    for (const c of this.chunks) {
+      if (v.getBigUint64(at) !== BigInt(c.objectOffset) || v.getBigUint64(at + 8) !== BigInt(c.rawOffset)) return false;
+      at += INDEX_CHUNK_ENTRY_SIZE;
+    }
+    if (!equalBytes(raw.subarray(at, at + txBytes), this.#transactions.subarray(0, txBytes))) return false;
+    at += txBytes;
+    for (let i = 0; i < this.#pageCount; i++, at += 4) if (v.getUint32(at) !== this.#pgnos[i]) return false;
+    return true;
   }
 
   encode(): Uint8Array {

@@ -25,6 +25,7 @@ export {
   decodeTrailer,
   indexTailSize,
   isValidKeyId,
+  logicalStreamBytes,
   pagesOf,
   snapshotPageCount,
   transactionAtOrBefore,

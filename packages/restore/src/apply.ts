@@ -9,6 +9,9 @@ import type { PlannedObject } from './plan.js';
 /** Bytes per ranged GET when an object is read in pieces (bounds memory for large snapshots). */
 export const PIECE_SIZE = 8 * 1024 * 1024;
 
+/** Pages per decoder event while streaming into a file: memory stays one chunk, whatever the object holds. */
+export const PAGES_PER_EVENT = 256;
+
 export function hex64(value: bigint): string {
   return `0x${value.toString(16).padStart(16, '0')}`;
 }
@@ -32,7 +35,7 @@ export async function* objectBytes(storage: ObjectStorage, key: string, size: nu
 }
 
 /** The fields a downloaded object's header must share with the header the plan was made from. */
-function sameHeader(a: ObjectHeader, b: ObjectHeader): boolean {
+export function sameHeader(a: ObjectHeader, b: ObjectHeader): boolean {
   return (
     a.kind === b.kind &&
     a.databaseId === b.databaseId &&
@@ -50,46 +53,8 @@ function sameHeader(a: ObjectHeader, b: ObjectHeader): boolean {
   );
 }
 
-function changed(key: string): Error {
+export function changed(key: string): Error {
   return restoreError('ERR_CORRUPT_OBJECT', `${key} changed between planning and download (its header differs); another process is writing this prefix. Run the restore again`, { key });
-}
-
-/** A segment decoded and verified to its end: only the transactions the plan applies. */
-export interface DecodedSegment {
-  object: PlannedObject;
-  transactions: TransactionEvent[];
-  bytes: number;
-}
-
-/**
- * Downloads and decodes a segment completely (every chunk checksum, the trailer and index) before
- * returning any of its transactions, so nothing from a damaged object is ever applied.
- */
-export async function fetchSegment(storage: ObjectStorage, object: PlannedObject, keyring: Keyring | undefined, signal?: AbortSignal): Promise<DecodedSegment> {
-  const transactions: TransactionEvent[] = [];
-  let ended = false;
-  let bytes = 0;
-  const source = (async function* () {
-    for await (const piece of objectBytes(storage, object.key, object.size, signal)) {
-      bytes += piece.length;
-      yield piece;
-    }
-  })();
-  try {
-    for await (const event of decodeObject(source, { name: object.key, ...(keyring ? { keyring } : {}) })) {
-      if (event.type === 'header') {
-        if (!sameHeader(event.header, object.header)) throw changed(object.key);
-      } else if (event.type === 'transaction') {
-        if (event.txid >= object.applyFrom - 1 && event.txid <= object.applyThrough) transactions.push(event);
-      } else {
-        ended = true;
-      }
-    }
-  } catch (e) {
-    throw objectFailure(e, object.key, 'downloading');
-  }
-  if (!ended) throw restoreError('ERR_CORRUPT_OBJECT', `${object.key} ended before its trailer`, { key: object.key });
-  return { object, transactions, bytes };
 }
 
 /**
@@ -156,6 +121,11 @@ export class PageFile {
    */
   apply(t: TransactionEvent, where: string): void {
     for (const p of t.pages) this.writePage(p.pgno, p.data);
+    this.commit(t, where);
+  }
+
+  /** Ends a transaction whose pages are written: its commit size, then the checksum it must leave. */
+  commit(t: Pick<TransactionEvent, 'txid' | 'commitSize' | 'postChecksum'>, where: string): void {
     this.setSize(t.commitSize);
     if (this.hashes.value !== t.postChecksum) {
       throw restoreError(
@@ -203,7 +173,7 @@ export async function writeSnapshot(
     }
   })();
   try {
-    for await (const event of decodeObject(source, { name: object.key, maxPagesPerEvent: 256, ...(keyring ? { keyring } : {}) })) {
+    for await (const event of decodeObject(source, { name: object.key, objectSize: object.size, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ...(keyring ? { keyring } : {}) })) {
       if (signal?.aborted) throw abortedError(signal.reason);
       if (event.type === 'header') {
         if (!sameHeader(event.header, object.header)) throw changed(object.key);

@@ -1,10 +1,12 @@
 import { constants as fsConstants, copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import {
+  decodeHeader,
   decodeObject,
   epochKey,
   formatGeneration,
   generationKey,
+  logicalStreamBytes,
   loadFormat,
   parseGeneration,
   segmentKey,
@@ -15,7 +17,7 @@ import {
   type TransactionEvent,
 } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PageFile, hashFile, hex64 } from './apply.js';
+import { PAGES_PER_EVENT, PageFile, hashFile, hex64 } from './apply.js';
 import { objectFailure, restoreError, storageFailure } from './errors.js';
 import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } from './options.js';
 import { planFromCatalog, type RestorePlan } from './plan.js';
@@ -102,10 +104,21 @@ interface Tip {
   hashes: PageHashes;
 }
 
+/**
+ * Decoded page bytes one batch may hold. An object that would pass it is kept as its stored bytes
+ * and decoded again while it is applied, and ends the batch: a few hundred KiB of zstd can stand
+ * for gigabytes of pages.
+ */
+const BATCH_HOLD_BYTES = 16 * 1024 * 1024;
+
 interface Fetched {
   key: string;
   header: ObjectHeader;
-  transactions: TransactionEvent[];
+  /** Verified events, or null when they did not fit the batch's budget (then `bytes` is kept). */
+  transactions: TransactionEvent[] | null;
+  bytes: Uint8Array | null;
+  /** Page bytes `transactions` holds. */
+  held: number;
 }
 
 function validateFollowOptions(o: FollowOptions): void {
@@ -307,13 +320,15 @@ class Follower {
     const batch: Fetched[] = [];
     let txid = tip.txid;
     let checksum = tip.checksum;
-    while (batch.length < this.#maxBatch) {
+    let held = 0;
+    let full = false;
+    while (batch.length < this.#maxBatch && !full) {
       const epoch = this.#epochFor(tip, txid + 1);
       if (epoch === undefined) break;
       const key = segmentKey(this.#prefix, { generation: tip.generation, level: 0, minTxid: txid + 1, epoch });
       const bytes = await this.#get(key);
       if (bytes === null) break;
-      const fetched = await this.#decodeSettled(key, bytes);
+      const fetched = await this.#decodeSettled(key, bytes, BATCH_HOLD_BYTES - held);
       if (fetched === null) break;
       const h = fetched.header;
       const problem =
@@ -335,9 +350,11 @@ class Follower {
       batch.push(fetched);
       txid = h.maxTxid;
       checksum = h.postChecksum;
+      held += fetched.held;
+      full = fetched.transactions === null;
     }
     if (batch.length === 0) return 0;
-    this.#behind = batch.length === this.#maxBatch ? null : 0;
+    this.#behind = batch.length === this.#maxBatch || full ? null : 0;
     await this.#applyBatch(batch);
     return batch.length;
   }
@@ -348,9 +365,9 @@ class Follower {
    * there yet, and is read again on the next polls. Only when it stays that way for
    * max(2 s, 4 polls) and 3 reads is the error reported (and the follower lists again).
    */
-  async #decodeSettled(key: string, bytes: Uint8Array): Promise<Fetched | null> {
+  async #decodeSettled(key: string, bytes: Uint8Array, budget: number): Promise<Fetched | null> {
     try {
-      const fetched = await this.#decode(key, bytes);
+      const fetched = await this.#decode(key, bytes, budget);
       if (this.#unsettled?.key === key) this.#unsettled = null;
       return fetched;
     } catch (e) {
@@ -368,21 +385,47 @@ class Follower {
     }
   }
 
-  async #decode(key: string, bytes: Uint8Array): Promise<Fetched> {
+  /** Verifies an object to its end, keeping its events while they fit `budget` page bytes. */
+  async #decode(key: string, bytes: Uint8Array, budget: number): Promise<Fetched> {
     let header: ObjectHeader | undefined;
-    const transactions: TransactionEvent[] = [];
+    let transactions: TransactionEvent[] | null = [];
+    let held = 0;
     let ended = false;
     try {
-      for await (const event of decodeObject(bytes, { name: key, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
+      // An object whose pages cannot fit is only verified now (its pages in one reused buffer).
+      const reuseBuffers = logicalStreamBytes(decodeHeader(bytes, { name: key })) > budget;
+      if (reuseBuffers) transactions = null;
+      for await (const event of decodeObject(bytes, { name: key, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
         if (event.type === 'header') header = event.header;
-        else if (event.type === 'transaction') transactions.push(event);
-        else ended = true;
+        else if (event.type === 'end') ended = true;
+        else if (transactions !== null) {
+          held += event.pages.length * (header as ObjectHeader).pageSize;
+          if (held > budget) {
+            transactions = null;
+            held = 0;
+          } else transactions.push(event);
+        }
       }
     } catch (e) {
       throw objectFailure(e, key, 'decoding');
     }
     if (!header || !ended) throw restoreError('ERR_CORRUPT_OBJECT', `${key} ended before its trailer`, { key });
-    return { key, header, transactions };
+    return { key, header, transactions, bytes: transactions === null ? bytes : null, held };
+  }
+
+  /** A verified object's events again, decoded from its stored bytes while they are applied. */
+  async *#events(f: Fetched): AsyncGenerator<TransactionEvent> {
+    if (f.transactions !== null) {
+      yield* f.transactions;
+      return;
+    }
+    try {
+      for await (const event of decodeObject(f.bytes as Uint8Array, { name: f.key, maxPagesPerEvent: PAGES_PER_EVENT, reuseBuffers: true, ...(this.#keyring ? { keyring: this.#keyring } : {}) })) {
+        if (event.type === 'transaction') yield event;
+      }
+    } catch (e) {
+      throw objectFailure(e, f.key, 'decoding');
+    }
   }
 
   /** Copies the file, applies the verified segments to the copy, and renames it over the file. */
@@ -400,10 +443,13 @@ class Follower {
       let commitSize = tip.commitSize;
       let timestamp = tip.timestamp;
       for (const f of batch) {
-        for (const t of f.transactions) {
-          if (t.txid !== txid + 1) throw restoreError('ERR_CHAIN_GAP', `${f.key}: txid ${t.txid} follows txid ${txid}`, { key: f.key, lastTxid: txid, nextTxid: t.txid });
-          file.apply(t, f.key);
+        for await (const t of this.#events(f)) {
+          // A transaction split over several events (`more`) continues at the same txid.
+          if (t.txid !== txid && t.txid !== txid + 1) throw restoreError('ERR_CHAIN_GAP', `${f.key}: txid ${t.txid} follows txid ${txid}`, { key: f.key, lastTxid: txid, nextTxid: t.txid });
           txid = t.txid;
+          for (const p of t.pages) file.writePage(p.pgno, p.data);
+          if (t.more) continue;
+          file.commit(t, f.key);
           commitSize = t.commitSize;
           timestamp = t.timestamp;
         }

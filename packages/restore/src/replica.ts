@@ -362,7 +362,7 @@ export class HeaderReader {
     if (bytes === null) throw missing(this.#storage, entry.key);
     let header: ObjectHeader;
     try {
-      header = decodeHeader(bytes, { name: entry.key });
+      header = decodeHeader(bytes, { name: entry.key, objectSize: entry.size });
     } catch (e) {
       throw objectFailure(e, entry.key, 'decoding the header of');
     }

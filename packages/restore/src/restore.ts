@@ -2,13 +2,14 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rm
 import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PageFile, fetchSegment, hashFile, hex64, integrityCheck, writeSnapshot, type DecodedSegment } from './apply.js';
+import { PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
 import { HeaderReader, scanReplica, type ReplicaCatalog } from './replica.js';
 import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch, scratchName } from './scratch.js';
 import { bucketTip, isBehind, readMark, replicaBehind, type HighWaterMark } from './mark.js';
+import { Prefetcher, applySegment } from './segments.js';
 
 export type RestorePhase = 'plan' | 'download' | 'verify' | 'rename' | 'done';
 
@@ -174,25 +175,16 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   const report = (phase: RestorePhase): void =>
     o.onProgress?.({ phase, objectsDone: done, objectsTotal: total, bytesDone: bytes, bytesTotal: plan.bytes, txid, targetTxid: plan.txid });
   const file = new PageFile(tmp, plan.pageSize, { create: true, mode: o.mode ?? DEFAULT_FILE_MODE });
-  // Segments download ahead of the one being applied, at most `concurrency` at a time; a window
-  // rather than all at once keeps memory bounded by that many decoded segments.
+  // Segments download ahead of the one being applied (stored bytes only, see Prefetcher); each
+  // is decoded while it is applied.
   const segments = objects.slice(1);
-  const inflight = new Map<number, Promise<DecodedSegment>>();
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
-  let nextToStart = 0;
-  const startMore = (): void => {
-    while (nextToStart < segments.length && inflight.size < o.concurrency) {
-      const i = nextToStart++;
-      const p = fetchSegment(storage, segments[i] as PlannedObject, keyring, controller.signal);
-      p.catch(() => undefined);
-      inflight.set(i, p);
-    }
-  };
+  const prefetch = new Prefetcher(storage, segments, { concurrency: o.concurrency, signal: controller.signal });
   try {
     report('download');
-    startMore();
+    prefetch.fill();
     const snapshot = objects[0] as PlannedObject;
     await writeSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
     txid = snapshot.applyThrough;
@@ -200,12 +192,9 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
     report('download');
     for (let i = 0; i < segments.length; i++) {
       if (signal?.aborted) throw abortedError(signal.reason);
-      const decoded = await (inflight.get(i) as Promise<DecodedSegment>);
-      inflight.delete(i);
-      startMore();
-      bytes += decoded.bytes;
-      applySegment(file, decoded, txid);
-      txid = decoded.object.applyThrough;
+      const segment = segments[i] as PlannedObject;
+      bytes += await applySegment(file, prefetch.take(i), segment, { keyring, txid, signal });
+      txid = segment.applyThrough;
       done++;
       report('download');
     }
@@ -227,34 +216,6 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   report('verify');
   await verifyFile(tmp, plan);
   return bytes;
-}
-
-/** Applies a decoded segment's planned transactions after checking that it continues at `txid`. */
-export function applySegment(file: PageFile, decoded: DecodedSegment, txid: number): void {
-  const o = decoded.object;
-  let at = txid;
-  for (const t of decoded.transactions) {
-    if (t.txid < o.applyFrom) {
-      // The transaction the chain already has: its checksum proves the segment continues it.
-      if (t.txid === o.applyFrom - 1 && t.postChecksum !== o.preChecksum) {
-        throw restoreError('ERR_CHAIN_MISMATCH', `${o.key}: its txid ${t.txid} has checksum ${hex64(t.postChecksum)}, the chain has ${hex64(o.preChecksum)}`, {
-          key: o.key,
-          txid: t.txid,
-          expected: hex64(o.preChecksum),
-          actual: hex64(t.postChecksum),
-        });
-      }
-      continue;
-    }
-    if (o.level === 0 && t.txid !== at + 1) {
-      throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; a level-0 segment holds every transaction`, { key: o.key, lastTxid: at, nextTxid: t.txid });
-    }
-    file.apply(t, o.key);
-    at = t.txid;
-  }
-  if (at !== o.applyThrough) {
-    throw restoreError('ERR_CORRUPT_OBJECT', `${o.key}: the plan applies txids ${o.applyFrom}..${o.applyThrough}, the object ended at ${at}`, { key: o.key, lastTxid: at });
-  }
 }
 
 /** The checks on the finished file: size, checksum from disk, integrity_check, and the checksum again (the check must not write). */

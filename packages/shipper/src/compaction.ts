@@ -3,6 +3,7 @@ import {
   HEADER_SIZE,
   SegmentEncoder,
   decodeHeader,
+  decodeObject,
   decodeSegment,
   formatTxid,
   lockPageNumber,
@@ -11,6 +12,7 @@ import {
   type KeyFormatter,
   type Keyring,
   type ObjectHeader,
+  type TransactionEvent,
   type ObjectHeaderInit,
 } from '@walship/format';
 import { acceptable, getJson, type EpochMarker } from './lineage.js';
@@ -537,16 +539,22 @@ export async function mergeRun(ctx: MaintenanceContext, run: PlannedRun): Promis
 export async function compareStored(ctx: MaintenanceContext, key: string, merged: MergedRun): Promise<string | null> {
   const bytes = await ctx.storage.get(key, signalOf(ctx));
   if (bytes === null) return 'the object is not there';
-  let decoded;
+  const want = merged.header;
+  const decoded = { transactions: [] as TransactionEvent[] };
   try {
-    decoded = await decodeSegment(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key });
+    // The header is compared before any page is decoded: an object planted under this key cannot
+    // make the writer hold more pages than the run it compares with.
+    for await (const event of decodeObject(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key })) {
+      if (event.type === 'transaction') decoded.transactions.push(event);
+      else if (event.type === 'header') {
+        const h = event.header;
+        for (const field of ['kind', 'databaseId', 'generation', 'epoch', 'level', 'minTxid', 'maxTxid', 'pageSize', 'commitSize', 'firstTimestamp', 'lastTimestamp', 'preChecksum', 'postChecksum', 'transactionCount', 'pageCount'] as const) {
+          if (h[field] !== want[field]) return `header ${field} is ${String(h[field])}, expected ${String(want[field])}`;
+        }
+      }
+    }
   } catch (e) {
     return `it does not decode: ${(e as Error).message}`;
-  }
-  const h = decoded.header;
-  const want = merged.header;
-  for (const field of ['kind', 'databaseId', 'generation', 'epoch', 'level', 'minTxid', 'maxTxid', 'pageSize', 'commitSize', 'firstTimestamp', 'lastTimestamp', 'preChecksum', 'postChecksum', 'transactionCount', 'pageCount'] as const) {
-    if (h[field] !== want[field]) return `header ${field} is ${String(h[field])}, expected ${String(want[field])}`;
   }
   const t = decoded.transactions[0];
   if (decoded.transactions.length !== 1 || !t) return `${decoded.transactions.length} transactions, expected 1`;
@@ -758,7 +766,8 @@ async function decodesWhole(ctx: MaintenanceContext, key: string): Promise<strin
   const bytes = await ctx.storage.get(key, signalOf(ctx));
   if (bytes === null) return 'the object is not there';
   try {
-    await decodeSegment(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key });
+    // Verified to its end without holding its pages.
+    for await (const event of decodeObject(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key, maxPagesPerEvent: 256, reuseBuffers: true })) void event;
     return null;
   } catch (e) {
     return `it does not decode: ${(e as Error).message}`;

@@ -1,5 +1,5 @@
 import type { ObjectStorage } from '@walship/storage';
-import { decodeSegment, formatKeys, type Compression, type Keyring, type ObjectHeader } from '@walship/format';
+import { decodeObject, formatKeys, type Compression, type Keyring, type ObjectHeader } from '@walship/format';
 import type { ShipperContext } from './shipper.js';
 import type { Shipper } from './shipper.js';
 import { acceptable } from './lineage.js';
@@ -301,6 +301,20 @@ async function planBelow(
   return proof ?? { doomed, kept };
 }
 
+/**
+ * Decodes an object to its end without holding its pages (a snapshot can be the whole database; an
+ * object planted in the bucket can decode to far more than its size): its header and the
+ * post-apply checksum of `txid`, if it holds that transaction.
+ */
+async function checksumAt(bytes: Uint8Array, options: { keyring?: Keyring; name: string }, txid: number): Promise<{ header: ObjectHeader; at: bigint | undefined }> {
+  let at: bigint | undefined;
+  for await (const event of decodeObject(bytes, { ...options, maxPagesPerEvent: 256, reuseBuffers: true })) {
+    if (event.type === 'transaction' && event.txid === txid) at = event.postChecksum;
+    else if (event.type === 'end') return { header: event.header, at };
+  }
+  throw new Error('the object ended before its trailer');
+}
+
 /** Null when the snapshot decodes and continues the level-0 chain; otherwise what is wrong. */
 async function proveBase(
   ctx: MaintenanceContext,
@@ -318,7 +332,7 @@ async function proveBase(
     if (bytes === null) return 'the snapshot is gone';
     try {
       // The decoder recomputes a snapshot's checksum from its pages and checks every chunk.
-      const decoded = await decodeSegment(bytes, options);
+      const decoded = await checksumAt(bytes, options, k);
       if (decoded.header.postChecksum !== post) return 'the snapshot changed since its header was read';
     } catch (e) {
       return `the snapshot does not decode: ${(e as Error).message}`;
@@ -334,8 +348,7 @@ async function proveBase(
       if (bytes === null) return `${successor.entry.key} is gone`;
       let at: bigint | undefined;
       try {
-        const decoded = await decodeSegment(bytes, { ...options, name: successor.entry.key });
-        at = decoded.transactions.find((t) => t.txid === k)?.postChecksum;
+        at = (await checksumAt(bytes, { ...options, name: successor.entry.key }, k)).at;
       } catch (e) {
         return `${successor.entry.key}, which continues the snapshot, does not decode: ${(e as Error).message}`;
       }
