@@ -534,7 +534,12 @@ export class Shipper {
   private maybeCheckpoint(): void {
     // While closing, stop() takes the last checkpoint itself and ships its marker.
     if (this.state === 'closing') return;
-    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting) {
+    // A due snapshot waits for the marker of the checkpoint it will be taken at: a new checkpoint
+    // first would replace it before it is durable, again after every upload under steady writes,
+    // and periodic snapshots would never land (skipping a checkpoint only lets the WAL grow).
+    const cp = this.lastCheckpoint;
+    const awaitingBase = cp !== null && cp.snapshotBase && cp.txid > this.durableTxid && this.snapshotDue();
+    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting || awaitingBase) {
       this.draining = false;
       this.drainRounds = 0;
       return;
