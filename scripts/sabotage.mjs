@@ -47,6 +47,11 @@ const SABOTAGES = {
     edits: [['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", '']],
     scenarios: [['s3-down-checkpoint', 4]],
   },
+  'snapshot-at-cut': {
+    what: 'a periodic snapshot may be taken at any checkpoint, also one whose marker ships inside a segment (restore, retention and the lineage read expect a snapshot to start one)',
+    edits: [['packages/shipper/src/shipper.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
+    tests: ['shipper-puts'],
+  },
   'epoch-rule': {
     what: 'acceptable() lets every epoch write every txid (restore and the shipper stop fencing)',
     edits: [['packages/format/src/fencing.ts', 'return maxTxid < next;', 'return next === next;']],

@@ -91,4 +91,41 @@ describe('segment PUTs under steady writes', () => {
     const rebuilt = await rebuildFromReplica(storageFor(server, prefix), prefix);
     assert.ok(Buffer.from(rebuilt.bytes).equals(readFileSync(path)), 'the replica rebuilds the database byte for byte');
   });
+
+  test('periodic snapshots are taken only at a txid where a level-0 segment starts', async () => {
+    const prefix = `puts/snapshots-${randomBytes(4).toString('hex')}`;
+    const path = join(dir, 'snapshots.db');
+    const db = await openReplicated(path, {
+      lease: false,
+      s3: s3Location(server, prefix),
+      batchWindowMs: 100,
+      checkpointBytes: 16 * 1024,
+      // Due between checkpoints: the checkpoints before it shipped their markers inside segments.
+      snapshotIntervalMs: 500,
+      logLevel: 'silent',
+    });
+    db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)');
+    const insert = db.prepare('INSERT INTO t(v) VALUES (?)');
+    const t0 = performance.now();
+    while (performance.now() - t0 < 4000) {
+      insert.run(randomBytes(200));
+      await delay(1);
+    }
+    await db.close();
+
+    const snapshots: number[] = [];
+    const starts = new Set<number>();
+    for await (const o of storageFor(server, prefix).list({ prefix })) {
+      const p = parseObjectKey(prefix, o.key);
+      if (p?.kind === 'snapshot') snapshots.push(p.txid);
+      else if (p?.kind === 'segment' && p.level === 0) starts.add(p.minTxid);
+    }
+    snapshots.sort((a, b) => a - b);
+    assert.ok(snapshots.length >= 3, `periodic snapshots were taken (${snapshots.join(', ')})`);
+    // The first is the generation's, taken before any segment; every later one starts a segment.
+    const inside = snapshots.slice(1).filter((txid) => !starts.has(txid));
+    assert.deepEqual(inside, [], `snapshots at txids no segment starts at: ${inside.join(', ')}`);
+    const rebuilt = await rebuildFromReplica(storageFor(server, prefix), prefix);
+    assert.ok(Buffer.from(rebuilt.bytes).equals(readFileSync(path)), 'the replica rebuilds the database byte for byte');
+  });
 });

@@ -3,8 +3,15 @@ import type { CapturedPage, CommittedTransaction, WalLocation } from '@walship/v
 import { WalshipError } from '@walship/vfs';
 
 const FRAME_HEADER = 24;
+const WAL_HEADER = 32;
 
-/** A committed transaction waiting to be durable. Its pages may have been dropped from memory. */
+/** Where a transaction's frames are in the `-wal` file (the part of the VFS's WalLocation the queue keeps). */
+export type WalSpan = Pick<WalLocation, 'salt1' | 'salt2' | 'firstFrame' | 'lastFrame' | 'offset' | 'length'>;
+
+/**
+ * A committed transaction waiting to be durable, as the shipper sees it. The queue does not keep
+ * these objects: it keeps a few numbers per transaction and builds one on request.
+ */
 export interface PendingTxn {
   txid: number;
   timestamp: number;
@@ -15,7 +22,7 @@ export interface PendingTxn {
   postChecksum: bigint;
   /** Bytes of WAL this transaction occupies (its page bytes when it came from the database file). */
   walBytes: number;
-  wal: WalLocation | null;
+  wal: WalSpan | null;
   /** null once spilled: the WAL still holds the frames until the transaction is durable. */
   pages: CapturedPage[] | null;
   /** performance.now() at commit, for the lag histogram. */
@@ -37,21 +44,45 @@ export function pendingFrom(txn: CommittedTransaction, postChecksum: bigint): Pe
   };
 }
 
+/** Transactions per chunk of the queue's columns. */
+const CHUNK = 4096;
+/** Per transaction: commitSize, pageCount, firstFrame (0: no WAL frames), frame count, salt1, salt2. */
+const U32_FIELDS = 6;
+
+/** One chunk of columns: 48 bytes per transaction, allocated CHUNK at a time. */
+class Chunk {
+  readonly timestamp = new Float64Array(CHUNK);
+  readonly committedAt = new Float64Array(CHUNK);
+  readonly postChecksum = new BigUint64Array(CHUNK);
+  readonly u32 = new Uint32Array(CHUNK * U32_FIELDS);
+}
+
 /**
  * The queue of transactions not yet durable, in txid order. The WAL is the spool: past the memory
  * budget the newest transactions drop their page images and are read back from the WAL when their
  * batch is encoded, which is safe because frames are only checkpointed once durable.
+ *
+ * While S3 is down the queue grows by one entry per commit for as long as the outage lasts, so an
+ * entry is 48 bytes in typed-array columns (txids are consecutive, so the txid is the position),
+ * not an object with its own WAL location and checksum: about 29 MB for 10 minutes at 1k
+ * commits/s. Page images, while within the budget, sit in a map beside it.
  */
 export class PendingQueue {
-  private readonly items: PendingTxn[] = [];
+  private readonly chunks: Chunk[] = [];
+  /** Index of the first transaction inside chunks[0]. */
   private head = 0;
+  private count = 0;
+  /** txid of the first transaction (meaningful while count > 0). */
+  private firstTxid = 0;
+  private pageSize = 0;
+  private readonly pages = new Map<number, CapturedPage[]>();
   private memoryBytes = 0;
   private walBytes = 0;
 
   constructor(private readonly budgetBytes: number) {}
 
   get length(): number {
-    return this.items.length - this.head;
+    return this.count;
   }
 
   get pendingWalBytes(): number {
@@ -62,12 +93,49 @@ export class PendingQueue {
     return this.memoryBytes;
   }
 
+  /** performance.now() at the commit of the oldest waiting transaction. */
+  get firstCommittedAt(): number | undefined {
+    return this.count > 0 ? this.chunks[0]!.committedAt[this.head] : undefined;
+  }
+
   push(txn: PendingTxn): void {
+    if (this.count > 0 && txn.txid !== this.firstTxid + this.count) {
+      throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid} queued after ${this.firstTxid + this.count - 1}: txids must follow each other`, { details: { txid: txn.txid, last: this.firstTxid + this.count - 1 } });
+    }
+    if (this.count > 0 && txn.pageSize !== this.pageSize) {
+      throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid} has page size ${txn.pageSize}, the queue ${this.pageSize}`, { details: { txid: txn.txid, pageSize: txn.pageSize } });
+    }
+    const frameSize = FRAME_HEADER + txn.pageSize;
+    // The queue keeps frame numbers only and derives offset and length from them.
+    if (txn.wal !== null && (txn.wal.length !== (txn.wal.lastFrame - txn.wal.firstFrame + 1) * frameSize || txn.wal.offset !== WAL_HEADER + (txn.wal.firstFrame - 1) * frameSize)) {
+      throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid}: WAL offset ${txn.wal.offset} and length ${txn.wal.length} do not match frames ${txn.wal.firstFrame}..${txn.wal.lastFrame}`, { details: { txid: txn.txid } });
+    }
+    if (this.count === 0) {
+      this.firstTxid = txn.txid;
+      this.pageSize = txn.pageSize;
+    }
+    const at = this.head + this.count;
+    const ci = Math.floor(at / CHUNK);
+    if (ci === this.chunks.length) this.chunks.push(new Chunk());
+    const c = this.chunks[ci]!;
+    const i = at % CHUNK;
+    c.timestamp[i] = txn.timestamp;
+    c.committedAt[i] = txn.committedAt;
+    c.postChecksum[i] = txn.postChecksum;
+    const u = i * U32_FIELDS;
+    c.u32[u] = txn.commitSize;
+    c.u32[u + 1] = txn.pageCount;
+    c.u32[u + 2] = txn.wal?.firstFrame ?? 0;
+    c.u32[u + 3] = txn.wal ? txn.wal.lastFrame - txn.wal.firstFrame + 1 : 0;
+    c.u32[u + 4] = txn.wal?.salt1 ?? 0;
+    c.u32[u + 5] = txn.wal?.salt2 ?? 0;
+    this.count++;
     const bytes = txn.pageCount * txn.pageSize;
     // A transaction whose frames cannot be read back (rebuilt from the database file) stays in memory.
-    if (txn.wal !== null && this.memoryBytes + bytes > this.budgetBytes) txn.pages = null;
-    else this.memoryBytes += bytes;
-    this.items.push(txn);
+    if (txn.pages !== null && (txn.wal === null || this.memoryBytes + bytes <= this.budgetBytes)) {
+      this.pages.set(txn.txid, txn.pages);
+      this.memoryBytes += bytes;
+    }
     this.walBytes += txn.walBytes;
   }
 
@@ -75,37 +143,80 @@ export class PendingQueue {
   pin(txn: PendingTxn, pages: CapturedPage[]): void {
     if (txn.pages !== null) return;
     txn.pages = pages;
+    this.pages.set(txn.txid, pages);
     this.memoryBytes += txn.pageCount * txn.pageSize;
   }
 
   first(): PendingTxn | undefined {
-    return this.items[this.head];
+    return this.at(0);
   }
 
   at(i: number): PendingTxn | undefined {
-    return this.items[this.head + i];
+    if (i < 0 || i >= this.count) return undefined;
+    const at = this.head + i;
+    const c = this.chunks[Math.floor(at / CHUNK)]!;
+    const j = at % CHUNK;
+    const u = j * U32_FIELDS;
+    const txid = this.firstTxid + i;
+    const pageSize = this.pageSize;
+    const firstFrame = c.u32[u + 2]!;
+    const frames = c.u32[u + 3]!;
+    const frameSize = FRAME_HEADER + pageSize;
+    const wal: WalSpan | null =
+      firstFrame === 0
+        ? null
+        : { salt1: c.u32[u + 4]!, salt2: c.u32[u + 5]!, firstFrame, lastFrame: firstFrame + frames - 1, offset: WAL_HEADER + (firstFrame - 1) * frameSize, length: frames * frameSize };
+    const pageCount = c.u32[u + 1]!;
+    return {
+      txid,
+      timestamp: c.timestamp[j]!,
+      commitSize: c.u32[u]!,
+      pageSize,
+      pageCount,
+      postChecksum: c.postChecksum[j]!,
+      walBytes: wal ? wal.length : pageCount * pageSize,
+      wal,
+      pages: this.pages.get(txid) ?? null,
+      committedAt: c.committedAt[j]!,
+    };
   }
 
   last(): PendingTxn | undefined {
-    return this.length > 0 ? this.items[this.items.length - 1] : undefined;
+    return this.at(this.count - 1);
   }
 
-  /** Removes every transaction with txid <= `txid` (they are durable or covered by a snapshot). */
-  dropThrough(txid: number): PendingTxn[] {
-    const dropped: PendingTxn[] = [];
-    while (this.head < this.items.length && this.items[this.head]!.txid <= txid) {
-      const t = this.items[this.head]!;
-      this.items[this.head] = undefined as unknown as PendingTxn;
-      this.head++;
-      if (t.pages !== null) this.memoryBytes -= t.pageCount * t.pageSize;
-      this.walBytes -= t.walBytes;
-      dropped.push(t);
+  /**
+   * Removes every transaction with txid <= `txid` (they are durable or covered by a snapshot);
+   * `dropped` sees each one's commit time. Returns how many went.
+   */
+  dropThrough(txid: number, dropped?: (committedAt: number) => void): number {
+    let n = 0;
+    while (this.count > 0 && this.firstTxid <= txid) {
+      const c = this.chunks[0]!;
+      const u = this.head * U32_FIELDS;
+      const pageCount = c.u32[u + 1]!;
+      const frames = c.u32[u + 3]!;
+      this.walBytes -= c.u32[u + 2] === 0 ? pageCount * this.pageSize : frames * (FRAME_HEADER + this.pageSize);
+      const pages = this.pages.get(this.firstTxid);
+      if (pages !== undefined) {
+        this.pages.delete(this.firstTxid);
+        this.memoryBytes -= pageCount * this.pageSize;
+      }
+      dropped?.(c.committedAt[this.head]!);
+      this.firstTxid++;
+      this.count--;
+      n++;
+      if (++this.head === CHUNK) {
+        this.chunks.shift();
+        this.head = 0;
+      }
     }
-    if (this.head > 1024 && this.head * 2 > this.items.length) {
-      this.items.splice(0, this.head);
+    if (this.count === 0) {
+      // Keep one chunk for the next commits; drop the rest.
+      this.chunks.length = Math.min(this.chunks.length, 1);
       this.head = 0;
     }
-    return dropped;
+    return n;
   }
 }
 

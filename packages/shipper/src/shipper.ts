@@ -368,13 +368,13 @@ export class Shipper {
   private schedule(now: boolean): void {
     if ((this.state !== 'running' && this.state !== 'closing') || this.stopped) return;
     if (this.pump) return;
-    const first = this.queue.first();
-    const wantsWork = this.needGeneration !== null || first !== undefined;
+    const firstAt = this.queue.firstCommittedAt;
+    const wantsWork = this.needGeneration !== null || firstAt !== undefined;
     if (!wantsWork) return;
     const window = this.ctx.options.batchWindowMs;
     const urgent = now || window === 0 || this.draining || this.waiters.length > 0 || this.needGeneration !== null;
-    if (!urgent && first) {
-      const wait = window - (performance.now() - first.committedAt);
+    if (!urgent && firstAt !== undefined) {
+      const wait = window - (performance.now() - firstAt);
       if (wait > 0) {
         if (!this.timer) {
           this.timer = setTimeout(() => {
@@ -564,11 +564,8 @@ export class Shipper {
 
   private markDurable(txid: number, checksum: bigint): void {
     const now = performance.now();
-    const done = this.queue.dropThrough(txid);
-    for (const t of done) {
-      this.ctx.metrics.lag.observe((now - t.committedAt) / 1000);
-    }
-    this.ctx.metrics.shipped.inc(done.length);
+    const done = this.queue.dropThrough(txid, (committedAt) => this.ctx.metrics.lag.observe((now - committedAt) / 1000));
+    this.ctx.metrics.shipped.inc(done);
     this.durableTxid = Math.max(this.durableTxid, txid);
     this.durableChecksum = checksum;
     // Written by the next lease renewal or the release: no request on the commit path.
@@ -614,7 +611,12 @@ export class Shipper {
   private maybeCheckpoint(): void {
     // While closing, stop() takes the last checkpoint itself and ships its marker.
     if (this.state === 'closing') return;
-    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting) {
+    // A due snapshot waits for the marker of the checkpoint it will be taken at: a new checkpoint
+    // first would replace it before it is durable, again after every upload under steady writes,
+    // and periodic snapshots would never land (skipping a checkpoint only lets the WAL grow).
+    const cp = this.lastCheckpoint;
+    const awaitingBase = cp !== null && cp.snapshotBase && cp.txid > this.durableTxid && this.snapshotDue();
+    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting || awaitingBase) {
       this.draining = false;
       this.drainRounds = 0;
       return;
@@ -641,7 +643,7 @@ export class Shipper {
   /** Spools every pending transaction (fsync), then checkpoints. False when it cannot (too much pending, busy). */
   private spoolCheckpoint(): boolean {
     let bytes = 0;
-    for (let i = 0; i < this.queue.length; i++) bytes += this.queue.at(i)!.pageCount * this.queue.at(i)!.pageSize;
+    for (let i = 0; i < this.queue.length && bytes <= SPOOL_MAX_BYTES; i++) bytes += this.queue.at(i)!.pageCount * this.queue.at(i)!.pageSize;
     if (bytes > SPOOL_MAX_BYTES || this.db.inTransaction) return false;
     const walPath = `${this.ctx.path}-wal`;
     const txns = [];
@@ -875,7 +877,7 @@ export class Shipper {
   }
 
   status(): ReplicationStatus {
-    const first = this.queue.first();
+    const firstAt = this.queue.firstCommittedAt;
     let walBytes = 0;
     try {
       walBytes = this.raw.status().walBytes;
@@ -888,7 +890,7 @@ export class Shipper {
       state: this.state === 'running' && this.lastError !== null ? 'degraded' : this.state,
       committedTxid: this.committedTxid,
       durableTxid: this.durableTxid,
-      lagMs: first ? Math.round(performance.now() - first.committedAt) : 0,
+      lagMs: firstAt !== undefined ? Math.round(performance.now() - firstAt) : 0,
       pendingTransactions: this.queue.length,
       pendingWalBytes: this.queue.pendingWalBytes,
       walBytes,

@@ -1,0 +1,80 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PendingQueue, type PendingTxn } from './pending.js';
+
+const PAGE = 4096;
+const FRAME = 24 + PAGE;
+
+/** Transaction `txid` as the VFS would describe it: `frames` frames from `firstFrame` on, one page each. */
+function txn(txid: number, firstFrame: number, frames: number, withPages: boolean): PendingTxn {
+  const pages = Array.from({ length: frames }, (_, i) => ({ pgno: i + 2, data: new Uint8Array(PAGE).fill(txid & 0xff) }));
+  return {
+    txid,
+    timestamp: 1_700_000_000_000 + txid,
+    commitSize: 100 + (txid % 7),
+    pageSize: PAGE,
+    pageCount: frames,
+    postChecksum: (BigInt(txid) << 40n) ^ 0xfedcba9876543210n,
+    walBytes: frames * FRAME,
+    wal: { salt1: 0xaabbccdd, salt2: txid, firstFrame, lastFrame: firstFrame + frames - 1, offset: 32 + (firstFrame - 1) * FRAME, length: frames * FRAME },
+    pages: withPages ? pages : null,
+    committedAt: txid / 3,
+  };
+}
+
+describe('PendingQueue', () => {
+  test('gives back every field of every transaction across chunk boundaries, and forgets what was dropped', () => {
+    const q = new PendingQueue(10 * PAGE);
+    const all: PendingTxn[] = [];
+    let frame = 1;
+    for (let txid = 5; txid < 5 + 9000; txid++) {
+      const t = txn(txid, frame, 1 + (txid % 3), true);
+      frame += t.pageCount;
+      all.push({ ...t });
+      q.push(t);
+    }
+    assert.equal(q.length, 9000);
+    assert.equal(q.pendingWalBytes, all.reduce((n, t) => n + t.walBytes, 0));
+    assert.ok(q.inMemoryBytes <= 10 * PAGE, `pages kept within the budget (${q.inMemoryBytes})`);
+    for (const i of [0, 1, 4095, 4096, 4097, 8191, 8192, 8999]) {
+      const got = q.at(i)!;
+      const want = all[i]!;
+      assert.deepEqual({ ...got, pages: null }, { ...want, pages: null }, `transaction ${want.txid}`);
+      if (i < 3) assert.equal(got.pages?.length, want.pageCount, 'the first ones keep their pages');
+      else assert.equal(got.pages, null, 'later ones are read back from the WAL');
+    }
+    const seen: number[] = [];
+    assert.equal(q.dropThrough(5 + 4500, (at) => seen.push(at)), 4501);
+    assert.deepEqual(seen.slice(0, 2), [5 / 3, 6 / 3]);
+    assert.equal(q.length, 4499);
+    assert.equal(q.first()!.txid, 5 + 4501);
+    assert.equal(q.firstCommittedAt, (5 + 4501) / 3);
+    assert.equal(q.inMemoryBytes, 0, 'dropped pages leave the budget');
+    assert.equal(q.pendingWalBytes, all.slice(4501).reduce((n, t) => n + t.walBytes, 0));
+    q.dropThrough(1e9);
+    assert.equal(q.length, 0);
+    assert.equal(q.pendingWalBytes, 0);
+    assert.equal(q.first(), undefined);
+    q.push(txn(42, 1, 2, false));
+    assert.equal(q.first()!.txid, 42, 'an emptied queue starts again at any txid');
+  });
+
+  test('refuses a gap in txids (the txid is the position) and a WAL location it could not rebuild', () => {
+    const q = new PendingQueue(0);
+    q.push(txn(1, 1, 1, false));
+    assert.throws(() => q.push(txn(3, 2, 1, false)), (e: Error & { code?: string }) => e.code === 'ERR_INTERNAL');
+    const odd = txn(2, 2, 1, false);
+    odd.wal = { ...odd.wal!, offset: odd.wal!.offset + 8 };
+    assert.throws(() => q.push(odd), (e: Error & { code?: string }) => e.code === 'ERR_INTERNAL');
+  });
+
+  test('a transaction without WAL frames keeps its pages whatever the budget', () => {
+    const q = new PendingQueue(0);
+    const t = { ...txn(7, 1, 2, true), wal: null, walBytes: 2 * PAGE };
+    q.push(t);
+    const got = q.first()!;
+    assert.equal(got.wal, null);
+    assert.equal(got.walBytes, 2 * PAGE);
+    assert.equal(got.pages?.length, 2);
+  });
+});
