@@ -2,6 +2,7 @@ import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rm
 import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
+import { processAlive } from '@walship/vfs';
 import { PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
@@ -75,15 +76,6 @@ function exists(path: string): boolean {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === 'EPERM';
-  }
-}
-
 /**
  * Refuses a target that is in use or would be replaced without `overwrite`. A database open in
  * walship holds `<path>.walship-lock` with its pid; replacing its file under it would corrupt it.
@@ -104,7 +96,7 @@ export function checkTarget(path: string, overwrite: boolean): void {
     } catch {
       pid = NaN;
     }
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
       throw restoreError('ERR_TARGET_LOCKED', `${path} is open in process ${pid} (${lock}); close that database before restoring over it`, { path, pid });
     }
   }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bad } from './options.js';
+import { processAlive } from '@walship/vfs';
 
 /**
  * Restore, follow and verify write decrypted pages: the database, its scratch copy, and whatever
@@ -31,13 +32,7 @@ function escape(text: string): string {
 }
 
 function alive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === 'EPERM';
-  }
+  return pid === process.pid || processAlive(pid);
 }
 
 /**

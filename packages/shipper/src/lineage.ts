@@ -138,7 +138,7 @@ export async function readLineage(storage: ObjectStorage, prefix: string, option
     lineage.tip = { txid: snapHeader.maxTxid, checksum: snapHeader.postChecksum, commitSize: snapHeader.commitSize, key: snapshot.key };
     // database.json keeps the first page size; a later generation may have another.
     lineage.pageSize = snapHeader.pageSize;
-    // Segments never straddle a checkpoint, so the first one after the snapshot starts at its txid or later.
+    // A snapshot's txid always starts a segment, so the first one after the snapshot starts at its txid or later.
     const tail: { key: string; minTxid: number; epoch: number }[] = [];
     // '/' sorts after '.', so this starts right after every key of minTxid snapshot.txid - 1.
     const from = `${keys.levelDir(generation, 0)}${(snapshot.txid - 1).toString(16).padStart(16, '0')}/`;

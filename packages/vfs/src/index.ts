@@ -6,3 +6,4 @@ export { WalshipError, SqliteError } from './errors.js';
 export type { FsOps } from './fs-ops.js';
 export { nodeFs } from './fs-ops.js';
 export { loadSqlite } from './sqlite.js';
+export { processAlive } from './process-lock.js';

@@ -3,7 +3,8 @@ import { WalshipError } from './errors.js';
 
 const heldHere = new Set<string>();
 
-function alive(pid: number): boolean {
+/** The process exists (EPERM: it exists but belongs to another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -54,7 +55,7 @@ export function acquireProcessLock(dbPath: string): () => void {
       } catch {
         // Unreadable or vanished: treat as stale.
       }
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && processAlive(holder)) {
         throw new WalshipError('ERR_DATABASE_LOCKED', `${dbPath} is open in process ${holder}; one process owns a database`, {
           details: { path: dbPath, lockPath, holderPid: holder },
         });
