@@ -30,6 +30,9 @@ const encryption = { encryption: { keys } };
 async function writeReplica(prefix: string, seed: number, extra: Record<string, unknown> = encryption): Promise<Workload> {
   const work = new Workload(seed);
   const db = await openReplicated(join(dir, `${prefix.replace(/\//g, '_')}.db`), s3Options(server, prefix, extra));
+  // The generation's snapshot lands before any write, so replicas of one workload share txids
+  // (the swap tests put B's objects exactly where A's epoch marker expects them).
+  await db.flush();
   work.setup(db);
   for (let i = 0; i < 60; i++) {
     work.step(db);
@@ -276,6 +279,8 @@ describe('attack 3: objects swapped between databases that share a key', () => {
     // The same workload on both: the same txids, so B's objects sit exactly where A's were.
     const workA = await writeReplica(a, 23);
     await writeReplica(b, 23);
+    const [pa, pb] = [await plan({ ...source(server, a), keys }), await plan({ ...source(server, b), keys })];
+    assert.equal(pb.objects[0]!.minTxid, pa.objects[0]!.minTxid, 'both snapshots at the same txid');
     const before = join(dir, 'swap-objs-before.db');
     const good = await restore({ ...source(server, a), keys, path: before });
     // A's objects go, A's sealed markers stay; B's objects take their place under the same keys.
