@@ -113,6 +113,21 @@ const SABOTAGES = {
     edits: [['packages/lease/src/mark.ts', "condition: '(attribute_not_exists(#durableGeneration) OR", "condition: '(attribute_exists(#durableGeneration) OR attribute_not_exists(#durableGeneration) OR"]],
     tests: ['attack-rollback'],
   },
+  'reacquire-condition': {
+    what: "a writer that lost its lease re-acquires it unconditionally: the write no longer proves the item is still its own at the epoch it lost (a takeover in between is overwritten)",
+    edits: [['packages/lease/src/item.ts', "expr: '#owner = :me AND #epoch = :seenEpoch AND #rvn = :seenRvn AND #released = :false',", "expr: 'attribute_exists(#owner) OR #owner = :me AND #epoch = :seenEpoch AND #rvn = :seenRvn AND #released = :false',"]],
+    tests: ['lease-heal'],
+  },
+  'local-holder-alive': {
+    what: 'the at-once takeover of a holder on this host does not check that its process is dead (a live or paused holder is taken over)',
+    edits: [['packages/lease/src/local.ts', 'if (!processAlive(holder.pid)) return', 'if (true || !processAlive(holder.pid)) return']],
+    tests: ['lease-heal'],
+  },
+  'local-holder-space': {
+    what: "the at-once takeover judges a holder's pid in another pid space (another container or boot with the same host name)",
+    edits: [['packages/lease/src/local.ts', "if (holder.space !== self.space) return { gone: false, why: 'other-space' };", '']],
+    tests: ['lease-heal'],
+  },
   'diverged-open': {
     what: 'a local file that does not continue the replica starts a new generation without allowRollback, burying the replica\u2019s flushed transactions',
     edits: [['packages/shipper/src/shipper.ts', 'if (!this.ctx.options.allowRollback) {', 'if (false) {']],

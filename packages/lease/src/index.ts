@@ -1,4 +1,5 @@
 export { createDynamoLease, type AcquireOptions, type Lease, type LeaseGrant, type LeaseState } from './lease.js';
+export type { GrantPath } from './item.js';
 export { checkLeaseTable, createLeaseTable, forceRelease, readLease, type ForceReleaseResult, type LeaseTableInfo, type LeaseTableOptions } from './table.js';
 export {
   LeaseError,

@@ -6,6 +6,7 @@
 import type { AttributeValue, UpdateItemCommandInput } from '@aws-sdk/client-dynamodb';
 import { KEY_ATTRIBUTE } from './dynamo.js';
 import { markFromAttributes, markUpdate, type DurableMark } from './mark.js';
+import type { LeaseLostReason } from './errors.js';
 
 export interface LeaseItem {
   pk: string;
@@ -18,6 +19,9 @@ export interface LeaseItem {
   released: boolean;
   host: string;
   pid: number;
+  /** The holder's pid space and start time (see local.ts); empty when the holder could not tell, or wrote no such field. */
+  space: string;
+  started: string;
   /** Wall clock of the writer, for operators only; no decision reads it. */
   updatedAt: string;
   /** The durable high-water mark the holders recorded (attributes durableGeneration, durableTxid), or null. */
@@ -33,6 +37,8 @@ export const NAMES = {
   '#released': 'released',
   '#host': 'host',
   '#pid': 'pid',
+  '#space': 'space',
+  '#started': 'started',
   '#updatedAt': 'updatedAt',
   '#durableGeneration': 'durableGeneration',
   '#durableTxid': 'durableTxid',
@@ -72,6 +78,8 @@ export function toAttributes(item: Omit<LeaseItem, 'durable'>): Record<string, A
     released: b(item.released),
     host: s(item.host),
     pid: n(item.pid),
+    space: s(item.space),
+    started: s(item.started),
     updatedAt: s(item.updatedAt),
   };
 }
@@ -92,21 +100,23 @@ export function fromAttributes(a: Record<string, AttributeValue>): LeaseItem {
     released: a['released']?.BOOL === true,
     host: str('host'),
     pid: num('pid'),
+    space: str('space'),
+    started: str('started'),
     updatedAt: str('updatedAt'),
     durable: markFromAttributes(a),
   };
 }
 
 /** SET clause for a new grant (takeover or acquire after release); the condition lives with the caller. */
-export function grantUpdate(g: { owner: string; epoch: number; rvn: string; leaseMs: number; host: string; pid: number }): {
+export function grantUpdate(g: { owner: string; epoch: number; rvn: string; leaseMs: number; host: string; pid: number; space: string; started: string }): {
   UpdateExpression: string;
   names: AttrName[];
   values: Record<string, AttributeValue>;
 } {
   return {
     UpdateExpression:
-      'SET #owner = :owner, #epoch = :next, #rvn = :rvn, #leaseMs = :leaseMs, #released = :false, #host = :host, #pid = :pid, #updatedAt = :now',
-    names: ['#owner', '#epoch', '#rvn', '#leaseMs', '#released', '#host', '#pid', '#updatedAt'],
+      'SET #owner = :owner, #epoch = :next, #rvn = :rvn, #leaseMs = :leaseMs, #released = :false, #host = :host, #pid = :pid, #space = :space, #started = :started, #updatedAt = :now',
+    names: ['#owner', '#epoch', '#rvn', '#leaseMs', '#released', '#host', '#pid', '#space', '#started', '#updatedAt'],
     values: {
       ':owner': s(g.owner),
       ':next': n(g.epoch),
@@ -115,9 +125,37 @@ export function grantUpdate(g: { owner: string; epoch: number; rvn: string; leas
       ':false': b(false),
       ':host': s(g.host),
       ':pid': n(g.pid),
+      ':space': s(g.space),
+      ':started': s(g.started),
       ':now': s(new Date().toISOString()),
     },
   };
+}
+
+/** How a grant was made; `takeover`, `dead-local-holder` and `reacquire` take an item that is not released. */
+export type GrantPath = 'new' | 'released' | 'takeover' | 'dead-local-holder' | 'reacquire';
+
+/**
+ * The condition of a grant over an existing item: each proves the item is still what the decision
+ * was made on, so a write between the read and this one makes it fail.
+ * - released: still released at the epoch read (no renewal can touch a released item).
+ * - takeover, dead-local-holder: unchanged since it was read (rvn and epoch).
+ * - reacquire: still this owner's at the epoch it lost, not force-released, and unchanged since
+ *   read: nobody granted an epoch in between, so nothing of ours was fenced and no one else shipped.
+ */
+export function grantCondition(how: Exclude<GrantPath, 'new'>, seen: LeaseItem, owner: string): { expr: string; values: Record<string, AttributeValue> } {
+  switch (how) {
+    case 'released':
+      return { expr: '#released = :true AND #epoch = :seenEpoch', values: { ':true': b(true), ':seenEpoch': n(seen.epoch) } };
+    case 'takeover':
+    case 'dead-local-holder':
+      return { expr: '#rvn = :seenRvn AND #epoch = :seenEpoch', values: { ':seenRvn': s(seen.rvn), ':seenEpoch': n(seen.epoch) } };
+    case 'reacquire':
+      return {
+        expr: '#owner = :me AND #epoch = :seenEpoch AND #rvn = :seenRvn AND #released = :false',
+        values: { ':me': s(owner), ':seenEpoch': n(seen.epoch), ':seenRvn': s(seen.rvn), ':false': b(false) },
+      };
+  }
 }
 
 /**
@@ -147,4 +185,13 @@ export function holderWrite(
       ...m?.values,
     },
   };
+}
+
+/** Why a conditional holder write failed, from the item read after it (undefined: unreadable). */
+export function lostReason(epoch: number, owner: string, current: LeaseItem | null | undefined): LeaseLostReason {
+  if (current === undefined) return 'condition-failed';
+  if (current === null) return 'item-missing';
+  if (current.epoch !== epoch || current.owner !== owner) return 'taken-over';
+  if (current.released) return 'force-released';
+  return 'condition-failed';
 }

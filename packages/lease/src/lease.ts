@@ -5,12 +5,14 @@
  */
 
 import { randomUUID } from 'node:crypto';
-import { GetItemCommand, PutItemCommand, UpdateItemCommand, type AttributeValue, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { GetItemCommand, PutItemCommand, UpdateItemCommand, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { LeaseError, LeaseHeldError, LeaseLostError, invalidOption, type LeaseLostDetails, type LeaseLostReason } from './errors.js';
 import { buildClient, request, sleep, unref, type RequestContext } from './dynamo.js';
-import { b, fromAttributes, grantUpdate, holderWrite, keyOf, n, names, s, toAttributes, type LeaseItem } from './item.js';
+import { fromAttributes, grantCondition, lostReason, grantUpdate, holderWrite, keyOf, names, toAttributes, type GrantPath, type LeaseItem } from './item.js';
+import { localHolderGone } from './local.js';
 import { resolveLeaseOptions, validateMargin, validateWaitMs, type DynamoLeaseOptions, type ResolvedLeaseOptions } from './options.js';
 import { MarkKeeper, type DurableMark } from './mark.js';
+import { UploadGuards } from './guards.js';
 
 export type LeaseState = 'idle' | 'held' | 'lost' | 'released';
 
@@ -25,6 +27,8 @@ export interface LeaseGrant {
   readonly deadline: number;
   /** The durable high-water mark the item held when this grant was made (null: none recorded yet). */
   readonly durable: DurableMark | null;
+  /** Which path made the grant (see README "Protocol"). */
+  readonly how: GrantPath;
 }
 
 export interface AcquireOptions {
@@ -41,6 +45,13 @@ export interface Lease {
   readonly state: LeaseState;
   /** Takes the lease: new item (epoch 1), after a release (epoch + 1), or after the holder went silent. */
   acquire(options?: AcquireOptions): Promise<LeaseGrant>;
+  /**
+   * After a loss (state `lost`): a new epoch at once, if the item is still this owner's at the epoch
+   * it lost and not released, proved by the conditional write (`grant.how === 'reacquire'`). Else
+   * LeaseLostError (taken over, force-released): for good. DynamoDB errors (ERR_LEASE_UNAVAILABLE,
+   * ERR_LEASE_THROTTLED) leave it lost: try again later.
+   */
+  reacquire(options?: { signal?: AbortSignal }): Promise<LeaseGrant>;
   /** Extends the deadline; LeaseLostError when someone else holds the epoch or the deadline passed. */
   renew(): Promise<LeaseGrant>;
   /** Marks the item released (never deletes it: the epoch must keep growing). */
@@ -71,12 +82,6 @@ export function createDynamoLease(options: DynamoLeaseOptions): Lease {
   return new DynamoLease(o, client, owned);
 }
 
-interface UploadWatch {
-  controller: AbortController;
-  marginMs: number;
-  timer: ReturnType<typeof setTimeout> | undefined;
-}
-
 interface Watch {
   rvn: string;
   epoch: number;
@@ -105,7 +110,7 @@ class DynamoLease implements Lease {
   private heartbeatGeneration = 0;
   private heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
   private expiryTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly uploads = new Set<UploadWatch>();
+  private readonly uploads: UploadGuards;
   private readonly listeners = new Set<(error: LeaseLostError) => void>();
   private readonly marks = new MarkKeeper();
 
@@ -130,6 +135,11 @@ class DynamoLease implements Lease {
     // A renewing holder changes the rvn every renewEveryMs; reading about as often notices a live
     // holder (restart the wait) or a release (take it at once) without waiting out a whole lease.
     this.pollMs = Math.max(10, Math.floor(Math.min(o.renewEveryMs, o.leaseMs / 4)));
+    this.uploads = new UploadGuards(
+      o.clock,
+      () => this.grant?.deadline ?? null,
+      () => new LeaseLostError(this.lostDetails(this.grant!, 'expiring', undefined)),
+    );
   }
 
   get state(): LeaseState {
@@ -183,6 +193,8 @@ class DynamoLease implements Lease {
         attempt = await this.tryCreate(signal);
       } else if (item.released) {
         attempt = await this.tryGrant(item, 'released', signal);
+      } else if (this.holderGone(item)) {
+        attempt = await this.tryGrant(item, 'dead-local-holder', signal);
       } else {
         const now = clock();
         // The holder stops believing in its lease after its own leaseMs, which may differ from ours
@@ -230,6 +242,8 @@ class DynamoLease implements Lease {
       released: false,
       host: this.o.host,
       pid: this.o.pid,
+      space: this.o.space,
+      started: this.o.started,
       updatedAt: new Date().toISOString(),
     };
     const out = await request(
@@ -250,17 +264,49 @@ class DynamoLease implements Lease {
     return this.settle(out, rvn, 1, 'new', signal, null);
   }
 
-  private async tryGrant(seen: LeaseItem, how: 'released' | 'takeover', signal: AbortSignal | undefined): Promise<Attempt> {
+  /** A holder on this host whose process is gone (only with the processAlive option; see local.ts). */
+  private holderGone(item: LeaseItem): boolean {
+    if (this.o.processAlive === undefined) return false;
+    const verdict = localHolderGone(item, this.o, this.o.processAlive);
+    if (verdict.gone) this.o.log('info', 'the holder ran on this host and is gone: taking over without waiting', { holder: item.owner, epoch: item.epoch, pid: item.pid, why: verdict.why });
+    return verdict.gone;
+  }
+
+  async reacquire(options: { signal?: AbortSignal } = {}): Promise<LeaseGrant> {
+    if (typeof options !== 'object' || options === null) throw invalidOption('reacquire options', 'must be an object', options);
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalidOption('signal', 'must be an AbortSignal', signal);
+    const last = this.grant;
+    if (this.stateValue !== 'lost' || last === null) throw this.stateError(`reacquire() while ${this.stateValue}`);
+    if (this.acquiring) throw this.stateError('reacquire() while another acquire() is in progress');
+    this.acquiring = true;
+    try {
+      // A write of our own answered after the loss (a renewal) changes the rvn between our read and
+      // our write: read again. Anyone else's write changes the owner or the epoch: lost for good.
+      for (let i = 0; ; i++) {
+        if (signal?.aborted) throw signal.reason;
+        const item = await this.read('GetItem(reacquire)', signal);
+        if (item === undefined || item.owner !== this.owner || item.epoch !== last.epoch || item.released || i >= 3) {
+          const error = new LeaseLostError(this.lostDetails(last, lostReason(last.epoch, this.owner, item ?? null), item ?? null));
+          this.lostError = error;
+          throw error;
+        }
+        const attempt = await this.tryGrant(item, 'reacquire', signal);
+        if ('grant' in attempt) return attempt.grant;
+      }
+    } finally {
+      this.acquiring = false;
+    }
+  }
+
+  private async tryGrant(seen: LeaseItem, how: Exclude<GrantPath, 'new'>, signal: AbortSignal | undefined): Promise<Attempt> {
     const rvn = randomUUID();
     const next = seen.epoch + 1;
-    const update = grantUpdate({ owner: this.owner, epoch: next, rvn, leaseMs: this.o.leaseMs, host: this.o.host, pid: this.o.pid });
-    const condition: { expr: string; values: Record<string, AttributeValue> } =
-      how === 'released'
-        ? { expr: '#released = :true AND #epoch = :seenEpoch', values: { ':true': b(true), ':seenEpoch': n(seen.epoch) } }
-        : { expr: '#rvn = :seenRvn AND #epoch = :seenEpoch', values: { ':seenRvn': s(seen.rvn), ':seenEpoch': n(seen.epoch) } };
+    const update = grantUpdate({ owner: this.owner, epoch: next, rvn, leaseMs: this.o.leaseMs, host: this.o.host, pid: this.o.pid, space: this.o.space, started: this.o.started });
+    const condition = grantCondition(how, seen, this.owner);
     const out = await request(
       this.ctx,
-      how === 'released' ? 'UpdateItem(acquire released)' : 'UpdateItem(takeover)',
+      `UpdateItem(${how === 'released' ? 'acquire released' : how})`,
       (abortSignal) =>
         this.client.send(
           new UpdateItemCommand({
@@ -276,8 +322,13 @@ class DynamoLease implements Lease {
       signal ? { signal } : {},
     );
     const attempt = await this.settle(out, rvn, next, how, signal, seen.durable);
-    if ('grant' in attempt && how === 'takeover') {
-      this.o.log('warn', 'lease taken over from a silent holder', { epoch: next, previousOwner: seen.owner, previousHost: seen.host, previousPid: seen.pid });
+    if ('grant' in attempt && (how === 'takeover' || how === 'dead-local-holder')) {
+      this.o.log('warn', how === 'takeover' ? 'lease taken over from a silent holder' : 'lease taken over from a dead holder on this host', {
+        epoch: next,
+        previousOwner: seen.owner,
+        previousHost: seen.host,
+        previousPid: seen.pid,
+      });
     }
     return attempt;
   }
@@ -290,7 +341,7 @@ class DynamoLease implements Lease {
     out: Awaited<ReturnType<typeof request>>,
     rvn: string,
     epoch: number,
-    how: string,
+    how: GrantPath,
     signal: AbortSignal | undefined,
     durable: DurableMark | null,
   ): Promise<Attempt> {
@@ -301,7 +352,7 @@ class DynamoLease implements Lease {
     }
     // The conditional write saw the item unchanged since the read (same rvn, or released at the same
     // epoch, which no renewal can touch), so the mark read with it is the item's mark.
-    const grant: LeaseGrant = Object.freeze({ epoch, owner: this.owner, acquiredAt: out.firstStart, deadline: out.firstStart + this.o.leaseMs, durable });
+    const grant: LeaseGrant = Object.freeze({ epoch, owner: this.owner, acquiredAt: out.firstStart, deadline: out.firstStart + this.o.leaseMs, durable, how });
     this.grant = grant;
     this.marks.reset(durable);
     this.lostError = undefined;
@@ -372,7 +423,7 @@ class DynamoLease implements Lease {
     if (!out.ok) {
       const current = await this.peek();
       if (mark && this.markRefused(g, mark, current, { released: false })) return this.renewOnce(ref);
-      throw this.lose(g, lostReason(g, this.owner, current), current);
+      throw this.lose(g, lostReason(g.epoch, this.owner, current), current);
     }
     if (mark) this.marks.written(mark);
     // One rvn for all attempts, so the deadline counts from the first: a contender may have seen
@@ -381,7 +432,7 @@ class DynamoLease implements Lease {
     if (deadline > g.deadline) {
       this.grant = Object.freeze({ ...g, deadline });
       this.armExpiry();
-      for (const u of this.uploads) this.armUpload(u);
+      this.uploads.rearm();
     }
     this.o.log('debug', 'lease renewed', { epoch: g.epoch, attempts: out.attempts });
     return this.grant;
@@ -421,7 +472,7 @@ class DynamoLease implements Lease {
     this.stopRenewing();
     this.stateValue = 'released';
     this.clearExpiry();
-    this.abortUploads(new LeaseError('ERR_LEASE_STATE', `lease ${this.key} epoch ${g.epoch} was released`, { key: this.key, epoch: g.epoch, state: 'released' }));
+    this.uploads.abortAll(new LeaseError('ERR_LEASE_STATE', `lease ${this.key} epoch ${g.epoch} was released`, { key: this.key, epoch: g.epoch, state: 'released' }));
     let out = await this.sendRelease(g, this.marks.toWrite());
     if (!out.ok && out.mark) {
       const current = await this.peek();
@@ -435,7 +486,7 @@ class DynamoLease implements Lease {
     }
     if (!out.ok) {
       const current = await this.peek();
-      throw this.lose(g, lostReason(g, this.owner, current), current);
+      throw this.lose(g, lostReason(g.epoch, this.owner, current), current);
     }
     this.o.log('info', 'lease released', { epoch: g.epoch });
   }
@@ -458,7 +509,7 @@ class DynamoLease implements Lease {
     this.lostError = error;
     this.stopRenewing();
     this.clearExpiry();
-    this.abortUploads(error);
+    this.uploads.abortAll(error);
     this.o.log('warn', 'lease lost', { epoch: g.epoch, reason, holder: current?.owner, holderEpoch: current?.epoch });
     for (const listener of [...this.listeners]) {
       try {
@@ -544,43 +595,12 @@ class DynamoLease implements Lease {
 
   abortSignalForUpload(marginMs: number = this.o.marginMs): AbortSignal {
     validateMargin('marginMs', marginMs);
-    const controller = new AbortController();
-    const g = this.grant;
-    if (this.stateValue !== 'held' || g === null) {
+    if (this.stateValue !== 'held' || this.grant === null) {
+      const controller = new AbortController();
       controller.abort(this.lostError ?? this.stateError(`the lease is ${this.stateValue}`));
       return controller.signal;
     }
-    const u: UploadWatch = { controller, marginMs, timer: undefined };
-    this.uploads.add(u);
-    this.armUpload(u);
-    return controller.signal;
-  }
-
-  private armUpload(u: UploadWatch): void {
-    if (u.timer !== undefined) clearTimeout(u.timer);
-    u.timer = undefined;
-    const g = this.grant;
-    if (g === null || u.controller.signal.aborted) {
-      this.uploads.delete(u);
-      return;
-    }
-    const fireAt = g.deadline - u.marginMs;
-    const wait = fireAt - this.o.clock();
-    if (wait <= 0) {
-      this.uploads.delete(u);
-      u.controller.abort(new LeaseLostError(this.lostDetails(g, 'expiring', undefined)));
-      return;
-    }
-    u.timer = setTimeout(() => this.armUpload(u), wait);
-    unref(u.timer);
-  }
-
-  private abortUploads(reason: Error): void {
-    for (const u of this.uploads) {
-      if (u.timer !== undefined) clearTimeout(u.timer);
-      u.controller.abort(reason);
-    }
-    this.uploads.clear();
+    return this.uploads.add(marginMs);
   }
 
   close(): void {
@@ -591,12 +611,4 @@ class DynamoLease implements Lease {
   private stateError(message: string): LeaseError {
     return new LeaseError('ERR_LEASE_STATE', `lease ${this.key}: ${message}`, { key: this.key, state: this.stateValue, epoch: this.grant?.epoch });
   }
-}
-
-function lostReason(g: LeaseGrant, owner: string, current: LeaseItem | null | undefined): LeaseLostReason {
-  if (current === undefined) return 'condition-failed';
-  if (current === null) return 'item-missing';
-  if (current.epoch !== g.epoch || current.owner !== owner) return 'taken-over';
-  if (current.released) return 'force-released';
-  return 'condition-failed';
 }

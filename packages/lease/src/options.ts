@@ -3,6 +3,7 @@ import { hostname } from 'node:os';
 import process from 'node:process';
 import type { DynamoDBClient, DynamoDBClientConfig } from '@aws-sdk/client-dynamodb';
 import { invalidOption } from './errors.js';
+import { selfIdentity } from './local.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -51,6 +52,12 @@ export interface DynamoLeaseOptions extends DynamoConnection {
   clock?: () => number;
   /** Structured log sink; default: warnings and errors as JSON lines on stderr. */
   logger?: (entry: LeaseLogEntry) => void;
+  /**
+   * Enables the at-once takeover of a holder recorded on this host, in this pid space, whose
+   * process is gone (`grant.how === 'dead-local-holder'`); without it such a holder is waited out
+   * like any silent one. The shipper passes @walship/vfs's processAlive.
+   */
+  processAlive?: (pid: number) => boolean;
 }
 
 export interface ResolvedLeaseOptions {
@@ -59,6 +66,10 @@ export interface ResolvedLeaseOptions {
   owner: string;
   host: string;
   pid: number;
+  /** See local.ts: this process's pid space and start time, recorded by every grant. */
+  space: string;
+  started: string;
+  processAlive: ((pid: number) => boolean) | undefined;
   leaseMs: number;
   renewEveryMs: number;
   marginMs: number;
@@ -159,13 +170,18 @@ export function resolveLeaseOptions(o: DynamoLeaseOptions): ResolvedLeaseOptions
   const probe = clock();
   if (typeof probe !== 'number' || !Number.isFinite(probe)) throw invalidOption('clock', 'must return a finite number of milliseconds', probe);
   if (o.logger !== undefined && typeof o.logger !== 'function') throw invalidOption('logger', 'must be a function', o.logger);
+  if (o.processAlive !== undefined && typeof o.processAlive !== 'function') throw invalidOption('processAlive', 'must be a function (pid) => boolean', typeof o.processAlive);
   const owner = o.owner ?? defaultOwner();
+  const self = selfIdentity();
   return {
     table,
     key,
     owner,
-    host: hostname(),
-    pid: process.pid,
+    host: self.host,
+    pid: self.pid,
+    space: self.space,
+    started: self.started,
+    processAlive: o.processAlive,
     leaseMs,
     renewEveryMs,
     marginMs,
