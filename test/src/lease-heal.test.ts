@@ -123,6 +123,20 @@ describe('lease healing on dynalite', () => {
     }
   });
 
+  test('startRenewing() late (a slow open after the grant) renews at once, not renewEveryMs after the call', async () => {
+    const key = newKey('late-start');
+    const lease = open(key, { leaseMs: 800, renewEveryMs: 250 });
+    const g = await lease.acquire();
+    // Past the first renewal's due time, but before the deadline.
+    await sleep(550);
+    lease.startRenewing();
+    // The deadline of the grant passes; a first beat scheduled renewEveryMs after the call would be too late.
+    await sleep(g.deadline - performance.now() + 150);
+    assert.equal(lease.state, 'held', 'the first beat ran in time');
+    assert.ok(lease.current()!.deadline > g.deadline);
+    await lease.release();
+  });
+
   test('reacquire() after another writer took over, or an operator force-released: lost for good', async () => {
     const key = newKey('taken');
     const { lease, proxy } = await lostByOutage(key);

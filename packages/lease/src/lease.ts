@@ -552,7 +552,10 @@ class DynamoLease implements Lease {
     if (this.heartbeat) return;
     this.heartbeat = true;
     this.heartbeatGeneration++;
-    this.scheduleBeat(this.o.renewEveryMs);
+    // Counted from the last write, not from this call: a holder that starts renewing late (a slow
+    // open after the grant) renews at once rather than after its deadline.
+    const lastWrite = this.grant!.deadline - this.o.leaseMs;
+    this.scheduleBeat(lastWrite + this.o.renewEveryMs - this.o.clock());
   }
 
   stopRenewing(): void {
