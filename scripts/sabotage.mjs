@@ -128,6 +128,11 @@ const SABOTAGES = {
     edits: [['packages/lease/src/local.ts', "if (holder.space !== self.space) return { gone: false, why: 'other-space' };", '']],
     tests: ['lease-heal'],
   },
+  'heal-epoch-marker': {
+    what: 'a writer that re-acquired its lease ships under the new epoch without writing its epoch-start marker first (restore ignores the new epoch: transactions committed before the loss are lost)',
+    edits: [['packages/shipper/src/shipper.ts', '    this.epochMarked = false;\n    this.leaseHow = grant.how;', '    this.leaseHow = grant.how;']],
+    tests: ['shipper-heal'],
+  },
   'diverged-open': {
     what: 'a local file that does not continue the replica starts a new generation without allowRollback, burying the replica\u2019s flushed transactions',
     edits: [['packages/shipper/src/shipper.ts', 'if (!this.ctx.options.allowRollback) {', 'if (false) {']],

@@ -105,6 +105,7 @@ export class ShipperMetrics {
   readonly deletedObjects: Counter;
   readonly spooled: Counter;
   readonly leaseLost: Counter;
+  readonly leaseReacquired: Counter;
   readonly lag: Histogram;
 
   constructor(database: string, source: MetricsSource) {
@@ -121,6 +122,7 @@ export class ShipperMetrics {
     this.checkpoints = counter('walship_checkpoints_total', 'WAL checkpoints run after the frames were durable');
     this.uploadFailures = counter('walship_upload_failures_total', 'Segment or snapshot uploads that failed and were retried');
     this.leaseLost = counter('walship_lease_lost_total', 'Times this writer lost its lease and stopped');
+    this.leaseReacquired = counter('walship_lease_reacquired_total', 'Times this writer re-acquired its lease under a new epoch after it ran out with nobody else taking it');
     this.spooled = counter('walship_transactions_spooled_total', 'In-flight transactions written to the local spool so a checkpoint could run under continuous writes');
     this.deletedObjects = counter('walship_objects_deleted_total', 'Objects deleted by retention and compaction');
     this.s3Requests = new Counter({ name: 'walship_s3_requests_total', help: 'Object store requests', labelNames: ['operation', 'outcome'], registers });

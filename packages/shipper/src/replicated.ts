@@ -1,10 +1,10 @@
 import { resolve } from 'node:path';
-import { openDatabase, WalshipError, type WalshipDatabase } from '@walship/vfs';
+import { openDatabase, processAlive, WalshipError, type WalshipDatabase } from '@walship/vfs';
 import { S3Storage, createS3Storage, type ObjectStorage, type RequestEvent } from '@walship/storage';
 import { Keyring, loadFormat, parseRestoredNote, restoredNotePath, type RestoredNote } from '@walship/format';
 import { readFileSync, rmSync } from 'node:fs';
 import { fileChecksumIfWalEmpty } from './local.js';
-import { createDynamoLease, type Lease } from '@walship/lease';
+import { createDynamoLease, type Lease, type LeaseGrant } from '@walship/lease';
 import { resolveOptions, type ReplicatedOptions } from './options.js';
 import { readLineage } from './lineage.js';
 import { behindMark, replicaBehindError } from './continuity.js';
@@ -67,14 +67,19 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     });
   if (storage instanceof S3Storage) await storage.check();
   let lease: Lease | null = null;
+  let grant: LeaseGrant | null = null;
   if (options.lease) {
     const { key, ...rest } = options.lease;
     lease = createDynamoLease({
       ...rest,
       key: key ?? location,
+      // A holder on this host whose process is gone (a crash just before this restart) is taken over at once.
+      processAlive,
       logger: (entry) => log.child({ component: 'lease' })[entry.level === 'debug' ? 'debug' : entry.level === 'info' ? 'info' : entry.level === 'warn' ? 'warn' : 'error'](entry.msg, { ...entry, msg: undefined }),
     });
-    await lease.acquire();
+    grant = await lease.acquire();
+    // Renewed from here: a slow open (a cold start, a big file to hash) must not outlast the grant.
+    lease.startRenewing();
   }
   const releaseOnFailure = async (): Promise<void> => {
     if (!lease) return;
@@ -96,7 +101,6 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
       { details: { location } },
     );
   }
-  const grant = lease?.current() ?? null;
   if (grant && grant.epoch <= lineage.maxEpoch) {
     await releaseOnFailure();
     throw new WalshipError(
@@ -137,6 +141,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     metrics,
     lease,
     requestTimeoutMs: leaseAwareRetry(options).requestTimeoutMs ?? 30_000,
+    ...(grant ? { grantHow: grant.how } : {}),
     ...(behind ? { forceGeneration: `the replica is behind the lease's high-water mark (txid ${grant!.durable!.txid} of generation ${grant!.durable!.generation}) (allowRollback)` } : {}),
   });
   const s = shipper;
@@ -160,10 +165,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
   }
   // The marker transaction now records the restored txid; the note has done its job.
   if (baseTxid !== undefined) rmSync(restoredNotePath(abs), { force: true });
-  if (lease) {
-    lease.onLost((e) => s.leaseLost(e));
-    lease.startRenewing();
-  } else {
+  if (!lease) {
     log.warn('lease: false. walship assumes this is the only writer of this replica; a second writer would corrupt its lineage', { txid: db.txid });
   }
   const rawClose = db.close.bind(db);

@@ -6,7 +6,8 @@ import { open, type FileHandle } from 'node:fs/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
-import { LeaseLostError, type Lease } from '@walship/lease';
+import { LeaseLostError, type GrantPath, type Lease, type LeaseGrant } from '@walship/lease';
+import { LeaseHealer, healable } from './heal.js';
 import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, sealMarker, type Keyring, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
 import type { ResolvedOptions } from './options.js';
@@ -20,8 +21,12 @@ import { divergedError } from './continuity.js';
 
 export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
-/** What status() reports: `degraded` is `running` while uploads (or checkpoints) fail and are retried. */
-export type ReplicationState = ShipperState | 'degraded';
+/**
+ * What status() reports: `degraded` is `running` while uploads (or checkpoints) fail and are
+ * retried; `leaseless` is `running` while the lease ran out and is being re-acquired (writes and
+ * flushes fail with the retryable ERR_LEASE_NOT_HELD).
+ */
+export type ReplicationState = ShipperState | 'degraded' | 'leaseless';
 
 export interface FlushOptions {
   /** Reject with ERR_FLUSH_TIMEOUT after this many ms (default: no deadline). */
@@ -50,7 +55,17 @@ export interface ReplicationStatus {
   lastUpload: { key: string; txid: number; at: string } | null;
   lastError: { code: string; message: string; at: string } | null;
   lease:
-    | { mode: 'dynamodb'; state: string; epoch: number; owner: string; expiresInMs: number | null }
+    | {
+        mode: 'dynamodb';
+        state: string;
+        epoch: number;
+        owner: string;
+        expiresInMs: number | null;
+        /** How the current (or last) grant was made: `dead-local-holder` after a fast restart, `reacquire` after healing. */
+        how: GrantPath | null;
+        /** Times the lease was re-acquired under a new epoch after running out. */
+        reacquired: number;
+      }
     | { mode: 'none'; warning: 'lease: false: one writer per database is assumed, not enforced' };
   requests: RequestRates;
 }
@@ -81,6 +96,8 @@ export interface ShipperContext {
   metrics: ShipperMetrics;
   /** Set when the store is behind the lease's high-water mark and allowRollback is on: never continue it. */
   forceGeneration?: string;
+  /** How the lease was granted at open (status().lease.how). */
+  grantHow?: GrantPath;
 }
 
 /**
@@ -142,6 +159,17 @@ export class Shipper {
   constructor(private readonly ctx: ShipperContext) {
     this.queue = new PendingQueue(ctx.options.maxPendingMemoryBytes);
     this.keys = formatKeys(ctx.options.prefix);
+    this.healer = ctx.lease
+      ? new LeaseHealer(ctx.lease, ctx.log.child({ component: 'lease' }), {
+          resumed: (grant) => void this.resume(grant),
+          lostForGood: (e) => this.leaseGone(e),
+          attemptFailed: (e) => {
+            const err = e as Error & { code?: string };
+            this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: `lease re-acquire failed: ${err.message}`, at: new Date().toISOString() };
+          },
+        })
+      : null;
+    ctx.lease?.onLost((e) => this.leaseLost(e));
   }
 
   get location(): string {
@@ -208,6 +236,7 @@ export class Shipper {
     // With keys, a manifest without a MAC is rewritten sealed (below, with the new generation).
     this.manifestWritten = lineage.databaseId !== null && (this.ctx.keyring === undefined || lineage.authenticated);
     this.epoch = leaseEpoch ?? lineage.maxEpoch + 1;
+    this.leaseHow = this.ctx.grantHow ?? null;
     this.durableTxid = 0;
     let continueAt: number | null = null;
     const tip = lineage.tip;
@@ -297,6 +326,8 @@ export class Shipper {
     if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.state = 'running';
+    // Lost while opening (the heartbeat runs from the grant on): heal before anything ships.
+    if (this.lostWhileStarting) this.leaseLost(this.lostWhileStarting);
     this.maintenance = new Maintenance({ ...this.ctx, shipper: this });
     this.schedule(true);
   }
@@ -320,6 +351,7 @@ export class Shipper {
       return Promise.reject(new WalshipError('ERR_INVALID_OPTION', `flush(): timeoutMs must be a number of ms >= 0, got ${String(timeoutMs)}`, { details: { option: 'timeoutMs' } }));
     }
     if (this.fatal) return Promise.reject(this.fatal);
+    if (this.leaseless) return Promise.reject(this.notHeld());
     const txid = this.committedTxid;
     if (this.durableTxid >= txid && !this.needGeneration) return Promise.resolve({ txid: this.durableTxid });
     if (this.state === 'closed') return Promise.reject(new WalshipError('ERR_CLOSED', `${this.ctx.path} is closed; ${txid - this.durableTxid} transactions were not durable`, { details: { durableTxid: this.durableTxid, txid } }));
@@ -366,7 +398,7 @@ export class Shipper {
   }
 
   private schedule(now: boolean): void {
-    if ((this.state !== 'running' && this.state !== 'closing') || this.stopped) return;
+    if ((this.state !== 'running' && this.state !== 'closing') || this.stopped || this.leaseless) return;
     if (this.pump) return;
     const firstAt = this.queue.firstCommittedAt;
     const wantsWork = this.needGeneration !== null || firstAt !== undefined;
@@ -404,6 +436,8 @@ export class Shipper {
       if (batch.length > 0) await this.ship(batch);
     } catch (e) {
       if (this.stopped && isAbort(e)) return;
+      // The lease ran out under this run: it ends here; resume() starts the next under the new epoch.
+      if (this.leaseless) return;
       this.fail(e as Error);
     }
   }
@@ -519,6 +553,11 @@ export class Shipper {
   }
 
   private leaseError: LeaseLostError | null = null;
+  /** The loss being healed (see heal.ts), or null. */
+  private leaseless: LeaseLostError | null = null;
+  private leaseHow: GrantPath | null = null;
+  private lostWhileStarting: LeaseLostError | null = null;
+  private readonly healer: LeaseHealer | null;
   private uploadSignal: AbortSignal | null = null;
 
   /** One lease watch shared by uploads until it fires (each watch is a timer inside the lease). */
@@ -531,7 +570,7 @@ export class Shipper {
   private async leaseGate(key: string): Promise<void> {
     const lease = this.ctx.lease;
     if (!lease) return;
-    while (!lease.canStartUpload(this.ctx.requestTimeoutMs)) {
+    while (this.leaseless || !lease.canStartUpload(this.ctx.requestTimeoutMs)) {
       this.assertLease(key);
       if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
       await delay(10);
@@ -540,14 +579,72 @@ export class Shipper {
 
   private assertLease(key: string): void {
     const lease = this.ctx.lease;
+    // While leaseless, also once the lease is held again: an upload of the lost grant's epoch never
+    // lands under the new grant (resume() waits for this run to end before it changes the epoch).
+    if (this.leaseless) throw this.leaseless;
     if (lease && lease.state !== 'held') {
       throw this.leaseError ?? new LeaseLostError({ epoch: this.epoch, reason: 'expired', key } as never);
     }
   }
 
-  /** The lease is gone: no more uploads, no more writes, every flush() waiting fails. */
-  leaseLost(e: LeaseLostError): void {
+  /**
+   * The lease ran out. With nobody else's write seen (our own deadline passed: DynamoDB silent, or
+   * this process paused), writes are refused with the retryable ERR_LEASE_NOT_HELD while the
+   * healer re-acquires it; otherwise (taken over, force-released) the writer stops for good.
+   */
+  private leaseLost(e: LeaseLostError): void {
+    if (this.leaseError || this.fatal) return;
+    if (this.state === 'starting') {
+      this.lostWhileStarting = e;
+      return;
+    }
+    if (this.healer && healable(e) && !this.stopped && this.state === 'running') {
+      // Also when a grant re-acquired a moment ago ran out again before resume() finished.
+      this.healer.start(e);
+      if (this.leaseless) return;
+      this.leaseless = e;
+      const refused = this.notHeld();
+      this.raw.setWriteBarrier(refused);
+      this.lastError = { code: refused.code, message: refused.message, at: new Date().toISOString() };
+      for (const w of this.waiters) w.reject(refused);
+      this.waiters = [];
+      return;
+    }
+    this.leaseGone(e);
+  }
+
+  private notHeld(): WalshipError {
+    return this.healer!.notHeld({ path: this.ctx.path, committedTxid: this.committedTxid, durableTxid: this.durableTxid });
+  }
+
+  /**
+   * The lease is back under a new epoch, proven unchanged since ours: what ran under the lost grant
+   * ends first, then the new epoch's start marker ships before any segment (run() writes it, at
+   * durableTxid + 1) and the transactions committed before the loss follow under it.
+   */
+  private async resume(grant: LeaseGrant): Promise<void> {
+    // Renewed from now on: waiting for the old run below must not let the new grant run out.
+    this.ctx.lease!.startRenewing();
+    await Promise.allSettled([this.pump, this.periodic]);
+    // Stopped, taken over, or lost again meanwhile (the healer then calls resume() again).
+    if (this.stopped || this.fatal || this.healer!.lost || this.ctx.lease!.current()?.epoch !== grant.epoch) return;
+    this.epoch = grant.epoch;
+    this.epochMarked = false;
+    this.leaseHow = grant.how;
+    this.leaseless = null;
+    this.lastError = null;
+    this.raw.setWriteBarrier(null);
+    // The WAL limit's barrier was replaced by the lease's: the next commit checks the limit again.
+    this.walLimitReached = false;
+    this.ctx.metrics.leaseReacquired.inc();
+    this.ctx.log.info('replication resumes under a new epoch', { epoch: grant.epoch, durableTxid: this.durableTxid, committedTxid: this.committedTxid });
+    this.schedule(true);
+  }
+
+  /** The lease is gone for good: no more uploads, no more writes, every flush() waiting fails. */
+  private leaseGone(e: LeaseLostError): void {
     if (this.leaseError) return;
+    this.leaseless = null;
     this.leaseError = e;
     this.raw.setWriteBarrier(e);
     this.abort.abort(e);
@@ -559,7 +656,15 @@ export class Shipper {
     const lease = this.ctx.lease;
     if (!lease) return { mode: 'none', warning: 'lease: false: one writer per database is assumed, not enforced' };
     const g = lease.current();
-    return { mode: 'dynamodb', state: lease.state, epoch: this.epoch, owner: lease.owner, expiresInMs: g ? Math.round(g.deadline - performance.now()) : null };
+    return {
+      mode: 'dynamodb',
+      state: lease.state,
+      epoch: this.epoch,
+      owner: lease.owner,
+      expiresInMs: g ? Math.round(g.deadline - performance.now()) : null,
+      how: this.leaseHow,
+      reacquired: this.healer?.heals ?? 0,
+    };
   }
 
   private markDurable(txid: number, checksum: bigint): void {
@@ -887,7 +992,7 @@ export class Shipper {
     return {
       replica: this.location,
       path: this.ctx.path,
-      state: this.state === 'running' && this.lastError !== null ? 'degraded' : this.state,
+      state: this.state === 'running' && this.leaseless ? 'leaseless' : this.state === 'running' && this.lastError !== null ? 'degraded' : this.state,
       committedTxid: this.committedTxid,
       durableTxid: this.durableTxid,
       lagMs: firstAt !== undefined ? Math.round(performance.now() - firstAt) : 0,
@@ -955,6 +1060,7 @@ export class Shipper {
       if (r.checkpointed || this.durableTxid < this.committedTxid) flushed = await this.flushWithin(deadline);
     }
     this.stopped = true;
+    this.healer?.stop();
     this.abort.abort();
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.periodic, this.maintenance?.stop()]);

@@ -12,8 +12,11 @@ import {
   Writer,
   checkFile,
   checkReplica,
+  finish,
   guard,
   leaseConfig,
+  runToEnd,
+  settle,
   sleep,
   sourceOf,
   storageOf,
@@ -23,6 +26,7 @@ import {
   type ScenarioContext,
 } from './harness.js';
 import type { WriterConfig } from './writer.js';
+import { dynamoBlip, flushDeadline, restartDeadHolder } from './heal-cases.js';
 
 export interface Scenario {
   name: string;
@@ -39,30 +43,6 @@ export interface Scenario {
 
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
-
-/** Waits for a writer that should stop by itself (Z, X, or its own kill); kills it after `ms`. */
-async function settle(w: Writer, ms: number): Promise<'exited' | 'killed'> {
-  // The timer is cleared when the writer exits first: a pending one kept the test process alive
-  // for up to a minute after its last scenario.
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
-  const r = await Promise.race([w.exited.then(() => 'exited' as const), late]).finally(() => clearTimeout(timer));
-  if (r === 'exited') return 'exited';
-  await w.kill('SIGKILL');
-  return 'killed';
-}
-
-/** A writer run to maxCommits; a run that does not finish within `ms` is a violation. */
-async function runToEnd(ctx: ScenarioContext, config: WriterConfig, history: History, label: string, ms = 60_000): Promise<Writer> {
-  return finish(ctx, new Writer(config, history), label, ms);
-}
-
-async function finish(ctx: ScenarioContext, w: Writer, label: string, ms: number): Promise<Writer> {
-  const how = await settle(w, ms);
-  if (how === 'killed') ctx.counters.violations.push(`${label}: the writer did not finish ${w.config.maxCommits} commits within ${ms} ms (committed ${w.committed}, durable ${w.durable}): ${w.stderr.trim().slice(-500)}`);
-  else if (!w.finished) ctx.counters.violations.push(`${label}: the writer stopped before finishing (exit ${(await w.exited).code}, ${w.failedWith ?? 'no code'}): ${w.stderr.trim().slice(-500)}`);
-  return w;
-}
 
 const FAST_FAULTS: readonly FaultKind[] = FAULT_KINDS;
 
@@ -267,7 +247,7 @@ const s3DownCheckpoint: Scenario = {
 
 const dynamoDown: Scenario = {
   name: 'dynamo-down-lease-expiry',
-  summary: 'DynamoDB unreachable until the lease runs out: the writer stops with ERR_LEASE_LOST; a new node restores and takes over with a higher epoch',
+  summary: 'DynamoDB unreachable for the writer until its lease runs out: it refuses writes (ERR_LEASE_NOT_HELD); a new node restores and takes over with a higher epoch; when DynamoDB answers again the old writer cannot re-acquire and stops with ERR_LEASE_LOST',
   fastTrials: 2,
   soakTrials: 2,
   expects: { faults: true },
@@ -278,20 +258,29 @@ const dynamoDown: Scenario = {
       const prefix = uniquePrefix('dynamo-down', ctx.seed);
       const history = new History();
       ctx.counters.trials++;
-      const a = new Writer(writerConfig(ctx, { path: join(ctx.dir, `dd-a-${trial}.db`), prefix, seed: ctx.seed + trial, lease: leaseConfig(ctx, 1000) }), history);
+      const a = new Writer(writerConfig(ctx, { path: join(ctx.dir, `dd-a-${trial}.db`), prefix, seed: ctx.seed + trial, lease: leaseConfig(ctx, 1000), statusEveryMs: 50 }), history);
       let epochA = 0;
       try {
         epochA = (await a.opened).epoch;
         await until(() => a.durable > 3, 20_000, 'A to make something durable');
+        // Only what A reports from here counts (a slow cold open may have lost and healed the lease already).
+        const seen = a.states.length;
+        const refusedBefore = a.rejectedBy.get('ERR_LEASE_NOT_HELD') ?? 0;
         dproxy.setDown(true);
-        const r = await settle(a, 6000);
-        if (r === 'killed' || a.failedWith !== 'ERR_LEASE_LOST') ctx.counters.violations.push(`${label}: with DynamoDB down the writer ${r === 'killed' ? 'kept running for 6 s' : `exited with ${a.failedWith}`} instead of stopping with ERR_LEASE_LOST`);
+        const leaseless = () => a.states.slice(seen).some((s) => s.state === 'leaseless') && (a.rejectedBy.get('ERR_LEASE_NOT_HELD') ?? 0) > refusedBefore;
+        await until(() => leaseless() || !a.running, 6000, 'A to refuse writes').catch(() => undefined);
+        if (!leaseless()) ctx.counters.violations.push(`${label}: with DynamoDB down the writer ${a.running ? 'did not turn leaseless and refuse writes with ERR_LEASE_NOT_HELD within 6 s' : `exited with ${a.failedWith}`}`);
+        a.fenced = true;
+        // B (DynamoDB reachable) waits out A's lease and takes over; then A's DynamoDB answers again.
+        await takeOver(ctx, label, prefix, history, epochA, `dd-b-${trial}.db`, async () => {
+          dproxy.setDown(false);
+          const r = await settle(a, 15_000);
+          if (r === 'killed' || a.failedWith !== 'ERR_LEASE_LOST') ctx.counters.violations.push(`F: ${label}: after the takeover the old writer ${r === 'killed' ? 'kept running' : `exited with ${a.failedWith}`} instead of stopping with ERR_LEASE_LOST`);
+        });
       } finally {
         dproxy.setDown(false);
         await a.kill();
       }
-      a.fenced = true;
-      await takeOver(ctx, label, prefix, history, epochA, `dd-b-${trial}.db`);
     }
   },
 };
@@ -674,6 +663,9 @@ export const SCENARIOS: readonly Scenario[] = [
   slowdownBursts,
   s3DownCheckpoint,
   dynamoDown,
+  dynamoBlip,
+  restartDeadHolder,
+  flushDeadline,
   sigstopTakeover,
   clockJumps,
   fsFaultScenario('ENOSPC'),

@@ -141,10 +141,16 @@ export class Writer {
   readonly child: ChildProcess;
   readonly config: WriterConfig;
   readonly exited: Promise<WriterExit>;
-  readonly opened: Promise<{ txid: number; generation: string; epoch: number }>;
+  readonly opened: Promise<{ txid: number; generation: string; epoch: number; how: string }>;
   committed = 0;
   durable = 0;
   rejected = 0;
+  /** Rejected commits by error code (R lines). */
+  readonly rejectedBy = new Map<string, number>();
+  /** Rejected flushes (T lines). */
+  readonly flushFailures: { n: number; code: string; durableTxid: number; committedTxid: number }[] = [];
+  /** status() as the S lines reported it, oldest first. */
+  readonly states: { state: string; epoch: number }[] = [];
   failedWith: string | null = null;
   killedAt: string | null = null;
   fsFaults = 0;
@@ -176,11 +182,11 @@ export class Writer {
         buf += d.toString();
         let i: number;
         while ((i = buf.indexOf('\n')) >= 0) {
-          const [kind, a, b, c] = buf.slice(0, i).split(' ');
+          const [kind, a, b, c, d] = buf.slice(0, i).split(' ');
           buf = buf.slice(i + 1);
           if (kind === 'O') {
             isOpen = true;
-            resolve({ txid: Number(a), generation: b!, epoch: Number(c) });
+            resolve({ txid: Number(a), generation: b!, epoch: Number(c), how: d ?? 'none' });
           } else if (kind === 'B') {
             if (!this.fenced) history.attempt(config.mark, Number(a));
           } else if (kind === 'C') {
@@ -189,7 +195,11 @@ export class Writer {
           } else if (kind === 'D') {
             this.durable = Math.max(this.durable, Number(a));
             if (!this.fenced) history.durable(Number(a));
-          } else if (kind === 'R') this.rejected++;
+          } else if (kind === 'R') {
+            this.rejected++;
+            this.rejectedBy.set(b!, (this.rejectedBy.get(b!) ?? 0) + 1);
+          } else if (kind === 'T') this.flushFailures.push({ n: Number(a), code: b!, durableTxid: Number(c), committedTxid: Number(d) });
+          else if (kind === 'S') this.states.push({ state: a!, epoch: Number(b) });
           else if (kind === 'X') this.failedWith = a!;
           else if (kind === 'K') this.killedAt = `${b} #${a} (${c})`;
           else if (kind === 'F') this.fsFaults++;
@@ -212,6 +222,30 @@ export class Writer {
     if (this.running) this.child.kill(signal);
     return this.exited;
   }
+}
+
+/** Waits for a writer that should stop by itself (Z, X, or its own kill); kills it after `ms`. */
+export async function settle(w: Writer, ms: number): Promise<'exited' | 'killed'> {
+  // The timer is cleared when the writer exits first: a pending one kept the test process alive
+  // for up to a minute after its last scenario.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+  const r = await Promise.race([w.exited.then(() => 'exited' as const), late]).finally(() => clearTimeout(timer));
+  if (r === 'exited') return 'exited';
+  await w.kill('SIGKILL');
+  return 'killed';
+}
+
+/** A writer run to maxCommits; a run that does not finish within `ms` is a violation. */
+export async function runToEnd(ctx: ScenarioContext, config: WriterConfig, history: History, label: string, ms = 60_000): Promise<Writer> {
+  return finish(ctx, new Writer(config, history), label, ms);
+}
+
+export async function finish(ctx: ScenarioContext, w: Writer, label: string, ms: number): Promise<Writer> {
+  const how = await settle(w, ms);
+  if (how === 'killed') ctx.counters.violations.push(`${label}: the writer did not finish ${w.config.maxCommits} commits within ${ms} ms (committed ${w.committed}, durable ${w.durable}): ${w.stderr.trim().slice(-500)}`);
+  else if (!w.finished) ctx.counters.violations.push(`${label}: the writer stopped before finishing (exit ${(await w.exited).code}, ${w.failedWith ?? 'no code'}): ${w.stderr.trim().slice(-500)}`);
+  return w;
 }
 
 /** A writer's configuration; it reaches S3 through the fault proxy unless `direct`. */

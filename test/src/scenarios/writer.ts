@@ -3,10 +3,12 @@
 // commit fails for good. Its configuration is the JSON in WALSHIP_SCENARIO_WRITER (WriterConfig).
 // Every line goes to stdout with a synchronous write, so a line the parent read was written before
 // any kill:
-//   O <txid> <generation> <epoch>   opened
+//   O <txid> <generation> <epoch> <how>  opened (how: the lease grant's path, `none` without a lease)
 //   B <n>                           commit n starts (a kill from here on may or may not leave it committed)
 //   C <n> <txid>                    the commit that set meta.n = n returned (txid: the database's txid after it)
 //   D <n> <txid>                    flush() resolved after commit n: n is durable
+//   T <n> <code> <durable> <committed>  flush() after commit n rejected (flushTimeoutMs): its code and txids
+//   S <state> <epoch>               status() every statusEveryMs
 //   R <n> <code>                    commit n failed and was rolled back (disk full, EIO, WAL limit); the writer goes on
 //   X <code> <n>                    a commit failed for good (lease lost); the writer exits 3 (4: open failed, n = 'open')
 //   K <op> <name> <how>             the writer kills itself (SIGKILL) at file operation <op>
@@ -46,6 +48,10 @@ export interface WriterConfig {
   appCheckpointEvery?: number;
   /** Shift Date.now by a random ±2 h every 200 ms (the lease must not care; commit timestamps may jump). */
   clockJumps?: boolean;
+  /** flush() after a burst gives up after this long (ERR_FLUSH_TIMEOUT): prints T instead of D. */
+  flushTimeoutMs?: number;
+  /** Prints an S line with status().state and epoch this often. */
+  statusEveryMs?: number;
 }
 
 const config = JSON.parse(process.env.WALSHIP_SCENARIO_WRITER ?? 'null') as WriterConfig | null;
@@ -138,7 +144,13 @@ try {
   process.exit(4);
 }
 const st = db.status();
-out(`O ${db.txid} ${st.generation} ${st.epoch}`);
+out(`O ${db.txid} ${st.generation} ${st.epoch} ${st.lease.mode === 'dynamodb' ? st.lease.how : 'none'}`);
+if (config.statusEveryMs) {
+  setInterval(() => {
+    const s = db.status();
+    out(`S ${s.state} ${s.epoch}`);
+  }, config.statusEveryMs).unref();
+}
 db.exec(SCHEMA);
 let n = db.prepare('SELECT n FROM meta').pluck().get() as number;
 const stmts = new Map<string, ReturnType<typeof db.prepare>>();
@@ -155,9 +167,11 @@ let commits = 0;
 const flushAfter = (): void => {
   const at = n;
   const txid = db.txid;
-  void db.flush().then(
+  void db.flush(config.flushTimeoutMs !== undefined ? { timeoutMs: config.flushTimeoutMs } : {}).then(
     () => out(`D ${at} ${txid}`),
-    () => undefined,
+    (e: { code?: string; details?: { durableTxid?: number; committedTxid?: number } }) => {
+      if (config.flushTimeoutMs !== undefined) out(`T ${at} ${e.code ?? 'ERR_UNKNOWN'} ${e.details?.durableTxid ?? -1} ${e.details?.committedTxid ?? -1}`);
+    },
   );
 };
 /** One commit; false when it failed and was rolled back (the writer retries n later). */
