@@ -297,7 +297,7 @@ export class Shipper {
     if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.state = 'running';
-    this.maintenance = new Maintenance({ ...this.ctx, shipper: this });
+    this.maintenance = new Maintenance({ ...this.ctx, generation: () => this.generation });
     this.schedule(true);
   }
 
