@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
-import { open, type FileHandle } from 'node:fs/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
 import { LeaseLostError, type Lease } from '@walship/lease';
-import { PageHashes, SegmentEncoder, formatKeys, lockPageNumber, sealMarker, type Keyring, type ObjectHeaderInit } from '@walship/format';
+import { PageHashes, formatKeys, sealMarker, type Keyring, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
@@ -16,6 +15,7 @@ import { hashPages } from './local.js';
 import { readSpool, removeSpool, writeSpool } from './spool.js';
 import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
 import { Maintenance } from './maintenance.js';
+import { objectHeader, segmentBody, segmentRange, snapshotBody, snapshotSize, syncFile, type ObjectRange } from './jobs.js';
 import { divergedError } from './continuity.js';
 
 export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
@@ -423,65 +423,20 @@ export class Shipper {
     return batch;
   }
 
-  private header(kind: 'segment' | 'snapshot', txns: { minTxid: number; maxTxid: number; commitSize: number; first: number; last: number; pre: bigint; post: bigint; count: number; pages: number }): ObjectHeaderInit {
-    return {
-      kind,
-      databaseId: this.databaseId,
-      generation: this.generation!,
-      epoch: this.epoch,
-      level: 0,
-      minTxid: txns.minTxid,
-      maxTxid: txns.maxTxid,
-      pageSize: this.hashes!.pageSize,
-      commitSize: txns.commitSize,
-      firstTimestamp: txns.first,
-      lastTimestamp: txns.last,
-      preChecksum: txns.pre,
-      postChecksum: txns.post,
-      transactionCount: txns.count,
-      pageCount: txns.pages,
-      compression: this.ctx.options.compression,
-    };
+  private header(kind: 'segment' | 'snapshot', txns: ObjectRange): ObjectHeaderInit {
+    return objectHeader(kind, { databaseId: this.databaseId, generation: this.generation!, epoch: this.epoch, pageSize: this.hashes!.pageSize, compression: this.ctx.options.compression }, txns);
   }
 
   private async ship(batch: PendingTxn[]): Promise<void> {
     const first = batch[0]!;
     const last = batch.at(-1)!;
     const key = this.keys.segment({ generation: this.generation!, level: 0, minTxid: first.txid, epoch: this.epoch });
-    const header = this.header('segment', {
-      minTxid: first.txid,
-      maxTxid: last.txid,
-      commitSize: last.commitSize,
-      first: first.timestamp,
-      last: last.timestamp,
-      pre: this.durableChecksum,
-      post: last.postChecksum,
-      count: batch.length,
-      pages: batch.reduce((n, t) => n + t.pageCount, 0),
-    });
+    const header = this.header('segment', segmentRange(batch, this.durableChecksum));
     const walPath = `${this.ctx.path}-wal`;
     // Nothing is shipped that a local crash could take back. fdatasync on the thread pool, so
     // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
     await syncFile(walPath);
-    const keyring = this.ctx.keyring;
-    const body = async function* (): AsyncGenerator<Uint8Array> {
-      const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
-      const spilled = batch.some((t) => t.pages === null);
-      const fd = spilled ? openSync(walPath, 'r') : undefined;
-      try {
-        for (const t of batch) {
-          const pages = t.pages ?? readFromWal(walPath, t, fd);
-          enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
-          for (const p of pages) enc.writePage(p.pgno, p.data);
-          enc.endTransaction();
-          yield* enc.take();
-        }
-      } finally {
-        if (fd !== undefined) closeSync(fd);
-      }
-      enc.finish();
-      yield* enc.take();
-    };
+    const body = segmentBody({ key, header, walPath, batch }, this.ctx.keyring);
     const size = await this.upload(key, body, 'segment');
     this.ctx.metrics.segments.inc();
     this.ctx.metrics.segmentBytes.inc(size);
@@ -812,48 +767,11 @@ export class Shipper {
     try {
       const path = this.ctx.path;
       const pageSize = this.hashes!.pageSize;
-      const fd = openSync(path, 'r');
-      const commitSize = Math.floor(fstatSync(fd).size / pageSize);
-      closeSync(fd);
-      const lockPage = lockPageNumber(pageSize);
-      const pageCount = commitSize - (commitSize >= lockPage ? 1 : 0);
+      const { commitSize, pageCount } = snapshotSize(path, pageSize);
       const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
       const now = committedAt;
       const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
-      const keyring = this.ctx.keyring;
-      const hashesOf = (): PageHashes => new PageHashes(pageSize);
-      const body = async function* (): AsyncGenerator<Uint8Array> {
-        const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
-        const seen = hashesOf();
-        enc.beginTransaction({ txid, timestamp: now, commitSize, postChecksum: checksum, pageCount });
-        const rfd = openSync(path, 'r');
-        try {
-          const buf = new Uint8Array(pageSize * 64);
-          for (let start = 1; start <= commitSize; start += 64) {
-            const n = Math.min(64, commitSize - start + 1);
-            const got = readSync(rfd, buf, 0, n * pageSize, (start - 1) * pageSize);
-            if (got !== n * pageSize) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
-            for (let i = 0; i < n; i++) {
-              const pgno = start + i;
-              if (pgno === lockPage) continue;
-              const data = buf.slice(i * pageSize, (i + 1) * pageSize);
-              seen.set(pgno, data);
-              enc.writePage(pgno, data);
-            }
-            yield* enc.take();
-          }
-        } finally {
-          closeSync(rfd);
-        }
-        if (seen.value !== checksum) {
-          throw new WalshipError('ERR_SNAPSHOT_MISMATCH', `${path}: the database file at txid ${txid} has checksum ${seen.value.toString(16)}, capture expected ${checksum.toString(16)}; not uploading it`, {
-            details: { path, txid },
-          });
-        }
-        enc.endTransaction();
-        enc.finish();
-        yield* enc.take();
-      };
+      const body = snapshotBody({ key, header, path, pageSize, txid, checksum, committedAt: now, commitSize, pageCount }, this.ctx.keyring);
       const size = await this.upload(key, body, 'snapshot');
       this.ctx.metrics.snapshots.inc();
       this.ctx.metrics.snapshotBytes.inc(size);
@@ -991,21 +909,6 @@ function spoolContinues(
   const atTip = tip.txid === spool.minTxid - 1 ? spool.preChecksum : spool.transactions.find((t) => t.txid === tip.txid)?.postChecksum;
   const last = spool.transactions.at(-1);
   return atTip === tip.checksum && last !== undefined && markerTxid === spool.maxTxid + 1 && note === checkpointNote(last.postChecksum);
-}
-
-async function syncFile(path: string): Promise<void> {
-  let handle: FileHandle;
-  try {
-    handle = await open(path, 'r+');
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') return;
-    throw e;
-  }
-  try {
-    await handle.datasync();
-  } finally {
-    await handle.close();
-  }
 }
 
 /** What a checkpoint leaves in the marker row: the checksum of the state the marker follows. */
