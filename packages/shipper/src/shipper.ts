@@ -1,13 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { ObjectStorage } from '@walship/storage';
-import { LeaseLostError, type Lease } from '@walship/lease';
-import { PageHashes, formatKeys, sealMarker, type Keyring, type ObjectHeaderInit } from '@walship/format';
-import type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';
+import type { LeaseLostError, Lease } from '@walship/lease';
+import { PageHashes, formatKeys, type Keyring, type ObjectHeaderInit } from '@walship/format';
+import type { Lineage } from './lineage.js';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
 import type { ShipperMetrics, RequestRates } from './metrics.js';
@@ -15,7 +14,9 @@ import { hashPages } from './local.js';
 import { readSpool, removeSpool, writeSpool } from './spool.js';
 import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
 import { Maintenance } from './maintenance.js';
-import { objectHeader, segmentBody, segmentRange, snapshotBody, snapshotSize, syncFile, type ObjectRange } from './jobs.js';
+import { UploadPipeline } from './upload.js';
+import { LineageWriter, type NewGeneration } from './markers.js';
+import { segmentBody, segmentRange, snapshotBody, snapshotSize, syncFile, type ObjectRange } from './jobs.js';
 import { divergedError } from './continuity.js';
 
 export type ShipperState = 'starting' | 'running' | 'closing' | 'closed' | 'failed';
@@ -61,12 +62,6 @@ interface FlushWaiter {
   reject: (e: Error) => void;
 }
 
-interface NewGeneration {
-  reason: string;
-  parent: { generation: string; txid: number } | null;
-}
-
-const encoder = new TextEncoder();
 
 export interface ShipperContext {
   path: string;
@@ -102,8 +97,6 @@ export class Shipper {
   readonly queue: PendingQueue;
   durableTxid = 0;
   committedTxid = 0;
-  generation: string | null = null;
-  epoch = 0;
   private durableChecksum = 0n;
   private opening: CommittedTransaction[] | null = [];
   private waiters: FlushWaiter[] = [];
@@ -124,24 +117,33 @@ export class Shipper {
   private lastSnapshotTxid = 0;
   private lastSnapshotAt = 0;
   private walLimitReached = false;
-  private stopped = false;
-  private abort = new AbortController();
   private fatal: Error | null = null;
-  private lastError: ReplicationStatus['lastError'] = null;
   private lastUpload: ReplicationStatus['lastUpload'] = null;
   private lastSnapshotInfo: ReplicationStatus['lastSnapshot'] = null;
-  private databaseId = '';
-  private manifestWritten = false;
-  private seq = 0;
-  private epochMarked = false;
-  private epochs = new Map<number, number>();
   private maintenance: Maintenance | null = null;
   private periodic: Promise<void> | null = null;
   private readonly keys;
 
+  private readonly uploads: UploadPipeline;
+  private readonly markers: LineageWriter;
+
   constructor(private readonly ctx: ShipperContext) {
     this.queue = new PendingQueue(ctx.options.maxPendingMemoryBytes);
     this.keys = formatKeys(ctx.options.prefix);
+    this.uploads = new UploadPipeline(ctx, () => this.epoch);
+    this.markers = new LineageWriter({ keys: this.keys, keyring: ctx.keyring, log: ctx.log, compression: ctx.options.compression, uploads: this.uploads });
+  }
+
+  get generation(): string | null {
+    return this.markers.generation;
+  }
+
+  get epoch(): number {
+    return this.markers.epoch;
+  }
+
+  private get stopped(): boolean {
+    return this.uploads.stopped;
   }
 
   get location(): string {
@@ -172,7 +174,7 @@ export class Shipper {
       this.raw.setWriteBarrier(
         new WalshipError(
           'ERR_WAL_LIMIT',
-          `${this.ctx.path}: ${this.queue.pendingWalBytes} bytes of WAL are waiting for ${this.location} (walLimitBytes ${this.ctx.options.walLimitBytes}); writes are refused until the object store catches up. Last error: ${this.lastError?.message ?? 'none'}`,
+          `${this.ctx.path}: ${this.queue.pendingWalBytes} bytes of WAL are waiting for ${this.location} (walLimitBytes ${this.ctx.options.walLimitBytes}); writes are refused until the object store catches up. Last error: ${this.uploads.lastError?.message ?? 'none'}`,
           { details: { path: this.ctx.path, pendingWalBytes: this.queue.pendingWalBytes, walLimitBytes: this.ctx.options.walLimitBytes, durableTxid: this.durableTxid } },
         ),
       );
@@ -204,10 +206,12 @@ export class Shipper {
     const opening = this.opening ?? [];
     this.opening = null;
     const spool = await readSpool(this.ctx.path);
-    this.databaseId = lineage.databaseId ?? randomBytes(16).toString('hex');
-    // With keys, a manifest without a MAC is rewritten sealed (below, with the new generation).
-    this.manifestWritten = lineage.databaseId !== null && (this.ctx.keyring === undefined || lineage.authenticated);
-    this.epoch = leaseEpoch ?? lineage.maxEpoch + 1;
+    this.markers.open({
+      databaseId: lineage.databaseId ?? randomBytes(16).toString('hex'),
+      // With keys, a manifest without a MAC is rewritten sealed (below, with the new generation).
+      manifestWritten: lineage.databaseId !== null && (this.ctx.keyring === undefined || lineage.authenticated),
+      epoch: leaseEpoch ?? lineage.maxEpoch + 1,
+    });
     this.durableTxid = 0;
     let continueAt: number | null = null;
     const tip = lineage.tip;
@@ -278,9 +282,7 @@ export class Shipper {
       this.needGeneration = { reason: 'the replica markers are not authenticated: a new generation with sealed markers', parent: { generation: lineage.generation as string, txid: (tip as { txid: number }).txid } };
     }
     if (continueAt !== null) {
-      this.generation = lineage.generation;
-      this.epochs = new Map(lineage.epochs);
-      this.seq = 0;
+      this.markers.continueGeneration(lineage);
       this.durableTxid = continueAt;
       this.durableChecksum = tip!.checksum;
       this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
@@ -333,7 +335,7 @@ export class Shipper {
       // Nothing is lost when a flush gives up: the transactions stay in the WAL and keep shipping.
       const giveUp = (code: 'ERR_FLUSH_TIMEOUT' | 'ERR_ABORTED', why: string, cause?: unknown): void => {
         settle();
-        const last = this.lastError;
+        const last = this.uploads.lastError;
         reject(
           new WalshipError(
             code,
@@ -399,7 +401,7 @@ export class Shipper {
   private async run(): Promise<void> {
     try {
       if (this.needGeneration) await this.startGeneration(this.needGeneration);
-      if (!this.epochMarked) await this.markEpoch(this.durableTxid + 1);
+      if (!this.markers.epochMarked) await this.markers.markEpoch(this.durableTxid + 1);
       const batch = this.takeBatch();
       if (batch.length > 0) await this.ship(batch);
     } catch (e) {
@@ -424,7 +426,7 @@ export class Shipper {
   }
 
   private header(kind: 'segment' | 'snapshot', txns: ObjectRange): ObjectHeaderInit {
-    return objectHeader(kind, { databaseId: this.databaseId, generation: this.generation!, epoch: this.epoch, pageSize: this.hashes!.pageSize, compression: this.ctx.options.compression }, txns);
+    return this.markers.header(kind, this.hashes!.pageSize, txns);
   }
 
   private async ship(batch: PendingTxn[]): Promise<void> {
@@ -437,7 +439,7 @@ export class Shipper {
     // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
     await syncFile(walPath);
     const body = segmentBody({ key, header, walPath, batch }, this.ctx.keyring);
-    const size = await this.upload(key, body, 'segment');
+    const size = await this.uploads.upload(key, body, 'segment');
     this.ctx.metrics.segments.inc();
     this.ctx.metrics.segmentBytes.inc(size);
     this.ctx.metrics.walBytesShipped.inc(batch.reduce((n, t) => n + t.walBytes, 0));
@@ -445,67 +447,11 @@ export class Shipper {
     this.markDurable(last.txid, last.postChecksum);
   }
 
-  /** PUTs one object, retrying with exponential backoff and jitter until it lands or the shipper stops. */
-  private async upload(key: string, body: () => AsyncIterable<Uint8Array>, what: string): Promise<number> {
-    for (let attempt = 0; ; attempt++) {
-      if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
-      await this.leaseGate(key);
-      try {
-        const signal = this.ctx.lease ? AbortSignal.any([this.abort.signal, this.leaseSignal()]) : this.abort.signal;
-        const res = await this.ctx.storage.putStream(key, body(), { signal });
-        this.assertLease(key);
-        if (this.lastError) this.ctx.log.info('object store reachable again', { key });
-        this.lastError = null;
-        return res.size;
-      } catch (e) {
-        if (this.stopped) throw e;
-        if (isFormatBug(e)) throw e;
-        // Create-only PUTs: someone else's object under this writer's key. Never overwrite it.
-        if ((e as { code?: string }).code === 'ERR_STORAGE_PRECONDITION_FAILED') throw e;
-        if (this.ctx.lease && this.ctx.lease.state !== 'held') throw this.leaseError ?? e;
-        const err = e as Error & { code?: string };
-        this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() };
-        this.ctx.metrics.uploadFailures.inc();
-        const wait = Math.min(this.ctx.options.backoffMaxMs, this.ctx.options.backoffBaseMs * 2 ** Math.min(attempt, 20)) * Math.random();
-        this.ctx.log.warn(`${what} upload failed; retrying`, { key, attempt: attempt + 1, code: err.code, error: err.message, retryInMs: Math.round(wait) });
-        await delay(wait, undefined, { signal: this.abort.signal }).catch(() => undefined);
-      }
-    }
-  }
-
-  private leaseError: LeaseLostError | null = null;
-  private uploadSignal: AbortSignal | null = null;
-
-  /** One lease watch shared by uploads until it fires (each watch is a timer inside the lease). */
-  private leaseSignal(): AbortSignal {
-    if (!this.uploadSignal || this.uploadSignal.aborted) this.uploadSignal = this.ctx.lease!.abortSignalForUpload();
-    return this.uploadSignal;
-  }
-
-  /** Waits until an upload can finish before the lease deadline (renewals move it), or throws on loss. */
-  private async leaseGate(key: string): Promise<void> {
-    const lease = this.ctx.lease;
-    if (!lease) return;
-    while (!lease.canStartUpload(this.ctx.requestTimeoutMs)) {
-      this.assertLease(key);
-      if (this.stopped) throw new WalshipError('ERR_CLOSED', `shipper stopped before ${key} was uploaded`, { details: { key } });
-      await delay(10);
-    }
-  }
-
-  private assertLease(key: string): void {
-    const lease = this.ctx.lease;
-    if (lease && lease.state !== 'held') {
-      throw this.leaseError ?? new LeaseLostError({ epoch: this.epoch, reason: 'expired', key } as never);
-    }
-  }
-
   /** The lease is gone: no more uploads, no more writes, every flush() waiting fails. */
   leaseLost(e: LeaseLostError): void {
-    if (this.leaseError) return;
-    this.leaseError = e;
+    if (!this.uploads.recordLeaseLoss(e)) return;
     this.raw.setWriteBarrier(e);
-    this.abort.abort(e);
+    this.uploads.abortAll(e);
     this.ctx.metrics.leaseLost.inc();
     this.fail(e);
   }
@@ -552,7 +498,7 @@ export class Shipper {
       // keeps every frame; the next upload tries again. The application's own writes see the same
       // error where they hit it.
       const err = e as Error & { code?: string };
-      this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: `checkpoint failed: ${err.message}`, at: new Date().toISOString() };
+      this.uploads.noteError({ code: err.code ?? 'ERR_UNKNOWN', message: `checkpoint failed: ${err.message}`, at: new Date().toISOString() });
       this.draining = false;
       this.ctx.log.warn('checkpoint failed; the WAL keeps its frames and the next upload tries again', { code: err.code, error: err.message });
     }
@@ -671,30 +617,7 @@ export class Shipper {
 
   /** A new generation: acknowledge everything locally, checkpoint, and ship the file as its snapshot. */
   private async startGeneration(ng: NewGeneration): Promise<void> {
-    const epochHex = this.epoch.toString(16).padStart(8, '0');
-    this.generation = `${epochHex}${(this.seq++).toString(16).padStart(8, '0')}`;
-    this.ctx.log.with({ generation: this.generation });
-    if (!this.manifestWritten) {
-      const manifest: DatabaseManifest = {
-        format: 1,
-        databaseId: this.databaseId,
-        pageSize: this.hashes!.pageSize,
-        createdAt: new Date().toISOString(),
-        ...(this.ctx.keyring ? { encrypted: true as const } : {}),
-      };
-      await this.putJson(this.keys.database(), manifest);
-      this.manifestWritten = true;
-    }
-    const marker: GenerationMarker = {
-      format: 1,
-      generation: this.generation,
-      databaseId: this.databaseId,
-      epoch: this.epoch,
-      reason: ng.reason,
-      parent: ng.parent,
-      createdAt: new Date().toISOString(),
-    };
-    await this.putJson(this.keys.generation(this.generation), marker);
+    await this.markers.beginGeneration(ng, this.hashes!.pageSize);
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
     let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
     let busy = 0;
@@ -707,7 +630,7 @@ export class Shipper {
         // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
         if (!isLocalIoError(e) || this.stopped) throw e;
         const err = e as Error & { code: string };
-        this.lastError = { code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() };
+        this.uploads.noteError({ code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() });
         if (failures++ === 0) this.ctx.log.warn('checkpoint for the generation snapshot failed; retrying', { code: err.code, error: err.message });
         await delay(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
         continue;
@@ -722,39 +645,14 @@ export class Shipper {
     }
     const txid = this.db.txid;
     const checksum = this.hashes!.value;
-    this.epochs = new Map([[this.epoch, txid]]);
-    this.epochMarked = false;
-    await this.markEpoch(txid);
+    this.markers.restartEpochs(txid);
+    await this.markers.markEpoch(txid);
     await this.snapshot(txid, checksum, this.lastCommitAt);
     this.queue.dropThrough(txid);
     this.walSinceCheckpoint = this.queue.pendingWalBytes;
     this.needGeneration = null;
     this.durableChecksum = checksum;
     this.markDurable(txid, checksum);
-  }
-
-  private async markEpoch(startTxid: number): Promise<void> {
-    const marker: EpochMarker = {
-      format: 1,
-      epoch: this.epoch,
-      generation: this.generation!,
-      startTxid,
-      createdAt: new Date().toISOString(),
-      writer: { host: hostname(), pid: process.pid },
-    };
-    await this.putJson(this.keys.epoch(this.generation!, this.epoch), marker);
-    this.epochs.set(this.epoch, startTxid);
-    this.epochMarked = true;
-  }
-
-  /** Markers are sealed with a MAC when the writer has keys (see @walship/format markers). */
-  private async putJson(key: string, value: object): Promise<void> {
-    const keyring = this.ctx.keyring;
-    const marker = keyring ? sealMarker(value, { prefix: this.keys.prefix, key, keyring }) : value;
-    const bytes = encoder.encode(`${JSON.stringify(marker, null, 2)}\n`);
-    await this.upload(key, async function* () {
-      yield bytes;
-    }, 'marker');
   }
 
   /**
@@ -772,7 +670,7 @@ export class Shipper {
       const now = committedAt;
       const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
       const body = snapshotBody({ key, header, path, pageSize, txid, checksum, committedAt: now, commitSize, pageCount }, this.ctx.keyring);
-      const size = await this.upload(key, body, 'snapshot');
+      const size = await this.uploads.upload(key, body, 'snapshot');
       this.ctx.metrics.snapshots.inc();
       this.ctx.metrics.snapshotBytes.inc(size);
       this.lastSnapshotTxid = txid;
@@ -788,7 +686,7 @@ export class Shipper {
     this.fatal = e;
     this.state = 'failed';
     const err = e as Error & { code?: string };
-    this.lastError = { code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() };
+    this.uploads.noteError({ code: err.code ?? 'ERR_UNKNOWN', message: err.message, at: new Date().toISOString() });
     this.ctx.log.error('replication stopped', { code: err.code, error: err.message });
     for (const w of this.waiters) w.reject(e);
     this.waiters = [];
@@ -805,7 +703,7 @@ export class Shipper {
     return {
       replica: this.location,
       path: this.ctx.path,
-      state: this.state === 'running' && this.lastError !== null ? 'degraded' : this.state,
+      state: this.state === 'running' && this.uploads.lastError !== null ? 'degraded' : this.state,
       committedTxid: this.committedTxid,
       durableTxid: this.durableTxid,
       lagMs: firstAt !== undefined ? Math.round(performance.now() - firstAt) : 0,
@@ -817,7 +715,7 @@ export class Shipper {
       walLimitReached: this.walLimitReached,
       lastSnapshot: this.lastSnapshotInfo,
       lastUpload: this.lastUpload,
-      lastError: this.lastError,
+      lastError: this.uploads.lastError,
       lease: this.leaseStatus(),
       requests: this.ctx.metrics.requests.rates(),
     };
@@ -872,8 +770,7 @@ export class Shipper {
       // Its marker, or one an automatic checkpoint wrote during the flush above, ships too.
       if (r.checkpointed || this.durableTxid < this.committedTxid) flushed = await this.flushWithin(deadline);
     }
-    this.stopped = true;
-    this.abort.abort();
+    this.uploads.stop();
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.periodic, this.maintenance?.stop()]);
     const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.durableTxid + 1}..${this.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
@@ -919,9 +816,4 @@ export function checkpointNote(checksum: bigint): string {
 function isAbort(e: unknown): boolean {
   const code = (e as { code?: string; name?: string })?.code;
   return code === 'ERR_CLOSED' || code === 'ERR_STORAGE_ABORTED' || (e as Error)?.name === 'AbortError';
-}
-
-function isFormatBug(e: unknown): boolean {
-  const code = (e as { code?: string })?.code ?? '';
-  return e instanceof WalshipError ? ['ERR_SNAPSHOT_MISMATCH', 'ERR_SPOOL_LOST', 'ERR_INTERNAL', 'ERR_SNAPSHOT_READ'].includes(code) : (e as Error)?.name === 'FormatError';
 }
