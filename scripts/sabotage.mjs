@@ -35,7 +35,7 @@ const SABOTAGES = {
     what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
     edits: [
       ['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", ''],
-      ['packages/shipper/src/shipper.ts', 'if (this.queue.length > 0) {', 'if (false && this.queue.length > 0) {'],
+      ['packages/shipper/src/shipper.ts', 'if (this.ledger.queue.length > 0) {', 'if (false && this.ledger.queue.length > 0) {'],
     ],
     scenarios: [
       ['s3-down-checkpoint', 4],

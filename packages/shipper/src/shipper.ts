@@ -4,12 +4,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { LeaseLostError } from '@walship/lease';
-import { PageHashes, formatKeys, type ObjectHeaderInit } from '@walship/format';
+import { formatKeys, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage } from './lineage.js';
 import type { FlushOptions, ReplicationStatus, ShipperContext, ShipperState } from './types.js';
 import { hashPages } from './local.js';
 import { readSpool, removeSpool, writeSpool } from './spool.js';
-import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
+import { pendingFrom, readFromWal, type PendingQueue, type PendingTxn } from './pending.js';
+import { CommitLedger } from './ledger.js';
 import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
 import { LineageWriter, type NewGeneration } from './markers.js';
@@ -37,27 +38,18 @@ export class Shipper {
     status(): DatabaseStatus;
   };
   state: ShipperState = 'starting';
-  hashes: PageHashes | null = null;
-  readonly queue: PendingQueue;
-  durableTxid = 0;
-  committedTxid = 0;
-  private durableChecksum = 0n;
   private opening: CommittedTransaction[] | null = [];
   private waiters: FlushWaiter[] = [];
   private pump: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private needGeneration: NewGeneration | null = null;
   private snapshotting = false;
-  private walSinceCheckpoint = 0;
   private draining = false;
   private drainRounds = 0;
   /** Max txid in the overflow spool file, while it holds transactions not yet durable. */
   private spoolMax: number | null = null;
-  /** Checkpoint marker txids not yet durable that start a new segment (a snapshot may be taken there). */
-  private readonly cutBefore = new Set<number>();
   /** `snapshotBase`: its marker starts a segment, so a periodic snapshot may be taken at it. */
   private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number; timestamp: number; snapshotBase: boolean } | null = null;
-  private lastCommitAt = Date.now();
   private lastSnapshotTxid = 0;
   private lastSnapshotAt = 0;
   private walLimitReached = false;
@@ -68,14 +60,27 @@ export class Shipper {
   private periodic: Promise<void> | null = null;
   private readonly keys;
 
+  private readonly ledger: CommitLedger;
   private readonly uploads: UploadPipeline;
   private readonly markers: LineageWriter;
 
   constructor(private readonly ctx: ShipperContext) {
-    this.queue = new PendingQueue(ctx.options.maxPendingMemoryBytes);
+    this.ledger = new CommitLedger(ctx.options);
     this.keys = formatKeys(ctx.options.prefix);
     this.uploads = new UploadPipeline(ctx, () => this.epoch);
     this.markers = new LineageWriter({ keys: this.keys, keyring: ctx.keyring, log: ctx.log, compression: ctx.options.compression, uploads: this.uploads });
+  }
+
+  get queue(): PendingQueue {
+    return this.ledger.queue;
+  }
+
+  get committedTxid(): number {
+    return this.ledger.committedTxid;
+  }
+
+  get durableTxid(): number {
+    return this.ledger.durableTxid;
   }
 
   get generation(): string | null {
@@ -104,25 +109,18 @@ export class Shipper {
   };
 
   private track(txn: CommittedTransaction): void {
-    const hashes = this.hashes!;
-    for (const p of txn.pages) hashes.set(p.pgno, p.data);
-    hashes.truncate(txn.commitSize);
-    const pending = pendingFrom(txn, hashes.value);
-    this.queue.push(pending);
-    this.committedTxid = txn.txid;
-    this.lastCommitAt = txn.timestamp;
-    this.walSinceCheckpoint += pending.walBytes;
+    this.ledger.record(txn);
     this.ctx.metrics.committed.inc();
-    if (this.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
+    if (this.ledger.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
       this.walLimitReached = true;
       this.raw.setWriteBarrier(
         new WalshipError(
           'ERR_WAL_LIMIT',
-          `${this.ctx.path}: ${this.queue.pendingWalBytes} bytes of WAL are waiting for ${this.location} (walLimitBytes ${this.ctx.options.walLimitBytes}); writes are refused until the object store catches up. Last error: ${this.uploads.lastError?.message ?? 'none'}`,
-          { details: { path: this.ctx.path, pendingWalBytes: this.queue.pendingWalBytes, walLimitBytes: this.ctx.options.walLimitBytes, durableTxid: this.durableTxid } },
+          `${this.ctx.path}: ${this.ledger.queue.pendingWalBytes} bytes of WAL are waiting for ${this.location} (walLimitBytes ${this.ctx.options.walLimitBytes}); writes are refused until the object store catches up. Last error: ${this.uploads.lastError?.message ?? 'none'}`,
+          { details: { path: this.ctx.path, pendingWalBytes: this.ledger.queue.pendingWalBytes, walLimitBytes: this.ctx.options.walLimitBytes, durableTxid: this.ledger.durableTxid } },
         ),
       );
-      this.ctx.log.error('WAL limit reached: refusing writes until the object store catches up', { txid: txn.txid, pendingWalBytes: this.queue.pendingWalBytes });
+      this.ctx.log.error('WAL limit reached: refusing writes until the object store catches up', { txid: txn.txid, pendingWalBytes: this.ledger.queue.pendingWalBytes });
     }
     this.schedule(false);
   }
@@ -143,7 +141,7 @@ export class Shipper {
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     const fd = openSync(this.ctx.path, 'r');
     try {
-      this.hashes = hashPages(fd, pageSize);
+      this.ledger.hashes = hashPages(fd, pageSize);
     } finally {
       closeSync(fd);
     }
@@ -156,7 +154,7 @@ export class Shipper {
       manifestWritten: lineage.databaseId !== null && (this.ctx.keyring === undefined || lineage.authenticated),
       epoch: leaseEpoch ?? lineage.maxEpoch + 1,
     });
-    this.durableTxid = 0;
+    this.ledger.durableTxid = 0;
     let continueAt: number | null = null;
     const tip = lineage.tip;
     // The file holds some state from the WAL's start up to the last checkpoint's marker K; replaying
@@ -164,15 +162,15 @@ export class Shipper {
     const markerTxid = db.recovery.marker?.txid ?? 0;
     const at = new Map<number, bigint>();
     const after = new Map<number, bigint>();
-    if (baseTxid !== undefined) at.set(baseTxid, this.hashes.value);
+    if (baseTxid !== undefined) at.set(baseTxid, this.ledger.hashes.value);
     for (const txn of opening) {
-      for (const p of txn.pages) this.hashes.set(p.pgno, p.data);
-      this.hashes.truncate(txn.commitSize);
-      after.set(txn.txid, this.hashes.value);
-      if (txn.txid >= markerTxid) at.set(txn.txid, this.hashes.value);
+      for (const p of txn.pages) this.ledger.hashes.set(p.pgno, p.data);
+      this.ledger.hashes.truncate(txn.commitSize);
+      after.set(txn.txid, this.ledger.hashes.value);
+      if (txn.txid >= markerTxid) at.set(txn.txid, this.ledger.hashes.value);
     }
-    at.set(db.txid, this.hashes.value);
-    this.committedTxid = db.txid;
+    at.set(db.txid, this.ledger.hashes.value);
+    this.ledger.committedTxid = db.txid;
     if (this.ctx.forceGeneration && tip && lineage.generation) {
       this.needGeneration = { reason: this.ctx.forceGeneration, parent: { generation: lineage.generation, txid: tip.txid } };
     } else if (tip && lineage.generation) {
@@ -198,7 +196,7 @@ export class Shipper {
         for (const t of spool.transactions) {
           if (t.txid <= tip.txid) continue;
           const pages = t.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() }));
-          this.queue.push({
+          this.ledger.queue.push({
             txid: t.txid,
             timestamp: t.timestamp,
             commitSize: t.commitSize,
@@ -227,8 +225,8 @@ export class Shipper {
     }
     if (continueAt !== null) {
       this.markers.continueGeneration(lineage);
-      this.durableTxid = continueAt;
-      this.durableChecksum = tip!.checksum;
+      this.ledger.durableTxid = continueAt;
+      this.ledger.durableChecksum = tip!.checksum;
       this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
       this.raw.acknowledge(Math.max(continueAt, this.spoolMax ?? 0));
       this.ctx.lease?.recordDurable({ generation: this.generation!, txid: continueAt });
@@ -237,11 +235,11 @@ export class Shipper {
       this.ctx.log.warn('starting a new generation', { reason: this.needGeneration!.reason, parent: this.needGeneration!.parent });
     }
     this.ctx.log.with({ generation: this.generation });
-    if (markerTxid > this.durableTxid) this.cutBefore.add(markerTxid);
-    const queued = this.queue.last()?.txid ?? this.durableTxid;
-    for (const txn of opening) if (txn.txid > queued) this.queue.push(pendingFrom(txn, after.get(txn.txid)!));
+    if (markerTxid > this.ledger.durableTxid) this.ledger.cutBefore.add(markerTxid);
+    const queued = this.ledger.queue.last()?.txid ?? this.ledger.durableTxid;
+    for (const txn of opening) if (txn.txid > queued) this.ledger.queue.push(pendingFrom(txn, after.get(txn.txid)!));
     if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
-    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.state = 'running';
     this.maintenance = new Maintenance({ ...this.ctx, generation: () => this.generation });
     this.schedule(true);
@@ -254,7 +252,7 @@ export class Shipper {
    */
   private diverged(reason: string, tip: { generation: string; txid: number; checksum: bigint; key: string }, localAtTip: bigint | undefined): NewGeneration {
     if (!this.ctx.options.allowRollback) {
-      throw divergedError({ location: this.location, path: this.ctx.path, reason, localTxid: this.db.txid, localChecksum: this.hashes!.value, localChecksumAtTip: localAtTip, tip });
+      throw divergedError({ location: this.location, path: this.ctx.path, reason, localTxid: this.db.txid, localChecksum: this.ledger.hashes!.value, localChecksumAtTip: localAtTip, tip });
     }
     return { reason: `${reason} (allowRollback)`, parent: { generation: tip.generation, txid: tip.txid } };
   }
@@ -266,9 +264,9 @@ export class Shipper {
       return Promise.reject(new WalshipError('ERR_INVALID_OPTION', `flush(): timeoutMs must be a number of ms >= 0, got ${String(timeoutMs)}`, { details: { option: 'timeoutMs' } }));
     }
     if (this.fatal) return Promise.reject(this.fatal);
-    const txid = this.committedTxid;
-    if (this.durableTxid >= txid && !this.needGeneration) return Promise.resolve({ txid: this.durableTxid });
-    if (this.state === 'closed') return Promise.reject(new WalshipError('ERR_CLOSED', `${this.ctx.path} is closed; ${txid - this.durableTxid} transactions were not durable`, { details: { durableTxid: this.durableTxid, txid } }));
+    const txid = this.ledger.committedTxid;
+    if (this.ledger.durableTxid >= txid && !this.needGeneration) return Promise.resolve({ txid: this.ledger.durableTxid });
+    if (this.state === 'closed') return Promise.reject(new WalshipError('ERR_CLOSED', `${this.ctx.path} is closed; ${txid - this.ledger.durableTxid} transactions were not durable`, { details: { durableTxid: this.ledger.durableTxid, txid } }));
     return new Promise((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const settle = (): void => {
@@ -283,8 +281,8 @@ export class Shipper {
         reject(
           new WalshipError(
             code,
-            `flush of ${this.ctx.path} ${why}: txid ${txid} is committed, ${this.durableTxid} is durable in ${this.location}${last ? ` (last error: ${last.code}: ${last.message})` : ''}. The transactions stay in the WAL and keep shipping`,
-            { details: { txid, durableTxid: this.durableTxid, committedTxid: this.committedTxid, lastError: last?.code ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, ...(cause !== undefined ? { cause } : {}) },
+            `flush of ${this.ctx.path} ${why}: txid ${txid} is committed, ${this.ledger.durableTxid} is durable in ${this.location}${last ? ` (last error: ${last.code}: ${last.message})` : ''}. The transactions stay in the WAL and keep shipping`,
+            { details: { txid, durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid, lastError: last?.code ?? null, ...(timeoutMs !== undefined ? { timeoutMs } : {}) }, ...(cause !== undefined ? { cause } : {}) },
           ),
         );
       };
@@ -314,7 +312,7 @@ export class Shipper {
   private schedule(now: boolean): void {
     if ((this.state !== 'running' && this.state !== 'closing') || this.stopped) return;
     if (this.pump) return;
-    const firstAt = this.queue.firstCommittedAt;
+    const firstAt = this.ledger.queue.firstCommittedAt;
     const wantsWork = this.needGeneration !== null || firstAt !== undefined;
     if (!wantsWork) return;
     const window = this.ctx.options.batchWindowMs;
@@ -345,8 +343,8 @@ export class Shipper {
   private async run(): Promise<void> {
     try {
       if (this.needGeneration) await this.startGeneration(this.needGeneration);
-      if (!this.markers.epochMarked) await this.markers.markEpoch(this.durableTxid + 1);
-      const batch = this.takeBatch();
+      if (!this.markers.epochMarked) await this.markers.markEpoch(this.ledger.durableTxid + 1);
+      const batch = this.ledger.takeBatch();
       if (batch.length > 0) await this.ship(batch);
     } catch (e) {
       if (this.stopped && isAbort(e)) return;
@@ -354,30 +352,15 @@ export class Shipper {
     }
   }
 
-  private takeBatch(): PendingTxn[] {
-    const batch: PendingTxn[] = [];
-    let bytes = 0;
-    for (let i = 0; i < this.queue.length; i++) {
-      const t = this.queue.at(i)!;
-      const size = t.pageCount * t.pageSize;
-      if (batch.length > 0 && bytes + size > this.ctx.options.maxSegmentBytes) break;
-      // A checkpoint's marker starts a segment: a snapshot at that txid then never falls inside one.
-      if (batch.length > 0 && this.cutBefore.has(t.txid)) break;
-      batch.push(t);
-      bytes += size;
-    }
-    return batch;
-  }
-
   private header(kind: 'segment' | 'snapshot', txns: ObjectRange): ObjectHeaderInit {
-    return this.markers.header(kind, this.hashes!.pageSize, txns);
+    return this.markers.header(kind, this.ledger.hashes!.pageSize, txns);
   }
 
   private async ship(batch: PendingTxn[]): Promise<void> {
     const first = batch[0]!;
     const last = batch.at(-1)!;
     const key = this.keys.segment({ generation: this.generation!, level: 0, minTxid: first.txid, epoch: this.epoch });
-    const header = this.header('segment', segmentRange(batch, this.durableChecksum));
+    const header = this.header('segment', segmentRange(batch, this.ledger.durableChecksum));
     const walPath = `${this.ctx.path}-wal`;
     // Nothing is shipped that a local crash could take back. fdatasync on the thread pool, so
     // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
@@ -409,28 +392,25 @@ export class Shipper {
 
   private markDurable(txid: number, checksum: bigint): void {
     const now = performance.now();
-    const done = this.queue.dropThrough(txid, (committedAt) => this.ctx.metrics.lag.observe((now - committedAt) / 1000));
+    const done = this.ledger.settle(txid, checksum, (committedAt) => this.ctx.metrics.lag.observe((now - committedAt) / 1000));
     this.ctx.metrics.shipped.inc(done);
-    this.durableTxid = Math.max(this.durableTxid, txid);
-    this.durableChecksum = checksum;
     // Written by the next lease renewal or the release: no request on the commit path.
-    this.ctx.lease?.recordDurable({ generation: this.generation!, txid: this.durableTxid });
-    for (const k of this.cutBefore) if (k <= this.durableTxid) this.cutBefore.delete(k);
-    this.raw.acknowledge(this.durableTxid);
-    if (this.spoolMax !== null && this.durableTxid >= this.spoolMax) {
+    this.ctx.lease?.recordDurable({ generation: this.generation!, txid: this.ledger.durableTxid });
+    this.raw.acknowledge(this.ledger.durableTxid);
+    if (this.spoolMax !== null && this.ledger.durableTxid >= this.spoolMax) {
       removeSpool(this.ctx.path);
       this.spoolMax = null;
     }
     const still: FlushWaiter[] = [];
     for (const w of this.waiters) {
-      if (w.txid <= this.durableTxid && !this.needGeneration) w.resolve({ txid: this.durableTxid });
+      if (w.txid <= this.ledger.durableTxid && !this.needGeneration) w.resolve({ txid: this.ledger.durableTxid });
       else still.push(w);
     }
     this.waiters = still;
-    if (this.walLimitReached && this.queue.pendingWalBytes <= this.ctx.options.walLimitBytes) {
+    if (this.walLimitReached && this.ledger.queue.pendingWalBytes <= this.ctx.options.walLimitBytes) {
       this.walLimitReached = false;
       this.raw.setWriteBarrier(null);
-      this.ctx.log.info('WAL back under its limit: writes accepted again', { txid: this.durableTxid });
+      this.ctx.log.info('WAL back under its limit: writes accepted again', { txid: this.ledger.durableTxid });
     }
     // The snapshot first: it takes the last checkpoint once its marker is durable (it holds further
     // checkpoints while it streams); a checkpoint first would move the target on every upload.
@@ -460,13 +440,13 @@ export class Shipper {
     // first would replace it before it is durable, again after every upload under steady writes,
     // and periodic snapshots would never land (skipping a checkpoint only lets the WAL grow).
     const cp = this.lastCheckpoint;
-    const awaitingBase = cp !== null && cp.snapshotBase && cp.txid > this.durableTxid && this.snapshotDue();
-    if (this.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting || awaitingBase) {
+    const awaitingBase = cp !== null && cp.snapshotBase && cp.txid > this.ledger.durableTxid && this.snapshotDue();
+    if (this.ledger.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting || awaitingBase) {
       this.draining = false;
       this.drainRounds = 0;
       return;
     }
-    if (this.queue.length > 0) {
+    if (this.ledger.queue.length > 0) {
       // Uploads back to back usually find a moment with nothing behind them within a few rounds;
       // writes without any pause never do, and then the few in flight go to the spool.
       this.draining = true;
@@ -488,13 +468,13 @@ export class Shipper {
   /** Spools every pending transaction (fsync), then checkpoints. False when it cannot (too much pending, busy). */
   private spoolCheckpoint(): boolean {
     let bytes = 0;
-    for (let i = 0; i < this.queue.length && bytes <= SPOOL_MAX_BYTES; i++) bytes += this.queue.at(i)!.pageCount * this.queue.at(i)!.pageSize;
+    for (let i = 0; i < this.ledger.queue.length && bytes <= SPOOL_MAX_BYTES; i++) bytes += this.ledger.queue.at(i)!.pageCount * this.ledger.queue.at(i)!.pageSize;
     if (bytes > SPOOL_MAX_BYTES || this.db.inTransaction) return false;
     const walPath = `${this.ctx.path}-wal`;
     const txns = [];
-    for (let i = 0; i < this.queue.length; i++) {
-      const t = this.queue.at(i)!;
-      if (t.pages === null) this.queue.pin(t, readFromWal(walPath, t));
+    for (let i = 0; i < this.ledger.queue.length; i++) {
+      const t = this.ledger.queue.at(i)!;
+      if (t.pages === null) this.ledger.queue.pin(t, readFromWal(walPath, t));
       txns.push({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pages: t.pages! });
     }
     const first = txns[0]!;
@@ -507,7 +487,7 @@ export class Shipper {
         commitSize: last.commitSize,
         first: first.timestamp,
         last: last.timestamp,
-        pre: this.durableChecksum,
+        pre: this.ledger.durableChecksum,
         post: last.postChecksum,
         count: txns.length,
         pages: txns.reduce((n, t) => n + t.pages.length, 0),
@@ -549,7 +529,7 @@ export class Shipper {
     // Not before the segments up to it are in the store: a checkpoint through the spool copies
     // transactions that are not uploaded yet, and a snapshot past them would make a restart take
     // the snapshot as the tip and never ship them (their txids would not be restorable).
-    if (cp.txid > this.durableTxid) return;
+    if (cp.txid > this.ledger.durableTxid) return;
     this.periodic = this.snapshot(cp.txid, cp.checksum, cp.timestamp)
       .catch((e: unknown) => {
         if (!this.stopped) this.ctx.log.warn('periodic snapshot failed; the next checkpoint tries again', { error: (e as Error).message });
@@ -561,7 +541,7 @@ export class Shipper {
 
   /** A new generation: acknowledge everything locally, checkpoint, and ship the file as its snapshot. */
   private async startGeneration(ng: NewGeneration): Promise<void> {
-    await this.markers.beginGeneration(ng, this.hashes!.pageSize);
+    await this.markers.beginGeneration(ng, this.ledger.hashes!.pageSize);
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
     let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
     let busy = 0;
@@ -569,7 +549,7 @@ export class Shipper {
     while (!cp.checkpointed && cp.reason !== 'empty' && busy < 100) {
       this.raw.acknowledge(this.db.txid);
       try {
-        cp = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+        cp = this.raw.checkpoint({ note: checkpointNote(this.ledger.hashes!.value) });
       } catch (e) {
         // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
         if (!isLocalIoError(e) || this.stopped) throw e;
@@ -588,14 +568,14 @@ export class Shipper {
       throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.ctx.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
     }
     const txid = this.db.txid;
-    const checksum = this.hashes!.value;
+    const checksum = this.ledger.hashes!.value;
     this.markers.restartEpochs(txid);
     await this.markers.markEpoch(txid);
-    await this.snapshot(txid, checksum, this.lastCommitAt);
-    this.queue.dropThrough(txid);
-    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    await this.snapshot(txid, checksum, this.ledger.lastCommitAt);
+    this.ledger.queue.dropThrough(txid);
+    this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.needGeneration = null;
-    this.durableChecksum = checksum;
+    this.ledger.durableChecksum = checksum;
     this.markDurable(txid, checksum);
   }
 
@@ -608,7 +588,7 @@ export class Shipper {
     this.snapshotting = true;
     try {
       const path = this.ctx.path;
-      const pageSize = this.hashes!.pageSize;
+      const pageSize = this.ledger.hashes!.pageSize;
       const { commitSize, pageCount } = snapshotSize(path, pageSize);
       const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
       const now = committedAt;
@@ -637,7 +617,7 @@ export class Shipper {
   }
 
   status(): ReplicationStatus {
-    const firstAt = this.queue.firstCommittedAt;
+    const firstAt = this.ledger.queue.firstCommittedAt;
     let walBytes = 0;
     try {
       walBytes = this.raw.status().walBytes;
@@ -648,11 +628,11 @@ export class Shipper {
       replica: this.location,
       path: this.ctx.path,
       state: this.state === 'running' && this.uploads.lastError !== null ? 'degraded' : this.state,
-      committedTxid: this.committedTxid,
-      durableTxid: this.durableTxid,
+      committedTxid: this.ledger.committedTxid,
+      durableTxid: this.ledger.durableTxid,
       lagMs: firstAt !== undefined ? Math.round(performance.now() - firstAt) : 0,
-      pendingTransactions: this.queue.length,
-      pendingWalBytes: this.queue.pendingWalBytes,
+      pendingTransactions: this.ledger.queue.length,
+      pendingWalBytes: this.ledger.queue.pendingWalBytes,
       walBytes,
       generation: this.generation,
       epoch: this.epoch,
@@ -667,8 +647,8 @@ export class Shipper {
 
   /** A checkpoint requested by the application: only what is durable, with the continuity note. */
   checkpointNow(): CheckpointResult {
-    if (this.snapshotting) return { checkpointed: false, reason: 'busy', lastTxid: this.db.txid, durableTxid: this.durableTxid };
-    const r = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+    if (this.snapshotting) return { checkpointed: false, reason: 'busy', lastTxid: this.db.txid, durableTxid: this.ledger.durableTxid };
+    const r = this.raw.checkpoint({ note: checkpointNote(this.ledger.hashes!.value) });
     if (r.checkpointed) this.checkpointed(r.lastTxid);
     return r;
   }
@@ -678,18 +658,18 @@ export class Shipper {
     // so the marker of a checkpoint a snapshot may be taken at starts one. Any other marker ships
     // inside the next window's segment: cutting at every marker split each window's batch in two
     // under steady writes (two PUTs a window, issue 11).
-    const snapshotBase = this.snapshotDue() && txid > this.durableTxid;
-    if (snapshotBase) this.cutBefore.add(txid);
+    const snapshotBase = this.snapshotDue() && txid > this.ledger.durableTxid;
+    if (snapshotBase) this.ledger.cutBefore.add(txid);
     this.ctx.metrics.checkpoints.inc();
-    this.walSinceCheckpoint = this.queue.pendingWalBytes;
+    this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.draining = false;
-    this.lastCheckpoint = { txid, checksum: this.hashes!.value, commitSize: this.hashes!.pageCount, timestamp: this.lastCommitAt, snapshotBase };
+    this.lastCheckpoint = { txid, checksum: this.ledger.hashes!.value, commitSize: this.ledger.hashes!.pageCount, timestamp: this.ledger.lastCommitAt, snapshotBase };
     this.ctx.log.debug('checkpointed', { txid });
   }
 
   private async flushWithin(deadline: number): Promise<boolean> {
     if (this.fatal !== null) return false;
-    if (this.durableTxid >= this.committedTxid && !this.needGeneration) return true;
+    if (this.ledger.durableTxid >= this.ledger.committedTxid && !this.needGeneration) return true;
     const f = this.flush().then(() => true, () => false);
     let timer: NodeJS.Timeout | undefined;
     const t = new Promise<boolean>((r) => {
@@ -712,13 +692,13 @@ export class Shipper {
       await Promise.allSettled([this.periodic]);
       const r = this.checkpointNow();
       // Its marker, or one an automatic checkpoint wrote during the flush above, ships too.
-      if (r.checkpointed || this.durableTxid < this.committedTxid) flushed = await this.flushWithin(deadline);
+      if (r.checkpointed || this.ledger.durableTxid < this.ledger.committedTxid) flushed = await this.flushWithin(deadline);
     }
     this.uploads.stop();
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.periodic, this.maintenance?.stop()]);
-    const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.durableTxid + 1}..${this.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
-      details: { durableTxid: this.durableTxid, committedTxid: this.committedTxid },
+    const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.ledger.durableTxid + 1}..${this.ledger.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
+      details: { durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid },
     });
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
