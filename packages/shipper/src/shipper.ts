@@ -8,14 +8,16 @@ import { formatKeys, type ObjectHeaderInit } from '@walship/format';
 import type { Lineage } from './lineage.js';
 import type { FlushOptions, ReplicationStatus, ShipperContext, ShipperState } from './types.js';
 import { hashPages } from './local.js';
-import { readSpool, removeSpool, writeSpool } from './spool.js';
-import { pendingFrom, readFromWal, type PendingQueue, type PendingTxn } from './pending.js';
+import { readSpool, removeSpool } from './spool.js';
+import { pendingFrom, type PendingQueue, type PendingTxn } from './pending.js';
 import { CommitLedger } from './ledger.js';
 import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
 import { LineageWriter, type NewGeneration } from './markers.js';
-import { segmentBody, segmentRange, snapshotBody, snapshotSize, syncFile, type ObjectRange } from './jobs.js';
+import { segmentBody, segmentRange, syncFile, type ObjectRange } from './jobs.js';
+import { Snapshotter } from './snapshots.js';
 import { divergedError } from './continuity.js';
+import { CheckpointGate, checkpointNote, isLocalIoError, spoolContinues } from './checkpoints.js';
 
 interface FlushWaiter {
   txid: number;
@@ -43,32 +45,50 @@ export class Shipper {
   private pump: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private needGeneration: NewGeneration | null = null;
-  private snapshotting = false;
-  private draining = false;
-  private drainRounds = 0;
-  /** Max txid in the overflow spool file, while it holds transactions not yet durable. */
-  private spoolMax: number | null = null;
-  /** `snapshotBase`: its marker starts a segment, so a periodic snapshot may be taken at it. */
-  private lastCheckpoint: { txid: number; checksum: bigint; commitSize: number; timestamp: number; snapshotBase: boolean } | null = null;
-  private lastSnapshotTxid = 0;
-  private lastSnapshotAt = 0;
   private walLimitReached = false;
   private fatal: Error | null = null;
   private lastUpload: ReplicationStatus['lastUpload'] = null;
-  private lastSnapshotInfo: ReplicationStatus['lastSnapshot'] = null;
   private maintenance: Maintenance | null = null;
-  private periodic: Promise<void> | null = null;
   private readonly keys;
 
   private readonly ledger: CommitLedger;
   private readonly uploads: UploadPipeline;
+  private readonly checkpoints: CheckpointGate;
   private readonly markers: LineageWriter;
+  private readonly snapshots: Snapshotter;
 
   constructor(private readonly ctx: ShipperContext) {
     this.ledger = new CommitLedger(ctx.options);
     this.keys = formatKeys(ctx.options.prefix);
     this.uploads = new UploadPipeline(ctx, () => this.epoch);
+    this.checkpoints = new CheckpointGate({
+      path: ctx.path,
+      options: ctx.options,
+      metrics: ctx.metrics,
+      log: ctx.log,
+      ledger: this.ledger,
+      database: () => this.db,
+      raw: () => this.raw,
+      closing: () => this.state === 'closing',
+      snapshotting: () => this.snapshots.snapshotting,
+      snapshotDue: () => this.snapshots.due(),
+      header: (kind, txns) => this.header(kind, txns),
+      noteError: (error) => this.uploads.noteError(error),
+    });
     this.markers = new LineageWriter({ keys: this.keys, keyring: ctx.keyring, log: ctx.log, compression: ctx.options.compression, uploads: this.uploads });
+    this.snapshots = new Snapshotter({
+      path: ctx.path,
+      options: ctx.options,
+      metrics: ctx.metrics,
+      log: ctx.log,
+      keyring: ctx.keyring,
+      keys: this.keys,
+      ledger: this.ledger,
+      uploads: this.uploads,
+      markers: this.markers,
+      closing: () => this.state === 'closing',
+      stopped: () => this.stopped,
+    });
   }
 
   get queue(): PendingQueue {
@@ -209,7 +229,7 @@ export class Shipper {
             committedAt: performance.now(),
           });
         }
-        this.spoolMax = spool.maxTxid;
+        this.checkpoints.adoptSpool(spool.maxTxid);
       } else {
         const why = at.has(tip.txid) ? 'the local database differs from the replica at its last txid' : `the local database was checkpointed past the replica's last txid ${tip.txid}`;
         this.needGeneration = this.diverged(why, { generation: lineage.generation, ...tip }, at.get(tip.txid));
@@ -227,8 +247,8 @@ export class Shipper {
       this.markers.continueGeneration(lineage);
       this.ledger.durableTxid = continueAt;
       this.ledger.durableChecksum = tip!.checksum;
-      this.lastSnapshotTxid = lineage.lastSnapshot?.txid ?? 0;
-      this.raw.acknowledge(Math.max(continueAt, this.spoolMax ?? 0));
+      this.snapshots.continueFrom(lineage.lastSnapshot?.txid ?? 0);
+      this.raw.acknowledge(Math.max(continueAt, this.checkpoints.spoolMax ?? 0));
       this.ctx.lease?.recordDurable({ generation: this.generation!, txid: continueAt });
       this.ctx.log.info('continuing the replica', { generation: this.generation, txid: continueAt, epoch: this.epoch });
     } else {
@@ -238,7 +258,7 @@ export class Shipper {
     if (markerTxid > this.ledger.durableTxid) this.ledger.cutBefore.add(markerTxid);
     const queued = this.ledger.queue.last()?.txid ?? this.ledger.durableTxid;
     for (const txn of opening) if (txn.txid > queued) this.ledger.queue.push(pendingFrom(txn, after.get(txn.txid)!));
-    if (spool && this.spoolMax === null) removeSpool(this.ctx.path);
+    if (spool && this.checkpoints.spoolMax === null) removeSpool(this.ctx.path);
     this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.state = 'running';
     this.maintenance = new Maintenance({ ...this.ctx, generation: () => this.generation });
@@ -316,7 +336,7 @@ export class Shipper {
     const wantsWork = this.needGeneration !== null || firstAt !== undefined;
     if (!wantsWork) return;
     const window = this.ctx.options.batchWindowMs;
-    const urgent = now || window === 0 || this.draining || this.waiters.length > 0 || this.needGeneration !== null;
+    const urgent = now || window === 0 || this.checkpoints.draining || this.waiters.length > 0 || this.needGeneration !== null;
     if (!urgent && firstAt !== undefined) {
       const wait = window - (performance.now() - firstAt);
       if (wait > 0) {
@@ -397,10 +417,7 @@ export class Shipper {
     // Written by the next lease renewal or the release: no request on the commit path.
     this.ctx.lease?.recordDurable({ generation: this.generation!, txid: this.ledger.durableTxid });
     this.raw.acknowledge(this.ledger.durableTxid);
-    if (this.spoolMax !== null && this.ledger.durableTxid >= this.spoolMax) {
-      removeSpool(this.ctx.path);
-      this.spoolMax = null;
-    }
+    this.checkpoints.afterDurable(this.ledger.durableTxid);
     const still: FlushWaiter[] = [];
     for (const w of this.waiters) {
       if (w.txid <= this.ledger.durableTxid && !this.needGeneration) w.resolve({ txid: this.ledger.durableTxid });
@@ -414,129 +431,9 @@ export class Shipper {
     }
     // The snapshot first: it takes the last checkpoint once its marker is durable (it holds further
     // checkpoints while it streams); a checkpoint first would move the target on every upload.
-    this.maybeSnapshot();
-    try {
-      this.maybeCheckpoint();
-    } catch (e) {
-      // A full disk or an I/O error while checkpointing: SQLite rolled the marker back and the WAL
-      // keeps every frame; the next upload tries again. The application's own writes see the same
-      // error where they hit it.
-      const err = e as Error & { code?: string };
-      this.uploads.noteError({ code: err.code ?? 'ERR_UNKNOWN', message: `checkpoint failed: ${err.message}`, at: new Date().toISOString() });
-      this.draining = false;
-      this.ctx.log.warn('checkpoint failed; the WAL keeps its frames and the next upload tries again', { code: err.code, error: err.message });
-    }
+    this.snapshots.maybeSnapshot(this.checkpoints.lastCheckpoint);
+    this.checkpoints.tryCheckpoint();
     this.maintenance?.poke();
-  }
-
-  /**
-   * SQLite checkpoints the whole WAL, so a checkpoint needs every transaction in it durable. Under
-   * steady writes the shipper drains (window 0) until one upload finishes with nothing behind it.
-   */
-  private maybeCheckpoint(): void {
-    // While closing, stop() takes the last checkpoint itself and ships its marker.
-    if (this.state === 'closing') return;
-    // A due snapshot waits for the marker of the checkpoint it will be taken at: a new checkpoint
-    // first would replace it before it is durable, again after every upload under steady writes,
-    // and periodic snapshots would never land (skipping a checkpoint only lets the WAL grow).
-    const cp = this.lastCheckpoint;
-    const awaitingBase = cp !== null && cp.snapshotBase && cp.txid > this.ledger.durableTxid && this.snapshotDue();
-    if (this.ledger.walSinceCheckpoint < this.ctx.options.checkpointBytes || this.snapshotting || awaitingBase) {
-      this.draining = false;
-      this.drainRounds = 0;
-      return;
-    }
-    if (this.ledger.queue.length > 0) {
-      // Uploads back to back usually find a moment with nothing behind them within a few rounds;
-      // writes without any pause never do, and then the few in flight go to the spool.
-      this.draining = true;
-      if (++this.drainRounds >= DRAIN_ROUNDS && this.spoolCheckpoint()) {
-        this.drainRounds = 0;
-        this.draining = false;
-      }
-      return;
-    }
-    const r = this.checkpointNow();
-    if (r.checkpointed) {
-      this.draining = false;
-      this.drainRounds = 0;
-    } else if (r.reason === 'busy') {
-      this.draining = true;
-    }
-  }
-
-  /** Spools every pending transaction (fsync), then checkpoints. False when it cannot (too much pending, busy). */
-  private spoolCheckpoint(): boolean {
-    let bytes = 0;
-    for (let i = 0; i < this.ledger.queue.length && bytes <= SPOOL_MAX_BYTES; i++) bytes += this.ledger.queue.at(i)!.pageCount * this.ledger.queue.at(i)!.pageSize;
-    if (bytes > SPOOL_MAX_BYTES || this.db.inTransaction) return false;
-    const walPath = `${this.ctx.path}-wal`;
-    const txns = [];
-    for (let i = 0; i < this.ledger.queue.length; i++) {
-      const t = this.ledger.queue.at(i)!;
-      if (t.pages === null) this.ledger.queue.pin(t, readFromWal(walPath, t));
-      txns.push({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pages: t.pages! });
-    }
-    const first = txns[0]!;
-    const last = txns.at(-1)!;
-    writeSpool(
-      this.ctx.path,
-      this.header('segment', {
-        minTxid: first.txid,
-        maxTxid: last.txid,
-        commitSize: last.commitSize,
-        first: first.timestamp,
-        last: last.timestamp,
-        pre: this.ledger.durableChecksum,
-        post: last.postChecksum,
-        count: txns.length,
-        pages: txns.reduce((n, t) => n + t.pages.length, 0),
-      }),
-      txns,
-    );
-    this.spoolMax = last.txid;
-    this.raw.acknowledge(last.txid);
-    let r: CheckpointResult;
-    try {
-      r = this.checkpointNow();
-    } catch (e) {
-      removeSpool(this.ctx.path);
-      this.spoolMax = null;
-      throw e;
-    }
-    if (!r.checkpointed) {
-      removeSpool(this.ctx.path);
-      this.spoolMax = null;
-      return false;
-    }
-    this.ctx.metrics.spooled.inc(txns.length);
-    this.ctx.log.debug('checkpointed through the spool', { spooled: txns.length, txid: r.lastTxid });
-    return true;
-  }
-
-  /** A periodic snapshot is due: it is taken at the next checkpoint once that one's marker is durable. */
-  private snapshotDue(): boolean {
-    const interval = this.ctx.options.snapshotIntervalMs;
-    // Not while closing: close would cut the upload short (the next open takes it).
-    if (interval === 0 || this.state === 'closing' || this.stopped) return false;
-    return Date.now() - this.lastSnapshotAt >= interval;
-  }
-
-  private maybeSnapshot(): void {
-    if (this.snapshotting || this.periodic || !this.snapshotDue()) return;
-    const cp = this.lastCheckpoint;
-    if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;
-    // Not before the segments up to it are in the store: a checkpoint through the spool copies
-    // transactions that are not uploaded yet, and a snapshot past them would make a restart take
-    // the snapshot as the tip and never ship them (their txids would not be restorable).
-    if (cp.txid > this.ledger.durableTxid) return;
-    this.periodic = this.snapshot(cp.txid, cp.checksum, cp.timestamp)
-      .catch((e: unknown) => {
-        if (!this.stopped) this.ctx.log.warn('periodic snapshot failed; the next checkpoint tries again', { error: (e as Error).message });
-      })
-      .finally(() => {
-        this.periodic = null;
-      });
   }
 
   /** A new generation: acknowledge everything locally, checkpoint, and ship the file as its snapshot. */
@@ -571,39 +468,12 @@ export class Shipper {
     const checksum = this.ledger.hashes!.value;
     this.markers.restartEpochs(txid);
     await this.markers.markEpoch(txid);
-    await this.snapshot(txid, checksum, this.ledger.lastCommitAt);
+    await this.snapshots.snapshot(txid, checksum, this.ledger.lastCommitAt);
     this.ledger.queue.dropThrough(txid);
     this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.needGeneration = null;
     this.ledger.durableChecksum = checksum;
     this.markDurable(txid, checksum);
-  }
-
-  /**
-   * Streams the database file, which holds exactly the state after `txid` until the next
-   * checkpoint (held off meanwhile), so writers go on into the WAL for the whole upload.
-   */
-  /** `committedAt` is the commit time of `txid`: restore by time reads it from the header. */
-  private async snapshot(txid: number, checksum: bigint, committedAt: number): Promise<void> {
-    this.snapshotting = true;
-    try {
-      const path = this.ctx.path;
-      const pageSize = this.ledger.hashes!.pageSize;
-      const { commitSize, pageCount } = snapshotSize(path, pageSize);
-      const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
-      const now = committedAt;
-      const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
-      const body = snapshotBody({ key, header, path, pageSize, txid, checksum, committedAt: now, commitSize, pageCount }, this.ctx.keyring);
-      const size = await this.uploads.upload(key, body, 'snapshot');
-      this.ctx.metrics.snapshots.inc();
-      this.ctx.metrics.snapshotBytes.inc(size);
-      this.lastSnapshotTxid = txid;
-      this.lastSnapshotAt = Date.now();
-      this.lastSnapshotInfo = { txid, at: new Date().toISOString() };
-      this.ctx.log.info('snapshot uploaded', { key, txid, bytes: size });
-    } finally {
-      this.snapshotting = false;
-    }
   }
 
   private fail(e: Error): void {
@@ -637,7 +507,7 @@ export class Shipper {
       generation: this.generation,
       epoch: this.epoch,
       walLimitReached: this.walLimitReached,
-      lastSnapshot: this.lastSnapshotInfo,
+      lastSnapshot: this.snapshots.lastSnapshotInfo,
       lastUpload: this.lastUpload,
       lastError: this.uploads.lastError,
       lease: this.leaseStatus(),
@@ -647,24 +517,7 @@ export class Shipper {
 
   /** A checkpoint requested by the application: only what is durable, with the continuity note. */
   checkpointNow(): CheckpointResult {
-    if (this.snapshotting) return { checkpointed: false, reason: 'busy', lastTxid: this.db.txid, durableTxid: this.ledger.durableTxid };
-    const r = this.raw.checkpoint({ note: checkpointNote(this.ledger.hashes!.value) });
-    if (r.checkpointed) this.checkpointed(r.lastTxid);
-    return r;
-  }
-
-  private checkpointed(txid: number): void {
-    // Restore, retention and the lineage read expect a snapshot's txid to start a level-0 segment,
-    // so the marker of a checkpoint a snapshot may be taken at starts one. Any other marker ships
-    // inside the next window's segment: cutting at every marker split each window's batch in two
-    // under steady writes (two PUTs a window, issue 11).
-    const snapshotBase = this.snapshotDue() && txid > this.ledger.durableTxid;
-    if (snapshotBase) this.ledger.cutBefore.add(txid);
-    this.ctx.metrics.checkpoints.inc();
-    this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
-    this.draining = false;
-    this.lastCheckpoint = { txid, checksum: this.ledger.hashes!.value, commitSize: this.ledger.hashes!.pageCount, timestamp: this.ledger.lastCommitAt, snapshotBase };
-    this.ctx.log.debug('checkpointed', { txid });
+    return this.checkpoints.checkpointNow();
   }
 
   private async flushWithin(deadline: number): Promise<boolean> {
@@ -689,14 +542,14 @@ export class Shipper {
     const deadline = Date.now() + timeoutMs;
     let flushed = await this.flushWithin(deadline);
     if (flushed && this.fatal === null) {
-      await Promise.allSettled([this.periodic]);
+      await Promise.allSettled([this.snapshots.periodic]);
       const r = this.checkpointNow();
       // Its marker, or one an automatic checkpoint wrote during the flush above, ships too.
       if (r.checkpointed || this.ledger.durableTxid < this.ledger.committedTxid) flushed = await this.flushWithin(deadline);
     }
     this.uploads.stop();
     if (this.timer) clearTimeout(this.timer);
-    await Promise.allSettled([this.pump, this.periodic, this.maintenance?.stop()]);
+    await Promise.allSettled([this.pump, this.snapshots.periodic, this.maintenance?.stop()]);
     const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.ledger.durableTxid + 1}..${this.ledger.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
       details: { durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid },
     });
@@ -705,36 +558,6 @@ export class Shipper {
     if (this.state !== 'failed') this.state = 'closed';
     return { flushed };
   }
-}
-
-const DRAIN_ROUNDS = 1;
-
-/** SQLite's disk-full and I/O error codes: the local disk, not walship's state, is the problem. */
-function isLocalIoError(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  return typeof code === 'string' && (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR'));
-}
-const SPOOL_MAX_BYTES = 8 * 1024 * 1024;
-
-/**
- * A spool continues the replica when it holds the replica's tip (or starts right after it) with the
- * same checksum, and the database file's last checkpoint came right after the spool's last transaction.
- */
-function spoolContinues(
-  spool: { preChecksum: bigint; minTxid: number; maxTxid: number; transactions: { txid: number; postChecksum: bigint }[] },
-  tip: { txid: number; checksum: bigint },
-  markerTxid: number,
-  note: string | null,
-): boolean {
-  if (tip.txid < spool.minTxid - 1 || tip.txid >= spool.maxTxid) return false;
-  const atTip = tip.txid === spool.minTxid - 1 ? spool.preChecksum : spool.transactions.find((t) => t.txid === tip.txid)?.postChecksum;
-  const last = spool.transactions.at(-1);
-  return atTip === tip.checksum && last !== undefined && markerTxid === spool.maxTxid + 1 && note === checkpointNote(last.postChecksum);
-}
-
-/** What a checkpoint leaves in the marker row: the checksum of the state the marker follows. */
-export function checkpointNote(checksum: bigint): string {
-  return `walship:pre-marker-checksum:${checksum.toString(16).padStart(16, '0')}`;
 }
 
 function isAbort(e: unknown): boolean {
