@@ -35,7 +35,7 @@ const SABOTAGES = {
     what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
     edits: [
       ['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", ''],
-      ['packages/shipper/src/shipper.ts', 'if (this.queue.length > 0) {', 'if (false && this.queue.length > 0) {'],
+      ['packages/shipper/src/checkpoints.ts', 'if (ledger.queue.length > 0) {', 'if (false && ledger.queue.length > 0) {'],
     ],
     scenarios: [
       ['s3-down-checkpoint', 4],
@@ -49,7 +49,7 @@ const SABOTAGES = {
   },
   'snapshot-at-cut': {
     what: 'a periodic snapshot may be taken at any checkpoint, also one whose marker ships inside a segment (restore, retention and the lineage read expect a snapshot to start one)',
-    edits: [['packages/shipper/src/shipper.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
     tests: ['shipper-puts'],
   },
   'epoch-rule': {
@@ -130,7 +130,7 @@ const SABOTAGES = {
   },
   'heal-epoch-marker': {
     what: 'a writer that re-acquired its lease ships under the new epoch without writing its epoch-start marker first (restore ignores the new epoch: transactions committed before the loss are lost)',
-    edits: [['packages/shipper/src/shipper.ts', '    this.epochMarked = false;\n    this.leaseHow = grant.how;', '    this.leaseHow = grant.how;']],
+    edits: [['packages/shipper/src/markers.ts', '    this.epoch = epoch;\n    this.epochMarked = false;', '    this.epoch = epoch;']],
     tests: ['shipper-heal'],
   },
   'diverged-open': {

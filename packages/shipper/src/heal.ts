@@ -7,7 +7,7 @@
  * good with ERR_LEASE_LOST. See README "When the lease is lost".
  */
 
-import { LeaseLostError, type Lease, type LeaseGrant } from '@walship/lease';
+import { LeaseLostError, type GrantPath, type Lease, type LeaseGrant } from '@walship/lease';
 import { WalshipError } from '@walship/vfs';
 import type { Logger } from './log.js';
 
@@ -118,5 +118,135 @@ export class LeaseHealer {
     }
     this.log.info('lease re-acquired: shipping resumes under a new epoch', { epoch: grant.epoch, lostEpoch: lost.details.epoch, attempts: this.attempts, leaselessMs: Date.now() - this.since });
     this.hooks.resumed(grant, lost);
+  }
+}
+
+/** What the coordinator lends the lease responder. */
+export interface LeaseLossHooks {
+  path: string;
+  log: Logger;
+  /** `starting` and `running` matter: a loss while opening waits for start-up to finish. */
+  state(): 'starting' | 'running' | 'closing' | 'closed' | 'failed';
+  stopped(): boolean;
+  fatal(): boolean;
+  txids(): { committedTxid: number; durableTxid: number };
+  /** The VFS write barrier (null: writes accepted again). */
+  refuseWrites(error: Error | null): void;
+  rejectFlushes(error: Error): void;
+  uploads: { pauseForLease(e: LeaseLostError): void; resumeAfterLease(): void; noteError(e: { code: string; message: string; at: string }): void };
+  /** Resolves once the run and the snapshot started under the lost grant have ended. */
+  idle(): Promise<unknown>;
+  /** Later objects carry `epoch`; its start marker ships first. */
+  newEpoch(epoch: number): void;
+  resumeShipping(): void;
+  /** Taken over or released by an operator: no more uploads, no more writes, for good. */
+  stopForGood(e: LeaseLostError): void;
+  reacquired(): void;
+}
+
+/**
+ * The coordinator's side of a lease loss: leaseless (refuse writes and flushes with the retryable
+ * ERR_LEASE_NOT_HELD, pause uploads, heal) or gone for good; and the new epoch once healed.
+ */
+export class LeaseResponder {
+  private leaselessError: LeaseLostError | null = null;
+  private lostWhileStarting: LeaseLostError | null = null;
+  private gone = false;
+  private readonly healer: LeaseHealer;
+  how: GrantPath | null;
+
+  constructor(
+    private readonly lease: Lease,
+    private readonly hooks: LeaseLossHooks,
+    grantHow: GrantPath | null,
+  ) {
+    this.how = grantHow;
+    this.healer = new LeaseHealer(lease, hooks.log.child({ component: 'lease' }), {
+      resumed: (grant) => void this.resume(grant),
+      lostForGood: (e) => this.stopForGood(e),
+      attemptFailed: (e) => {
+        const err = e as Error & { code?: string };
+        hooks.uploads.noteError({ code: err.code ?? 'ERR_UNKNOWN', message: `lease re-acquire failed: ${err.message}`, at: new Date().toISOString() });
+      },
+    });
+    lease.onLost((e) => this.lost(e));
+  }
+
+  get leaseless(): boolean {
+    return this.leaselessError !== null;
+  }
+
+  get reacquired(): number {
+    return this.healer.heals;
+  }
+
+  /** The error a flush() gets while leaseless. */
+  notHeld(): WalshipError {
+    return this.healer.notHeld({ path: this.hooks.path, ...this.hooks.txids() });
+  }
+
+  /** Start-up finished (state running): a loss seen while opening is handled now, before anything ships. */
+  started(): void {
+    if (this.lostWhileStarting) this.lost(this.lostWhileStarting);
+  }
+
+  stop(): void {
+    this.healer.stop();
+  }
+
+  /**
+   * The lease ran out. With nobody else's write seen (our own deadline passed: DynamoDB silent, or
+   * this process paused), writes are refused while the healer re-acquires it; otherwise (taken
+   * over, force-released) the writer stops for good.
+   */
+  private lost(e: LeaseLostError): void {
+    const h = this.hooks;
+    if (this.gone || h.fatal()) return;
+    if (h.state() === 'starting') {
+      this.lostWhileStarting = e;
+      return;
+    }
+    if (healable(e) && !h.stopped() && h.state() === 'running') {
+      // Also when a grant re-acquired a moment ago ran out again before resume() finished.
+      this.healer.start(e);
+      if (this.leaselessError) return;
+      this.leaselessError = e;
+      h.uploads.pauseForLease(e);
+      const refused = this.notHeld();
+      h.refuseWrites(refused);
+      h.uploads.noteError({ code: refused.code, message: refused.message, at: new Date().toISOString() });
+      h.rejectFlushes(refused);
+      return;
+    }
+    this.stopForGood(e);
+  }
+
+  /**
+   * Back under a new epoch, proven unchanged since ours: what ran under the lost grant ends first,
+   * then the new epoch's start marker ships before any segment (at durableTxid + 1) and the
+   * transactions committed before the loss follow under it.
+   */
+  private async resume(grant: LeaseGrant): Promise<void> {
+    const h = this.hooks;
+    // Renewed from now on: waiting for the old run below must not let the new grant run out.
+    this.lease.startRenewing();
+    await h.idle();
+    // Stopped, taken over, or lost again meanwhile (the healer then calls resume() again).
+    if (h.stopped() || h.fatal() || this.gone || this.healer.lost || this.lease.current()?.epoch !== grant.epoch) return;
+    h.newEpoch(grant.epoch);
+    this.how = grant.how;
+    this.leaselessError = null;
+    h.uploads.resumeAfterLease();
+    h.refuseWrites(null);
+    h.reacquired();
+    h.log.info('replication resumes under a new epoch', { epoch: grant.epoch, ...h.txids() });
+    h.resumeShipping();
+  }
+
+  private stopForGood(e: LeaseLostError): void {
+    if (this.gone) return;
+    this.gone = true;
+    this.leaselessError = null;
+    this.hooks.stopForGood(e);
   }
 }
