@@ -128,6 +128,11 @@ const SABOTAGES = {
     edits: [['packages/lease/src/local.ts', "if (holder.space !== self.space) return { gone: false, why: 'other-space' };", '']],
     tests: ['lease-heal'],
   },
+  'restart-fast-path': {
+    what: 'openReplicated no longer gives the lease processAlive: a restart after a crash waits out its dead predecessor\u2019s whole lease',
+    edits: [['packages/shipper/src/replicated.ts', '      processAlive,\n', '']],
+    scenarios: [['restart-dead-holder', 1]],
+  },
   'heal-epoch-marker': {
     what: 'a writer that re-acquired its lease ships under the new epoch without writing its epoch-start marker first (restore ignores the new epoch: transactions committed before the loss are lost)',
     edits: [['packages/shipper/src/markers.ts', '    this.epoch = epoch;\n    this.epochMarked = false;', '    this.epoch = epoch;']],
