@@ -72,8 +72,18 @@ const SABOTAGES = {
   },
   'cli-key-echo': {
     what: 'the CLI quotes a WALSHIP_KEYS entry without id: in its usage error again (the first 40 characters, as before issue 10)',
-    edits: [['packages/restore/src/commands.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
+    edits: [['packages/restore/src/cli-args.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
     tests: ['attack-secrets'],
+  },
+  'cli-if-db-not-exists': {
+    what: 'restore --if-db-not-exists restores over an existing file instead of keeping it (a container reboot would replace its database)',
+    edits: [['packages/restore/src/commands.ts', "if (values['if-db-not-exists'] && existsSync(path)) {", "if (values['if-db-not-exists'] && existsSync(path) && false) {"]],
+    tests: ['cli-container'],
+  },
+  'cli-if-replica-exists': {
+    what: 'restore --if-replica-exists also swallows ERR_NO_REPLICA for a generation named with --generation (a typo would exit 0 with no database)',
+    edits: [['packages/restore/src/commands.ts', "f.code === 'ERR_NO_REPLICA' && f.details['generation'] === undefined", "f.code === 'ERR_NO_REPLICA'"]],
+    tests: ['cli-container'],
   },
   'sdk-error-causes': {
     what: 'storage errors keep the raw AWS SDK error as their cause (its $response reaches the signed Authorization header)',
