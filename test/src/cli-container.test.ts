@@ -118,6 +118,10 @@ describe('restore for a container entrypoint', () => {
     assert.match(skip.stderr, /no replica at .*; nothing restored \(--if-replica-exists\)/);
     assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('nothing.db')), [], 'no file, scratch or note left');
     expectExit(walship(['verify', empty]), 4, 'verify of no replica');
+    const st = walship(['status', empty, '--json']);
+    expectExit(st, 4, 'status of no replica');
+    assert.equal((JSON.parse(st.stdout) as { problem: { code: string } }).problem.code, 'ERR_NO_REPLICA');
+    expectExit(walship(['status', url]), 0, 'status of the replica');
 
     const there = join(dir, 'there.db');
     const r = walship(['restore', url, there, '--if-replica-exists', '--json']);

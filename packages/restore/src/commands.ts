@@ -88,7 +88,8 @@ The replica's durable txid, newest object and its age, the time since the last d
 (a lag estimate while the writer is active), the writer's epoch and host from its epoch marker, and
 the lease holder, epoch and last renewal when --lease-table (or WALSHIP_LEASE_TABLE) names the table,
 and then the durable high-water mark: exit code 1 with problem ERR_REPLICA_BEHIND when the bucket's
-latest state is behind it (the newest objects were deleted).`,
+latest state is behind it (the newest objects were deleted). Exit code 4 with problem
+ERR_NO_REPLICA when the prefix holds no generation.`,
   demo: `walship demo [--seconds N] [--keep]
 
 The quick-start job: starts a local S3 server (s3rver) and DynamoDB (dynalite) on loopback, writes
@@ -257,8 +258,13 @@ export function statusOf(d: ReplicaDescription): StatusReport {
     newestObject: d.newest,
     writer: e ? { epoch: e.epoch, startTxid: e.startTxid, host: e.writer?.host ?? null, pid: e.writer?.pid ?? null, since: e.createdAt ?? null } : null,
     highWaterMark: d.highWaterMark ? { generation: d.highWaterMark.generation, txid: d.highWaterMark.txid } : null,
-    problem: d.behind ?? d.generations.at(-1)?.problem ?? null,
+    problem: d.behind ?? d.generations.at(-1)?.problem ?? (d.generations.length === 0 ? noReplica(d) : null),
   };
+}
+
+/** The problem of a prefix holding no generation: the same code restore reports (exit 4). */
+function noReplica(d: ReplicaDescription): StatusReport['problem'] {
+  return { code: 'ERR_NO_REPLICA', message: `no walship replica at ${d.location}: ${d.objects === 0 ? 'nothing is stored under this prefix' : `${d.objects} keys, none of them a generation's object`}`, details: { location: d.location, keys: d.objects } };
 }
 
 async function cmdStatus(args: string[], io: CliIo): Promise<number> {
@@ -292,7 +298,7 @@ async function cmdStatus(args: string[], io: CliIo): Promise<number> {
       ].join('\n') + '\n',
     );
   }
-  return s.problem ? EXIT.failed : EXIT.ok;
+  return s.problem ? (s.problem.code === 'ERR_NO_REPLICA' ? EXIT.noReplica : EXIT.failed) : EXIT.ok;
 }
 
 async function cmdLease(args: string[], io: CliIo): Promise<number> {
