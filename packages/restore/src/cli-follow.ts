@@ -11,7 +11,8 @@ export const FOLLOW_USAGE = `walship follow <s3-url> <path> [options]
 Keeps a read replica of the database at <path>: restores the latest state (or keeps the file when
 it already is that state), then polls for new segments and applies them, swapping whole verified
 states into place, so every open of <path> sees the state after some committed transaction. Runs
-until SIGTERM or SIGINT, then stops cleanly (exit 0). Open the file read-only in your application.
+until SIGTERM or SIGINT, then stops cleanly (exit 0; a stop before the first restore finished
+exits 1 with ERR_ABORTED and leaves <path> as it was). Open the file read-only in your application.
 
 Options:
   --interval MS          time between polls for the next segment (default 1000)
