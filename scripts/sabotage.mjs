@@ -85,6 +85,16 @@ const SABOTAGES = {
     edits: [['packages/restore/src/commands.ts', "f.code === 'ERR_NO_REPLICA' && f.details['generation'] === undefined", "f.code === 'ERR_NO_REPLICA'"]],
     tests: ['cli-container'],
   },
+  'cli-no-credentials': {
+    what: 'a credential chain that found nothing is reported as access denied again (ERR_STORAGE_ACCESS_DENIED, exit 3) instead of ERR_STORAGE_NO_CREDENTIALS naming where the SDK looked',
+    edits: [['packages/storage/src/errors.ts', "name === 'CredentialsProviderError' ? 'ERR_STORAGE_NO_CREDENTIALS'", "name === 'CredentialsProviderError' ? 'ERR_STORAGE_ACCESS_DENIED'"]],
+    tests: ['cli-container', 'storage/dist/retry'],
+  },
+  'cli-bucket-root': {
+    what: 'the CLI no longer checks a bucket URL without a prefix for database.json (ls, status, verify, restore and follow would plan or list every object of the bucket)',
+    edits: [['packages/restore/src/cli-bucket.ts', "if (source.s3 === undefined || source.s3.prefix !== '') return;", "if (source.s3 === undefined || source.s3.prefix !== '' || source.s3.prefix === '') return;"]],
+    tests: ['cli-container'],
+  },
   'sdk-error-causes': {
     what: 'storage errors keep the raw AWS SDK error as their cause (its $response reaches the signed Authorization header)',
     edits: [['packages/storage/src/errors.ts', '{ cause: safeCause(options.cause) }', '{ cause: options.cause }']],
