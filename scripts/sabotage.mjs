@@ -72,8 +72,28 @@ const SABOTAGES = {
   },
   'cli-key-echo': {
     what: 'the CLI quotes a WALSHIP_KEYS entry without id: in its usage error again (the first 40 characters, as before issue 10)',
-    edits: [['packages/restore/src/commands.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
+    edits: [['packages/restore/src/cli-args.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
     tests: ['attack-secrets'],
+  },
+  'cli-if-db-not-exists': {
+    what: 'restore --if-db-not-exists restores over an existing file instead of keeping it (a container reboot would replace its database)',
+    edits: [['packages/restore/src/commands.ts', "if (values['if-db-not-exists'] && existsSync(path)) {", "if (values['if-db-not-exists'] && existsSync(path) && false) {"]],
+    tests: ['cli-container'],
+  },
+  'cli-if-replica-exists': {
+    what: 'restore --if-replica-exists also swallows ERR_NO_REPLICA for a generation named with --generation (a typo would exit 0 with no database)',
+    edits: [['packages/restore/src/commands.ts', "f.code === 'ERR_NO_REPLICA' && f.details['generation'] === undefined", "f.code === 'ERR_NO_REPLICA'"]],
+    tests: ['cli-container'],
+  },
+  'cli-no-credentials': {
+    what: 'a credential chain that found nothing is reported as access denied again (ERR_STORAGE_ACCESS_DENIED, exit 3) instead of ERR_STORAGE_NO_CREDENTIALS naming where the SDK looked',
+    edits: [['packages/storage/src/errors.ts', "name === 'CredentialsProviderError' ? 'ERR_STORAGE_NO_CREDENTIALS'", "name === 'CredentialsProviderError' ? 'ERR_STORAGE_ACCESS_DENIED'"]],
+    tests: ['cli-container', 'storage/dist/retry'],
+  },
+  'cli-bucket-root': {
+    what: 'the CLI no longer checks a bucket URL without a prefix for database.json (ls, status, verify, restore and follow would plan or list every object of the bucket)',
+    edits: [['packages/restore/src/cli-bucket.ts', "if (source.s3 === undefined || source.s3.prefix !== '') return;", "if (source.s3 === undefined || source.s3.prefix !== '' || source.s3.prefix === '') return;"]],
+    tests: ['cli-container'],
   },
   'sdk-error-causes': {
     what: 'storage errors keep the raw AWS SDK error as their cause (its $response reaches the signed Authorization header)',
