@@ -1,0 +1,85 @@
+/** Connection state shared by a Database and its statements. */
+import { SqliteError, WalshipError } from './errors.js';
+import { SQLITE_OK, type RawExports, type Runtime } from './runtime.js';
+
+export class Connection {
+  readonly rt: Runtime;
+  readonly x: RawExports;
+  readonly pDb: number;
+  readonly name: string;
+  open = true;
+  /** Exception thrown by the user's authorizer during the current prepare, if any. */
+  authorizerError: unknown = undefined;
+  mapError: ((e: SqliteError) => Error) | undefined;
+
+  constructor(rt: Runtime, pDb: number, name: string) {
+    this.rt = rt;
+    this.x = rt.x;
+    this.pDb = pDb;
+    this.name = name;
+  }
+
+  assertOpen(): void {
+    if (!this.open) throw dbClosed(this.name);
+  }
+
+  /** SqliteError for `rc`, with the connection's current error message. */
+  error(rc: number, sql: string): Error {
+    const code = this.rt.rcName(rc);
+    const msg = this.rt.cstr(this.x.sqlite3_errmsg(this.pDb)) || code;
+    const authErr = this.authorizerError;
+    this.authorizerError = undefined;
+    const err = new SqliteError(code, rc, msg, authErr === undefined ? { details: { sql } } : { details: { sql }, cause: authErr });
+    return this.mapError ? this.mapError(err) : err;
+  }
+
+  /**
+   * Prepares the first statement of `sql` (already copied to the heap at `[ptr, ptr+n)`).
+   * Returns the statement pointer (0 for empty/comment-only input) and the tail pointer.
+   */
+  prepareAt(ptr: number, n: number, flags: number, sql: string): [number, number] {
+    const rt = this.rt;
+    const out = rt.out;
+    this.authorizerError = undefined;
+    const rc = this.x.sqlite3_prepare_v3(this.pDb, ptr, n, flags, out, out + 4);
+    const h32 = rt.h32();
+    const pStmt = h32[out >> 2]!;
+    const tail = h32[(out >> 2) + 1]!;
+    if (rc !== SQLITE_OK) {
+      if (pStmt) this.x.sqlite3_finalize(pStmt);
+      throw this.error(rc, sql);
+    }
+    this.authorizerError = undefined;
+    return [pStmt, tail];
+  }
+}
+
+export function dbClosed(name: string): WalshipError {
+  return new WalshipError('ERR_DB_CLOSED', `database ${name} is closed`, { details: { filename: name } });
+}
+
+/** True if bytes `[from, to)` hold only whitespace, `;`, and SQL comments. */
+export function onlyTrivia(h: Uint8Array, from: number, to: number): boolean {
+  let i = from;
+  while (i < to) {
+    const c = h[i]!;
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d || c === 0x0c || c === 0x3b) {
+      i++;
+    } else if (c === 0x2d && h[i + 1] === 0x2d) {
+      i += 2;
+      while (i < to && h[i] !== 0x0a) i++;
+    } else if (c === 0x2f && h[i + 1] === 0x2a) {
+      i += 2;
+      while (i < to && !(h[i] === 0x2a && h[i + 1] === 0x2f)) i++;
+      i += 2;
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Finalizes statements that became unreachable while their connection is still open. */
+export const statementRegistry = new FinalizationRegistry<{ conn: Connection; p: number }>(({ conn, p }) => {
+  if (conn.open) conn.x.sqlite3_finalize(p);
+});
