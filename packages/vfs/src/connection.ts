@@ -1,5 +1,5 @@
 /** Connection state shared by a Database and its statements. */
-import { SqliteError, WalshipError } from './errors.js';
+import { SqliteError, WalshipTypeError } from './errors.js';
 import { SQLITE_OK, type RawExports, type Runtime } from './runtime.js';
 
 export class Connection {
@@ -11,6 +11,18 @@ export class Connection {
   /** Exception thrown by the user's authorizer during the current prepare, if any. */
   authorizerError: unknown = undefined;
   mapError: ((e: SqliteError) => Error) | undefined;
+  /** The Database object (what `stmt.database` returns). */
+  db: object | undefined;
+  /** Statements prepared from now on read integers as bigint (Database#defaultSafeIntegers). */
+  safeDefault = false;
+  /** Database#unsafeMode: allows statements while an iterate() is open. */
+  unsafe = false;
+  /** better-sqlite3's `verbose` option: called with the SQL of each statement as it runs. */
+  verbose: ((sql: string) => void) | undefined;
+  /** Open iterate() loops and running user functions: the connection is busy until they end. */
+  busyCount = 0;
+  /** A value a user function threw during the current step: rethrown as-is instead of SQLite's error. */
+  jsError: { value: unknown } | undefined;
 
   constructor(rt: Runtime, pDb: number, name: string) {
     this.rt = rt;
@@ -23,8 +35,24 @@ export class Connection {
     if (!this.open) throw dbClosed(this.name);
   }
 
+  /** Open and not in the middle of an iterate() or a user function (better-sqlite3 refuses both with a TypeError). */
+  assertIdle(): void {
+    if (!this.open) throw dbClosed(this.name);
+    if (this.busyCount > 0 && !this.unsafe) {
+      throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query: finish the iterate() first (or enable unsafeMode())', {
+        details: { filename: this.name },
+      });
+    }
+  }
+
   /** SqliteError for `rc`, with the connection's current error message. */
   error(rc: number, sql: string): Error {
+    const js = this.jsError;
+    if (js !== undefined) {
+      this.jsError = undefined;
+      // Thrown as-is (better-sqlite3 propagates the very value the function threw, even a non-Error).
+      return js.value as Error;
+    }
     const code = this.rt.rcName(rc);
     const msg = this.rt.cstr(this.x.sqlite3_errmsg(this.pDb)) || code;
     const authErr = this.authorizerError;
@@ -54,8 +82,8 @@ export class Connection {
   }
 }
 
-export function dbClosed(name: string): WalshipError {
-  return new WalshipError('ERR_DB_CLOSED', `database ${name} is closed`, { details: { filename: name } });
+export function dbClosed(name: string): WalshipTypeError {
+  return new WalshipTypeError('ERR_DB_CLOSED', `database ${name} is closed`, { details: { filename: name } });
 }
 
 /** True if bytes `[from, to)` hold only whitespace, `;`, and SQL comments. */

@@ -1,15 +1,21 @@
 /**
  * A synchronous, better-sqlite3-shaped database API bound directly to the raw exports of the
  * `@sqlite.org/sqlite-wasm` module. The oo1 layer is deliberately bypassed on the hot path: every
- * bind, step and column read below is a single call into `sqlite3.wasm.exports`, strings and blobs
+ * bind, step and column read is a single call into `sqlite3.wasm.exports`, strings and blobs
  * are moved through one reusable scratch buffer, and rows are built by a per-column-list factory so
- * that V8 sees one hidden class per statement.
+ * that V8 sees one hidden class per statement. Each method beyond the core lives in its own module.
  */
-import { SqliteError, WalshipError } from './errors.js';
+import { SqliteError, WalshipError, WalshipRangeError, WalshipTypeError } from './errors.js';
 import { SQLITE_DONE, SQLITE_OK, SQLITE_PREPARE_PERSISTENT, SQLITE_ROW, runtimeFor } from './runtime.js';
 import { Connection, onlyTrivia } from './connection.js';
 import { Statement, createStatement, finalizeStatement } from './statement.js';
-import type { DatabaseHandle, DatabaseOptions, TransactionFunction } from './types.js';
+import { makeTransaction, txSql, type TxStatements } from './transaction.js';
+import { openFile } from './standalone.js';
+import { defineAggregate, defineFunction, type AggregateOptions, type FunctionOptions } from './functions.js';
+import { defineTable, type TableDefinition } from './vtab.js';
+import { backupTo, serializeSchema, type BackupMetadata, type BackupOptions } from './backup.js';
+import { loadSqlite } from './sqlite.js';
+import type { DatabaseHandle, DatabaseOptions, FileOptions, TransactionFunction } from './types.js';
 
 export { Statement } from './statement.js';
 export type {
@@ -19,48 +25,83 @@ export type {
   ColumnDefinition,
   DatabaseHandle,
   DatabaseOptions,
+  FileOptions,
   RunResult,
   TransactionFunction,
 } from './types.js';
+export type { AggregateOptions, FunctionOptions } from './functions.js';
+export type { TableDefinition } from './vtab.js';
+export type { BackupMetadata, BackupOptions } from './backup.js';
 
-type TxMode = 'deferred' | 'immediate' | 'exclusive';
+const SQLITE_DBCONFIG_DQS_DML = 1013;
+const SQLITE_DBCONFIG_DQS_DDL = 1014;
+const SQLITE_DBCONFIG_DEFENSIVE = 1010;
 
-interface TxStatements {
-  deferred: Statement;
-  immediate: Statement;
-  exclusive: Statement;
-  commit: Statement;
-  rollback: Statement;
-  savepoint: Statement;
-  release: Statement;
-  rollbackTo: Statement;
+function isHandle(v: unknown): v is DatabaseHandle {
+  return typeof v === 'object' && v !== null && !(v instanceof Uint8Array) && typeof (v as { pDb?: unknown }).pDb === 'number' && 'sqlite3' in v;
 }
 
-const SAVEPOINT = '"walship.tx"';
-
-function isThenable(v: unknown): boolean {
-  return (typeof v === 'object' || typeof v === 'function') && v !== null && typeof (v as { then?: unknown }).then === 'function';
+function toggle(method: string, on: unknown): boolean {
+  if (on === undefined) return true;
+  if (typeof on !== 'boolean') throw new WalshipTypeError('ERR_INVALID_ARG', `Expected first argument of ${method}() to be a boolean`);
+  return on;
 }
 
 export class Database {
-  /** The filename the connection was opened with. */
-  readonly name: string;
-  private readonly conn: Connection;
-  private readonly onClose: (() => void) | undefined;
-  private closing = false;
-  private tx: TxStatements | undefined;
+  /** Also reachable as `Database.SqliteError`, where better-sqlite3 code looks for it. */
+  static readonly SqliteError = SqliteError;
 
-  constructor(handle: DatabaseHandle, options: DatabaseOptions = {}) {
+  /**
+   * Loads the SQLite WASM module once per process. After it resolves, `new Database(filename)` is
+   * synchronous, like better-sqlite3's constructor.
+   */
+  static async ready(): Promise<void> {
+    await loadSqlite();
+  }
+
+  #conn: Connection;
+  #onClose: (() => void) | undefined;
+  #closing = false;
+  #tx: TxStatements | undefined;
+  #memory: boolean;
+  #readonly: boolean;
+  #name: string;
+
+  /**
+   * `new Database(filename?, options?)` as in better-sqlite3: a file ('' for an anonymous temporary
+   * database, ':memory:'), or a Buffer holding a serialized database. Not replicated.
+   * `new Database(handle, options)` wraps an already-open `sqlite3*` (what openDatabase() and the
+   * replica readers use).
+   */
+  constructor(filename?: string | Uint8Array | null, options?: FileOptions);
+  constructor(handle: DatabaseHandle, options?: DatabaseOptions);
+  constructor(target?: string | Uint8Array | DatabaseHandle | null, options?: FileOptions | DatabaseOptions) {
+    let handle: DatabaseHandle;
+    let dbOptions: DatabaseOptions = {};
+    let standalone: ReturnType<typeof openFile> | undefined;
+    if (isHandle(target)) {
+      handle = target;
+      dbOptions = (options as DatabaseOptions | undefined) ?? {};
+      if (!handle.pDb) throw new WalshipError('ERR_INVALID_HANDLE', 'database handle has a null sqlite3* pointer');
+    } else {
+      standalone = openFile(target, options);
+      handle = standalone.handle;
+    }
     const rt = runtimeFor(handle.sqlite3);
-    if (!handle.pDb) throw new WalshipError('ERR_INVALID_HANDLE', 'database handle has a null sqlite3* pointer');
-    this.name = handle.filename;
-    this.conn = new Connection(rt, handle.pDb, handle.filename);
-    this.onClose = options.onClose;
-    this.conn.mapError = options.mapError;
+    const conn = (this.#conn = new Connection(rt, handle.pDb, handle.filename));
+    conn.db = this;
+    this.#name = standalone && target instanceof Uint8Array ? ':memory:' : handle.filename;
+    this.#memory = standalone ? standalone.memory : handle.filename === '' || handle.filename === ':memory:';
+    this.#readonly = standalone ? standalone.readonly : rt.sqlite3.capi.sqlite3_db_readonly(handle.pDb, 'main') === 1;
+    this.#onClose = dbOptions.onClose;
+    conn.mapError = dbOptions.mapError;
     rt.x.sqlite3_extended_result_codes(handle.pDb, 1);
-    const authorizer = options.authorizer;
+    if (standalone) {
+      conn.verbose = standalone.verbose;
+      this.#configure(standalone.timeout);
+    }
+    const authorizer = dbOptions.authorizer;
     if (authorizer) {
-      const conn = this.conn;
       const capi = handle.sqlite3.capi;
       const rc = capi.sqlite3_set_authorizer(
         handle.pDb,
@@ -78,18 +119,48 @@ export class Database {
     }
   }
 
+  /** better-sqlite3's build settings, for the databases this constructor opens itself. */
+  #configure(timeout: number): void {
+    const conn = this.#conn;
+    const capi = conn.rt.sqlite3.capi as unknown as { sqlite3_db_config(db: number, op: number, v: number, out: number): number };
+    capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DQS_DML, 0, 0);
+    capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DQS_DDL, 0, 0);
+    capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DEFENSIVE, 1, 0);
+    conn.x.sqlite3_busy_timeout(conn.pDb, timeout);
+    try {
+      this.exec('PRAGMA page_size = 4096; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16000');
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+
   get open(): boolean {
-    return this.conn.open;
+    return this.#conn.open;
+  }
+
+  /** True for ':memory:', anonymous ('') and deserialized databases. */
+  get memory(): boolean {
+    return this.#memory;
+  }
+
+  get readonly(): boolean {
+    return this.#readonly;
   }
 
   get inTransaction(): boolean {
-    return this.conn.open && this.conn.x.sqlite3_get_autocommit(this.conn.pDb) === 0;
+    return this.#conn.open && this.#conn.x.sqlite3_get_autocommit(this.#conn.pDb) === 0;
   }
 
   /** Runs every statement in `sql`, discarding any rows. */
   exec(sql: string): this {
-    const conn = this.conn;
-    conn.assertOpen();
+    const conn = this.#conn;
+    conn.assertIdle();
+    if (typeof sql !== 'string') throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected first argument to be a string');
     const rt = conn.rt;
     const x = conn.x;
     const [buf, n] = rt.allocSql(sql);
@@ -101,6 +172,7 @@ export class Database {
         if (tail <= cur) break;
         cur = tail;
         if (!p) continue;
+        if (conn.verbose) conn.verbose(rt.cstr((x as unknown as { sqlite3_sql(p: number): number }).sqlite3_sql(p)) ?? sql);
         let rc: number;
         while ((rc = x.sqlite3_step(p)) === SQLITE_ROW);
         if (rc !== SQLITE_DONE) {
@@ -118,28 +190,26 @@ export class Database {
 
   /** Prepares exactly one statement; trailing text other than whitespace and comments is an error. */
   prepare(sql: string): Statement {
-    return this.prepareInternal(sql, false, SQLITE_PREPARE_PERSISTENT);
+    return this.#prepare(sql, false, SQLITE_PREPARE_PERSISTENT);
   }
 
-  private prepareInternal(sql: string, pragma: boolean, flags: number): Statement {
-    const conn = this.conn;
-    conn.assertOpen();
-    if (typeof sql !== 'string') throw new WalshipError('ERR_INVALID_ARG', 'prepare() expects an SQL string');
+  #prepare(sql: string, pragma: boolean, flags: number): Statement {
+    const conn = this.#conn;
+    conn.assertIdle();
+    if (typeof sql !== 'string') throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected first argument to be a string');
     const rt = conn.rt;
     const [buf, n] = rt.allocSql(sql);
     try {
       // nByte includes the NUL terminator: SQLite then knows it need not copy the text.
       const [p, tail] = conn.prepareAt(buf, n + 1, flags, sql);
       if (!p) {
-        throw new WalshipError('ERR_NO_STATEMENT', 'the SQL string contains no statement', { details: { sql } });
+        throw new WalshipRangeError('ERR_NO_STATEMENT', 'The supplied SQL string contains no statements', { details: { sql } });
       }
       if (!onlyTrivia(rt.h8(), tail, buf + n)) {
         conn.x.sqlite3_finalize(p);
-        throw new WalshipError(
-          'ERR_MULTIPLE_STATEMENTS',
-          'the SQL string contains more than one statement; use exec() for scripts',
-          { details: { sql } },
-        );
+        throw new WalshipRangeError('ERR_MULTIPLE_STATEMENTS', 'The supplied SQL string contains more than one statement; use exec() for scripts', {
+          details: { sql },
+        });
       }
       return createStatement(conn, p, sql, pragma);
     } finally {
@@ -151,14 +221,18 @@ export class Database {
    * Runs `PRAGMA ${text}` and returns its rows, or with `simple` the first column of the first row
    * (undefined if there is none).
    */
-  pragma(text: string, options: { simple?: boolean } = {}): unknown {
-    const stmt = this.prepareInternal(`PRAGMA ${text}`, true, 0);
+  pragma(text: string, options?: { simple?: boolean }): unknown {
+    if (typeof text !== 'string') throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected first argument to be a string');
+    if (options !== undefined && (typeof options !== 'object' || options === null)) throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected second argument to be an options object');
+    const simple = options !== undefined && 'simple' in options ? options.simple : false;
+    if (typeof simple !== 'boolean') throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected the "simple" option to be a boolean');
+    const stmt = this.#prepare(`PRAGMA ${text}`, true, 0);
     try {
       if (!stmt.reader) {
         stmt.run();
-        return options.simple ? undefined : [];
+        return simple ? undefined : [];
       }
-      return options.simple ? stmt.pluck().get() : stmt.all();
+      return simple ? stmt.pluck().get() : stmt.all();
     } finally {
       finalizeStatement(stmt);
     }
@@ -167,100 +241,112 @@ export class Database {
   /**
    * Wraps `fn` so that each call runs inside a transaction: BEGIN before, COMMIT after, ROLLBACK
    * if it throws. Calls made while a transaction is already open use a SAVEPOINT instead.
-   * `fn` must be synchronous.
+   * `fn` must be synchronous. `.deferred`, `.immediate` and `.exclusive` pick the BEGIN mode.
    */
   transaction<F extends (...a: any[]) => any>(fn: F): TransactionFunction<F> {
-    if (typeof fn !== 'function') throw new WalshipError('ERR_INVALID_ARG', 'transaction() expects a function');
-    const db = this;
-    const make = (mode: TxMode): F =>
-      function (this: unknown, ...args: unknown[]): unknown {
-        return db.runTransaction(mode, fn, this, args);
-      } as F;
-    const deferred = make('deferred');
-    const immediate = make('immediate');
-    const exclusive = make('exclusive');
-    const props: PropertyDescriptorMap = {
-      deferred: { value: deferred },
-      immediate: { value: immediate },
-      exclusive: { value: exclusive },
-      database: { value: this },
-    };
-    for (const f of [deferred, immediate, exclusive]) Object.defineProperties(f, props);
-    return deferred as TransactionFunction<F>;
+    this.#conn.assertIdle();
+    const conn = this.#conn;
+    return makeTransaction(this, {
+      get inTransaction() {
+        return conn.open && conn.x.sqlite3_get_autocommit(conn.pDb) === 0;
+      },
+      assertOpen: () => conn.assertOpen(),
+      statements: () => (this.#tx ??= this.#txStatements()),
+    }, fn);
   }
 
-  private txStatements(): TxStatements {
-    return (this.tx ??= {
-      deferred: this.prepare('BEGIN'),
-      immediate: this.prepare('BEGIN IMMEDIATE'),
-      exclusive: this.prepare('BEGIN EXCLUSIVE'),
-      commit: this.prepare('COMMIT'),
-      rollback: this.prepare('ROLLBACK'),
-      savepoint: this.prepare(`SAVEPOINT ${SAVEPOINT}`),
-      release: this.prepare(`RELEASE ${SAVEPOINT}`),
-      rollbackTo: this.prepare(`ROLLBACK TO ${SAVEPOINT}`),
+  #txStatements(): TxStatements {
+    const sql = txSql();
+    const out = {} as TxStatements;
+    for (const key of Object.keys(sql) as (keyof TxStatements)[]) out[key] = this.#prepare(sql[key], false, SQLITE_PREPARE_PERSISTENT);
+    return out;
+  }
+
+  /** Registers a JavaScript function callable from SQL: `function(name, [options], fn)`. */
+  function(name: string, options: FunctionOptions | ((...args: any[]) => unknown), fn?: (...args: any[]) => unknown): this {
+    this.#conn.assertIdle();
+    defineFunction(this.#conn, name, options, fn);
+    return this;
+  }
+
+  /** Registers an aggregate (with `inverse`, also a window function). */
+  aggregate(name: string, options: AggregateOptions): this {
+    this.#conn.assertIdle();
+    defineAggregate(this.#conn, name, options);
+    return this;
+  }
+
+  /** Registers a virtual table backed by a generator (better-sqlite3's table-valued functions). */
+  table(name: string, definition: TableDefinition | ((...args: string[]) => TableDefinition)): this {
+    this.#conn.assertIdle();
+    defineTable(this.#conn, name, definition);
+    return this;
+  }
+
+  /** Copies the database (or an attached one) to a new file, a few pages per event-loop turn. */
+  backup(destination: string, options?: BackupOptions): Promise<BackupMetadata> {
+    return backupTo(this.#conn, destination, options);
+  }
+
+  /** The database (or an attached one) as the bytes of a database file. */
+  serialize(options?: { attached?: string }): Uint8Array {
+    this.#conn.assertIdle();
+    return serializeSchema(this.#conn, options);
+  }
+
+  /** Native extensions cannot be loaded into the WASM build. */
+  loadExtension(path?: string, _entryPoint?: string): this {
+    this.#conn.assertIdle();
+    throw new WalshipError('ERR_UNSUPPORTED', 'loadExtension() is not supported: the SQLite WASM build cannot load native libraries', {
+      details: { path: typeof path === 'string' ? path : null },
     });
   }
 
-  private runTransaction(mode: TxMode, fn: (...a: unknown[]) => unknown, thisArg: unknown, args: unknown[]): unknown {
-    this.conn.assertOpen();
-    const s = this.txStatements();
-    const nested = this.inTransaction;
-    if (nested) s.savepoint.run();
-    else s[mode].run();
-    try {
-      const result = fn.apply(thisArg, args);
-      if (isThenable(result)) {
-        throw new WalshipError(
-          'ERR_TRANSACTION_ASYNC',
-          'transaction function returned a promise; transaction functions must be synchronous (rolled back)',
-        );
-      }
-      if (nested) s.release.run();
-      else s.commit.run();
-      return result;
-    } catch (e) {
-      if (this.inTransaction) {
-        try {
-          if (nested) {
-            s.rollbackTo.run();
-            s.release.run();
-          } else {
-            s.rollback.run();
-          }
-        } catch {
-          // Keep the original error: it explains why the transaction was abandoned.
-        }
-      }
-      throw e;
-    }
+  /** Read integers as bigint in every statement prepared from now on (and in new functions). */
+  defaultSafeIntegers(on?: boolean): this {
+    this.#conn.assertOpen();
+    this.#conn.safeDefault = toggle('defaultSafeIntegers', on);
+    return this;
+  }
+
+  /** Allows statements while an iterate() is open, and writes to the schema (SQLite's defensive mode off). */
+  unsafeMode(on?: boolean): this {
+    const conn = this.#conn;
+    conn.assertIdle();
+    const yes = toggle('unsafeMode', on);
+    conn.unsafe = yes;
+    const capi = conn.rt.sqlite3.capi as unknown as { sqlite3_db_config(db: number, op: number, v: number, out: number): number };
+    capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DEFENSIVE, yes ? 0 : 1, 0);
+    return this;
   }
 
   /**
    * Calls `onClose`, finalizes every statement of the connection, then closes it with
-   * sqlite3_close_v2. Idempotent.
+   * sqlite3_close_v2. Idempotent; returns the database.
    */
-  close(): void {
-    const conn = this.conn;
-    if (!conn.open || this.closing) return;
-    this.closing = true;
+  close(): this {
+    const conn = this.#conn;
+    if (!conn.open || this.#closing) return this;
+    this.#closing = true;
     // An unfinished iterate() holds a read on the connection: end every statement first, so the
     // checkpoint onClose may run is not refused with SQLITE_LOCKED.
     for (let p = conn.x.sqlite3_next_stmt(conn.pDb, 0); p !== 0; p = conn.x.sqlite3_next_stmt(conn.pDb, p)) conn.x.sqlite3_reset(p);
     try {
-      this.onClose?.();
+      this.#onClose?.();
     } finally {
       const x = conn.x;
       const pDb = conn.pDb;
       conn.open = false;
-      this.tx = undefined;
+      conn.busyCount = 0;
+      this.#tx = undefined;
       let p: number;
       while ((p = x.sqlite3_next_stmt(pDb, 0)) !== 0) x.sqlite3_finalize(p);
       // capi's close_v2 also releases the JS callbacks (authorizer) bound to this connection.
       const rc = conn.rt.sqlite3.capi.sqlite3_close_v2(pDb);
       if (rc !== SQLITE_OK) {
-        throw new SqliteError(conn.rt.rcName(rc), rc, `closing ${this.name} failed`, { details: { filename: this.name } });
+        throw new SqliteError(conn.rt.rcName(rc), rc, `closing ${this.#name} failed`, { details: { filename: this.#name } });
       }
     }
+    return this;
   }
 }

@@ -173,10 +173,10 @@ export class WalshipDatabase extends Database {
     this.ctx.writeBarrier = error;
   }
 
-  override close(): void {
+  override close(): this {
     const wasOpen = this.open;
     try {
-      super.close();
+      return super.close();
     } finally {
       // The handle is closed even when close throws: release the process lock all the same, or
       // every later open in this process would be ERR_DATABASE_LOCKED.

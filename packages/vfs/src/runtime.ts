@@ -39,6 +39,28 @@ export interface RawExports {
   sqlite3_get_autocommit(db: number): number;
   sqlite3_extended_result_codes(db: number, on: number): number;
   sqlite3_next_stmt(db: number, p: number): number;
+  sqlite3_column_table_name(p: number, i: number): number;
+  sqlite3_column_origin_name(p: number, i: number): number;
+  sqlite3_column_database_name(p: number, i: number): number;
+  sqlite3_stmt_readonly(p: number): number;
+  sqlite3_sql(p: number): number;
+  sqlite3_busy_timeout(db: number, ms: number): number;
+  sqlite3_value_type(v: number): number;
+  sqlite3_value_int64(v: number): bigint;
+  sqlite3_value_double(v: number): number;
+  sqlite3_value_text(v: number): number;
+  sqlite3_value_blob(v: number): number;
+  sqlite3_value_bytes(v: number): number;
+  sqlite3_result_int64(ctx: number, v: bigint): void;
+  sqlite3_result_double(ctx: number, v: number): void;
+  sqlite3_result_text(ctx: number, p: number, n: number, dtor: number): void;
+  sqlite3_result_blob(ctx: number, p: number, n: number, dtor: number): void;
+  sqlite3_result_null(ctx: number): void;
+  sqlite3_result_error(ctx: number, p: number, n: number): void;
+  sqlite3_aggregate_context(ctx: number, n: number): number;
+  sqlite3_user_data(ctx: number): number;
+  sqlite3_create_function_v2(db: number, name: number, nArg: number, flags: number, pApp: number, xFunc: number, xStep: number, xFinal: number, xDestroy: number): number;
+  sqlite3_create_window_function(db: number, name: number, nArg: number, flags: number, pApp: number, xStep: number, xFinal: number, xValue: number, xInverse: number, xDestroy: number): number;
 }
 
 export const SQLITE_OK = 0;
@@ -142,6 +164,9 @@ export class Runtime {
     this.scratch = p;
     this.scratchSize = size;
   }
+
+  /** A copy of heap bytes as a Buffer where the runtime has one (Node, Deno's node compat), else a Uint8Array. */
+  readonly blob: (view: Uint8Array) => Uint8Array = typeof Buffer === 'function' ? (view) => Buffer.from(view) : (view) => view.slice();
 
   /** Decodes `n` UTF-8 bytes at `ptr` (a copy; never a view of the heap). */
   str(ptr: number, n: number): string {

@@ -1,219 +1,264 @@
 /** Prepared statements: binding, stepping and row shapes. */
-import { WalshipError } from './errors.js';
-import { SQLITE_DONE, SQLITE_OK, SQLITE_ROW, SQLITE_STMTSTATUS_REPREPARE, type RawExports, type Runtime } from './runtime.js';
-import { bindValue, makeRowFactory, readColumn, type RowFactory } from './values.js';
+import { WalshipTypeError } from './errors.js';
+import { SQLITE_DONE, SQLITE_ROW, SQLITE_STMTSTATUS_REPREPARE, type RawExports, type Runtime } from './runtime.js';
+import { makeRowFactory, readColumn, type RowFactory } from './values.js';
+import { bindParams, type ParameterLayout } from './bind.js';
 import { dbClosed, statementRegistry, type Connection } from './connection.js';
 import type { BindParams, ColumnDefinition, RunResult } from './types.js';
 
 const MODE_OBJECT = 0;
 const MODE_RAW = 1;
 const MODE_PLUCK = 2;
+const MODE_EXPAND = 3;
+
+const TOKEN = Symbol('walship.statement');
 
 export let createStatement: (conn: Connection, p: number, source: string, pragma: boolean) => Statement;
 export let finalizeStatement: (stmt: Statement) => void;
 
-function isNamedObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== 'object' || v === null || v instanceof Uint8Array || Array.isArray(v)) return false;
-  const proto = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
+function toggle(method: string, on: unknown): boolean {
+  if (on === undefined) return true;
+  if (typeof on !== 'boolean') throw new WalshipTypeError('ERR_INVALID_ARG', `Expected first argument of ${method}() to be a boolean`, { details: { method } });
+  return on;
 }
 
 export class Statement {
   /** The SQL text this statement was prepared from. */
-  readonly source: string;
+  readonly source!: string;
   /** True if the statement returns data (it has result columns). */
-  readonly reader: boolean;
+  readonly reader!: boolean;
 
-  private readonly conn: Connection;
-  private readonly rt: Runtime;
-  private readonly x: RawExports;
-  private p: number;
-  private readonly pragmaMode: boolean;
-  private readonly paramCount: number;
-  /** Parameter indexes bound from positional arguments (`?`, `?NNN`), in order. */
-  private readonly positional: number[];
-  /** `[index, key]` of named parameters (key without its `:`/`@`/`$` prefix). */
-  private readonly named: [number, string][];
-  private names: string[] = [];
-  private factory: RowFactory | undefined;
-  private reprepares = 0;
-  private mode = MODE_OBJECT;
-  private safe = false;
+  #conn: Connection;
+  #rt: Runtime;
+  #x: RawExports;
+  #p: number;
+  #pragma: boolean;
+  #layout: ParameterLayout;
+  #names: string[] = [];
+  #factory: RowFactory | undefined;
+  #reprepares = 0;
+  #mode = MODE_OBJECT;
+  #safe: boolean;
   /** Token of the iterator currently stepping this statement, if any. */
-  private active: object | undefined;
+  #active: object | undefined;
+  /** Set by bind(): parameters are bound for good and run/get/all/iterate take none. */
+  #bound = false;
   /** Large bound values are released right after the run instead of living until the next bind. */
-  private clearAfter = false;
+  #clearAfter = false;
 
   static {
-    createStatement = (conn, p, source, pragma) => new Statement(conn, p, source, pragma);
-    finalizeStatement = (stmt) => stmt.finalize();
+    createStatement = (conn, p, source, pragma) => new Statement(TOKEN, conn, p, source, pragma);
+    finalizeStatement = (stmt) => stmt.#finalize();
   }
 
-  private constructor(conn: Connection, p: number, source: string, pragma: boolean) {
-    this.conn = conn;
-    this.rt = conn.rt;
-    this.x = conn.x;
-    this.p = p;
-    this.source = source;
-    this.pragmaMode = pragma;
-    const x = this.x;
+  /** @internal Statements come from Database#prepare(). */
+  constructor(token: symbol, conn: Connection, p: number, source: string, pragma: boolean) {
+    if (token !== TOKEN) throw new WalshipTypeError('ERR_CONSTRUCTOR', 'Statements can only be constructed by Database#prepare()');
+    this.#conn = conn;
+    this.#rt = conn.rt;
+    const x = (this.#x = conn.x);
+    this.#p = p;
+    this.#pragma = pragma;
+    this.#safe = conn.safeDefault;
     const count = x.sqlite3_bind_parameter_count(p);
-    this.paramCount = count;
-    this.positional = [];
-    this.named = [];
+    const positional: number[] = [];
+    const named: [number, string][] = [];
     for (let i = 1; i <= count; i++) {
-      const name = this.rt.cstr(x.sqlite3_bind_parameter_name(p, i));
-      if (name === null || name.startsWith('?')) this.positional.push(i);
-      else this.named.push([i, name.slice(1)]);
+      const name = this.#rt.cstr(x.sqlite3_bind_parameter_name(p, i));
+      if (name === null || name.startsWith('?')) positional.push(i);
+      else named.push([i, name.slice(1)]);
     }
-    this.reader = x.sqlite3_column_count(p) > 0;
-    this.loadColumns();
+    this.#layout = { positional, named, source };
+    Object.defineProperty(this, 'source', { value: source, enumerable: true });
+    Object.defineProperty(this, 'reader', { value: x.sqlite3_column_count(p) > 0, enumerable: true });
+    this.#loadColumns();
     statementRegistry.register(this, { conn, p }, this);
   }
 
-  private loadColumns(): void {
-    const x = this.x;
-    const p = this.p;
-    const n = x.sqlite3_column_count(p);
-    const names: string[] = new Array(n);
-    for (let i = 0; i < n; i++) names[i] = this.rt.cstr(x.sqlite3_column_name(p, i)) ?? '';
-    this.names = names;
-    this.factory = undefined;
-    this.reprepares = x.sqlite3_stmt_status(p, SQLITE_STMTSTATUS_REPREPARE, 0);
+  /** The Database this statement belongs to. */
+  get database(): object {
+    return this.#conn.db!;
   }
 
-  private finalize(): void {
-    if (this.p) {
+  /** True if the statement never writes to the database. */
+  get readonly(): boolean {
+    return this.#p !== 0 && this.#x.sqlite3_stmt_readonly(this.#p) !== 0;
+  }
+
+  /** True while an iterate() over this statement is unfinished. */
+  get busy(): boolean {
+    return this.#active !== undefined;
+  }
+
+  #loadColumns(): void {
+    const x = this.#x;
+    const p = this.#p;
+    const n = x.sqlite3_column_count(p);
+    const names: string[] = new Array(n);
+    for (let i = 0; i < n; i++) names[i] = this.#rt.cstr(x.sqlite3_column_name(p, i)) ?? '';
+    this.#names = names;
+    this.#factory = undefined;
+    this.#reprepares = x.sqlite3_stmt_status(p, SQLITE_STMTSTATUS_REPREPARE, 0);
+  }
+
+  #finalize(): void {
+    if (this.#p) {
       statementRegistry.unregister(this);
-      if (this.conn.open) this.x.sqlite3_finalize(this.p);
-      this.p = 0;
+      if (this.#conn.open) this.#x.sqlite3_finalize(this.#p);
+      this.#p = 0;
     }
   }
 
   // ----- option toggles -----
 
-  /** Return only the first column of each row. Turns raw() off. */
-  pluck(on = true): this {
-    this.assertReader('pluck');
-    if (on) this.mode = MODE_PLUCK;
-    else if (this.mode === MODE_PLUCK) this.mode = MODE_OBJECT;
+  #setMode(method: string, mode: number, on: unknown): this {
+    const yes = toggle(method, on);
+    this.#assertReader(method);
+    if (yes) this.#mode = mode;
+    else if (this.#mode === mode) this.#mode = MODE_OBJECT;
     return this;
   }
 
-  /** Return rows as arrays of column values. Turns pluck() off. */
-  raw(on = true): this {
-    this.assertReader('raw');
-    if (on) this.mode = MODE_RAW;
-    else if (this.mode === MODE_RAW) this.mode = MODE_OBJECT;
-    return this;
+  /** Return only the first column of each row. Turns raw() and expand() off. */
+  pluck(on?: boolean): this {
+    return this.#setMode('pluck', MODE_PLUCK, on);
+  }
+
+  /** Return rows as arrays of column values. Turns pluck() and expand() off. */
+  raw(on?: boolean): this {
+    return this.#setMode('raw', MODE_RAW, on);
+  }
+
+  /** Return each row as `{ table: { column: value }, $: { expression: value } }`. */
+  expand(on?: boolean): this {
+    return this.#setMode('expand', MODE_EXPAND, on);
   }
 
   /** Read INTEGER columns (and lastInsertRowid) as bigint. */
-  safeIntegers(on = true): this {
-    this.safe = on;
+  safeIntegers(on?: boolean): this {
+    this.#safe = toggle('safeIntegers', on);
     return this;
   }
 
+  /** Name, origin column, table, database and declared type of each result column. */
   columns(): ColumnDefinition[] {
-    this.assertUsable();
-    this.assertReader('columns');
-    const x = this.x;
-    const n = x.sqlite3_column_count(this.p);
+    this.#assertUsable();
+    this.#assertReader('columns');
+    const x = this.#x;
+    const rt = this.#rt;
+    const p = this.#p;
+    const n = x.sqlite3_column_count(p);
     const cols: ColumnDefinition[] = [];
     for (let i = 0; i < n; i++) {
       cols.push({
-        name: this.rt.cstr(x.sqlite3_column_name(this.p, i)) ?? '',
-        type: this.rt.cstr(x.sqlite3_column_decltype(this.p, i)),
+        name: rt.cstr(x.sqlite3_column_name(p, i)) ?? '',
+        column: rt.cstr(x.sqlite3_column_origin_name(p, i)),
+        table: rt.cstr(x.sqlite3_column_table_name(p, i)),
+        database: rt.cstr(x.sqlite3_column_database_name(p, i)),
+        type: rt.cstr(x.sqlite3_column_decltype(p, i)),
       });
     }
     return cols;
   }
 
+  /** Binds `params` for good: later run/get/all/iterate calls take no arguments. */
+  bind(...params: BindParams): this {
+    this.#assertUsable();
+    if (this.#bound) throw new WalshipTypeError('ERR_ALREADY_BOUND', 'The bind() method can only be invoked once per statement object', { details: { sql: this.source } });
+    if (this.#active !== undefined) throw this.#busyError();
+    this.#conn.assertIdle();
+    this.#bindNow(params);
+    this.#bound = true;
+    return this;
+  }
+
   // ----- execution -----
 
   run(...params: BindParams): RunResult {
-    const p = this.start(params);
-    const x = this.x;
-    const pDb = this.conn.pDb;
+    const p = this.#start(params);
+    const x = this.#x;
+    const pDb = this.#conn.pDb;
     const totalBefore = x.sqlite3_total_changes64(pDb);
     const rc = x.sqlite3_step(p);
-    if (rc !== SQLITE_DONE && rc !== SQLITE_ROW) throw this.stepError(rc);
+    if (rc !== SQLITE_DONE && rc !== SQLITE_ROW) throw this.#stepError(rc);
     // Reset before reading the counters: an INSERT ... RETURNING only halts (and counts) on reset.
-    this.reset(p);
+    this.#reset(p);
     // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a statement that
     // changes nothing (CREATE TABLE, SELECT) would report it again: 0 unless the total moved.
     const changes = x.sqlite3_total_changes64(pDb) === totalBefore ? 0 : Number(x.sqlite3_changes64(pDb));
     const rowid = x.sqlite3_last_insert_rowid(pDb);
-    return { changes, lastInsertRowid: this.safe ? rowid : Number(rowid) };
+    return { changes, lastInsertRowid: this.#safe ? rowid : Number(rowid) };
   }
 
   /** First row, or undefined. The type argument only narrows the static type (e.g. `pluck().get<number>()`). */
   get<R = Record<string, unknown>>(...params: BindParams): R | undefined {
-    this.assertReader('get');
-    const p = this.start(params);
-    const x = this.x;
-    const rc = x.sqlite3_step(p);
+    this.#assertReader('get');
+    const p = this.#start(params);
+    const rc = this.#x.sqlite3_step(p);
     if (rc === SQLITE_ROW) {
       let row: unknown;
       try {
-        row = this.row(p, true);
+        row = this.#row(p, true);
       } finally {
-        this.reset(p);
+        this.#reset(p);
       }
       return row as R;
     }
     if (rc === SQLITE_DONE) {
-      this.reset(p);
+      this.#reset(p);
       return undefined;
     }
-    throw this.stepError(rc);
+    throw this.#stepError(rc);
   }
 
   all<R = Record<string, unknown>>(...params: BindParams): R[] {
-    this.assertReader('all');
-    const p = this.start(params);
-    const x = this.x;
+    this.#assertReader('all');
+    const p = this.#start(params);
+    const x = this.#x;
     const rows: R[] = [];
     let rc = x.sqlite3_step(p);
     if (rc === SQLITE_ROW) {
       try {
-        rows.push(this.row(p, true) as R);
-        while ((rc = x.sqlite3_step(p)) === SQLITE_ROW) rows.push(this.row(p, false) as R);
+        rows.push(this.#row(p, true) as R);
+        while ((rc = x.sqlite3_step(p)) === SQLITE_ROW) rows.push(this.#row(p, false) as R);
       } catch (e) {
-        this.reset(p);
+        this.#reset(p);
         throw e;
       }
     }
-    if (rc !== SQLITE_DONE) throw this.stepError(rc);
-    this.reset(p);
+    if (rc !== SQLITE_DONE) throw this.#stepError(rc);
+    this.#reset(p);
     return rows;
   }
 
-  /** Steps lazily; breaking out of a for-of (return()) resets the statement. */
+  /** Steps lazily; breaking out of a for-of (return()) resets the statement. Until it ends the database is busy. */
   iterate<R = Record<string, unknown>>(...params: BindParams): IterableIterator<R> {
-    this.assertReader('iterate');
-    const p = this.start(params);
+    this.#assertReader('iterate');
+    const p = this.#start(params);
+    const conn = this.#conn;
     const token = {};
-    this.active = token;
+    this.#active = token;
+    conn.busyCount++;
     let first = true;
     const finish = (): void => {
-      if (this.active === token) {
-        this.active = undefined;
-        if (this.conn.open && this.p) this.reset(p);
+      if (this.#active === token) {
+        this.#active = undefined;
+        conn.busyCount--;
+        if (conn.open && this.#p) this.#reset(p);
       }
     };
-    const iterator: IterableIterator<unknown> = {
+    const iterator = {
       next: (): IteratorResult<unknown> => {
-        if (this.active !== token) return { done: true, value: undefined };
-        if (!this.conn.open) {
-          this.active = undefined;
-          throw dbClosed(this.conn.name);
+        if (this.#active !== token) return { done: true, value: undefined };
+        if (!conn.open) {
+          finish();
+          throw dbClosed(conn.name);
         }
-        const rc = this.x.sqlite3_step(p);
+        const rc = this.#x.sqlite3_step(p);
         if (rc === SQLITE_ROW) {
           let row: unknown;
           try {
-            row = this.row(p, first);
+            row = this.#row(p, first);
           } catch (e) {
             finish();
             throw e;
@@ -225,8 +270,9 @@ export class Statement {
           finish();
           return { done: true, value: undefined };
         }
-        this.active = undefined;
-        throw this.stepError(rc);
+        const err = conn.error(rc, this.source);
+        finish();
+        throw err;
       },
       return: (): IteratorResult<unknown> => {
         finish();
@@ -241,128 +287,102 @@ export class Statement {
 
   // ----- internals -----
 
-  private assertReader(method: string): void {
-    if (!this.reader && !this.pragmaMode) {
-      throw new WalshipError('ERR_NOT_READER', `${method}() is only for statements that return data; use run()`, {
+  #assertReader(method: string): void {
+    if (!this.reader && !this.#pragma) {
+      throw new WalshipTypeError('ERR_NOT_READER', `The ${method}() method is only for statements that return data; use run()`, {
         details: { sql: this.source },
       });
     }
   }
 
-  private assertUsable(): void {
-    if (!this.conn.open) throw dbClosed(this.conn.name);
-    if (this.p === 0) {
-      throw new WalshipError('ERR_STATEMENT_FINALIZED', 'statement has been finalized', { details: { sql: this.source } });
+  #assertUsable(): void {
+    if (!this.#conn.open) throw dbClosed(this.#conn.name);
+    if (this.#p === 0) {
+      throw new WalshipTypeError('ERR_STATEMENT_FINALIZED', 'statement has been finalized', { details: { sql: this.source } });
+    }
+  }
+
+  #busyError(): WalshipTypeError {
+    return new WalshipTypeError('ERR_STATEMENT_BUSY', 'This statement is busy executing a query: an iterate() over it has not finished', {
+      details: { sql: this.source },
+    });
+  }
+
+  #bindNow(params: unknown[]): void {
+    const p = this.#p;
+    try {
+      bindParams(this.#conn, this.#rt, p, this.#layout, params);
+    } catch (e) {
+      this.#x.sqlite3_clear_bindings(p);
+      this.#rt.ownedBound = false;
+      throw e;
     }
   }
 
   /** Checks state and binds `params`; returns the statement pointer, ready to step. */
-  private start(params: unknown[]): number {
-    if (!this.conn.open) throw dbClosed(this.conn.name);
-    const p = this.p;
-    if (p === 0) this.assertUsable();
-    if (this.active !== undefined) {
-      throw new WalshipError('ERR_STATEMENT_BUSY', 'statement is busy: an iterate() over it has not finished', {
-        details: { sql: this.source },
-      });
-    }
-    const count = this.paramCount;
-    if (count === 0 && params.length === 0) return p;
-    if (params.length === 1 && Array.isArray(params[0])) params = params[0];
-    if (this.named.length === 0) {
-      if (params.length !== count) throw this.countError(params.length);
-      const rt = this.rt;
-      for (let i = 0; i < count; i++) {
-        const rc = bindValue(rt, p, i + 1, params[i], i + 1);
-        if (rc !== SQLITE_OK) throw this.conn.error(rc, this.source);
+  #start(params: unknown[]): number {
+    const conn = this.#conn;
+    if (!conn.open) throw dbClosed(conn.name);
+    const p = this.#p;
+    if (p === 0) this.#assertUsable();
+    if (this.#active !== undefined) throw this.#busyError();
+    if (conn.busyCount > 0) conn.assertIdle();
+    if (conn.verbose) conn.verbose(this.source);
+    if (this.#bound) {
+      if (params.length > 0) {
+        throw new WalshipTypeError('ERR_ALREADY_BOUND', 'This statement already has bound parameters (bind() was called): pass none', { details: { sql: this.source } });
       }
-    } else {
-      this.bindMixed(p, params);
+      return p;
     }
-    if (this.rt.ownedBound) {
-      this.rt.ownedBound = false;
-      this.clearAfter = true;
+    const layout = this.#layout;
+    if (params.length === 0 && layout.positional.length === 0 && layout.named.length === 0) return p;
+    this.#bindNow(params);
+    if (this.#rt.ownedBound) {
+      this.#rt.ownedBound = false;
+      this.#clearAfter = true;
     }
     return p;
   }
 
-  private bindMixed(p: number, params: unknown[]): void {
-    let obj: Record<string, unknown> | undefined;
-    const values: unknown[] = [];
-    for (const v of params) {
-      if (isNamedObject(v)) {
-        if (obj !== undefined) {
-          throw new WalshipError('ERR_BIND_NAMED', 'only one object of named parameters may be given', {
-            details: { sql: this.source },
-          });
-        }
-        obj = v;
-      } else {
-        values.push(v);
-      }
-    }
-    const positional = this.positional;
-    if (values.length !== positional.length) throw this.countError(values.length);
-    if (obj === undefined) {
-      throw new WalshipError('ERR_BIND_NAMED', `statement has named parameters; pass an object with keys ${this.named.map((n) => n[1]).join(', ')}`, {
-        details: { sql: this.source, expected: this.named.map((n) => n[1]) },
-      });
-    }
-    const rt = this.rt;
-    for (let i = 0; i < positional.length; i++) {
-      const index = positional[i]!;
-      const rc = bindValue(rt, p, index, values[i], index);
-      if (rc !== SQLITE_OK) throw this.conn.error(rc, this.source);
-    }
-    for (const [index, key] of this.named) {
-      const v = obj[key];
-      if (v === undefined) {
-        throw new WalshipError('ERR_BIND_NAMED', `missing named parameter "${key}"`, {
-          details: { sql: this.source, parameter: key },
-        });
-      }
-      const rc = bindValue(rt, p, index, v, key);
-      if (rc !== SQLITE_OK) throw this.conn.error(rc, this.source);
-    }
-  }
-
-  private countError(got: number): WalshipError {
-    const expected = this.positional.length;
-    return new WalshipError(
-      'ERR_BIND_COUNT',
-      `statement expects ${expected} positional parameter value${expected === 1 ? '' : 's'} but got ${got}`,
-      { details: { sql: this.source, expected, got } },
-    );
-  }
-
   /** Resets after a run; releases bound values that were large. */
-  private reset(p: number): void {
-    this.x.sqlite3_reset(p);
-    if (this.clearAfter) {
-      this.clearAfter = false;
-      this.x.sqlite3_clear_bindings(p);
+  #reset(p: number): void {
+    this.#x.sqlite3_reset(p);
+    if (this.#clearAfter) {
+      this.#clearAfter = false;
+      if (!this.#bound) this.#x.sqlite3_clear_bindings(p);
     }
   }
 
   /** Error for a failed step: captures the message, then resets the statement. */
-  private stepError(rc: number): Error {
-    const err = this.conn.error(rc, this.source);
-    this.reset(this.p);
+  #stepError(rc: number): Error {
+    const err = this.#conn.error(rc, this.source);
+    this.#reset(this.#p);
     return err;
   }
 
   /** Builds the current row in the statement's mode. `check` re-reads columns after a re-prepare. */
-  private row(p: number, check: boolean): unknown {
-    if (check && this.x.sqlite3_stmt_status(p, SQLITE_STMTSTATUS_REPREPARE, 0) !== this.reprepares) this.loadColumns();
-    const mode = this.mode;
+  #row(p: number, check: boolean): unknown {
+    if (check && this.#x.sqlite3_stmt_status(p, SQLITE_STMTSTATUS_REPREPARE, 0) !== this.#reprepares) this.#loadColumns();
+    const mode = this.#mode;
+    const rt = this.#rt;
+    const safe = this.#safe;
     if (mode === MODE_OBJECT) {
-      const f = this.factory ?? (this.factory = makeRowFactory(this.rt, this.names));
-      return f(this.rt, p, this.safe);
+      const f = this.#factory ?? (this.#factory = makeRowFactory(rt, this.#names));
+      return f(rt, p, safe);
     }
-    if (mode === MODE_PLUCK) return readColumn(this.rt, p, 0, this.safe);
-    const n = this.names.length;
+    if (mode === MODE_PLUCK) return readColumn(rt, p, 0, safe);
+    const n = this.#names.length;
+    if (mode === MODE_EXPAND) {
+      const out: Record<string, Record<string, unknown>> = { $: {} };
+      for (let i = 0; i < n; i++) {
+        const table = rt.cstr(this.#x.sqlite3_column_table_name(p, i)) ?? '$';
+        (out[table] ??= {})[this.#names[i]!] = readColumn(rt, p, i, safe);
+      }
+      return out;
+    }
     const out = new Array<unknown>(n);
-    for (let i = 0; i < n; i++) out[i] = readColumn(this.rt, p, i, this.safe);
+    for (let i = 0; i < n; i++) out[i] = readColumn(rt, p, i, safe);
     return out;
   }
 }
+

@@ -32,6 +32,11 @@ export type BindParams =
 
 export interface ColumnDefinition {
   name: string;
+  /** The table column the result comes from, or null for expressions. */
+  column: string | null;
+  table: string | null;
+  /** Schema name (`main`, `temp`, an attached name), or null for expressions. */
+  database: string | null;
   /** Declared type of the table column, or null for expressions. */
   type: string | null;
 }
@@ -63,3 +68,17 @@ export type TransactionFunction<F extends (...a: any[]) => any> = F & {
   immediate: F;
   exclusive: F;
 };
+
+/** better-sqlite3's constructor options (`new Database(filename, options)`). */
+export interface FileOptions {
+  /** Open read-only; the file must exist (default false). */
+  readonly?: boolean;
+  /** Throw SQLITE_CANTOPEN instead of creating a missing file (default false). */
+  fileMustExist?: boolean;
+  /** Milliseconds to wait on a locked database before SQLITE_BUSY (default 5000). */
+  timeout?: number;
+  /** Called with the SQL of each statement as it runs. */
+  verbose?: ((sql: string) => void) | null;
+  /** Accepted for compatibility and ignored: walship has no native binding. */
+  nativeBinding?: unknown;
+}

@@ -1,9 +1,8 @@
 /** Binding JavaScript values to parameters and reading column values into rows. */
-import { WalshipError } from './errors.js';
+import { WalshipRangeError, WalshipTypeError } from './errors.js';
 import {
   INT64_MAX,
   INT64_MIN,
-  MAX_SAFE,
   SCRATCH_MAX,
   SHORT_STRING,
   SQLITE_BLOB,
@@ -14,8 +13,8 @@ import {
   type Runtime,
 } from './runtime.js';
 
-function bindRangeError(v: bigint, index: number | string): WalshipError {
-  return new WalshipError('ERR_BIND_RANGE', `bigint ${v} bound to parameter ${index} does not fit in a signed 64-bit integer`, {
+function bindRangeError(v: bigint, index: number | string): WalshipRangeError {
+  return new WalshipRangeError('ERR_BIND_RANGE', `bigint ${v} bound to parameter ${index} does not fit in a signed 64-bit integer`, {
     details: { parameter: index, value: v.toString() },
   });
 }
@@ -43,7 +42,7 @@ export function bindValue(rt: Runtime, p: number, i: number, v: unknown, label: 
       break;
   }
   const what = v === undefined ? 'undefined' : typeof v === 'object' ? ((v as object).constructor?.name ?? 'object') : typeof v;
-  throw new WalshipError(
+  throw new WalshipTypeError(
     'ERR_BIND_TYPE',
     `cannot bind ${what} to parameter ${label}: expected number, bigint, string, Uint8Array, boolean or null` +
       (typeof v === 'object' ? ' (named parameters need :name, @name or $name placeholders)' : ''),
@@ -94,15 +93,6 @@ function bindBlob(rt: Runtime, p: number, i: number, v: Uint8Array): number {
   return rt.x.sqlite3_bind_blob(p, i, rt.scratch, n, SQLITE_TRANSIENT);
 }
 
-function integerOverflow(p: number, i: number, rt: Runtime): WalshipError {
-  const v = rt.x.sqlite3_column_int64(p, i);
-  return new WalshipError(
-    'ERR_INTEGER_OVERFLOW',
-    `integer ${v} in column ${i} is outside the safe integer range; use safeIntegers() to read it as a bigint`,
-    { details: { column: i, value: v.toString() } },
-  );
-}
-
 /** Reads column `i` of the current row of `p`. */
 export function readColumn(rt: Runtime, p: number, i: number, safe: boolean): unknown {
   const x = rt.x;
@@ -110,9 +100,8 @@ export function readColumn(rt: Runtime, p: number, i: number, safe: boolean): un
     case SQLITE_INTEGER: {
       if (safe) return x.sqlite3_column_int64(p, i);
       // (double)int64 is exact when |value| < 2^53, and avoids a BigInt allocation per value.
-      const d = x.sqlite3_column_double(p, i);
-      if (d <= MAX_SAFE && d >= -MAX_SAFE) return d;
-      throw integerOverflow(p, i, rt);
+      // Beyond that it is the nearest double, which is what better-sqlite3 returns by default too.
+      return x.sqlite3_column_double(p, i);
     }
     case SQLITE_FLOAT:
       return x.sqlite3_column_double(p, i);
@@ -123,7 +112,7 @@ export function readColumn(rt: Runtime, p: number, i: number, safe: boolean): un
     case SQLITE_BLOB: {
       const ptr = x.sqlite3_column_blob(p, i);
       const n = x.sqlite3_column_bytes(p, i);
-      return n === 0 ? new Uint8Array(0) : rt.h8().slice(ptr, ptr + n);
+      return rt.blob(n === 0 ? rt.h8().subarray(0, 0) : rt.h8().subarray(ptr, ptr + n));
     }
     default:
       return null;
