@@ -19,8 +19,10 @@ export class Connection {
   unsafe = false;
   /** better-sqlite3's `verbose` option: called with the SQL of each statement as it runs. */
   verbose: ((sql: string) => void) | undefined;
-  /** Open iterate() loops and running user functions: the connection is busy until they end. */
-  busyCount = 0;
+  /** Unfinished iterate() loops: exec(), run() and registrations wait for them (unless unsafe). */
+  iterators = 0;
+  /** User functions running inside a step: the connection refuses every statement meanwhile. */
+  busy = 0;
   /** A value a user function threw during the current step: rethrown as-is instead of SQLite's error. */
   jsError: { value: unknown } | undefined;
 
@@ -35,10 +37,18 @@ export class Connection {
     if (!this.open) throw dbClosed(this.name);
   }
 
-  /** Open and not in the middle of an iterate() or a user function (better-sqlite3 refuses both with a TypeError). */
-  assertIdle(): void {
+  /** Open, and not inside a user function that runs as part of a statement. */
+  assertNotBusy(): void {
     if (!this.open) throw dbClosed(this.name);
-    if (this.busyCount > 0 && !this.unsafe) {
+    if (this.busy > 0) {
+      throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query', { details: { filename: this.name } });
+    }
+  }
+
+  /** Also no unfinished iterate() (unless unsafeMode): what exec(), run() and registrations need (better-sqlite3's rule). */
+  assertIdle(): void {
+    this.assertNotBusy();
+    if (this.iterators > 0 && !this.unsafe) {
       throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query: finish the iterate() first (or enable unsafeMode())', {
         details: { filename: this.name },
       });

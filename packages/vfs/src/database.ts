@@ -195,7 +195,8 @@ export class Database {
 
   #prepare(sql: string, pragma: boolean, flags: number): Statement {
     const conn = this.#conn;
-    conn.assertIdle();
+    if (pragma) conn.assertIdle();
+    else conn.assertNotBusy();
     if (typeof sql !== 'string') throw new WalshipTypeError('ERR_INVALID_ARG', 'Expected first argument to be a string');
     const rt = conn.rt;
     const [buf, n] = rt.allocSql(sql);
@@ -290,7 +291,7 @@ export class Database {
 
   /** The database (or an attached one) as the bytes of a database file. */
   serialize(options?: { attached?: string }): Uint8Array {
-    this.#conn.assertIdle();
+    this.#conn.assertNotBusy();
     return serializeSchema(this.#conn, options);
   }
 
@@ -304,7 +305,6 @@ export class Database {
 
   /** Read integers as bigint in every statement prepared from now on (and in new functions). */
   defaultSafeIntegers(on?: boolean): this {
-    this.#conn.assertOpen();
     this.#conn.safeDefault = toggle('defaultSafeIntegers', on);
     return this;
   }
@@ -327,6 +327,7 @@ export class Database {
   close(): this {
     const conn = this.#conn;
     if (!conn.open || this.#closing) return this;
+    conn.assertNotBusy();
     this.#closing = true;
     // An unfinished iterate() holds a read on the connection: end every statement first, so the
     // checkpoint onClose may run is not refused with SQLITE_LOCKED.
@@ -337,7 +338,7 @@ export class Database {
       const x = conn.x;
       const pDb = conn.pDb;
       conn.open = false;
-      conn.busyCount = 0;
+      conn.iterators = 0;
       this.#tx = undefined;
       let p: number;
       while ((p = x.sqlite3_next_stmt(pDb, 0)) !== 0) x.sqlite3_finalize(p);

@@ -89,7 +89,7 @@ function checkName(name: unknown): string {
 /** `db.function(name, [options], fn)`. */
 export function defineFunction(conn: Connection, name: unknown, a: unknown, b: unknown): void {
   const fname = checkName(name);
-  const options = b === undefined ? {} : a;
+  const options = b === undefined ? {} : (a ?? {});
   const fn = b === undefined ? a : b;
   if (!isPlainObject(options)) throw bad('Expected second argument to be an options object');
   if (typeof fn !== 'function') throw bad('Expected last argument to be a function');
@@ -151,7 +151,7 @@ function create(conn: Connection, name: string, _nArg: number, _flags: number, i
   }
 }
 
-function readArgs(rt: Runtime, argc: number, argv: number, safe: boolean, into: unknown[]): void {
+export function readArgs(rt: Runtime, argc: number, argv: number, safe: boolean, into: unknown[]): void {
   const x = rt.x;
   for (let i = 0; i < argc; i++) {
     const v = rt.h32()[(argv >> 2) + i]!;
@@ -180,7 +180,7 @@ function readArgs(rt: Runtime, argc: number, argv: number, safe: boolean, into: 
 }
 
 /** Sets the SQL result from a JavaScript value; throws a TypeError for a value SQLite cannot hold. */
-function setResult(rt: Runtime, ctx: number, v: unknown, name: string): void {
+export function setResult(rt: Runtime, ctx: number, v: unknown, name: string): void {
   const x = rt.x;
   switch (typeof v) {
     case 'number':
@@ -245,14 +245,14 @@ function trampolinesFor(rt: Runtime): Trampolines {
     const r = registrations.get(x.sqlite3_user_data(ctx));
     if (!r) return;
     const conn = r.conn;
-    conn.busyCount++;
+    conn.busy++;
     try {
       body(r);
     } catch (e) {
       if (conn.jsError === undefined) conn.jsError = { value: e };
       x.sqlite3_result_error(ctx, errMsg, -1);
     } finally {
-      conn.busyCount--;
+      conn.busy--;
     }
   };
   const accFor = (ctx: number, r: Registration, create: boolean): { acc: unknown } => {

@@ -111,8 +111,14 @@ export class Statement {
 
   // ----- option toggles -----
 
+  #assertSettable(): void {
+    if (this.#conn.open) this.#conn.assertNotBusy();
+    if (this.#active !== undefined) throw this.#busyError();
+  }
+
   #setMode(method: string, mode: number, on: unknown): this {
     const yes = toggle(method, on);
+    this.#assertSettable();
     this.#assertReader(method);
     if (yes) this.#mode = mode;
     else if (this.#mode === mode) this.#mode = MODE_OBJECT;
@@ -136,13 +142,16 @@ export class Statement {
 
   /** Read INTEGER columns (and lastInsertRowid) as bigint. */
   safeIntegers(on?: boolean): this {
-    this.#safe = toggle('safeIntegers', on);
+    const yes = toggle('safeIntegers', on);
+    this.#assertSettable();
+    this.#safe = yes;
     return this;
   }
 
   /** Name, origin column, table, database and declared type of each result column. */
   columns(): ColumnDefinition[] {
     this.#assertUsable();
+    this.#conn.assertNotBusy();
     this.#assertReader('columns');
     const x = this.#x;
     const rt = this.#rt;
@@ -166,7 +175,7 @@ export class Statement {
     this.#assertUsable();
     if (this.#bound) throw new WalshipTypeError('ERR_ALREADY_BOUND', 'The bind() method can only be invoked once per statement object', { details: { sql: this.source } });
     if (this.#active !== undefined) throw this.#busyError();
-    this.#conn.assertIdle();
+    this.#conn.assertNotBusy();
     this.#bindNow(params);
     this.#bound = true;
     return this;
@@ -175,6 +184,8 @@ export class Statement {
   // ----- execution -----
 
   run(...params: BindParams): RunResult {
+    const conn = this.#conn;
+    if (conn.iterators > 0 && !conn.unsafe && conn.open) conn.assertIdle();
     const p = this.#start(params);
     const x = this.#x;
     const pDb = this.#conn.pDb;
@@ -238,12 +249,12 @@ export class Statement {
     const conn = this.#conn;
     const token = {};
     this.#active = token;
-    conn.busyCount++;
+    conn.iterators++;
     let first = true;
     const finish = (): void => {
       if (this.#active === token) {
         this.#active = undefined;
-        conn.busyCount--;
+        if (conn.iterators > 0) conn.iterators--;
         if (conn.open && this.#p) this.#reset(p);
       }
     };
@@ -254,6 +265,7 @@ export class Statement {
           finish();
           throw dbClosed(conn.name);
         }
+        conn.assertNotBusy();
         const rc = this.#x.sqlite3_step(p);
         if (rc === SQLITE_ROW) {
           let row: unknown;
@@ -275,6 +287,7 @@ export class Statement {
         throw err;
       },
       return: (): IteratorResult<unknown> => {
+        if (conn.open && this.#active === token) conn.assertNotBusy();
         finish();
         return { done: true, value: undefined };
       },
@@ -326,7 +339,8 @@ export class Statement {
     const p = this.#p;
     if (p === 0) this.#assertUsable();
     if (this.#active !== undefined) throw this.#busyError();
-    if (conn.busyCount > 0) conn.assertIdle();
+    if (conn.busy > 0) conn.assertNotBusy();
+    if (conn.jsError !== undefined) conn.jsError = undefined;
     if (conn.verbose) conn.verbose(this.source);
     if (this.#bound) {
       if (params.length > 0) {
