@@ -172,7 +172,8 @@ export class Database {
         if (tail <= cur) break;
         cur = tail;
         if (!p) continue;
-        if (conn.verbose) conn.verbose(rt.cstr((x as unknown as { sqlite3_sql(p: number): number }).sqlite3_sql(p)) ?? sql);
+        const verbose = conn.verbose;
+        if (verbose) verbose(rt.cstr(x.sqlite3_sql(p)) ?? sql);
         let rc: number;
         while ((rc = x.sqlite3_step(p)) === SQLITE_ROW);
         if (rc !== SQLITE_DONE) {

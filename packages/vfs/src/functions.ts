@@ -120,7 +120,8 @@ export function defineAggregate(conn: Connection, name: unknown, options: unknow
     if (nArg > 0) nArg -= 1;
   }
   const t = trampolinesFor(conn.rt);
-  const id = register({ conn, name: fname, safe: o.safeIntegers ?? conn.safeDefault, agg: { ...o } });
+  // Without a `start` option the accumulator starts as null (an explicit `start: undefined` stays undefined).
+  const id = register({ conn, name: fname, safe: o.safeIntegers ?? conn.safeDefault, agg: { ...o, start: 'start' in o ? o.start : null } });
   const flags = flagsOf(o);
   create(conn, fname, nArg, flags, id, () =>
     o.inverse

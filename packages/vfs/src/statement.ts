@@ -341,21 +341,31 @@ export class Statement {
     if (this.#active !== undefined) throw this.#busyError();
     if (conn.busy > 0) conn.assertNotBusy();
     if (conn.jsError !== undefined) conn.jsError = undefined;
-    if (conn.verbose) conn.verbose(this.source);
     if (this.#bound) {
       if (params.length > 0) {
         throw new WalshipTypeError('ERR_ALREADY_BOUND', 'This statement already has bound parameters (bind() was called): pass none', { details: { sql: this.source } });
       }
+      if (conn.verbose) this.#log(conn.verbose);
       return p;
     }
     const layout = this.#layout;
-    if (params.length === 0 && layout.positional.length === 0 && layout.named.length === 0) return p;
+    if (params.length === 0 && layout.positional.length === 0 && layout.named.length === 0) {
+      if (conn.verbose) this.#log(conn.verbose);
+      return p;
+    }
     this.#bindNow(params);
+    if (conn.verbose) this.#log(conn.verbose);
     if (this.#rt.ownedBound) {
       this.#rt.ownedBound = false;
       this.#clearAfter = true;
     }
     return p;
+  }
+
+  /** better-sqlite3's verbose option: the SQL with its bound values, called as a plain function. */
+  #log(verbose: (sql: string) => void): void {
+    const capi = this.#rt.sqlite3.capi as unknown as { sqlite3_expanded_sql(p: number): string | null };
+    verbose(capi.sqlite3_expanded_sql(this.#p) ?? this.source);
   }
 
   /** Resets after a run; releases bound values that were large. */

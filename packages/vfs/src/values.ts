@@ -24,8 +24,8 @@ export function bindValue(rt: Runtime, p: number, i: number, v: unknown, label: 
   const x = rt.x;
   switch (typeof v) {
     case 'number':
-      if ((v | 0) === v) return x.sqlite3_bind_int(p, i, v);
-      if (Number.isSafeInteger(v)) return x.sqlite3_bind_int64(p, i, BigInt(v));
+      // Every JavaScript number binds as a REAL, as in better-sqlite3 (columns with INTEGER
+      // affinity still store whole values as integers); a bigint binds as an INTEGER.
       return x.sqlite3_bind_double(p, i, v);
     case 'string':
       return bindText(rt, p, i, v);
@@ -34,6 +34,8 @@ export function bindValue(rt: Runtime, p: number, i: number, v: unknown, label: 
       return x.sqlite3_bind_int64(p, i, v);
     case 'boolean':
       return x.sqlite3_bind_int(p, i, v ? 1 : 0);
+    case 'undefined':
+      return x.sqlite3_bind_null(p, i);
     case 'object':
       if (v === null) return x.sqlite3_bind_null(p, i);
       if (v instanceof Uint8Array) return bindBlob(rt, p, i, v);
