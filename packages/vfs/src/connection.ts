@@ -17,6 +17,12 @@ export class Connection {
   safeDefault = false;
   /** Database#unsafeMode: allows statements while an iterate() is open. */
   unsafe = false;
+  /**
+   * better-sqlite3 refuses exec()/run() while an iterate() is open. Only databases opened with
+   * `new Database(filename)` follow that rule: a replicated database must accept the shipper's
+   * checkpoints whatever iterators the application left open.
+   */
+  iteratorRule = false;
   /** better-sqlite3's `verbose` option: called with the SQL of each statement as it runs. */
   verbose: ((sql: string) => void) | undefined;
   /** Unfinished iterate() loops: exec(), run() and registrations wait for them (unless unsafe). */
@@ -48,7 +54,7 @@ export class Connection {
   /** Also no unfinished iterate() (unless unsafeMode): what exec(), run() and registrations need (better-sqlite3's rule). */
   assertIdle(): void {
     this.assertNotBusy();
-    if (this.iterators > 0 && !this.unsafe) {
+    if (this.iterators > 0 && !this.unsafe && this.iteratorRule) {
       throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query: finish the iterate() first (or enable unsafeMode())', {
         details: { filename: this.name },
       });

@@ -97,6 +97,7 @@ export class Database {
     conn.mapError = dbOptions.mapError;
     rt.x.sqlite3_extended_result_codes(handle.pDb, 1);
     if (standalone) {
+      conn.iteratorRule = true;
       conn.verbose = standalone.verbose;
       this.#configure(standalone.timeout);
     }

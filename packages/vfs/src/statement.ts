@@ -185,7 +185,7 @@ export class Statement {
 
   run(...params: BindParams): RunResult {
     const conn = this.#conn;
-    if (conn.iterators > 0 && !conn.unsafe && conn.open) conn.assertIdle();
+    if (conn.iterators > 0 && conn.iteratorRule && conn.open) conn.assertIdle();
     const p = this.#start(params);
     const x = this.#x;
     const pDb = this.#conn.pDb;
