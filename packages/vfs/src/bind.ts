@@ -58,6 +58,13 @@ export function bindParams(conn: Connection, rt: Runtime, p: number, layout: Par
       }
       bag = v;
     } else {
+      if ((typeof v === 'object' && v !== null && !(v instanceof Uint8Array)) || typeof v === 'function') {
+        // A class instance or a boxed value is neither a value nor a bag of named parameters.
+        const what = typeof v === 'function' ? 'function' : ((v as object).constructor?.name ?? 'object');
+        throw new WalshipTypeError('ERR_BIND_TYPE', `cannot bind ${what}: expected number, bigint, string, Uint8Array, boolean, null, an array of them or a plain object of named parameters`, {
+          details: { sql: layout.source, type: what },
+        });
+      }
       values.push(v);
     }
   }

@@ -29,6 +29,12 @@ export class Connection {
   iterators = 0;
   /** User functions running inside a step: the connection refuses every statement meanwhile. */
   busy = 0;
+  /**
+   * The statements this API prepared and has not finalized. close() finalizes exactly these:
+   * an extension (FTS5) owns prepared statements of its own and finalizes them itself, so
+   * finalizing every statement of the connection would free them twice.
+   */
+  readonly statements = new Set<number>();
   /** A value a user function threw during the current step: rethrown as-is instead of SQLite's error. */
   jsError: { value: unknown } | undefined;
 
@@ -125,5 +131,5 @@ export function onlyTrivia(h: Uint8Array, from: number, to: number): boolean {
 
 /** Finalizes statements that became unreachable while their connection is still open. */
 export const statementRegistry = new FinalizationRegistry<{ conn: Connection; p: number }>(({ conn, p }) => {
-  if (conn.open) conn.x.sqlite3_finalize(p);
+  if (conn.open && conn.statements.delete(p)) conn.x.sqlite3_finalize(p);
 });

@@ -668,3 +668,15 @@ test('close() with an unfinished iterate() ends it and closes; the iterator then
   assert.equal(db.open, false);
   assert.throws(() => it.next(), (e: unknown) => e instanceof WalshipError && e.code === 'ERR_DB_CLOSED');
 });
+
+test('close finalizes only its own statements: an FTS5 table (which owns prepared statements) closes cleanly', () => {
+  // Finalizing every statement of the connection freed FTS5's statements, which FTS5 frees again
+  // when its table disconnects: a double free that surfaced as "memory access out of bounds".
+  for (let round = 0; round < 30; round++) {
+    const db = openMemory();
+    db.exec("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('searchable text')");
+    assert.equal(db.prepare("SELECT count(*) FROM docs WHERE docs MATCH 'searchable'").pluck().get(), 1);
+    db.prepare('SELECT body FROM docs').iterate().next();
+    db.close();
+  }
+});

@@ -98,8 +98,8 @@ export class Database {
     rt.x.sqlite3_extended_result_codes(handle.pDb, 1);
     if (standalone) {
       conn.iteratorRule = true;
-      conn.verbose = standalone.verbose;
       this.#configure(standalone.timeout);
+      conn.verbose = standalone.verbose;
     }
     const authorizer = dbOptions.authorizer;
     if (authorizer) {
@@ -333,7 +333,7 @@ export class Database {
     this.#closing = true;
     // An unfinished iterate() holds a read on the connection: end every statement first, so the
     // checkpoint onClose may run is not refused with SQLITE_LOCKED.
-    for (let p = conn.x.sqlite3_next_stmt(conn.pDb, 0); p !== 0; p = conn.x.sqlite3_next_stmt(conn.pDb, p)) conn.x.sqlite3_reset(p);
+    for (const p of conn.statements) conn.x.sqlite3_reset(p);
     try {
       this.#onClose?.();
     } finally {
@@ -342,8 +342,8 @@ export class Database {
       conn.open = false;
       conn.iterators = 0;
       this.#tx = undefined;
-      let p: number;
-      while ((p = x.sqlite3_next_stmt(pDb, 0)) !== 0) x.sqlite3_finalize(p);
+      for (const p of conn.statements) x.sqlite3_finalize(p);
+      conn.statements.clear();
       // capi's close_v2 also releases the JS callbacks (authorizer) bound to this connection.
       const rc = conn.rt.sqlite3.capi.sqlite3_close_v2(pDb);
       if (rc !== SQLITE_OK) {

@@ -50,7 +50,7 @@ interface Trampolines {
 const registrations = new Map<number, Registration>();
 let nextId = 1;
 /** Accumulators of running aggregates, keyed by their sqlite3_aggregate_context() pointer. */
-const accumulators = new Map<number, { acc: unknown }>();
+const accumulators = new Map<number, { acc: unknown; valued: boolean }>();
 const trampolines = new WeakMap<Runtime, Trampolines>();
 
 function bad(message: string): WalshipTypeError {
@@ -256,12 +256,12 @@ function trampolinesFor(rt: Runtime): Trampolines {
       conn.busy--;
     }
   };
-  const accFor = (ctx: number, r: Registration, create: boolean): { acc: unknown } => {
+  const accFor = (ctx: number, r: Registration, create: boolean): { acc: unknown; valued: boolean } => {
     const p = x.sqlite3_aggregate_context(ctx, create ? 8 : 0);
     let state = p ? accumulators.get(p) : undefined;
     if (!state) {
       const start = r.agg!.start;
-      state = { acc: typeof start === 'function' ? (start as () => unknown)() : start };
+      state = { acc: typeof start === 'function' ? (start as () => unknown)() : start, valued: false };
       if (p) accumulators.set(p, state);
     }
     return state;
@@ -279,6 +279,9 @@ function trampolinesFor(rt: Runtime): Trampolines {
     guard(ctx, (r) => {
       if (r.conn.jsError !== undefined) return;
       const state = accFor(ctx, r, false);
+      // After xValue calls SQLite's final call only releases the window: its result is never read.
+      if (done && state.valued) return;
+      if (!done) state.valued = true;
       const out = r.agg!.result ? r.agg!.result(state.acc) : state.acc;
       setResult(rt, ctx, out, r.name);
     });

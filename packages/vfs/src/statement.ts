@@ -72,6 +72,7 @@ export class Statement {
     Object.defineProperty(this, 'source', { value: source, enumerable: true });
     Object.defineProperty(this, 'reader', { value: x.sqlite3_column_count(p) > 0, enumerable: true });
     this.#loadColumns();
+    conn.statements.add(p);
     statementRegistry.register(this, { conn, p }, this);
   }
 
@@ -104,7 +105,7 @@ export class Statement {
   #finalize(): void {
     if (this.#p) {
       statementRegistry.unregister(this);
-      if (this.#conn.open) this.#x.sqlite3_finalize(this.#p);
+      if (this.#conn.open && this.#conn.statements.delete(this.#p)) this.#x.sqlite3_finalize(this.#p);
       this.#p = 0;
     }
   }

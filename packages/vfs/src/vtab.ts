@@ -45,6 +45,7 @@ interface Cursor {
   table: Table;
   iter: Iterator<unknown> | undefined;
   row: unknown[] | undefined;
+  /** Parameter values as the hidden columns report them: own copies, so the generator cannot change them. */
   args: unknown[];
   rowid: number;
 }
@@ -54,12 +55,21 @@ const SQLITE_CONSTRAINT = 19;
 const SQLITE_INDEX_CONSTRAINT_EQ = 2;
 const SQLITE_VTAB_DIRECTONLY = 3;
 const MAX_PARAMETERS = 32;
+const VTAB_SIZE = 12;
+const CURSOR_SIZE = 4;
+
+function zeroed(rt: Runtime, n: number): number {
+  const p = rt.alloc(n);
+  rt.h8().fill(0, p, p + n);
+  return p;
+}
 
 const registrations = new Map<number, Registration>();
 let nextId = 1;
 const tables = new Map<number, Table>();
 const cursors = new Map<number, Cursor>();
-const modules = new WeakMap<Runtime, { pModule: number; pModuleEponymous: number }>();
+/** The module structs stay referenced for the life of the runtime: every connection points at them. */
+const modules = new WeakMap<Runtime, { pModule: number; pModuleEponymous: number; keep: unknown[] }>();
 
 function bad(message: string): WalshipTypeError {
   return new WalshipTypeError('ERR_INVALID_ARG', message);
@@ -119,22 +129,28 @@ export function defineTable(conn: Connection, name: unknown, definition: unknown
   const m = moduleFor(conn.rt);
   const id = nextId++;
   registrations.set(id, reg);
-  const capi = conn.rt.sqlite3.capi as unknown as { sqlite3_create_module_v2(db: number, name: string, mod: number, aux: number, destroy: number): number };
-  const rc = capi.sqlite3_create_module_v2(conn.pDb, name, reg.eponymous ? m.pModuleEponymous : m.pModule, id, 0);
+  // The raw export, not capi's wrapper: the wrapper ties the module struct to this connection and
+  // frees it when the connection closes, while every connection of the process shares it.
+  const raw = conn.rt.sqlite3.wasm.exports as unknown as { sqlite3_create_module_v2(db: number, name: number, mod: number, aux: number, destroy: number): number };
+  const [zName] = conn.rt.allocSql(name);
+  let rc: number;
+  try {
+    rc = raw.sqlite3_create_module_v2(conn.pDb, zName, reg.eponymous ? m.pModuleEponymous : m.pModule, id, 0);
+  } finally {
+    conn.rt.dealloc(zName);
+  }
   if (rc !== 0) {
     registrations.delete(id);
     throw conn.error(rc, `table ${name}`);
   }
 }
 
-function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
+function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number; keep: unknown[] } {
   let m = modules.get(rt);
   if (m) return m;
   const sqlite3 = rt.sqlite3 as unknown as {
     vtab: {
       setupModule(opt: { methods: Record<string, unknown> }): { pointer: number };
-      xVtab: { create(pp: number): { pointer: number; $zErrMsg: number }; get(p: number): { $zErrMsg: number }; dispose(p: number): void };
-      xCursor: { create(pp: number): { pointer: number }; dispose(p: number): void };
       xIndexInfo(p: number): IndexInfo;
     };
     capi: { sqlite3_declare_vtab(db: number, sql: string): number; sqlite3_vtab_config(db: number, op: number): number };
@@ -165,8 +181,10 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
       const rc = capi.sqlite3_declare_vtab(pDb, `CREATE TABLE x(${cols.join(', ')})`);
       if (rc !== 0) return rc;
       if (def.directOnly) capi.sqlite3_vtab_config(pDb, SQLITE_VTAB_DIRECTONLY);
-      const v = vtab.xVtab.create(ppVtab);
-      tables.set(v.pointer, { reg, def });
+      // sqlite3_vtab { pModule, nRef, zErrMsg }: SQLite fills the first two, zErrMsg starts NULL.
+      const pVtab = zeroed(rt, VTAB_SIZE);
+      rt.h32()[ppVtab >> 2] = pVtab;
+      tables.set(pVtab, { reg, def });
       return 0;
     } catch (e) {
       return fail(reg, e);
@@ -174,7 +192,7 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
   };
   const disconnect = (pVtab: number): number => {
     tables.delete(pVtab);
-    vtab.xVtab.dispose(pVtab);
+    rt.dealloc(pVtab);
     return 0;
   };
   const methods: Record<string, unknown> = {
@@ -193,8 +211,8 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
         const k = c.$iColumn - nCols;
         if (k < 0) continue;
         if (c.$op !== SQLITE_INDEX_CONSTRAINT_EQ) {
-          const v = vtab.xVtab.get(pVtab);
-          v.$zErrMsg = wasm.allocCString(`virtual table ${t.reg.name} only supports "=" constraints on its parameter "${t.def.parameters[k]}"`);
+          const zErr = wasm.allocCString(`virtual table ${t.reg.name} only supports "=" constraints on its parameter "${t.def.parameters[k]}"`);
+          rt.h32()[(pVtab + 8) >> 2] = zErr;
           return SQLITE_ERROR;
         }
         if (!c.$usable) return SQLITE_CONSTRAINT;
@@ -218,8 +236,10 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
     xOpen: (pVtab: number, ppCursor: number): number => {
       const t = tables.get(pVtab);
       if (!t) return SQLITE_ERROR;
-      const c = vtab.xCursor.create(ppCursor);
-      cursors.set(c.pointer, { table: t, iter: undefined, row: undefined, args: [], rowid: 0 });
+      // sqlite3_vtab_cursor { pVtab }: SQLite sets it after xOpen.
+      const pCursor = zeroed(rt, CURSOR_SIZE);
+      rt.h32()[ppCursor >> 2] = pCursor;
+      cursors.set(pCursor, { table: t, iter: undefined, row: undefined, args: [], rowid: 0 });
       return 0;
     },
     xClose: (pCursor: number): number => {
@@ -232,7 +252,7 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
           // The statement is over; a generator's cleanup error has nobody left to report to.
         }
       }
-      vtab.xCursor.dispose(pCursor);
+      rt.dealloc(pCursor);
       return 0;
     },
     xFilter: (pCursor: number, idxNum: number, _idxStr: number, argc: number, argv: number): number => {
@@ -241,10 +261,17 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
       const { reg, def } = c.table;
       const supplied: unknown[] = [];
       readArgs(rt, argc, argv, def.safe, supplied);
+      const reported: unknown[] = [];
+      readArgs(rt, argc, argv, def.safe, reported);
       const args: unknown[] = new Array(def.parameters.length).fill(undefined);
+      c.args = new Array(def.parameters.length).fill(null);
       let j = 0;
-      for (let k = 0; k < def.parameters.length; k++) if (idxNum & (1 << k)) args[k] = supplied[j++];
-      c.args = args;
+      for (let k = 0; k < def.parameters.length; k++) {
+        if (idxNum & (1 << k)) {
+          args[k] = supplied[j];
+          c.args[k] = reported[j++];
+        }
+      }
       c.rowid = 0;
       c.row = undefined;
       c.iter = undefined;
@@ -291,12 +318,23 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number } {
       return 0;
     },
   };
-  const pModule = vtab.setupModule({ methods }).pointer;
+  // Nothing may throw across the WASM boundary: a JavaScript exception would unwind SQLite's frames.
+  for (const [key, fn] of Object.entries(methods)) {
+    const f = fn as (...a: number[]) => number;
+    methods[key] = (...a: number[]): number => {
+      try {
+        return f(...a);
+      } catch {
+        return SQLITE_ERROR;
+      }
+    };
+  }
+  const mod = vtab.setupModule({ methods });
   const eponymous = { ...methods };
   // No xCreate: an eponymous-only module, which CREATE VIRTUAL TABLE refuses.
   delete eponymous.xCreate;
-  const pModuleEponymous = vtab.setupModule({ methods: eponymous }).pointer;
-  m = { pModule, pModuleEponymous };
+  const modEponymous = vtab.setupModule({ methods: eponymous });
+  m = { pModule: mod.pointer, pModuleEponymous: modEponymous.pointer, keep: [mod, modEponymous, methods] };
   modules.set(rt, m);
   return m;
 }
