@@ -83,7 +83,7 @@ export function bindParams(conn: Connection, rt: Runtime, p: number, layout: Par
   }
   if (named.length === 0) return;
   if (bag === undefined) {
-    throw new WalshipRangeError('ERR_BIND_NAMED', `statement has named parameters; pass an object with keys ${named.map((n) => n[1]).join(', ')}`, {
+    throw new WalshipTypeError('ERR_BIND_NAMED', `statement has named parameters; pass an object with keys ${named.map((n) => n[1]).join(', ')}`, {
       details: { sql: layout.source, expected: named.map((n) => n[1]) },
     });
   }

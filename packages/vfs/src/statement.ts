@@ -246,7 +246,8 @@ export class Statement {
   /** Steps lazily; breaking out of a for-of (return()) resets the statement. Until it ends the database is busy. */
   iterate<R = Record<string, unknown>>(...params: BindParams): IterableIterator<R> {
     this.#assertReader('iterate');
-    const p = this.#start(params);
+    // An iterator is logged when it first steps (better-sqlite3: one closed before that ran nothing).
+    const p = this.#start(params, false);
     const conn = this.#conn;
     const token = {};
     this.#active = token;
@@ -267,6 +268,14 @@ export class Statement {
           throw dbClosed(conn.name);
         }
         conn.assertNotBusy();
+        if (first && conn.verbose) {
+          try {
+            this.#log(conn.verbose);
+          } catch (e) {
+            finish();
+            throw e;
+          }
+        }
         const rc = this.#x.sqlite3_step(p);
         if (rc === SQLITE_ROW) {
           let row: unknown;
@@ -334,7 +343,7 @@ export class Statement {
   }
 
   /** Checks state and binds `params`; returns the statement pointer, ready to step. */
-  #start(params: unknown[]): number {
+  #start(params: unknown[], log = true): number {
     const conn = this.#conn;
     if (!conn.open) throw dbClosed(conn.name);
     const p = this.#p;
@@ -346,16 +355,16 @@ export class Statement {
       if (params.length > 0) {
         throw new WalshipTypeError('ERR_ALREADY_BOUND', 'This statement already has bound parameters (bind() was called): pass none', { details: { sql: this.source } });
       }
-      if (conn.verbose) this.#log(conn.verbose);
+      if (log && conn.verbose) this.#log(conn.verbose);
       return p;
     }
     const layout = this.#layout;
     if (params.length === 0 && layout.positional.length === 0 && layout.named.length === 0) {
-      if (conn.verbose) this.#log(conn.verbose);
+      if (log && conn.verbose) this.#log(conn.verbose);
       return p;
     }
     this.#bindNow(params);
-    if (conn.verbose) this.#log(conn.verbose);
+    if (log && conn.verbose) this.#log(conn.verbose);
     if (this.#rt.ownedBound) {
       this.#rt.ownedBound = false;
       this.#clearAfter = true;
