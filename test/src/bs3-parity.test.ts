@@ -151,3 +151,19 @@ test('functions, aggregates, virtual tables, backup and serialize never write ou
     assert.equal(nativeSqlite(join(dir, 'backup.db'), 'SELECT count(*) FROM t'), '50');
   });
 });
+
+test('a captured database enforces foreign keys, as better-sqlite3 does by default', async () => {
+  await withDir(async (dir) => {
+    const db = await openDatabase(join(dir, 'fk.db'), { onCommit: () => {} });
+    try {
+      db.exec('CREATE TABLE parent (id INTEGER PRIMARY KEY); CREATE TABLE child (id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id) ON DELETE CASCADE)');
+      db.prepare('INSERT INTO parent VALUES (?)').run(1n);
+      db.prepare('INSERT INTO child VALUES (?, ?)').run(1n, 1n);
+      assert.throws(() => db.prepare('INSERT INTO child VALUES (?, ?)').run(2n, 99n), { code: 'SQLITE_CONSTRAINT_FOREIGNKEY' });
+      db.prepare('DELETE FROM parent WHERE id = ?').run(1n);
+      assert.equal(db.prepare('SELECT count(*) FROM child').pluck().get(), 0, 'ON DELETE CASCADE ran');
+    } finally {
+      db.close();
+    }
+  });
+});

@@ -415,6 +415,8 @@ class OpenContext {
         throw new WalshipError('ERR_WAL_UNAVAILABLE', `SQLite refused WAL mode for ${this.path} (journal_mode is ${String(mode)})`, { details: { path: this.path } });
       }
       db.pragma(`synchronous = ${this.options.synchronous ?? 'NORMAL'}`);
+      // better-sqlite3 is built with foreign keys on; code written for it relies on that (a per-connection setting: nothing is written).
+      db.pragma('foreign_keys = ON');
       if (this.capture) {
         db.pragma('wal_autocheckpoint = 0');
         // After a RESTART checkpoint SQLite cuts a WAL file larger than this back to it.
