@@ -164,6 +164,17 @@ const SABOTAGES = {
     ],
     tests: ['attack-memory', 'format/dist/limits.test'],
   },
+  'close-own-statements': {
+    what: 'Database#close finalizes every statement of the connection, including the ones an extension such as FTS5 owns (a double free)',
+    edits: [
+      [
+        'packages/vfs/src/database.ts',
+        'for (const p of conn.statements) x.sqlite3_finalize(p);',
+        'for (let p = x.sqlite3_next_stmt(pDb, 0); p !== 0; p = x.sqlite3_next_stmt(pDb, 0)) x.sqlite3_finalize(p);',
+      ],
+    ],
+    tests: ['vfs/dist/database.test'],
+  },
 };
 
 const args = process.argv.slice(2);
