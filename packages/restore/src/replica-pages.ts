@@ -94,7 +94,8 @@ export class ReplicaPages implements PageSource {
   readonly #cache = new Map<number, Uint8Array>();
   readonly #fetched = new Set<number>();
   #cached = 0;
-  #lastMiss = -1;
+  /** Cache key of the last chunk a miss fetched (null before the first). */
+  #lastMiss: number | null = null;
 
   constructor(objects: ReplicaObject[], planned: readonly PlannedObject[], options: { pageSize: number; commitSize: number; fetcher: SyncFetcher; cacheBytes: number }) {
     this.pageSize = options.pageSize;
@@ -173,7 +174,7 @@ export class ReplicaPages implements PageSource {
   /** Fetches the chunk (and, on a sequential scan, the chunks after it); returns its raw bytes. */
   #miss(o: number, chunk: number): Uint8Array {
     const object = this.#objects[o] as ReplicaObject;
-    const sequential = this.#lastMiss === cacheKey(o, chunk - 1) || this.#lastMiss === cacheKey(o, chunk);
+    const sequential = this.#lastMiss !== null && ((chunk > 0 && this.#lastMiss === cacheKey(o, chunk - 1)) || this.#lastMiss === cacheKey(o, chunk));
     const batch = sequential ? this.#batch(o, chunk) : [chunk];
     const last = batch[batch.length - 1] as number;
     this.#lastMiss = cacheKey(o, last);

@@ -18,11 +18,15 @@ export interface PageSource {
 export interface PageDatabaseOptions<T extends Database = Database> {
   /** Called once when the database is closed. */
   onClose?: () => void;
+  /** SQLite's own page cache in KiB (PRAGMA cache_size=-N), on top of whatever the source caches. Default 2048. */
+  pageCacheKiB?: number;
   /** Builds the database object (a subclass of Database with more methods); default `new Database(...)`. */
   construct?: (handle: DatabaseHandle, options: DatabaseOptions) => T;
 }
 
 const VFS_NAME = 'walship-pages';
+/** SQLite's page cache of a page database: the source's cache is the one that is sized. */
+export const DEFAULT_PAGE_CACHE_KIB = 2048;
 const SQLITE_OK = 0;
 const SQLITE_IOERR = 10;
 const SQLITE_NOTFOUND = 12;
@@ -250,6 +254,9 @@ export async function openPageDatabase<T extends Database = Database>(source: Pa
     const rc = capi.sqlite3_open_v2(`file:${name}?immutable=1`, ppDb, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE, VFS_NAME);
     pDb = wasm.peekPtr(ppDb) as number;
     if (rc !== SQLITE_OK) {
+      // The source's own error (a typed storage or object error) says more than SQLite's code.
+      const cause = vfs.errors.get(name);
+      if (cause instanceof Error) throw cause;
       const reason = pDb ? capi.sqlite3_errmsg(pDb) : capi.sqlite3_errstr(rc);
       throw new SqliteError('SQLITE_CANTOPEN', rc, `cannot open the replica database: ${reason}`);
     }
@@ -275,7 +282,7 @@ export async function openPageDatabase<T extends Database = Database>(source: Pa
   const handle = { sqlite3, pDb, filename: name };
   const db = options.construct ? options.construct(handle, dbOptions) : (new Database(handle, dbOptions) as T);
   try {
-    db.exec('PRAGMA temp_store=MEMORY');
+    db.exec(`PRAGMA temp_store=MEMORY; PRAGMA cache_size=-${Math.max(1, Math.floor(options.pageCacheKiB ?? DEFAULT_PAGE_CACHE_KIB))}`);
     db.prepare('SELECT count(*) FROM sqlite_schema').get();
   } catch (e) {
     db.close();
