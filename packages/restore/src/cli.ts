@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-import { main } from './commands.js';
+import { runCommand } from './query.js';
 
 hideSdkNodeSupportWarning();
 
-main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+runCommand(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
   (code) => {
     process.exitCode = code;
   },

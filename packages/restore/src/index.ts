@@ -17,3 +17,4 @@ export { main as runCli, EXIT, parseS3Url } from './commands.js';
 export { DEFAULT_FILE_MODE } from './scratch.js';
 export { openReplica, ReplicaDatabase, DEFAULT_CACHE_BYTES } from './open-replica.js';
 export type { OpenReplicaOptions, ReplicaStatus } from './open-replica.js';
+export { runQuery, QUERY_USAGE } from './query.js';
