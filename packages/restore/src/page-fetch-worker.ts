@@ -5,6 +5,14 @@ import { createS3Storage, isStorageError, type S3StorageOptions } from '@walship
 import { PREFETCH_BYTES, type FetchRange, type FetchRequest, type FetchWorkerData } from './page-fetch.js';
 
 const data = workerData as FetchWorkerData;
+if (data.quietSdkWarning) {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: NodeJS.Process, warning: string | Error, ...rest: unknown[]): void {
+    const text = typeof warning === 'string' ? warning : `${warning?.name}: ${warning?.message}`;
+    if (/^\s*(?:\S+: )?NodeVersionSupportWarning\b/.test(text)) return;
+    (emit as (...args: unknown[]) => void).call(this, warning, ...rest);
+  } as typeof process.emitWarning;
+}
 const stats = new Float64Array(data.stats);
 const storage = createS3Storage({
   ...(data.s3 as S3StorageOptions),

@@ -21,8 +21,19 @@ export interface FetchRequest {
   error: SharedArrayBuffer;
 }
 
+let quietSdkWarning = false;
+
+/**
+ * The walship CLI drops the AWS SDK's Node 20 end-of-support warning in its own process (cli.ts);
+ * fetch threads started after this call drop it too. The library never calls it.
+ */
+export function hideSdkWarningInFetchThreads(): void {
+  quietSdkWarning = true;
+}
+
 /** @internal */
 export interface FetchWorkerData {
+  quietSdkWarning: boolean;
   s3: Omit<NonNullable<ReplicaSource['s3']>, 'client'>;
   /** Float64 [GETs, bytes received], written by the fetch thread. */
   stats: SharedArrayBuffer;
@@ -53,7 +64,7 @@ export class SyncFetcher {
     const retry = s3.retry ?? {};
     // The store's retries end every request; this only catches a fetch thread that stopped answering.
     this.#timeoutMs = ((retry.requestTimeoutMs ?? 30_000) + (retry.maxDelayMs ?? 5_000)) * (retry.attempts ?? 5) + 10_000;
-    const data: FetchWorkerData = { s3: plain, stats };
+    const data: FetchWorkerData = { s3: plain, stats, quietSdkWarning };
     this.#worker = new Worker(new URL('./page-fetch-worker.js', import.meta.url), { workerData: data });
     this.#worker.unref();
   }

@@ -3,6 +3,7 @@ import type { Writable } from 'node:stream';
 import { EXIT, main, parseKeys, parseS3Url } from './commands.js';
 import { STORAGE_UNREACHABLE_CODES } from './errors.js';
 import { openReplica } from './open-replica.js';
+import { hideSdkWarningInFetchThreads } from './page-fetch.js';
 
 export const QUERY_USAGE = `walship query <s3-url> "<SQL>" [--txid N | --timestamp ISO] [--json]
 
@@ -127,7 +128,9 @@ export async function runQuery(args: string[], io: QueryIo): Promise<number> {
   }
 }
 
-/** The CLI's entry: `query` here, every other command in commands.ts. */
+/** The CLI's entry (cli.ts): `query` here, every other command in commands.ts. */
 export function runCommand(argv: string[], io: QueryIo & Parameters<typeof main>[1]): Promise<number> {
-  return argv[0] === 'query' ? runQuery(argv.slice(1), io) : main(argv, io);
+  if (argv[0] !== 'query') return main(argv, io);
+  hideSdkWarningInFetchThreads();
+  return runQuery(argv.slice(1), io);
 }
