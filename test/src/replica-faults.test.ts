@@ -186,7 +186,8 @@ function child(): { ask: (req: ChildRequest) => Promise<ChildReply>; stop: () =>
 describe('S3 faults during page reads', () => {
   test('a 503 and a reset are retried; a store that stays down is ERR_STORAGE_UNAVAILABLE; it reads again once back', async () => {
     const f = fixtures.encrypted;
-    const s3 = { ...source(server, f.prefix).s3, endpoint: proxy.endpoint };
+    // Four attempts: the two scripted faults may hit one GET, which must still succeed.
+    const s3 = { ...source(server, f.prefix).s3, endpoint: proxy.endpoint, retry: { attempts: 4, baseDelayMs: 10, maxDelayMs: 100, requestTimeoutMs: 5000 } };
     const { ask, stop } = child();
     const sql = 'SELECT count(*) AS n, sum(length(v)) AS bytes, sum(unicode(substr(v, 7, 1))) AS probe FROM blobs';
     try {

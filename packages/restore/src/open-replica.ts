@@ -1,6 +1,6 @@
 import { PageHashes, loadFormat } from '@walship/format';
 import type { RequestEvent } from '@walship/storage';
-import { Database, openPageDatabase, type DatabaseHandle, type DatabaseOptions } from '@walship/vfs';
+import { Database, loadSqlite, openPageDatabase, type DatabaseHandle, type DatabaseOptions } from '@walship/vfs';
 import { abortedError, restoreError } from './errors.js';
 import { bucketTip, isBehind, readMark, replicaBehind } from './mark.js';
 import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.js';
@@ -163,7 +163,10 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     },
   };
   const source = resolveSource(counted);
-  let fetcher: SyncFetcher | null = null;
+  // The fetch thread (it loads the AWS SDK) and SQLite's WASM start while the replica is planned.
+  let fetcher: SyncFetcher | null = new SyncFetcher(options.s3 as NonNullable<ReplicaSource['s3']>, { location: source.storage.location });
+  const sqlite = loadSqlite();
+  sqlite.catch(() => undefined);
   try {
     await loadFormat();
     const mark = await readMark(options);
@@ -177,8 +180,8 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     }
     const objects = await loadObjects(source.storage, plan.objects, { keyring: source.keyring, concurrency, signal });
     if (signal?.aborted) throw abortedError(signal.reason);
-    const f = new SyncFetcher(options.s3 as NonNullable<ReplicaSource['s3']>, { location: catalog.location });
-    fetcher = f;
+    await sqlite;
+    const f = fetcher;
     const pages = new ReplicaPages(objects, plan.objects, { pageSize: plan.pageSize, commitSize: plan.commitSize, fetcher: f, cacheBytes });
     const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes };
     const db = await openPageDatabase(pages, {

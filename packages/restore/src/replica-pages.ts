@@ -96,6 +96,8 @@ export class ReplicaPages implements PageSource {
   #cached = 0;
   /** Cache key of the last chunk a miss fetched (null before the first). */
   #lastMiss: number | null = null;
+  /** Consecutive misses, each on the chunk after the previous one's last. */
+  #streak = 0;
 
   constructor(objects: ReplicaObject[], planned: readonly PlannedObject[], options: { pageSize: number; commitSize: number; fetcher: SyncFetcher; cacheBytes: number }) {
     this.pageSize = options.pageSize;
@@ -174,7 +176,11 @@ export class ReplicaPages implements PageSource {
   /** Fetches the chunk (and, on a sequential scan, the chunks after it); returns its raw bytes. */
   #miss(o: number, chunk: number): Uint8Array {
     const object = this.#objects[o] as ReplicaObject;
-    const sequential = this.#lastMiss !== null && ((chunk > 0 && this.#lastMiss === cacheKey(o, chunk - 1)) || this.#lastMiss === cacheKey(o, chunk));
+    const follows = this.#lastMiss !== null && ((chunk > 0 && this.#lastMiss === cacheKey(o, chunk - 1)) || this.#lastMiss === cacheKey(o, chunk));
+    this.#streak = follows ? this.#streak + 1 : 0;
+    // Two misses in a row on consecutive chunks are a scan; one may be a B-tree lookup whose pages
+    // happen to sit in neighbouring chunks (a batch there would fetch megabytes for one row).
+    const sequential = this.#streak >= 2;
     const batch = sequential ? this.#batch(o, chunk) : [chunk];
     const last = batch[batch.length - 1] as number;
     this.#lastMiss = cacheKey(o, last);
