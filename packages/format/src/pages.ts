@@ -125,7 +125,9 @@ export class ObjectPages {
         { offset: c.objectOffset, chunk },
       );
     }
-    return this.#opener.open(frame, bytes.subarray(CHUNK_HEADER_SIZE)).slice();
+    const raw = this.#opener.open(frame, bytes.subarray(CHUNK_HEADER_SIZE));
+    // A stored, unencrypted chunk is a view of `bytes`: copy it, so the caller may keep the chunk without the whole read.
+    return raw.buffer === bytes.buffer ? raw.slice() : raw;
   }
 
   /** The page at `location` in the chunk's raw bytes, after checking its page number is `pgno`. */

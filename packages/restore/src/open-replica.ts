@@ -1,12 +1,12 @@
 import { PageHashes, loadFormat } from '@walship/format';
 import type { RequestEvent } from '@walship/storage';
 import { Database, loadSqlite, openPageDatabase, type DatabaseHandle, type DatabaseOptions } from '@walship/vfs';
-import { abortedError, restoreError } from './errors.js';
+import { abortedError, restoreError, storageFailure } from './errors.js';
 import { bucketTip, isBehind, readMark, replicaBehind } from './mark.js';
 import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.js';
 import { SyncFetcher } from './page-fetch.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePlan } from './plan.js';
-import { HeaderReader, scanReplica } from './replica.js';
+import { HeaderReader, missing, scanReplica } from './replica.js';
 import { ReplicaPages, dataPages, loadObjects } from './replica-pages.js';
 
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
@@ -180,9 +180,19 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     }
     const objects = await loadObjects(source.storage, plan.objects, { keyring: source.keyring, concurrency, signal });
     if (signal?.aborted) throw abortedError(signal.reason);
-    await sqlite;
     const f = fetcher;
     const pages = new ReplicaPages(objects, plan.objects, { pageSize: plan.pageSize, commitSize: plan.commitSize, fetcher: f, cacheBytes });
+    await pages.warm(1, async (key, start, end) => {
+      let bytes: Uint8Array | null;
+      try {
+        bytes = await source.storage.get(key, { range: { start, end: end - 1 }, ...(signal ? { signal } : {}) });
+      } catch (e) {
+        throw storageFailure(e, `reading pages of ${key}`);
+      }
+      if (bytes === null) throw missing(source.storage, key);
+      return bytes;
+    });
+    await sqlite;
     const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes };
     const db = await openPageDatabase(pages, {
       construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),

@@ -9,8 +9,10 @@ import type { FetchRange, SyncFetcher } from './page-fetch.js';
 
 /** Objects up to this size are read whole when their index is read: one GET instead of two. */
 const SMALL_OBJECT = 64 * 1024;
-/** Chunks one read-ahead batch may hold (and the fetch thread may prefetch beyond it). */
+/** Chunks one read-ahead batch may hold. */
 const READ_AHEAD_CHUNKS = 8;
+/** Batches the fetch thread fetches ahead of a scan; with a batch at most cacheBytes / 8, they hold at most half of cacheBytes. */
+const PREFETCH_BATCHES = 4;
 
 export interface ReplicaObject {
   key: string;
@@ -112,7 +114,6 @@ export class ReplicaPages implements PageSource {
     }
     this.#objectOf = new Uint32Array(max + 1);
     this.#positionOf = new Uint32Array(max + 1);
-    const chunks = new Set<number>();
     let size = 0;
     for (let o = 0; o < objects.length; o++) {
       const p = planned[o] as PlannedObject;
@@ -135,11 +136,12 @@ export class ReplicaPages implements PageSource {
     if (size !== options.commitSize) {
       throw restoreError('ERR_CORRUPT_OBJECT', `the planned objects end with ${size} pages, the plan with ${options.commitSize}; the replica changed while it was opened. Open it again`, { size, commitSize: options.commitSize });
     }
-    for (let pgno = 1; pgno <= size; pgno++) {
-      const o = this.#objectOf[pgno] as number;
-      if (o !== 0) chunks.add(cacheKey(o - 1, (objects[o - 1] as ReplicaObject).pages.locate(this.#positionOf[pgno] as number).chunk));
-    }
-    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, chunksFetched: 0, chunksTotal: chunks.size };
+    const used = new Set<number>();
+    for (let pgno = 1; pgno <= size; pgno++) used.add(this.#objectOf[pgno] as number);
+    used.delete(0);
+    let chunksTotal = 0;
+    for (const o of used) chunksTotal += (objects[o - 1] as ReplicaObject).pages.chunkCount;
+    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, chunksFetched: 0, chunksTotal };
   }
 
   get cachedBytes(): number {
@@ -187,8 +189,14 @@ export class ReplicaPages implements PageSource {
     const start = object.pages.chunkRange(chunk).start;
     const end = object.pages.chunkRange(last).end;
     const ranges: FetchRange[] = [{ key: object.key, start, end, at: 0 }];
-    const next = sequential ? this.#batch(o, last + 1) : [];
-    const prefetch: FetchRange[] = next.length > 0 ? [{ key: object.key, start: end, end: object.pages.chunkRange(next[next.length - 1] as number).end, at: 0 }] : [];
+    // The batches after this one, each its own GET, so that several are in flight while SQLite works.
+    const prefetch: FetchRange[] = [];
+    for (let after = last + 1, n = 0; sequential && n < PREFETCH_BATCHES && after < object.pages.chunkCount; n++) {
+      const next = this.#batch(o, after);
+      const until = next[next.length - 1] as number;
+      prefetch.push({ key: object.key, start: object.pages.chunkRange(after).start, end: object.pages.chunkRange(until).end, at: 0 });
+      after = until + 1;
+    }
     const bytes = this.#fetcher.fetch(ranges, end - start, prefetch);
     let wanted: Uint8Array | undefined;
     for (const c of batch) {
@@ -210,7 +218,7 @@ export class ReplicaPages implements PageSource {
     return wanted as Uint8Array;
   }
 
-  /** Chunks from `chunk` on for one read-ahead batch: up to READ_AHEAD_CHUNKS, a quarter of the cache at most, at least one. */
+  /** Chunks from `chunk` on for one read-ahead batch: up to READ_AHEAD_CHUNKS, an eighth of the cache at most, at least one. */
   #batch(o: number, chunk: number): number[] {
     const pages = (this.#objects[o] as ReplicaObject).pages;
     const out: number[] = [];
@@ -218,11 +226,35 @@ export class ReplicaPages implements PageSource {
     for (let c = chunk; c < pages.chunkCount && out.length < READ_AHEAD_CHUNKS; c++) {
       const range = pages.chunkRange(c);
       const size = range.rawEnd - range.rawStart;
-      if (out.length > 0 && raw + size > this.#cacheBytes / 4) break;
+      if (out.length > 0 && raw + size > this.#cacheBytes / 8) break;
       raw += size;
       out.push(c);
     }
     return out;
+  }
+
+  /**
+   * Puts the chunk holding `pgno` in the cache with an asynchronous GET (`get`), so that SQLite's
+   * first read (page 1: the header and schema) need not wait for the fetch thread to start.
+   */
+  async warm(pgno: number, get: (key: string, start: number, end: number) => Promise<Uint8Array>): Promise<void> {
+    const o = pgno <= this.pageCount ? (this.#objectOf[pgno] ?? 0) : 0;
+    if (o === 0) return;
+    const object = this.#objects[o - 1] as ReplicaObject;
+    const location = object.pages.locate(this.#positionOf[pgno] as number);
+    const bytes = await get(object.key, location.start, location.end);
+    let raw: Uint8Array;
+    try {
+      raw = object.pages.openChunk(location.chunk, bytes);
+    } catch (e) {
+      throw objectFailure(e, object.key, 'reading pages of');
+    }
+    const key = cacheKey(o - 1, location.chunk);
+    if (!this.#fetched.has(key)) {
+      this.#fetched.add(key);
+      this.counters.chunksFetched++;
+    }
+    this.#insert(key, raw);
   }
 
   #insert(key: number, raw: Uint8Array): void {
