@@ -68,7 +68,8 @@ test('walship query --txid N --json prints the rows at N (equal to the oracle re
     assert.equal(r.status, 0, r.stderr);
     const oracle = work.oracle(txid);
     try {
-      assert.deepEqual(JSON.parse(r.stdout), oracle.prepare(SQL).all());
+      // Plain objects: node:sqlite (the oracle on Node 22 and 24) returns rows with a null prototype.
+      assert.deepEqual(JSON.parse(r.stdout), oracle.prepare(SQL).all().map((row) => ({ ...(row as object) })));
     } finally {
       oracle.close();
     }

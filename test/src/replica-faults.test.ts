@@ -227,7 +227,8 @@ describe('cache bounded by cacheBytes', () => {
     const oracle = openOracle(path, { readonly: true });
     try {
       const all = db.prepare('SELECT id, hex(v) AS v FROM blobs ORDER BY id');
-      const want = oracle.prepare('SELECT id, hex(v) AS v FROM blobs ORDER BY id').all();
+      // Plain objects: node:sqlite (the oracle on Node 22 and 24) returns rows with a null prototype.
+      const want = oracle.prepare('SELECT id, hex(v) AS v FROM blobs ORDER BY id').all().map((r) => ({ ...(r as object) }));
       let max = 0;
       const got: unknown[] = [];
       for (const row of all.iterate()) {
