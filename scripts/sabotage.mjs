@@ -175,6 +175,26 @@ const SABOTAGES = {
     ],
     tests: ['vfs/dist/database.test'],
   },
+  'replica-page-number': {
+    what: 'a page read by its chunk is not checked to be the page asked for (the record\'s page number)',
+    edits: [['packages/format/src/pages.ts', 'if (found !== pgno) {', 'if (false && found !== pgno) {']],
+    tests: ['format/dist/pages.test'],
+  },
+  'replica-chunk-checksum': {
+    what: 'a chunk read by openReplica is decrypted/decompressed without checking its data checksum (a flipped bit in a plain replica becomes a wrong row)',
+    edits: [['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
+    tests: ['replica-faults'],
+  },
+  'replica-cache-bound': {
+    what: 'openReplica\'s chunk cache never evicts (memory grows with the database, not cacheBytes)',
+    edits: [['packages/restore/src/replica-pages.ts', 'while (this.#cached + raw.length > this.#cacheBytes) {', 'while (this.#cached + raw.length > Number.POSITIVE_INFINITY) {']],
+    tests: ['replica-faults'],
+  },
+  'replica-typed-errors': {
+    what: 'a failed page read surfaces as SQLite\'s generic I/O error, not the typed storage or object error behind it',
+    edits: [['packages/vfs/src/page-vfs.ts', 'return cause instanceof Error ? cause : e;', 'return e;']],
+    tests: ['replica-faults'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -21,6 +21,7 @@ Usage:
                  [--if-replica-exists] [--lease-table T] [--json]
   walship follow <s3-url> <path> [--interval MS] [--status-interval S] [--json]
   walship ls <s3-url> [--json]
+  walship query <s3-url> "<SQL>" [--txid N | --timestamp ISO] [--json]   (no restore: pages on demand)
   walship verify <s3-url> [--txid N | --timestamp ISO] [--lease-table T] [--json]
   walship status <s3-url> [--lease-table T] [--json]
   walship lease create-table|show|release ... --table T

@@ -3,6 +3,9 @@ export type { OpenOptions, CheckpointOptions, CheckpointResult, RecoveryReport, 
 export { Database, Statement } from './database.js';
 export type { RunResult, BindValue, BindParams, ColumnDefinition, FileOptions, TransactionFunction, AggregateOptions, FunctionOptions, TableDefinition, BackupMetadata, BackupOptions } from './database.js';
 export { WalshipError, WalshipTypeError, WalshipRangeError, SqliteError } from './errors.js';
+export { openPageDatabase } from './page-vfs.js';
+export type { PageSource, PageDatabaseOptions } from './page-vfs.js';
+export type { DatabaseHandle, DatabaseOptions } from './database.js';
 export type { FsOps } from './fs-ops.js';
 export { nodeFs } from './fs-ops.js';
 export { loadSqlite } from './sqlite.js';
