@@ -72,8 +72,28 @@ const SABOTAGES = {
   },
   'cli-key-echo': {
     what: 'the CLI quotes a WALSHIP_KEYS entry without id: in its usage error again (the first 40 characters, as before issue 10)',
-    edits: [['packages/restore/src/commands.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
+    edits: [['packages/restore/src/cli-args.ts', "throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key)", "throw new UsageError(`${entry} '${part.slice(0, 40)}' is not id:base64 (no 'id:' before the key)"]],
     tests: ['attack-secrets'],
+  },
+  'cli-if-db-not-exists': {
+    what: 'restore --if-db-not-exists restores over an existing file instead of keeping it (a container reboot would replace its database)',
+    edits: [['packages/restore/src/commands.ts', "if (values['if-db-not-exists'] && existsSync(path)) {", "if (values['if-db-not-exists'] && existsSync(path) && false) {"]],
+    tests: ['cli-container'],
+  },
+  'cli-if-replica-exists': {
+    what: 'restore --if-replica-exists also swallows ERR_NO_REPLICA for a generation named with --generation (a typo would exit 0 with no database)',
+    edits: [['packages/restore/src/commands.ts', "f.code === 'ERR_NO_REPLICA' && f.details['generation'] === undefined", "f.code === 'ERR_NO_REPLICA'"]],
+    tests: ['cli-container'],
+  },
+  'cli-no-credentials': {
+    what: 'a credential chain that found nothing is reported as access denied again (ERR_STORAGE_ACCESS_DENIED, exit 3) instead of ERR_STORAGE_NO_CREDENTIALS naming where the SDK looked',
+    edits: [['packages/storage/src/errors.ts', "name === 'CredentialsProviderError' ? 'ERR_STORAGE_NO_CREDENTIALS'", "name === 'CredentialsProviderError' ? 'ERR_STORAGE_ACCESS_DENIED'"]],
+    tests: ['cli-container', 'storage/dist/retry'],
+  },
+  'cli-bucket-root': {
+    what: 'the CLI no longer checks a bucket URL without a prefix for database.json (ls, status, verify, restore and follow would plan or list every object of the bucket)',
+    edits: [['packages/restore/src/cli-bucket.ts', "if (source.s3 === undefined || source.s3.prefix !== '') return;", "if (source.s3 === undefined || source.s3.prefix !== '' || source.s3.prefix === '') return;"]],
+    tests: ['cli-container'],
   },
   'sdk-error-causes': {
     what: 'storage errors keep the raw AWS SDK error as their cause (its $response reaches the signed Authorization header)',
@@ -168,6 +188,37 @@ const SABOTAGES = {
       ['packages/format/src/decoder.ts', 'if (rawOk && storedOk && !plain && rawLength >', 'if (rawOk && storedOk && plain && !plain && rawLength >'],
     ],
     tests: ['attack-memory', 'format/dist/limits.test'],
+  },
+  'close-own-statements': {
+    what: 'Database#close finalizes every statement of the connection, including the ones an extension such as FTS5 owns (a double free)',
+    edits: [
+      [
+        'packages/vfs/src/database.ts',
+        'for (const p of conn.statements) x.sqlite3_finalize(p);',
+        'for (let p = x.sqlite3_next_stmt(pDb, 0); p !== 0; p = x.sqlite3_next_stmt(pDb, 0)) x.sqlite3_finalize(p);',
+      ],
+    ],
+    tests: ['vfs/dist/database.test'],
+  },
+  'replica-page-number': {
+    what: 'a page read by its chunk is not checked to be the page asked for (the record\'s page number)',
+    edits: [['packages/format/src/pages.ts', 'if (found !== pgno) {', 'if (false && found !== pgno) {']],
+    tests: ['format/dist/pages.test'],
+  },
+  'replica-chunk-checksum': {
+    what: 'a chunk read by openReplica is decrypted/decompressed without checking its data checksum (a flipped bit in a plain replica becomes a wrong row)',
+    edits: [['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
+    tests: ['replica-faults'],
+  },
+  'replica-cache-bound': {
+    what: 'openReplica\'s chunk cache never evicts (memory grows with the database, not cacheBytes)',
+    edits: [['packages/restore/src/replica-pages.ts', 'while (this.#cached + raw.length > this.#cacheBytes) {', 'while (this.#cached + raw.length > Number.POSITIVE_INFINITY) {']],
+    tests: ['replica-faults'],
+  },
+  'replica-typed-errors': {
+    what: 'a failed page read surfaces as SQLite\'s generic I/O error, not the typed storage or object error behind it',
+    edits: [['packages/vfs/src/page-vfs.ts', 'return cause instanceof Error ? cause : e;', 'return e;']],
+    tests: ['replica-faults'],
   },
 };
 

@@ -205,6 +205,11 @@ async function main() {
   check(cli.status === 0, `npx walship restore ${nodeUrl} restored/cli.db exits 0`, cli.stderr + cli.stdout);
   check(!/NodeVersionSupportWarning|\(node:\d+\)/.test(cli.stderr), 'the CLI prints no process warning (the AWS SDK end-of-support warning is hidden)', cli.stderr);
   if (note) checkNote(project, restored, note, env({}));
+  const bin = join(project, 'node_modules', '.bin', 'walship');
+  const kept = run(bin, ['restore', nodeUrl, restored, '--if-db-not-exists', '--if-replica-exists'], { cwd: project, env: env({}) });
+  check(kept.status === 0 && /nothing restored \(--if-db-not-exists\)/.test(kept.stderr), 'walship restore --if-db-not-exists keeps an existing file, exit 0', kept.stderr);
+  const none = run(bin, ['restore', `s3://${s3.bucket}/examples/none`, join(project, 'restored', 'none.db'), '--if-replica-exists'], { cwd: project, env: env({}) });
+  check(none.status === 0 && !existsSync(join(project, 'restored', 'none.db')), 'walship restore --if-replica-exists with no replica: exit 0, no file', none.stderr);
 
   step('examples/container-entrypoint: restore on boot, then the app');
   const bootDb = join(project, 'boot', 'notes.db');
@@ -354,6 +359,9 @@ async function serviceRoundTrip(label, cmd, args, { cwd, env, expectLog, expectN
     const got = await fetch(`${base}/notes/${note.id}`);
     const row = await got.json();
     check(got.status === 200 && row.body === note.body, `${label}: GET /notes/${note.id} returns the note`, JSON.stringify(row));
+    const metrics = await fetch(`${base}/metrics`);
+    const text = await metrics.text();
+    check(metrics.status === 200 && /^walship_transactions_durable_total(\{[^}]*\})? \d+$/m.test(text), `${label}: GET /metrics serves Prometheus text (walship_transactions_durable_total)`, text.slice(0, 300));
     process.kill(child.pid, 'SIGTERM');
     const x = await Promise.race([exited, waitFor(() => false, 30_000).then(() => ({ code: 'timeout' }))]);
     check(x.code === 0, `${label}: SIGTERM closes the server and the database, exit 0 (got ${x.code ?? x.signal})`, tail());

@@ -54,6 +54,8 @@ async function handle(req: Request): Promise<Response> {
   }
   if (req.method === 'GET' && url.pathname === '/notes') return Response.json(recent.all());
   if (req.method === 'GET' && url.pathname === '/status') return Response.json(db.status());
+  // Prometheus text format; scrape it from a port your users cannot reach, or put it behind auth.
+  if (req.method === 'GET' && url.pathname === '/metrics') return new Response(await db.metrics(), { headers: { 'content-type': 'text/plain; version=0.0.4' } });
   return Response.json({ error: 'not found' }, { status: 404 });
 }
 

@@ -8,7 +8,7 @@
 // AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 for S3-compatible stores, ...).
 //
 // Routes: POST /notes {"body": "..."} answers once the row is durable in S3; GET /notes/:id;
-// GET /notes; GET /status. SIGTERM or SIGINT: stop accepting, finish open requests, flush and
+// GET /notes; GET /status; GET /metrics (Prometheus). SIGTERM or SIGINT: stop accepting, finish open requests, flush and
 // close the database (which releases the lease), exit 0.
 import { mkdirSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -55,6 +55,12 @@ async function handle(req, res) {
   }
   if (req.method === 'GET' && url.pathname === '/notes') return send(res, 200, recent.all());
   if (req.method === 'GET' && url.pathname === '/status') return send(res, 200, db.status());
+  if (req.method === 'GET' && url.pathname === '/metrics') {
+    // Prometheus text format; scrape it from a port your users cannot reach, or put it behind auth.
+    const text = await db.metrics();
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'content-length': Buffer.byteLength(text) });
+    return res.end(text);
+  }
   return send(res, 404, { error: 'not found' });
 }
 

@@ -71,6 +71,7 @@ describe('WALSHIP_KEYS: a malformed entry is named by position and length, never
     ['ls', 's3://walship-test/p'],
     ['status', 's3://walship-test/p'],
     ['verify', 's3://walship-test/p'],
+    ['follow', 's3://walship-test/p', join(tmpdir(), `walship-never-${randomBytes(4).toString('hex')}.db`)],
     ['restore', 's3://walship-test/p', join(tmpdir(), `walship-never-${randomBytes(4).toString('hex')}.db`)],
   ];
   // Every command parses WALSHIP_KEYS in the same place: each entry goes through restore, and the

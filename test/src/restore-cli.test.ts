@@ -1,6 +1,7 @@
 // The walship CLI as a user runs it: the compiled bin in a child process against s3rver, with the
 // endpoint and credentials in the standard AWS environment. Exit codes: 0 ok, 1 data or
-// verification error, 2 usage or configuration, 3 storage unreachable or access denied.
+// verification error, 2 usage or configuration, 3 storage unreachable or access denied, 4 no replica.
+// The container-facing flags, --json errors and follow: cli-container.test.ts.
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,12 +73,12 @@ after(async () => {
 
 describe('walship CLI', () => {
   test('--help for every command', () => {
-    for (const args of [['--help'], [], ['restore', '--help'], ['ls', '--help'], ['verify', '--help'], ['status', '--help'], ['demo', '--help'], ['help', 'restore']]) {
+    for (const args of [['--help'], [], ['restore', '--help'], ['follow', '--help'], ['ls', '--help'], ['verify', '--help'], ['status', '--help'], ['demo', '--help'], ['help', 'restore']]) {
       const r = walship(args);
       expectExit(r, 0, args.join(' '));
       assert.match(r.stdout, /walship/);
     }
-    assert.match(walship(['--help']).stdout, /Exit codes: 0 ok, 1 .*2 usage.*\n?.*3 storage/s);
+    assert.match(walship(['--help']).stdout, /Exit codes: 0 ok, 1 .*2 usage.*\n?.*3 storage.*4 no replica/s);
   });
 
   test('ls --json: generations, epochs, snapshots, segments, ranges', async () => {
@@ -185,12 +186,12 @@ describe('walship CLI', () => {
     assert.equal(existsSync(join(dir, 'u.db')), false);
   });
 
-  test('storage unreachable or access denied exit 3; an empty prefix exits 1', () => {
+  test('storage unreachable or access denied exit 3; an empty prefix exits 4', () => {
     expectExit(walship(['ls', url], { AWS_ACCESS_KEY_ID: 'WRONG', AWS_SECRET_ACCESS_KEY: 'wrong-secret' }), 3, 'wrong credentials');
     expectExit(walship(['status', url], { AWS_ENDPOINT_URL_S3: 'http://127.0.0.1:9' }), 3, 'unreachable endpoint');
     expectExit(walship(['ls', `s3://no-such-bucket-walship/${prefix}`]), 3, 'missing bucket');
     const empty = walship(['restore', `s3://${server.bucket}/${newPrefix('nothing')}`, join(dir, 'nothing.db')]);
-    expectExit(empty, 1, 'no replica');
+    expectExit(empty, 4, 'no replica');
     assert.match(empty.stderr, /ERR_NO_REPLICA/);
   });
 

@@ -292,8 +292,8 @@ interface ChunkFrame {
   head: Uint8Array;
 }
 
-/** Verifies, decrypts and decompresses chunks of one object. */
-class ChunkOpener {
+/** Verifies, decrypts and decompresses chunks of one object (also used by ranged page reads, pages.ts). */
+export class ChunkOpener {
   readonly #header: ObjectHeader;
   readonly #headerBytes: Uint8Array;
   readonly #key: Uint8Array | null;

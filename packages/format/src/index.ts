@@ -47,6 +47,8 @@ export { SegmentEncoder, encodeSegment } from './encoder.js';
 export type { EncoderOptions, PageRecord, TransactionFields, TransactionInput, TransactionStart } from './encoder.js';
 
 export { decodeObject, decodeSegment, readIndex } from './decoder.js';
+export { ObjectPages } from './pages.js';
+export type { PageLocation } from './pages.js';
 export type { ByteSource, DecodeEvent, DecodeOptions, DecodedObject, EndEvent, HeaderEvent, TransactionEvent } from './decoder.js';
 
 export {

@@ -1,9 +1,17 @@
 #!/usr/bin/env node
-import { main } from './commands.js';
-
 hideSdkNodeSupportWarning();
 
-main(process.argv.slice(2), { stdout: process.stdout, stderr: process.stderr, env: process.env }).then(
+// Each command's modules load only when it runs (`--help` must not pay for the SDKs or SQLite).
+const argv = process.argv.slice(2);
+const io = { stdout: process.stdout, stderr: process.stderr, env: process.env };
+const run =
+  argv[0] === 'query'
+    ? import('./query.js').then((m) => {
+        m.hideSdkWarningInFetchThreads();
+        return m.runQuery(argv.slice(1), io);
+      })
+    : import('./commands.js').then((m) => m.main(argv, io));
+run.then(
   (code) => {
     process.exitCode = code;
   },

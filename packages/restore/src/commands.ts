@@ -1,24 +1,27 @@
-import { isValidKeyId } from '@walship/format';
-import { createLeaseTable, forceRelease, readLease } from '@walship/lease';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { STORAGE_UNREACHABLE_CODES } from './errors.js';
-import { describeReplica, type GenerationDescription, type ObjectDescription, type ReplicaDescription } from './inspect.js';
-import type { ReplicaSource } from './options.js';
-import { restore, type RestoreProgress } from './restore.js';
-import { verify } from './verify.js';
+import type { GenerationDescription, ObjectDescription, ReplicaDescription } from './inspect.js';
+import { COMMON, LEASE, TARGET, fileMode, leaseFrom, leaseKey, sourceFrom, target } from './cli-args.js';
+import { checkBucketRoot } from './cli-bucket.js';
+import { EXIT, UsageError, exitCodeFor, failureOf, reportFailure } from './cli-errors.js';
+import { FOLLOW_USAGE } from './cli-follow.js';
+import { ProgressLine, formatAge, formatBytes, iso, json, type CliIo } from './cli-output.js';
 
-/** Exit codes (README "CLI"). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, storage: 3 } as const;
-
-class UsageError extends Error {}
+// The SDKs and the restore engine load on first use (await import): `walship --help` and usage
+// errors must not pay for them.
+export { EXIT } from './cli-errors.js';
+export { parseS3Url } from './cli-args.js';
+export { formatBytes, type CliIo } from './cli-output.js';
 
 const USAGE: Record<string, string> = {
   main: `walship: restore, inspect and verify SQLite databases replicated by walship
 
 Usage:
-  walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--lease-table T] [--json]
+  walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--if-db-not-exists]
+                 [--if-replica-exists] [--lease-table T] [--json]
+  walship follow <s3-url> <path> [--interval MS] [--status-interval S] [--json]
   walship ls <s3-url> [--json]
+  walship query <s3-url> "<SQL>" [--txid N | --timestamp ISO] [--json]   (no restore: pages on demand)
   walship verify <s3-url> [--txid N | --timestamp ISO] [--lease-table T] [--json]
   walship status <s3-url> [--lease-table T] [--json]
   walship lease create-table|show|release ... --table T
@@ -34,8 +37,10 @@ and status then refuse a bucket behind the durable high-water mark its item reco
 A replica copied to another prefix restores with keys when WALSHIP_ORIGINAL_PREFIX names the
 prefix it was written under.
 
-Exit codes: 0 ok, 1 verification failed or data error, 2 usage or configuration error,
-3 storage or DynamoDB unreachable, or access denied.`,
+Exit codes: 0 ok, 1 verification failed or data error, 2 usage or configuration error (missing
+credentials included), 3 storage or DynamoDB unreachable, or access denied, 4 no replica at the
+s3-url (ERR_NO_REPLICA). With --json, an error is also one JSON object on stdout:
+{"ok": false, "exitCode": N, "error": {"code": "ERR_...", "message": "...", "details": {...}}}.`,
   restore: `walship restore <s3-url> <path> [options]
 
 Restores the database to <path>: the latest state, or the state after a txid, or the state after
@@ -48,6 +53,13 @@ Options:
   --timestamp ISO   restore the state at this time (e.g. 2026-11-26T15:04:05Z, or ms since the epoch)
   --generation G    only consider generation G (16 hex digits)
   --overwrite       replace an existing file at <path> (and its -wal/-shm)
+  --if-db-not-exists
+                    exit 0 without restoring when <path> exists (a container entrypoint
+                    restores on first boot only)
+  --if-replica-exists
+                    exit 0 without restoring when there is no replica at <s3-url> yet (a first
+                    deployment starts empty); with --lease-table, a bucket whose objects were
+                    deleted behind the high-water mark is still an error
   --mode OCTAL      permission bits of the restored file (default 600: owner only; e.g. 640),
                     set whatever the umask
   --concurrency N   objects downloaded in parallel (default 8)
@@ -56,11 +68,15 @@ Options:
   --json            print the result as JSON on stdout
   -h, --help        this help
 
-Progress goes to stderr; the result to stdout.`,
+Progress goes to stderr; the result to stdout. A skipped restore prints why on stderr (with --json,
+{"ok": true, "skipped": "db-exists" | "no-replica", ...} on stdout).`,
   ls: `walship ls <s3-url> [--json]
 
 Lists the replica: generations, their epochs (writer host and pid), snapshots and segments with
-txid ranges, commit times and sizes, and the txid and time range each generation can restore.`,
+txid ranges, commit times and sizes, and the txid and time range each generation can restore.
+A bucket URL without a prefix (s3://bucket) lists only a replica written at the bucket root;
+otherwise it exits 4 (ERR_NO_REPLICA) naming the prefixes that hold one among the first 1000 keys.`,
+  follow: FOLLOW_USAGE,
   verify: `walship verify <s3-url> [--txid N | --timestamp ISO] [--lease-table T] [--json]
 
 Restores into a temporary file and runs every check (chain, fencing, object checksums and
@@ -73,7 +89,8 @@ The replica's durable txid, newest object and its age, the time since the last d
 (a lag estimate while the writer is active), the writer's epoch and host from its epoch marker, and
 the lease holder, epoch and last renewal when --lease-table (or WALSHIP_LEASE_TABLE) names the table,
 and then the durable high-water mark: exit code 1 with problem ERR_REPLICA_BEHIND when the bucket's
-latest state is behind it (the newest objects were deleted).`,
+latest state is behind it (the newest objects were deleted). Exit code 4 with problem
+ERR_NO_REPLICA when the prefix holds no generation.`,
   demo: `walship demo [--seconds N] [--keep]
 
 The quick-start job: starts a local S3 server (s3rver) and DynamoDB (dynalite) on loopback, writes
@@ -94,186 +111,40 @@ DynamoDB endpoint and credentials come from the standard AWS environment (AWS_RE
 AWS_ENDPOINT_URL_DYNAMODB, ...). The lease key of a database is its s3-url.`,
 };
 
-const COMMON = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
-const TARGET = { txid: { type: 'string' }, timestamp: { type: 'string' }, generation: { type: 'string' }, concurrency: { type: 'string' } } as const;
-const LEASE = { 'lease-table': { type: 'string' } } as const;
+const RESTORE_OPTIONS = {
+  ...COMMON,
+  ...TARGET,
+  ...LEASE,
+  overwrite: { type: 'boolean' },
+  mode: { type: 'string' },
+  'if-db-not-exists': { type: 'boolean' },
+  'if-replica-exists': { type: 'boolean' },
+} as const;
 
-/** The lease table to check the high-water mark against: --lease-table, else WALSHIP_LEASE_TABLE. */
-function leaseFrom(values: { 'lease-table'?: string | undefined }, env: NodeJS.ProcessEnv, url: string | undefined): Pick<ReplicaSource, 'lease'> {
-  const table = values['lease-table'] ?? env['WALSHIP_LEASE_TABLE'];
-  return table ? { lease: { table, key: leaseKey(url) } } : {};
-}
-
-/** `s3://bucket/prefix` as a replica source; the AWS SDK takes endpoint and credentials from the environment. */
-export function parseS3Url(url: string | undefined): { bucket: string; prefix: string } {
-  if (url === undefined) throw new UsageError('missing <s3-url> (s3://bucket/prefix)');
-  const m = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(url);
-  if (!m) throw new UsageError(`${url} is not an s3:// URL (s3://bucket/prefix)`);
-  const prefix = (m[2] ?? '').replace(/^\/+|\/+$/g, '');
-  if (prefix.includes('//')) throw new UsageError(`${url}: the prefix has an empty path segment`);
-  return { bucket: m[1] as string, prefix };
-}
-
-const KEY_BASE64 = /^[A-Za-z0-9+/]{43}=$/;
-
-/**
- * WALSHIP_KEYS=id:base64,id:base64. A malformed entry is named by its position and lengths only:
- * quoting any of it would print key material (an entry without `id:` is all key; a quoted 40 of 44
- * characters left 16 bits to brute-force).
- */
-export function parseKeys(text: string | undefined): { id: string; key: string }[] | undefined {
-  if (text === undefined || text.trim() === '') return undefined;
-  const parts = text.split(',');
-  return parts.map((raw, i) => {
-    const part = raw.trim();
-    const entry = `WALSHIP_KEYS entry ${i + 1} of ${parts.length} (${part.length} characters)`;
-    const colon = part.indexOf(':');
-    if (colon <= 0) throw new UsageError(`${entry} is not id:base64 (no 'id:' before the key); write each entry as id:base64, e.g. k1:<44 base64 characters>`);
-    const id = part.slice(0, colon).trim();
-    const key = part.slice(colon + 1).trim();
-    if (!isValidKeyId(id)) throw new UsageError(`${entry}: the id before ':' (${part.slice(0, colon).trim().length} characters) is not 1..32 printable ASCII characters without spaces`);
-    if (!KEY_BASE64.test(key)) throw new UsageError(`${entry}: the key after the id (${key.length} characters) is not 32 bytes in standard base64 (44 characters ending in '=')`);
-    return { id, key };
-  });
-}
-
-function sourceFrom(url: string | undefined, env: NodeJS.ProcessEnv): ReplicaSource {
-  const { bucket, prefix } = parseS3Url(url);
-  const keys = parseKeys(env['WALSHIP_KEYS']);
-  const endpoint = env['AWS_ENDPOINT_URL_S3'] || env['AWS_ENDPOINT_URL'] || undefined;
-  return {
-    s3: {
-      bucket,
-      prefix,
-      ...(endpoint ? { endpoint } : {}),
-      ...(env['AWS_REGION'] || env['AWS_DEFAULT_REGION'] ? { region: (env['AWS_REGION'] || env['AWS_DEFAULT_REGION']) as string } : {}),
-      retry: { attempts: 3, baseDelayMs: 200, maxDelayMs: 2000 },
-    },
-    ...(keys ? { keys } : {}),
-    ...(env['WALSHIP_ORIGINAL_PREFIX'] !== undefined ? { originalPrefix: env['WALSHIP_ORIGINAL_PREFIX'] } : {}),
-  };
-}
-
-function integer(name: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^\d+$/.test(value)) throw new UsageError(`--${name} must be a non-negative integer, got '${value}'`);
-  return Number(value);
-}
-
-function fileMode(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (!/^0?[0-7]{3}$/.test(value)) throw new UsageError(`--mode must be octal permission bits such as 600 or 640, got '${value}'`);
-  return Number.parseInt(value, 8);
-}
-
-function timestamp(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  if (/^\d+$/.test(value)) return Number(value);
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw new UsageError(`--timestamp must be an ISO 8601 time (2026-11-26T15:04:05Z) or ms since the epoch, got '${value}'`);
-  return ms;
-}
-
-function target(values: { txid?: string | undefined; timestamp?: string | undefined; generation?: string | undefined; concurrency?: string | undefined }): {
-  txid?: number;
-  timestamp?: number;
-  generation?: string;
-  concurrency?: number;
-} {
-  if (values.txid !== undefined && values.timestamp !== undefined) throw new UsageError('--txid and --timestamp are exclusive');
-  const txid = integer('txid', values.txid);
-  const ts = timestamp(values.timestamp);
-  const concurrency = integer('concurrency', values.concurrency);
-  return {
-    ...(txid !== undefined ? { txid } : {}),
-    ...(ts !== undefined ? { timestamp: ts } : {}),
-    ...(values.generation !== undefined ? { generation: values.generation } : {}),
-    ...(concurrency !== undefined ? { concurrency } : {}),
-  };
-}
-
-const iso = (ms: number | null | undefined): string => (ms === null || ms === undefined ? '-' : new Date(ms).toISOString());
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(1)} ${units[i]}`;
-}
-
-function formatAge(ms: number): string {
-  if (ms < 1000) return `${ms} ms`;
-  if (ms < 120_000) return `${(ms / 1000).toFixed(1)} s`;
-  if (ms < 7_200_000) return `${(ms / 60_000).toFixed(1)} min`;
-  if (ms < 172_800_000) return `${(ms / 3_600_000).toFixed(1)} h`;
-  return `${(ms / 86_400_000).toFixed(1)} d`;
-}
-
-/** Progress on stderr: one rewritten line on a terminal, a plain line per step otherwise. */
-class ProgressLine {
-  readonly #tty: boolean;
-  #lastPlain = 0;
-  #lastPhase = '';
-  #drawn = false;
-
-  constructor(private readonly out: NodeJS.WriteStream) {
-    this.#tty = out.isTTY === true;
-  }
-
-  update = (p: RestoreProgress): void => {
-    const text = `${p.phase.padEnd(8)} ${p.objectsDone}/${p.objectsTotal} objects  ${formatBytes(p.bytesDone)}/${formatBytes(p.bytesTotal)}  txid ${p.txid}${p.targetTxid ? `/${p.targetTxid}` : ''}`;
-    if (this.#tty) {
-      const width = 24;
-      const filled = p.objectsTotal > 0 ? Math.round((p.objectsDone / p.objectsTotal) * width) : 0;
-      this.out.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}\x1b[K`);
-      this.#drawn = true;
-      return;
-    }
-    const now = Date.now();
-    if (p.phase !== this.#lastPhase || now - this.#lastPlain >= 1000 || p.objectsDone === p.objectsTotal) {
-      this.out.write(`walship: ${text}\n`);
-      this.#lastPlain = now;
-      this.#lastPhase = p.phase;
-    }
-  };
-
-  end(): void {
-    if (this.#drawn) this.out.write('\n');
-    this.#drawn = false;
-  }
-}
-
-export interface CliIo {
-  stdout: NodeJS.WritableStream & { write(s: string): boolean };
-  stderr: NodeJS.WriteStream;
-  env: NodeJS.ProcessEnv;
-}
-
-function json(io: CliIo, value: unknown): void {
-  io.stdout.write(`${JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+/** A restore that --if-db-not-exists or --if-replica-exists turned into nothing to do: exit 0, say why. */
+function skipped(io: CliIo, asJson: boolean | undefined, why: 'db-exists' | 'no-replica', text: string, fields: Record<string, unknown>): number {
+  io.stderr.write(`walship: ${text}\n`);
+  if (asJson) json(io, { ok: true, skipped: why, ...fields });
+  return EXIT.ok;
 }
 
 async function cmdRestore(args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, ...LEASE, overwrite: { type: 'boolean' }, mode: { type: 'string' } } });
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: RESTORE_OPTIONS });
   if (values.help) return help(io, 'restore');
   if (positionals.length !== 2) throw new UsageError('restore takes <s3-url> <path>');
+  if (values.overwrite && values['if-db-not-exists']) throw new UsageError('--overwrite and --if-db-not-exists are exclusive (one replaces the file, the other keeps it)');
   const mode = fileMode(values.mode);
-  const progress = new ProgressLine(io.stderr);
+  const path = positionals[1] as string;
+  const source = { ...(await sourceFrom(positionals[0], io.env)), ...leaseFrom(values, io.env, positionals[0]) };
+  const options = { ...target(values), overwrite: values.overwrite ?? false, ...(mode !== undefined ? { mode } : {}) };
+  if (values['if-db-not-exists'] && existsSync(path)) {
+    return skipped(io, values.json, 'db-exists', `${path} exists; nothing restored (--if-db-not-exists)`, { path });
+  }
+  const progress = new ProgressLine(io.stderr, positionals[0] as string);
   try {
-    const result = await restore({
-      ...sourceFrom(positionals[0], io.env),
-      ...leaseFrom(values, io.env, positionals[0]),
-      path: positionals[1] as string,
-      ...target(values),
-      overwrite: values.overwrite ?? false,
-      ...(mode !== undefined ? { mode } : {}),
-      onProgress: progress.update,
-    });
+    await checkBucketRoot(source);
+    const { restore } = await import('./restore.js');
+    const result = await restore({ ...source, ...options, path, onProgress: progress.update });
     progress.end();
     if (values.json) json(io, result);
     else {
@@ -283,6 +154,14 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
       );
     }
     return EXIT.ok;
+  } catch (e) {
+    progress.end();
+    // No replica at all, not a missing generation asked for by name: a first deployment starts empty.
+    const f = failureOf(e);
+    if (values['if-replica-exists'] && f.code === 'ERR_NO_REPLICA' && f.details['generation'] === undefined) {
+      return skipped(io, values.json, 'no-replica', `no replica at ${positionals[0]}; nothing restored (--if-replica-exists)`, { location: positionals[0], path });
+    }
+    throw e;
   } finally {
     progress.end();
   }
@@ -292,8 +171,12 @@ async function cmdVerify(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...TARGET, ...LEASE } });
   if (values.help) return help(io, 'verify');
   if (positionals.length !== 1) throw new UsageError('verify takes <s3-url>');
-  const progress = new ProgressLine(io.stderr);
-  const r = await verify({ ...sourceFrom(positionals[0], io.env), ...leaseFrom(values, io.env, positionals[0]), ...target(values), onProgress: progress.update });
+  const source = { ...(await sourceFrom(positionals[0], io.env)), ...leaseFrom(values, io.env, positionals[0]) };
+  await checkBucketRoot(source);
+  const { verify } = await import('./verify.js');
+  // Its restore goes into a scratch file that is removed: no rename into place, no "done".
+  const progress = new ProgressLine(io.stderr, positionals[0] as string, { phases: ['plan', 'download', 'verify'] });
+  const r = await verify({ ...source, ...target(values), onProgress: progress.update });
   progress.end();
   if (values.json) json(io, r);
   else if (r.ok && r.result) {
@@ -303,10 +186,9 @@ async function cmdVerify(args: string[], io: CliIo): Promise<number> {
     io.stdout.write(`verify FAILED: ${r.error?.code}\n  ${r.error?.message}\n`);
   }
   if (r.ok) return EXIT.ok;
+  if (values.json) io.stderr.write(`walship: verify FAILED: ${r.error?.code}: ${r.error?.message}\n`);
   // The lease table (--lease-table) is read by verify too: its failures keep the codes main() gives them.
-  if (r.error?.code === 'ERR_LEASE_UNAVAILABLE' || r.error?.code === 'ERR_LEASE_THROTTLED') return EXIT.storage;
-  if (r.error?.code === 'ERR_LEASE_TABLE_MISSING' || r.error?.code === 'ERR_LEASE_TABLE_SCHEMA') return EXIT.usage;
-  return STORAGE_UNREACHABLE_CODES.has(r.error?.code ?? '') ? EXIT.storage : isConfigCode(r.error?.code) ? EXIT.usage : EXIT.failed;
+  return exitCodeFor(r.error?.code);
 }
 
 function objectLine(o: ObjectDescription): string {
@@ -335,7 +217,10 @@ async function cmdLs(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON } });
   if (values.help) return help(io, 'ls');
   if (positionals.length !== 1) throw new UsageError('ls takes <s3-url>');
-  const d = await describeReplica(sourceFrom(positionals[0], io.env));
+  const source = await sourceFrom(positionals[0], io.env);
+  await checkBucketRoot(source);
+  const { describeReplica } = await import('./inspect.js');
+  const d = await describeReplica(source);
   if (values.json) {
     json(io, d);
     return EXIT.ok;
@@ -374,15 +259,24 @@ export function statusOf(d: ReplicaDescription): StatusReport {
     newestObject: d.newest,
     writer: e ? { epoch: e.epoch, startTxid: e.startTxid, host: e.writer?.host ?? null, pid: e.writer?.pid ?? null, since: e.createdAt ?? null } : null,
     highWaterMark: d.highWaterMark ? { generation: d.highWaterMark.generation, txid: d.highWaterMark.txid } : null,
-    problem: d.behind ?? d.generations.at(-1)?.problem ?? null,
+    problem: d.behind ?? d.generations.at(-1)?.problem ?? (d.generations.length === 0 ? noReplica(d) : null),
   };
+}
+
+/** The problem of a prefix holding no generation: the same code restore reports (exit 4). */
+function noReplica(d: ReplicaDescription): StatusReport['problem'] {
+  return { code: 'ERR_NO_REPLICA', message: `no walship replica at ${d.location}: ${d.objects === 0 ? 'nothing is stored under this prefix' : `${d.objects} keys, none of them a generation's object`}`, details: { location: d.location, keys: d.objects } };
 }
 
 async function cmdStatus(args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, strict: true, options: { ...COMMON, ...LEASE } });
   if (values.help) return help(io, 'status');
   if (positionals.length !== 1) throw new UsageError('status takes <s3-url>');
-  const s = statusOf(await describeReplica({ ...sourceFrom(positionals[0], io.env), ...leaseFrom(values, io.env, positionals[0]) }));
+  const source = { ...(await sourceFrom(positionals[0], io.env)), ...leaseFrom(values, io.env, positionals[0]) };
+  await checkBucketRoot(source);
+  const { describeReplica } = await import('./inspect.js');
+  const { readLease } = await import('@walship/lease');
+  const s = statusOf(await describeReplica(source));
   const table = values['lease-table'] ?? io.env.WALSHIP_LEASE_TABLE;
   const lease = table ? await readLease({ table, key: leaseKey(positionals[0]!) }) : null;
   const leaseText = !table
@@ -405,13 +299,7 @@ async function cmdStatus(args: string[], io: CliIo): Promise<number> {
       ].join('\n') + '\n',
     );
   }
-  return s.problem ? EXIT.failed : EXIT.ok;
-}
-
-/** The lease key of a database: its canonical s3 URL, as openReplicated uses it. */
-function leaseKey(url: string | undefined): string {
-  const { bucket, prefix } = parseS3Url(url);
-  return `s3://${bucket}/${prefix}`;
+  return s.problem ? (s.problem.code === 'ERR_NO_REPLICA' ? EXIT.noReplica : EXIT.failed) : EXIT.ok;
 }
 
 async function cmdLease(args: string[], io: CliIo): Promise<number> {
@@ -420,6 +308,7 @@ async function cmdLease(args: string[], io: CliIo): Promise<number> {
   if (values.help || sub === undefined || sub === '--help' || sub === '-h') return help(io, 'lease');
   const table = values.table ?? io.env.WALSHIP_LEASE_TABLE;
   if (!table) throw new UsageError('lease needs --table (or WALSHIP_LEASE_TABLE)');
+  const { createLeaseTable, forceRelease, readLease } = await import('@walship/lease');
   switch (sub) {
     case 'create-table': {
       const info = await createLeaseTable({ table });
@@ -470,11 +359,6 @@ function help(io: CliIo, command: string): number {
   return EXIT.ok;
 }
 
-function isConfigCode(code: string | undefined): boolean {
-  // ERR_STORAGE_INVALID_REQUEST from the CLI is nearly always the environment: no region, a bad endpoint URL.
-  return code === 'ERR_INVALID_OPTION' || code === 'ERR_STORAGE_INVALID_REQUEST' || code === 'ERR_TARGET_EXISTS' || code === 'ERR_TARGET_LOCKED' || code === 'ERR_KEY_REQUIRED' || code === 'ERR_UNKNOWN_KEY' || code === 'ERR_BAD_KEY';
-}
-
 /** Runs one command line; returns the exit code. Errors are printed on stderr. */
 export async function main(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
@@ -491,6 +375,8 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         return EXIT.ok;
       case 'restore':
         return await cmdRestore(rest, io);
+      case 'follow':
+        return await (await import('./cli-follow.js')).cmdFollow(rest, io, () => help(io, 'follow'));
       case 'ls':
         return await cmdLs(rest, io);
       case 'verify':
@@ -505,16 +391,7 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
         throw new UsageError(`unknown command '${command}'`);
     }
   } catch (e) {
-    const err = e as Error & { code?: string };
-    if (e instanceof UsageError || err.code?.startsWith('ERR_PARSE_ARGS')) {
-      io.stderr.write(`walship: ${err.message}\nRun 'walship ${command && USAGE[command] ? `${command} ` : ''}--help' for usage.\n`);
-      return EXIT.usage;
-    }
-    io.stderr.write(`walship: ${err.code ?? err.name}: ${err.message}\n`);
-    if (err.code && (STORAGE_UNREACHABLE_CODES.has(err.code) || err.code === 'ERR_LEASE_UNAVAILABLE' || err.code === 'ERR_LEASE_THROTTLED')) return EXIT.storage;
-    if (err.code === 'ERR_LEASE_TABLE_MISSING' || err.code === 'ERR_LEASE_TABLE_SCHEMA') return EXIT.usage;
-    if (isConfigCode(err.code)) return EXIT.usage;
-    return EXIT.failed;
+    return reportFailure(io, failureOf(e), { json: rest.includes('--json'), command: command && USAGE[command] ? command : undefined });
   }
 }
 

@@ -66,11 +66,3 @@ export function storageFailure(e: unknown, doing: string): Error {
 export function abortedError(reason: unknown): WalshipError {
   return restoreError('ERR_ABORTED', 'restore was aborted by its signal; the target was not changed', {}, reason);
 }
-
-/** Codes that mean the object store could not be reached or refused us (CLI exit code 3). */
-export const STORAGE_UNREACHABLE_CODES: ReadonlySet<string> = new Set([
-  'ERR_STORAGE_NO_BUCKET',
-  'ERR_STORAGE_ACCESS_DENIED',
-  'ERR_STORAGE_UNAVAILABLE',
-  'ERR_STORAGE_TIMEOUT',
-]);

@@ -15,3 +15,6 @@ export { verify, VERIFY_CHECKS } from './verify.js';
 export type { VerifyOptions, VerifyResult } from './verify.js';
 export { main as runCli, EXIT, parseS3Url } from './commands.js';
 export { DEFAULT_FILE_MODE } from './scratch.js';
+export { openReplica, ReplicaDatabase, DEFAULT_CACHE_BYTES } from './open-replica.js';
+export type { OpenReplicaOptions, ReplicaStatus } from './open-replica.js';
+export { runQuery, QUERY_USAGE } from './query.js';

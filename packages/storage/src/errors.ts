@@ -7,6 +7,7 @@
 export type StorageErrorCode =
   | 'ERR_STORAGE_NO_BUCKET'
   | 'ERR_STORAGE_ACCESS_DENIED'
+  | 'ERR_STORAGE_NO_CREDENTIALS'
   | 'ERR_STORAGE_PRECONDITION_FAILED'
   | 'ERR_STORAGE_UNSUPPORTED'
   | 'ERR_STORAGE_INVALID_REQUEST'
@@ -204,7 +205,8 @@ export function classify(e: unknown, timedOut = false): Classification {
     // proxy) carries $response; retrying reads it again. Anything else never reached the wire:
     // a bad input or a missing region/credential, which no retry fixes.
     if (s.$response !== undefined || name.includes('Deserialization')) return { retryable: true, timeout: false, status, storeCode: name, reason };
-    const code: StorageErrorCode = name === 'CredentialsProviderError' ? 'ERR_STORAGE_ACCESS_DENIED' : 'ERR_STORAGE_INVALID_REQUEST';
+    // No credentials anywhere in the chain is not a refusal by the store: nothing was sent.
+    const code: StorageErrorCode = name === 'CredentialsProviderError' ? 'ERR_STORAGE_NO_CREDENTIALS' : 'ERR_STORAGE_INVALID_REQUEST';
     return { retryable: false, code, status, storeCode: name, reason };
   }
 

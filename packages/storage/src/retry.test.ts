@@ -59,7 +59,7 @@ test('classification of store and network errors', () => {
     [Object.assign(new Error('connect timeout'), { name: 'TimeoutError' }), 'retry-timeout'],
     [Object.assign(new Error('fetch failed'), { cause: netError('ENOTFOUND') }), 'retry'],
     [Object.assign(new Error('Deserialization error: truncated xml'), { $response: {} }), 'retry'],
-    [Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }), 'ERR_STORAGE_ACCESS_DENIED'],
+    [Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }), 'ERR_STORAGE_NO_CREDENTIALS'],
     [new TypeError('Expected uri parameter to have length >= 1'), 'ERR_STORAGE_INVALID_REQUEST'],
   ];
   for (const [err, want] of cases) {

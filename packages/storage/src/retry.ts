@@ -126,6 +126,8 @@ const HINTS: Partial<Record<StorageErrorCode, (ctx: RunContext) => string>> = {
   ERR_STORAGE_NO_BUCKET: (c) => `bucket "${c.bucket}" does not exist at ${c.endpoint}; create the bucket or fix s3.bucket`,
   ERR_STORAGE_ACCESS_DENIED: () =>
     'access denied; check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE), the clock, and that the policy allows this operation on the bucket and prefix',
+  ERR_STORAGE_NO_CREDENTIALS: () =>
+    'no AWS credentials found; the SDK looked for AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), AWS_PROFILE in ~/.aws/credentials and ~/.aws/config (AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), SSO, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, the container endpoint (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI or _FULL_URI) and the instance metadata service; set one of them, or pass credentials',
   ERR_STORAGE_PRECONDITION_FAILED: () => 'the object already exists (If-None-Match: * refused the write)',
   ERR_STORAGE_UNSUPPORTED: () => 'the store does not implement this request (HTTP 501); turn the feature off for this store (e.g. conditionalWrites: false)',
   ERR_STORAGE_INVALID_REQUEST: () => 'the store or the SDK refused the request as invalid; check the key, the options and the client configuration (region, endpoint)',

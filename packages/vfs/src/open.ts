@@ -109,7 +109,7 @@ const PRAGMAS_OWNED = new Set(['journal_mode', 'locking_mode', 'wal_autocheckpoi
 
 /** A database opened through walship's VFS; the better-sqlite3-shaped API plus capture control. */
 export class WalshipDatabase extends Database {
-  private readonly ctx: OpenContext;
+  readonly #ctx: OpenContext;
 
   /** @internal Use openDatabase(). */
   constructor(ctx: OpenContext) {
@@ -121,17 +121,17 @@ export class WalshipDatabase extends Database {
         mapError: (e) => ctx.mapError(e),
       },
     );
-    this.ctx = ctx;
+    this.#ctx = ctx;
   }
 
   /** What open found in the WAL and emitted again. */
   get recovery(): RecoveryReport {
-    return this.ctx.recovery;
+    return this.#ctx.recovery;
   }
 
   /** The txid of the last committed transaction (0 before the first). */
   get txid(): number {
-    return this.ctx.capture?.lastTxid ?? 0;
+    return this.#ctx.capture?.lastTxid ?? 0;
   }
 
   /** Tell walship that every transaction up to `txid` is durable downstream, so it may be checkpointed. */
@@ -144,7 +144,7 @@ export class WalshipDatabase extends Database {
         details: { txid, lastTxid: this.txid },
       });
     }
-    if (txid > this.ctx.durableTxid) this.ctx.durableTxid = txid;
+    if (txid > this.#ctx.durableTxid) this.#ctx.durableTxid = txid;
   }
 
   /**
@@ -152,16 +152,16 @@ export class WalshipDatabase extends Database {
    * it is durable downstream (or no sink is attached). Returns what it did and why not.
    */
   checkpoint(options: CheckpointOptions = {}): CheckpointResult {
-    return this.ctx.checkpoint(options);
+    return this.#ctx.checkpoint(options);
   }
 
   /** fsync the `-wal` file: a shipper calls it once per batch so nothing is shipped that a local crash could lose. */
   syncWal(): void {
-    this.ctx.syncWal();
+    this.#ctx.syncWal();
   }
 
   status(): DatabaseStatus {
-    return this.ctx.status();
+    return this.#ctx.status();
   }
 
   /**
@@ -170,17 +170,17 @@ export class WalshipDatabase extends Database {
    * is waiting for the object store. Pass null to accept writes again.
    */
   setWriteBarrier(error: Error | null): void {
-    this.ctx.writeBarrier = error;
+    this.#ctx.writeBarrier = error;
   }
 
-  override close(): void {
+  override close(): this {
     const wasOpen = this.open;
     try {
-      super.close();
+      return super.close();
     } finally {
       // The handle is closed even when close throws: release the process lock all the same, or
       // every later open in this process would be ERR_DATABASE_LOCKED.
-      if (wasOpen) this.ctx.afterClose();
+      if (wasOpen) this.#ctx.afterClose();
     }
   }
 }
@@ -415,6 +415,8 @@ class OpenContext {
         throw new WalshipError('ERR_WAL_UNAVAILABLE', `SQLite refused WAL mode for ${this.path} (journal_mode is ${String(mode)})`, { details: { path: this.path } });
       }
       db.pragma(`synchronous = ${this.options.synchronous ?? 'NORMAL'}`);
+      // better-sqlite3 is built with foreign keys on; code written for it relies on that (a per-connection setting: nothing is written).
+      db.pragma('foreign_keys = ON');
       if (this.capture) {
         db.pragma('wal_autocheckpoint = 0');
         // After a RESTART checkpoint SQLite cuts a WAL file larger than this back to it.

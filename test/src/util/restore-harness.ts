@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { openOracle, type OracleDatabase } from './oracle-sqlite.js';
-import { decodeObject, parseObjectKey } from '@walship/format';
+import { decodeObject, parseObjectKey, type Keyring } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import type { ReplicatedOptions } from '@walship/shipper';
 import type { WalshipDatabase } from '@walship/vfs';
@@ -179,7 +179,7 @@ export interface TxInfo {
 }
 
 /** Every transaction in the replica's segments (decoded independently of @walship/restore). */
-export async function replicaTransactions(storage: ObjectStorage, prefix: string): Promise<{ transactions: Map<number, TxInfo>; segments: { key: string; minTxid: number; maxTxid: number }[]; snapshots: { key: string; txid: number; timestamp: number }[] }> {
+export async function replicaTransactions(storage: ObjectStorage, prefix: string, options: { keyring?: Keyring } = {}): Promise<{ transactions: Map<number, TxInfo>; segments: { key: string; minTxid: number; maxTxid: number }[]; snapshots: { key: string; txid: number; timestamp: number }[] }> {
   const transactions = new Map<number, TxInfo>();
   const segments: { key: string; minTxid: number; maxTxid: number }[] = [];
   const snapshots: { key: string; txid: number; timestamp: number }[] = [];
@@ -188,7 +188,7 @@ export async function replicaTransactions(storage: ObjectStorage, prefix: string
     if (!parsed || (parsed.kind !== 'segment' && parsed.kind !== 'snapshot')) continue;
     const bytes = await storage.get(o.key);
     assert.ok(bytes);
-    for await (const ev of decodeObject(bytes, { name: o.key, maxPagesPerEvent: 1_000_000 })) {
+    for await (const ev of decodeObject(bytes, { name: o.key, maxPagesPerEvent: 1_000_000, ...options })) {
       if (ev.type === 'header') {
         if (ev.header.kind === 'segment') segments.push({ key: o.key, minTxid: ev.header.minTxid, maxTxid: ev.header.maxTxid });
         else snapshots.push({ key: o.key, txid: ev.header.maxTxid, timestamp: ev.header.lastTimestamp });

@@ -1,0 +1,213 @@
+import { PageHashes, loadFormat } from '@walship/format';
+import type { RequestEvent } from '@walship/storage';
+import { Database, loadSqlite, openPageDatabase, type DatabaseHandle, type DatabaseOptions } from '@walship/vfs';
+import { abortedError, restoreError, storageFailure } from './errors.js';
+import { bucketTip, isBehind, readMark, replicaBehind } from './mark.js';
+import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.js';
+import { SyncFetcher } from './page-fetch.js';
+import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePlan } from './plan.js';
+import { HeaderReader, missing, scanReplica } from './replica.js';
+import { ReplicaPages, dataPages, loadObjects } from './replica-pages.js';
+
+export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
+const MIN_CACHE_BYTES = 1024 * 1024;
+
+export interface OpenReplicaOptions extends PlanOptions {
+  /** Memory for verified, decoded chunks (default 64 MiB, at least 1 MiB). */
+  cacheBytes?: number;
+  /** Not supported yet (a disk cache): ERR_INVALID_OPTION. */
+  cacheDir?: string;
+  /** Not supported yet (applying new segments as they land): ERR_INVALID_OPTION for `true`. */
+  follow?: boolean;
+}
+
+export interface ReplicaStatus {
+  location: string;
+  generation: string;
+  /** The state the database shows: after this txid. */
+  txid: number;
+  timestamp: number;
+  pageSize: number;
+  /** Database size in pages. */
+  pageCount: number;
+  /** Objects the page index was built from (the snapshot, then segments). */
+  objects: number;
+  /** Page reads SQLite made, and how many a cached chunk served. */
+  reads: number;
+  cacheHits: number;
+  cacheMisses: number;
+  evictions: number;
+  cacheBytes: number;
+  /** Decoded chunk bytes in memory now (never above cacheBytes). */
+  cachedBytes: number;
+  /** GET requests (attempts, retries included) and bytes received: opening (listing, headers, indexes) and pages. */
+  gets: number;
+  bytes: number;
+  /** Chunks fetched at least once out of the chunks holding the database's pages (hydration). */
+  chunksFetched: number;
+  chunksTotal: number;
+}
+
+interface ReplicaState {
+  plan: RestorePlan;
+  pages: ReplicaPages;
+  fetcher: SyncFetcher;
+  opening: { gets: number; bytes: number };
+  cacheBytes: number;
+}
+
+/**
+ * A read-only database opened straight from a replica: the query API of a walship database
+ * (prepare/get/all/iterate/pragma/close), pages read on demand. See openReplica().
+ */
+export class ReplicaDatabase extends Database {
+  readonly #state: ReplicaState;
+
+  /** @internal Use openReplica(). */
+  constructor(handle: DatabaseHandle, options: DatabaseOptions, state: ReplicaState) {
+    super(handle, options);
+    this.#state = state;
+  }
+
+  /** The txid whose state the database shows. */
+  get txid(): number {
+    return this.#state.plan.txid;
+  }
+
+  status(): ReplicaStatus {
+    const { plan, pages, fetcher, opening } = this.#state;
+    const c = pages.counters;
+    return {
+      location: plan.location,
+      generation: plan.generation,
+      txid: plan.txid,
+      timestamp: plan.timestamp,
+      pageSize: plan.pageSize,
+      pageCount: plan.commitSize,
+      objects: plan.objects.length,
+      reads: c.reads,
+      cacheHits: c.cacheHits,
+      cacheMisses: c.cacheMisses,
+      evictions: c.evictions,
+      cacheBytes: this.#state.cacheBytes,
+      cachedBytes: pages.cachedBytes,
+      gets: opening.gets + fetcher.gets,
+      bytes: opening.bytes + fetcher.bytes,
+      chunksFetched: c.chunksFetched,
+      chunksTotal: c.chunksTotal,
+    };
+  }
+
+  /**
+   * Reads every page (hydrating the whole database through the cache) and checks the rolling
+   * checksum a full restore checks: the pages equal the state the writer recorded at this txid.
+   * Throws ERR_VERIFY_FAILED otherwise. Page reads alone are authenticated chunk by chunk; this
+   * also proves that the page index holds no stale or missing page.
+   */
+  verify(): { checksum: string; pages: number } {
+    const { plan, pages } = this.#state;
+    const hashes = new PageHashes(plan.pageSize);
+    const page = new Uint8Array(plan.pageSize);
+    let n = 0;
+    for (const pgno of dataPages(plan.pageSize, plan.commitSize)) {
+      pages.readPage(pgno, page);
+      hashes.set(pgno, page);
+      n++;
+    }
+    const checksum = hashes.value.toString(16).padStart(16, '0');
+    if (hashes.value !== plan.checksum) {
+      const expected = plan.checksum.toString(16).padStart(16, '0');
+      throw restoreError('ERR_VERIFY_FAILED', `${plan.location}: the replica's pages at txid ${plan.txid} hash to ${checksum}, the chain says ${expected}; do not trust this replica, run walship verify`, {
+        txid: plan.txid,
+        actual: checksum,
+        expected,
+      });
+    }
+    return { checksum, pages: n };
+  }
+}
+
+function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions> {
+  const stop = validatePlanOptions(o);
+  if (o.storage !== undefined) bad('storage', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client; pass `s3`', 'storage');
+  if (o.s3?.client !== undefined) bad('s3.client', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client from endpoint, region and credentials', 'client');
+  checkInteger('cacheBytes', o.cacheBytes, MIN_CACHE_BYTES);
+  if (o.cacheDir !== undefined) bad('cacheDir', 'is not supported yet: the cache is in memory only (cacheBytes)', o.cacheDir);
+  if (o.follow !== undefined && o.follow !== false) bad('follow', 'is not supported yet: open the replica again to see newer transactions', o.follow);
+  return stop;
+}
+
+/**
+ * Opens a replica as a read-only database without downloading it: plans exactly as restore does
+ * (generation, snapshot, segments, chain of checksums, epoch fencing, keys), reads the index of
+ * every planned object, and builds a page index (page number -> object, chunk, record) from the
+ * transactions a restore would apply. Each page SQLite reads is then served from a verified,
+ * decrypted chunk fetched by a ranged GET and kept in a memory cache of `cacheBytes`. A damaged,
+ * planted or foreign chunk is a typed error from the statement that read it, never a wrong row.
+ */
+export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaDatabase> {
+  const stop = validate(options);
+  const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  const concurrency = options.concurrency ?? 8;
+  const signal = options.signal;
+  const opening = { gets: 0, bytes: 0 };
+  const userOnRequest = options.onRequest;
+  const counted: ReplicaSource = {
+    ...options,
+    onRequest: (e: RequestEvent) => {
+      if (e.operation === 'get' || e.operation === 'list' || e.operation === 'head') {
+        opening.gets++;
+        opening.bytes += e.bytes;
+      }
+      userOnRequest?.(e);
+    },
+  };
+  const source = resolveSource(counted);
+  // The fetch thread (it loads the AWS SDK) and SQLite's WASM start while the replica is planned.
+  let fetcher: SyncFetcher | null = new SyncFetcher(options.s3 as NonNullable<ReplicaSource['s3']>, { location: source.storage.location });
+  const sqlite = loadSqlite();
+  sqlite.catch(() => undefined);
+  try {
+    await loadFormat();
+    const mark = await readMark(options);
+    const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
+    const headers = new HeaderReader(source.storage, catalog.manifest, signal);
+    const plan = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal, headers });
+    if (mark && isBehind(mark, { generation: plan.generation, txid: plan.txid })) {
+      const latest = stop.kind === 'latest' && options.generation === undefined;
+      const found = latest ? { generation: plan.generation, txid: plan.txid } : await bucketTip(catalog, headers);
+      if (isBehind(mark, found)) throw replicaBehind(catalog.location, mark, found);
+    }
+    const objects = await loadObjects(source.storage, plan.objects, { keyring: source.keyring, concurrency, signal });
+    if (signal?.aborted) throw abortedError(signal.reason);
+    const f = fetcher;
+    const pages = new ReplicaPages(objects, plan.objects, { pageSize: plan.pageSize, commitSize: plan.commitSize, fetcher: f, cacheBytes });
+    await pages.warm(1, async (key, start, end) => {
+      let bytes: Uint8Array | null;
+      try {
+        bytes = await source.storage.get(key, { range: { start, end: end - 1 }, ...(signal ? { signal } : {}) });
+      } catch (e) {
+        throw storageFailure(e, `reading pages of ${key}`);
+      }
+      if (bytes === null) throw missing(source.storage, key);
+      return bytes;
+    });
+    await sqlite;
+    const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes };
+    const db = await openPageDatabase(pages, {
+      construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),
+      onClose: () => {
+        pages.clear();
+        f.close();
+      },
+    });
+    fetcher = null;
+    return db;
+  } catch (e) {
+    if (signal?.aborted) throw abortedError(signal.reason);
+    throw e;
+  } finally {
+    fetcher?.close();
+    source.close();
+  }
+}

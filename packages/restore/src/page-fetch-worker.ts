@@ -1,0 +1,103 @@
+// The thread that performs a replica's ranged GETs while the database's thread waits for them (SQLite
+// reads synchronously; S3 answers asynchronously). See page-fetch.ts for the protocol.
+import { parentPort, workerData } from 'node:worker_threads';
+import { createS3Storage, isStorageError, type S3StorageOptions } from '@walship/storage';
+import { PREFETCH_BYTES, type FetchRange, type FetchRequest, type FetchWorkerData } from './page-fetch.js';
+
+const data = workerData as FetchWorkerData;
+if (data.quietSdkWarning) {
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: NodeJS.Process, warning: string | Error, ...rest: unknown[]): void {
+    const text = typeof warning === 'string' ? warning : `${warning?.name}: ${warning?.message}`;
+    if (/^\s*(?:\S+: )?NodeVersionSupportWarning\b/.test(text)) return;
+    (emit as (...args: unknown[]) => void).call(this, warning, ...rest);
+  } as typeof process.emitWarning;
+}
+const stats = new Float64Array(data.stats);
+const storage = createS3Storage({
+  ...(data.s3 as S3StorageOptions),
+  onRequest: (e) => {
+    if (e.operation !== 'get') return;
+    stats[0] = (stats[0] ?? 0) + 1;
+    stats[1] = (stats[1] ?? 0) + e.bytes;
+  },
+});
+
+function fail(req: FetchRequest, error: { code: string; message: string; details: Record<string, unknown> }): void {
+  const text = new TextEncoder().encode(JSON.stringify(error));
+  const out = new Uint8Array(req.error);
+  const n = Math.min(text.length, out.length);
+  out.set(text.subarray(0, n));
+  const ctrl = new Int32Array(req.control);
+  ctrl[1] = n;
+  Atomics.store(ctrl, 0, 2);
+  Atomics.notify(ctrl, 0);
+}
+
+interface Prefetched {
+  bytes: number;
+  body: Promise<Uint8Array>;
+}
+// Prefetched ranges by key:start:end, oldest first; dropped when over PREFETCH_BYTES.
+const prefetched = new Map<string, Prefetched>();
+let prefetchedBytes = 0;
+
+async function get(r: FetchRange): Promise<Uint8Array> {
+  const bytes = await storage.get(r.key, { range: { start: r.start, end: r.end - 1 } });
+  if (bytes === null) throw Object.assign(new Error(`${r.key} does not exist`), { code: 'ERR_OBJECT_MISSING', details: { key: r.key } });
+  if (bytes.length !== r.end - r.start) {
+    throw Object.assign(new Error(`${r.key}: asked for bytes ${r.start}..${r.end - 1}, got ${bytes.length} bytes`), { code: 'ERR_CORRUPT_OBJECT', details: { key: r.key, start: r.start, got: bytes.length } });
+  }
+  return bytes;
+}
+
+function take(r: FetchRange): Promise<Uint8Array> {
+  const id = `${r.key}:${r.start}:${r.end}`;
+  const p = prefetched.get(id);
+  if (p === undefined) return get(r);
+  prefetched.delete(id);
+  prefetchedBytes -= p.bytes;
+  return p.body;
+}
+
+function startPrefetch(r: FetchRange): void {
+  const id = `${r.key}:${r.start}:${r.end}`;
+  const bytes = r.end - r.start;
+  if (prefetched.has(id) || bytes > PREFETCH_BYTES) return;
+  while (prefetchedBytes + bytes > PREFETCH_BYTES) {
+    const oldest = prefetched.entries().next();
+    if (oldest.done) break;
+    prefetched.delete(oldest.value[0]);
+    prefetchedBytes -= oldest.value[1].bytes;
+  }
+  const body = get(r);
+  // A failed prefetch is reported to the request that takes it (which then fails as a plain GET would).
+  body.catch(() => undefined);
+  prefetched.set(id, { bytes, body });
+  prefetchedBytes += bytes;
+}
+
+async function serve(req: FetchRequest): Promise<void> {
+  const out = new Uint8Array(req.data);
+  const bodies = req.ranges.map(async (r) => {
+    out.set(await take(r), r.at);
+  });
+  for (const r of req.prefetch) startPrefetch(r);
+  try {
+    await Promise.all(bodies);
+    const ctrl = new Int32Array(req.control);
+    Atomics.store(ctrl, 0, 1);
+    Atomics.notify(ctrl, 0);
+  } catch (e) {
+    const err = e as { code?: unknown; message?: unknown; details?: unknown };
+    fail(req, {
+      code: isStorageError(e) || typeof err.code === 'string' ? String(err.code) : 'ERR_STORAGE',
+      message: typeof err.message === 'string' ? err.message : String(e),
+      details: typeof err.details === 'object' && err.details !== null ? (err.details as Record<string, unknown>) : {},
+    });
+  }
+}
+
+parentPort?.on('message', (req: FetchRequest) => {
+  void serve(req);
+});

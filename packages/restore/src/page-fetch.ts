@@ -1,0 +1,114 @@
+import { Worker } from 'node:worker_threads';
+import { WalshipError } from '@walship/vfs';
+import type { ReplicaSource } from './options.js';
+
+/** One ranged GET: bytes start..end-1 of `key`, written at `at` of the request's data buffer. */
+export interface FetchRange {
+  key: string;
+  start: number;
+  end: number;
+  at: number;
+}
+
+/** @internal What the database thread posts to the fetch thread. */
+export interface FetchRequest {
+  ranges: FetchRange[];
+  /** Ranges to start fetching now and keep (up to PREFETCH_BYTES) for a later request of exactly that range. */
+  prefetch: FetchRange[];
+  /** Int32 [state (0 waiting, 1 done, 2 failed), error length]. */
+  control: SharedArrayBuffer;
+  data: SharedArrayBuffer;
+  error: SharedArrayBuffer;
+}
+
+let quietSdkWarning = false;
+
+/**
+ * The walship CLI drops the AWS SDK's Node 20 end-of-support warning in its own process (cli.ts);
+ * fetch threads started after this call drop it too. The library never calls it.
+ */
+export function hideSdkWarningInFetchThreads(): void {
+  quietSdkWarning = true;
+}
+
+/** @internal */
+export interface FetchWorkerData {
+  quietSdkWarning: boolean;
+  s3: Omit<NonNullable<ReplicaSource['s3']>, 'client'>;
+  /** Float64 [GETs, bytes received], written by the fetch thread. */
+  stats: SharedArrayBuffer;
+}
+
+const ERROR_BYTES = 16 * 1024;
+/** Bytes the fetch thread may hold for prefetched ranges nobody asked for yet. */
+export const PREFETCH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Synchronous ranged GETs for SQLite's xRead: a worker thread owns an S3 client and performs the
+ * requests (in parallel within one call, with the store's own retries and timeouts), while the
+ * calling thread waits on a shared buffer. Nothing but bytes and an error's code, message and
+ * details cross between the threads.
+ */
+export class SyncFetcher {
+  readonly #worker: Worker;
+  readonly #stats: Float64Array;
+  readonly #location: string;
+  readonly #timeoutMs: number;
+  #closed = false;
+
+  constructor(s3: NonNullable<ReplicaSource['s3']>, options: { location: string }) {
+    const { client: _client, ...plain } = s3;
+    const stats = new SharedArrayBuffer(16);
+    this.#stats = new Float64Array(stats);
+    this.#location = options.location;
+    const retry = s3.retry ?? {};
+    // The store's retries end every request; this only catches a fetch thread that stopped answering.
+    this.#timeoutMs = ((retry.requestTimeoutMs ?? 30_000) + (retry.maxDelayMs ?? 5_000)) * (retry.attempts ?? 5) + 10_000;
+    const data: FetchWorkerData = { s3: plain, stats, quietSdkWarning };
+    this.#worker = new Worker(new URL('./page-fetch-worker.js', import.meta.url), { workerData: data });
+    this.#worker.unref();
+  }
+
+  get gets(): number {
+    return this.#stats[0] ?? 0;
+  }
+
+  get bytes(): number {
+    return this.#stats[1] ?? 0;
+  }
+
+  /**
+   * Performs the GETs and returns their bytes, laid out by each range's `at`; throws a typed error.
+   * `prefetch` ranges are started in the background for a later call (read-ahead).
+   */
+  fetch(ranges: FetchRange[], size: number, prefetch: FetchRange[] = []): Uint8Array {
+    if (this.#closed) throw new WalshipError('ERR_CLOSED', `${this.#location}: the replica is closed; open it again to query it`);
+    const control = new SharedArrayBuffer(8);
+    const data = new SharedArrayBuffer(size);
+    const error = new SharedArrayBuffer(ERROR_BYTES);
+    const ctrl = new Int32Array(control);
+    this.#worker.postMessage({ ranges, prefetch, control, data, error } satisfies FetchRequest);
+    const deadline = Date.now() + this.#timeoutMs;
+    while (Atomics.load(ctrl, 0) === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0 || Atomics.wait(ctrl, 0, 0, left) === 'timed-out') {
+        if (Atomics.load(ctrl, 0) !== 0) break;
+        throw new WalshipError('ERR_STORAGE_TIMEOUT', `${this.#location}: reading ${ranges[0]?.key ?? 'pages'} got no answer within ${this.#timeoutMs} ms; check that the store is reachable`, {
+          details: { key: ranges[0]?.key, timeoutMs: this.#timeoutMs },
+        });
+      }
+    }
+    if (Atomics.load(ctrl, 0) === 1) return new Uint8Array(data);
+    const text = new TextDecoder().decode(new Uint8Array(error, 0, ctrl[1]));
+    const e = JSON.parse(text) as { code: string; message: string; details: Record<string, unknown> };
+    const key = ranges[0]?.key;
+    const hint = e.code === 'ERR_OBJECT_MISSING' ? '; it was deleted after the replica was opened (retention, compaction): open it again' : '';
+    throw new WalshipError(e.code, `${this.#location}: reading pages of ${key} failed: ${e.message}${hint}`, { details: { ...e.details, key } });
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    void this.#worker.terminate();
+  }
+}
