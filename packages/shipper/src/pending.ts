@@ -133,7 +133,8 @@ export class PendingQueue {
     const bytes = txn.pageCount * txn.pageSize;
     // A transaction whose frames cannot be read back (rebuilt from the database file) stays in memory.
     if (txn.pages !== null && (txn.wal === null || this.memoryBytes + bytes <= this.budgetBytes)) {
-      this.pages.set(txn.txid, txn.pages);
+      // A live transaction's pages are views into the VFS's buffer, valid only during onCommit.
+      this.pages.set(txn.txid, txn.wal === null ? txn.pages : txn.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })));
       this.memoryBytes += bytes;
     }
     this.walBytes += txn.walBytes;

@@ -151,7 +151,8 @@ export class Shipper {
   /** The VFS sink: runs synchronously inside SQLite's commit, so it only records and schedules. */
   onCommit = (txn: CommittedTransaction): void => {
     if (this.opening) {
-      this.opening.push(txn);
+      // The page bytes are views valid only during this call: keep a copy.
+      this.opening.push({ ...txn, pages: txn.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })) });
       return;
     }
     this.track(txn);
