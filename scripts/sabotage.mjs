@@ -95,6 +95,11 @@ const SABOTAGES = {
     edits: [['packages/vfs/src/node-vfs.ts', "if (typeof mode === 'number') return mode & 0o777;", "if (typeof mode === 'number') return 0o644;"]],
     tests: ['attack-secrets'],
   },
+  'wal-header-flush': {
+    what: 'the VFS no longer writes a held-back WAL frame header when a commit ends: the checksum SQLite rewrote last stays in memory, and a kill -9 would lose a commit it reported',
+    edits: [['packages/vfs/src/node-vfs.ts', '              this.flushAllHeaders();\n', '']],
+    tests: ['packages/vfs/dist/node-vfs.test'],
+  },
   'stale-scratch': {
     what: 'restore no longer removes the scratch files (decrypted pages) of a restore killed with -9',
     edits: [['packages/restore/src/restore.ts', '  removeStaleScratch(dirname(path), basename(path));\n', '']],
