@@ -14,7 +14,7 @@ import type { Logger } from './log.js';
 import type { ShipperMetrics, RequestRates } from './metrics.js';
 import { hashPages } from './local.js';
 import { readSpool, removeSpool, writeSpool } from './spool.js';
-import { PendingQueue, pendingFrom, readFromWal, type PendingTxn } from './pending.js';
+import { PendingQueue, pagesInRun, pendingFrom, readFromWal, readWalRun, type PendingTxn } from './pending.js';
 import { Maintenance } from './maintenance.js';
 import { divergedError } from './continuity.js';
 
@@ -137,6 +137,7 @@ export class Shipper {
   private epochs = new Map<number, number>();
   private maintenance: Maintenance | null = null;
   private periodic: Promise<void> | null = null;
+  private inCheckpoint = false;
   private readonly keys;
 
   constructor(private readonly ctx: ShipperContext) {
@@ -163,7 +164,7 @@ export class Shipper {
     for (const p of txn.pages) hashes.set(p.pgno, p.data);
     hashes.truncate(txn.commitSize);
     const pending = pendingFrom(txn, hashes.value);
-    this.queue.push(pending);
+    this.queue.push(pending, { keep: this.inCheckpoint });
     this.committedTxid = txn.txid;
     this.lastCommitAt = txn.timestamp;
     this.walSinceCheckpoint += pending.walBytes;
@@ -470,12 +471,17 @@ export class Shipper {
       const spilled = batch.some((t) => t.pages === null);
       const fd = spilled ? openSync(walPath, 'r') : undefined;
       try {
-        for (const t of batch) {
-          const pages = t.pages ?? readFromWal(walPath, t, fd);
-          enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
-          for (const p of pages) enc.writePage(p.pgno, p.data);
-          enc.endTransaction();
-          yield* enc.take();
+        for (let i = 0; i < batch.length; ) {
+          // Transactions read back from the WAL come a run of consecutive frames per read.
+          const run = batch[i]!.pages === null ? readWalRun(walPath, fd!, batch, i, WAL_RUN_BYTES) : null;
+          for (const end = i + (run?.count ?? 1); i < end; i++) {
+            const t = batch[i]!;
+            const pages = run ? pagesInRun(walPath, run, t) : t.pages!;
+            enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
+            for (const p of pages) enc.writePage(p.pgno, p.data);
+            enc.endTransaction();
+            yield* enc.take();
+          }
         }
       } finally {
         if (fd !== undefined) closeSync(fd);
@@ -909,7 +915,15 @@ export class Shipper {
   /** A checkpoint requested by the application: only what is durable, with the continuity note. */
   checkpointNow(): CheckpointResult {
     if (this.snapshotting) return { checkpointed: false, reason: 'busy', lastTxid: this.db.txid, durableTxid: this.durableTxid };
-    const r = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+    // The checkpoint commits its marker transaction into the WAL it then restarts, so the marker's
+    // frames are overwritten before it ships: its pages are copied into memory, not read back.
+    this.inCheckpoint = true;
+    let r: CheckpointResult;
+    try {
+      r = this.raw.checkpoint({ note: checkpointNote(this.hashes!.value) });
+    } finally {
+      this.inCheckpoint = false;
+    }
     if (r.checkpointed) this.checkpointed(r.lastTxid);
     return r;
   }
@@ -977,6 +991,8 @@ function isLocalIoError(e: unknown): boolean {
   return typeof code === 'string' && (code.startsWith('SQLITE_FULL') || code.startsWith('SQLITE_IOERR'));
 }
 const SPOOL_MAX_BYTES = 8 * 1024 * 1024;
+/** Encoding reads the WAL frames of consecutive transactions in reads of up to this many bytes. */
+const WAL_RUN_BYTES = 4 * 1024 * 1024;
 
 /**
  * A spool continues the replica when it holds the replica's tip (or starts right after it) with the
