@@ -35,7 +35,7 @@ const SABOTAGES = {
     what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
     edits: [
       ['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", ''],
-      ['packages/shipper/src/shipper.ts', 'if (this.queue.length > 0) {', 'if (false && this.queue.length > 0) {'],
+      ['packages/shipper/src/checkpoints.ts', 'if (ledger.queue.length > 0) {', 'if (false && ledger.queue.length > 0) {'],
     ],
     scenarios: [
       ['s3-down-checkpoint', 4],
@@ -49,7 +49,7 @@ const SABOTAGES = {
   },
   'snapshot-at-cut': {
     what: 'a periodic snapshot may be taken at any checkpoint, also one whose marker ships inside a segment (restore, retention and the lineage read expect a snapshot to start one)',
-    edits: [['packages/shipper/src/shipper.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
     tests: ['shipper-puts'],
   },
   'epoch-rule': {
@@ -99,6 +99,11 @@ const SABOTAGES = {
     what: 'the VFS no longer writes a held-back WAL frame header when a commit ends: the checksum SQLite rewrote last stays in memory, and a kill -9 would lose a commit it reported',
     edits: [['packages/vfs/src/node-vfs.ts', '              this.flushAllHeaders();\n', '']],
     tests: ['packages/vfs/dist/node-vfs.test'],
+  },
+  'checkpoint-marker-pages': {
+    what: "a checkpoint's marker transaction is left to be read back from the WAL like any other, although the checkpoint restarts that WAL before the marker ships",
+    edits: [['packages/shipper/src/ledger.ts', 'this.queue.push(pending, { keep: this.inCheckpoint });', 'this.queue.push(pending);']],
+    tests: ['shipper-puts'],
   },
   'stale-scratch': {
     what: 'restore no longer removes the scratch files (decrypted pages) of a restore killed with -9',
