@@ -95,7 +95,7 @@ const P = {
   steadyRate: 1000, // steady: paced commits per second
   steadyWarmMs: 2000, // steady: paced, not recorded
   steadyMs: Q ? 8000 : 20_000, // steady: recorded
-  outageWarm: 15_000, // outage: commits before the first sample (they fill the 32 MiB page budget; the first upload retries set the allocator's high-water mark)
+  outageWarm: 15_000, // outage: commits before the first sample (the first upload retries set the allocator's high-water mark; with maxPendingMemoryBytes > 0 they would fill the page budget)
   outageCommits: args.outageCommits ?? (Q ? 20_000 : 60_000),
   outageRate: 1000,
 };
@@ -430,7 +430,7 @@ async function sectionOutage(s3) {
   const b = await runChild('outage:baseline', s3);
   emit('## S3 down: memory per waiting transaction');
   emit('');
-  emit(`replicated: \`openReplicated\` through the fault proxy in front of s3rver (test/src/servers/fault-proxy.ts), walLimitBytes 16 GiB; proxy down (connections reset); ${fmtInt(P.outageWarm)} commits at ${P.outageRate}/s (they fill the 32 MiB page budget, and the first upload retries set the allocator's high-water mark), then ${fmtInt(P.outageCommits)} more commits at ${P.outageRate}/s with a gc'd sample every 5,000. Then the proxy comes back and flush() times the catch-up. VFS alone: the same commits through \`openDatabase\` with a sink that keeps nothing and no checkpoint (the WAL grows the same way), in its own child: what SQLite (its page cache fills as the table grows; the wal-index grows with the WAL) and the VFS cost without a shipper.`);
+  emit(`replicated: \`openReplicated\` through the fault proxy in front of s3rver (test/src/servers/fault-proxy.ts), walLimitBytes 16 GiB; proxy down (connections reset); ${fmtInt(P.outageWarm)} commits at ${P.outageRate}/s (the first upload retries set the allocator's high-water mark), then ${fmtInt(P.outageCommits)} more commits at ${P.outageRate}/s with a gc'd sample every 5,000. Then the proxy comes back and flush() times the catch-up. VFS alone: the same commits through \`openDatabase\` with a sink that keeps nothing and no checkpoint (the WAL grows the same way), in its own child: what SQLite (its page cache fills as the table grows; the wal-index grows with the WAL) and the VFS cost without a shipper.`);
   emit('');
   emit('| child | waiting txns at the end | RSS first sample -> last (MiB, every 5,000 commits) | RSS per commit | heapUsed + arrayBuffers per commit | catch-up |');
   emit('|---|---:|---|---:|---:|---:|');

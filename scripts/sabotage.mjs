@@ -115,6 +115,16 @@ const SABOTAGES = {
     edits: [['packages/vfs/src/node-vfs.ts', "if (typeof mode === 'number') return mode & 0o777;", "if (typeof mode === 'number') return 0o644;"]],
     tests: ['attack-secrets'],
   },
+  'wal-header-flush': {
+    what: 'the VFS no longer writes a held-back WAL frame header when a commit ends: the checksum SQLite rewrote last stays in memory, and a kill -9 would lose a commit it reported',
+    edits: [['packages/vfs/src/node-vfs.ts', '              this.flushAllHeaders();\n', '']],
+    tests: ['packages/vfs/dist/node-vfs.test'],
+  },
+  'checkpoint-marker-pages': {
+    what: "a checkpoint's marker transaction is left to be read back from the WAL like any other, although the checkpoint restarts that WAL before the marker ships",
+    edits: [['packages/shipper/src/ledger.ts', 'this.queue.push(pending, { keep: this.inCheckpoint });', 'this.queue.push(pending);']],
+    tests: ['shipper-puts'],
+  },
   'stale-scratch': {
     what: 'restore no longer removes the scratch files (decrypted pages) of a restore killed with -9',
     edits: [['packages/restore/src/restore.ts', '  removeStaleScratch(dirname(path), basename(path));\n', '']],

@@ -2,11 +2,14 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { WalshipError } from '@walship/vfs';
 import { PageHashes, SegmentEncoder, lockPageNumber, type Compression, type Keyring, type ObjectHeaderInit } from '@walship/format';
-import { readFromWal, type PendingTxn } from './pending.js';
+import { pagesInRun, readWalRun, type PendingTxn } from './pending.js';
 
 // Upload jobs as plain data (keys, headers, paths, txids): what an object holds is decided here,
 // on the caller's side; encoding it into bytes is a function of the job alone, so a job could be
 // posted to a worker thread as it is.
+
+/** Encoding reads the WAL frames of consecutive transactions in reads of up to this many bytes. */
+const WAL_RUN_BYTES = 4 * 1024 * 1024;
 
 /** The lineage fields every object header of the current generation carries. */
 export interface ObjectIdentity {
@@ -82,12 +85,17 @@ export function segmentBody(job: SegmentJob, keyring: Keyring | undefined): () =
     const spilled = batch.some((t) => t.pages === null);
     const fd = spilled ? openSync(walPath, 'r') : undefined;
     try {
-      for (const t of batch) {
-        const pages = t.pages ?? readFromWal(walPath, t, fd);
-        enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
-        for (const p of pages) enc.writePage(p.pgno, p.data);
-        enc.endTransaction();
-        yield* enc.take();
+      for (let i = 0; i < batch.length; ) {
+        // Transactions read back from the WAL come a run of consecutive frames per read.
+        const run = batch[i]!.pages === null ? readWalRun(walPath, fd!, batch, i, WAL_RUN_BYTES) : null;
+        for (const end = i + (run?.count ?? 1); i < end; i++) {
+          const t = batch[i]!;
+          const pages = run ? pagesInRun(walPath, run, t) : t.pages!;
+          enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
+          for (const p of pages) enc.writePage(p.pgno, p.data);
+          enc.endTransaction();
+          yield* enc.take();
+        }
       }
     } finally {
       if (fd !== undefined) closeSync(fd);

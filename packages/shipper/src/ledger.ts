@@ -22,6 +22,8 @@ export class CommitLedger {
   /** Checkpoint marker txids not yet durable that start a new segment (a snapshot may be taken there). */
   readonly cutBefore = new Set<number>();
 
+  private inCheckpoint = false;
+
   constructor(private readonly o: { maxPendingMemoryBytes: number; maxSegmentBytes: number }) {
     this.queue = new PendingQueue(o.maxPendingMemoryBytes);
   }
@@ -32,11 +34,25 @@ export class CommitLedger {
     for (const p of txn.pages) hashes.set(p.pgno, p.data);
     hashes.truncate(txn.commitSize);
     const pending = pendingFrom(txn, hashes.value);
-    this.queue.push(pending);
+    this.queue.push(pending, { keep: this.inCheckpoint });
     this.committedTxid = txn.txid;
     this.lastCommitAt = txn.timestamp;
     this.walSinceCheckpoint += pending.walBytes;
     return pending;
+  }
+
+  /**
+   * Runs a checkpoint. It commits its marker transaction into the WAL it then restarts, so the
+   * marker's frames are overwritten before it ships: a transaction recorded meanwhile keeps a copy
+   * of its pages in memory instead of being read back from the WAL.
+   */
+  duringCheckpoint<T>(checkpoint: () => T): T {
+    this.inCheckpoint = true;
+    try {
+      return checkpoint();
+    } finally {
+      this.inCheckpoint = false;
+    }
   }
 
   /** The next segment's transactions: up to maxSegmentBytes, and never across a cut. */

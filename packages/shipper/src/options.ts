@@ -64,7 +64,10 @@ export interface ReplicatedOptions {
   checkpointBytes?: number;
   /** WAL bytes not yet durable in S3 allowed on local disk before writes fail with ERR_WAL_LIMIT (default 1 GiB). */
   walLimitBytes?: number;
-  /** Page bytes of pending transactions kept in memory; beyond it they are read back from the WAL (default 32 MiB). */
+  /**
+   * Page bytes of pending transactions copied into memory at commit; the rest are read back from the
+   * WAL when encoded (default 0: the WAL is the spool, the commit path copies no page).
+   */
   maxPendingMemoryBytes?: number;
   /** Backoff between failed uploads of one segment (ms; defaults 100 .. 30000). */
   uploadBackoff?: { baseMs?: number; maxMs?: number };
@@ -154,7 +157,7 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     compaction: o.compaction === false ? false : (o.compaction ?? {}),
     checkpointBytes,
     walLimitBytes,
-    maxPendingMemoryBytes: nonNegative('maxPendingMemoryBytes', o.maxPendingMemoryBytes, 32 * MiB),
+    maxPendingMemoryBytes: nonNegative('maxPendingMemoryBytes', o.maxPendingMemoryBytes, 0),
     backoffBaseMs: nonNegative('uploadBackoff.baseMs', o.uploadBackoff?.baseMs, 100, 1),
     backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
     allowRollback: o.allowRollback === true,

@@ -1,6 +1,9 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PendingQueue, type PendingTxn } from './pending.js';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PendingQueue, pagesInRun, readWalRun, type PendingTxn } from './pending.js';
 
 const PAGE = 4096;
 const FRAME = 24 + PAGE;
@@ -76,5 +79,45 @@ describe('PendingQueue', () => {
     assert.equal(got.wal, null);
     assert.equal(got.walBytes, 2 * PAGE);
     assert.equal(got.pages?.length, 2);
+  });
+
+  test('readWalRun reads the frames of following transactions of one WAL generation in one read; pagesInRun gives each its last images', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'walship-pending-'));
+    try {
+      // txids 1..6, two frames each; txid 4 starts a new generation (other salts) at frame 1 of another file position.
+      const txns = [1, 2, 3, 4, 5, 6].map((id) => txn(id, 1 + (id - 1) * 2, 2, false));
+      for (const t of txns) t.wal = { ...t.wal!, salt2: t.txid < 4 ? 7 : 999 };
+      const wal = new Uint8Array(32 + 12 * FRAME);
+      const dv = new DataView(wal.buffer);
+      for (const t of txns) {
+        for (let f = 0; f < 2; f++) {
+          const at = t.wal!.offset + f * FRAME;
+          dv.setUint32(at, f + 2);
+          dv.setUint32(at + 8, t.wal!.salt1);
+          dv.setUint32(at + 12, t.wal!.salt2);
+          wal.fill((t.txid * 16 + f) & 0xff, at + 24, at + FRAME);
+        }
+      }
+      const path = join(dir, 'x.db-wal');
+      writeFileSync(path, wal);
+      const fd = openSync(path, 'r');
+      try {
+        const run = readWalRun(path, fd, txns, 0, 1 << 20);
+        assert.equal(run.count, 3, 'the run stops where the salts change');
+        for (const t of txns.slice(0, 3)) {
+          const pages = pagesInRun(path, run, t);
+          assert.deepEqual(pages.map((p) => p.pgno), [2, 3]);
+          assert.ok(pages.every((p, f) => p.data.length === PAGE && p.data.every((b) => b === ((t.txid * 16 + f) & 0xff))), `txid ${t.txid} reads its own bytes`);
+        }
+        assert.equal(readWalRun(path, fd, txns, 0, 2 * FRAME).count, 1, 'maxBytes bounds a run, the first transaction always fits');
+        assert.equal(readWalRun(path, fd, [txns[4]!, { ...txns[5]!, pages: [] }], 0, 1 << 20).count, 1, 'a transaction with pages in memory ends a run');
+        const wrong = { ...txns[5]!, wal: { ...txns[5]!.wal!, salt1: 1 } };
+        assert.throws(() => pagesInRun(path, readWalRun(path, fd, [wrong], 0, 0), wrong), (e: Error & { code?: string }) => e.code === 'ERR_SPOOL_LOST');
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -98,7 +98,8 @@ export class PendingQueue {
     return this.count > 0 ? this.chunks[0]!.committedAt[this.head] : undefined;
   }
 
-  push(txn: PendingTxn): void {
+  /** `keep`: copy the pages whatever the budget (their WAL frames may be overwritten before they are durable). */
+  push(txn: PendingTxn, options: { keep?: boolean } = {}): void {
     if (this.count > 0 && txn.txid !== this.firstTxid + this.count) {
       throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid} queued after ${this.firstTxid + this.count - 1}: txids must follow each other`, { details: { txid: txn.txid, last: this.firstTxid + this.count - 1 } });
     }
@@ -132,8 +133,9 @@ export class PendingQueue {
     this.count++;
     const bytes = txn.pageCount * txn.pageSize;
     // A transaction whose frames cannot be read back (rebuilt from the database file) stays in memory.
-    if (txn.pages !== null && (txn.wal === null || this.memoryBytes + bytes <= this.budgetBytes)) {
-      this.pages.set(txn.txid, txn.pages);
+    if (txn.pages !== null && (txn.wal === null || options.keep === true || this.memoryBytes + bytes <= this.budgetBytes)) {
+      // A live transaction's pages are views into the VFS's buffer, valid only during onCommit.
+      this.pages.set(txn.txid, txn.wal === null ? txn.pages : txn.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })));
       this.memoryBytes += bytes;
     }
     this.walBytes += txn.walBytes;
@@ -222,31 +224,68 @@ export class PendingQueue {
 
 /** Reads a spilled transaction's last page images back from its WAL frames, checking the salts. */
 export function readFromWal(walPath: string, txn: PendingTxn, walFd?: number): CapturedPage[] {
-  const wal = txn.wal;
-  if (wal === null) throw new WalshipError('ERR_INTERNAL', `transaction ${txn.txid} has neither pages nor a WAL location`, { details: { txid: txn.txid } });
-  const frameSize = FRAME_HEADER + txn.pageSize;
-  const frames = wal.lastFrame - wal.firstFrame + 1;
-  const buf = new Uint8Array(frames * frameSize);
   const fd = walFd ?? openSync(walPath, 'r');
   try {
-    let done = 0;
-    while (done < buf.length) {
-      const n = readSync(fd, buf, done, buf.length - done, wal.offset + done);
-      if (n === 0) break;
-      done += n;
-    }
-    if (done !== buf.length) {
-      throw new WalshipError('ERR_SPOOL_LOST', `${walPath} ends before the frames of transaction ${txn.txid} (needed ${buf.length} bytes at ${wal.offset}, read ${done})`, {
-        details: { walPath, txid: txn.txid, offset: wal.offset },
-      });
-    }
+    const run = readWalRun(walPath, fd, [txn], 0, 0);
+    return pagesInRun(walPath, run, txn);
   } finally {
     if (walFd === undefined) closeSync(fd);
   }
-  const view = new DataView(buf.buffer);
+}
+
+/** The frames of consecutive transactions, read from the WAL with one read. */
+export interface WalRun {
+  /** WAL offset of `bytes[0]`. */
+  offset: number;
+  bytes: Uint8Array;
+  /** How many transactions from `from` it holds. */
+  count: number;
+}
+
+/**
+ * Reads the frames of `txns[from]` and of the transactions after it whose frames follow on in the
+ * same WAL generation, up to `maxBytes` (always at least `txns[from]`), in one read: a batch of
+ * small transactions is a few reads and allocations, not one per transaction.
+ */
+export function readWalRun(walPath: string, fd: number, txns: readonly PendingTxn[], from: number, maxBytes: number): WalRun {
+  const first = txns[from]!;
+  const wal = first.wal;
+  if (wal === null) throw new WalshipError('ERR_INTERNAL', `transaction ${first.txid} has neither pages nor a WAL location`, { details: { txid: first.txid } });
+  let length = wal.length;
+  let count = 1;
+  for (let i = from + 1; i < txns.length; i++) {
+    const t = txns[i]!;
+    if (t.pages !== null || t.wal === null || t.wal.offset !== wal.offset + length || t.wal.salt1 !== wal.salt1 || t.wal.salt2 !== wal.salt2) break;
+    if (length + t.wal.length > maxBytes) break;
+    length += t.wal.length;
+    count++;
+  }
+  const bytes = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, bytes, done, length - done, wal.offset + done);
+    if (n === 0) break;
+    done += n;
+  }
+  if (done !== length) {
+    throw new WalshipError('ERR_SPOOL_LOST', `${walPath} ends before the frames of transaction ${first.txid} (needed ${length} bytes at ${wal.offset}, read ${done})`, {
+      details: { walPath, txid: first.txid, offset: wal.offset },
+    });
+  }
+  return { offset: wal.offset, bytes, count };
+}
+
+/** A transaction's last page images inside a run (views into it), checking the salts of its frames. */
+export function pagesInRun(walPath: string, run: WalRun, txn: PendingTxn): CapturedPage[] {
+  const wal = txn.wal!;
+  const frameSize = FRAME_HEADER + txn.pageSize;
+  const frames = wal.lastFrame - wal.firstFrame + 1;
+  const base = wal.offset - run.offset;
+  const buf = run.bytes;
+  const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const latest = new Map<number, number>();
   for (let i = 0; i < frames; i++) {
-    const at = i * frameSize;
+    const at = base + i * frameSize;
     if (view.getUint32(at + 8) !== wal.salt1 || view.getUint32(at + 12) !== wal.salt2) {
       throw new WalshipError('ERR_SPOOL_LOST', `${walPath}: frame ${wal.firstFrame + i} of transaction ${txn.txid} was overwritten before it was durable`, {
         details: { walPath, txid: txn.txid, frame: wal.firstFrame + i },

@@ -154,7 +154,8 @@ export class Shipper {
   /** The VFS sink: runs synchronously inside SQLite's commit, so it only records and schedules. */
   onCommit = (txn: CommittedTransaction): void => {
     if (this.opening) {
-      this.opening.push(txn);
+      // The page bytes are views valid only during this call: keep a copy.
+      this.opening.push({ ...txn, pages: txn.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })) });
       return;
     }
     this.track(txn);
@@ -186,7 +187,7 @@ export class Shipper {
     const proto = WalshipDatabase.prototype;
     this.raw = {
       acknowledge: (txid) => proto.acknowledge.call(db, txid),
-      checkpoint: (options) => proto.checkpoint.call(db, options),
+      checkpoint: (options) => this.ledger.duringCheckpoint(() => proto.checkpoint.call(db, options)),
       setWriteBarrier: (error) => proto.setWriteBarrier.call(db, error),
       status: () => proto.status.call(db),
     };

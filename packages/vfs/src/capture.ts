@@ -6,6 +6,10 @@ import { WalshipError } from './errors.js';
 /** One page image of a committed transaction. */
 export interface CapturedPage {
   pgno: number;
+  /**
+   * The page bytes: a view into walship's copy of the WAL, valid only until `onCommit` returns (the
+   * next WAL write may reuse it). A sink that keeps a page copies it; `wal` says where to re-read it.
+   */
   data: Uint8Array;
 }
 
@@ -30,7 +34,7 @@ export interface CommittedTransaction {
   pageSize: number;
   /** Database size in pages after the commit. Pages above it are gone (the file is truncated). */
   commitSize: number;
-  /** Sorted by pgno, each page once, only pgno <= commitSize. */
+  /** Sorted by pgno, each page once, only pgno <= commitSize. Views valid only during `onCommit` (see CapturedPage). */
   pages: CapturedPage[];
   /** Milliseconds since the epoch when walship saw the commit (for recovered ones: when it was recovered). */
   timestamp: number;
@@ -66,9 +70,11 @@ export class WalCapture implements WalObserver {
   private state: WalScanState | null = null;
   private headerBytes: Uint8Array | null = null;
   private headerDirty = false;
-  private mirror = new Uint8Array(64 * 1024);
+  private mirror = new Uint8Array(256 * 1024);
   private mirrorBase = WAL_HEADER_SIZE;
   private mirrorEnd = WAL_HEADER_SIZE;
+  /** The first byte the next scan can need (mirrorBase <= mirrorKeep <= mirrorEnd). */
+  private mirrorKeep = WAL_HEADER_SIZE;
   private mirrorValid = false;
   private nextTxid = 1;
   private failure: WalshipError | null = null;
@@ -139,6 +145,7 @@ export class WalCapture implements WalObserver {
       this.headerDirty = true;
     }
     if (size < this.mirrorEnd) this.mirrorEnd = Math.max(this.mirrorBase, size);
+    if (this.mirrorKeep > this.mirrorEnd) this.mirrorKeep = this.mirrorEnd;
   }
 
   walWriteFailed(): void {
@@ -175,7 +182,7 @@ export class WalCapture implements WalObserver {
     }
     const state = this.state;
     const header = state.header;
-    const result = scanWal(this.reader, state, { sectorSize: this.options.paddingSectorSize });
+    const result = scanWal(this.reader, state, { sectorSize: this.options.paddingSectorSize, stableViews: true });
     for (const commit of result.commits) {
       this.options.emit(this.buildTransaction(header, commit, false, this.nextTxid++));
     }
@@ -189,10 +196,8 @@ export class WalCapture implements WalObserver {
       sector > 0 && lastCommit > 0 && frameOffset(next, header.pageSize) < Math.ceil(frameOffset(lastCommit + 1, header.pageSize) / sector) * sector;
     const keepFrom = frameOffset(padPossible ? lastCommit : next, header.pageSize);
     if (this.mirrorValid && keepFrom >= this.mirrorBase && keepFrom <= this.mirrorEnd) {
-      const keep = this.mirrorEnd - keepFrom;
-      if (keep > 0 && keepFrom > this.mirrorBase) this.mirror.copyWithin(0, keepFrom - this.mirrorBase, this.mirrorEnd - this.mirrorBase);
-      this.mirrorBase = keepFrom;
-      this.mirrorEnd = keepFrom + keep;
+      // Bytes before keepFrom are no longer needed; they are dropped when the mirror runs out of room.
+      this.mirrorKeep = keepFrom;
     } else {
       this.resetMirror(frameOffset(next, header.pageSize), true);
     }
@@ -214,7 +219,8 @@ export class WalCapture implements WalObserver {
       if (bytes.length !== pageSize) {
         throw new WalshipError('ERR_CAPTURE_SHORT_READ', `frame ${frame} of the WAL is shorter than a page`, { details: { frame, pgno } });
       }
-      pages[i] = { pgno, data: bytes.slice() };
+      // A view, not a copy: the sink hashes or copies what it needs while it runs (CapturedPage).
+      pages[i] = { pgno, data: bytes };
     }
     const offset = frameOffset(commit.firstFrame, pageSize);
     return {
@@ -253,6 +259,7 @@ export class WalCapture implements WalObserver {
 
   private resetMirror(base: number, valid: boolean): void {
     this.mirrorBase = base;
+    this.mirrorKeep = base;
     this.mirrorEnd = base;
     this.mirrorValid = valid;
   }
@@ -264,7 +271,13 @@ export class WalCapture implements WalObserver {
       return;
     }
     const end = offset + data.length;
-    const need = end - this.mirrorBase;
+    let need = end - this.mirrorBase;
+    if (need > this.mirror.length && this.mirrorKeep > this.mirrorBase && offset >= this.mirrorKeep) {
+      // Out of room: drop what no scan needs any more (once per mirror-full, not once per commit).
+      this.mirror.copyWithin(0, this.mirrorKeep - this.mirrorBase, this.mirrorEnd - this.mirrorBase);
+      this.mirrorBase = this.mirrorKeep;
+      need = end - this.mirrorBase;
+    }
     if (need > this.mirror.length) {
       if (need > MIRROR_LIMIT) {
         this.mirrorValid = false;

@@ -84,6 +84,21 @@ interface OpenFile {
   isWal: boolean;
   isMainDb: boolean;
   lockLevel: number;
+  /**
+   * WAL only: a 24-byte frame header SQLite wrote that is not on disk yet (-1: none). It waits in
+   * `frame[0..24)` for the page SQLite writes right after it, so that a frame is one pwrite.
+   */
+  pendingAt: number;
+  frame: Uint8Array;
+}
+
+/** SQLite writes each WAL frame as this many header bytes, then the page (see wal/README.md). */
+const WAL_FRAME_HEADER = 24;
+const WAL_FILE_HEADER = 32;
+
+function writeAll(f: OpenFile, data: Uint8Array, pos: number): void {
+  let put = 0;
+  while (put < data.length) put += f.fs.writeSync(f.fd, data, put, data.length - put, pos + put);
 }
 
 function errnoOf(e: unknown): string | undefined {
@@ -108,6 +123,8 @@ export class NodeVfs {
   private readonly sqlite3: Sqlite3;
   private readonly files = new Map<number, OpenFile>();
   private readonly registrations = new Map<string, DatabaseRegistration>();
+  /** WAL files holding a frame header that is not on disk yet (at most one in practice). */
+  private readonly pendingHeaders = new Set<OpenFile>();
   private lastError: { message: string; code: number } | undefined;
 
   private constructor(sqlite3: Sqlite3, name: string) {
@@ -147,6 +164,57 @@ export class NodeVfs {
     return code;
   }
 
+  /**
+   * A WAL write. A frame header is held back until SQLite writes its page (the next call, at the
+   * next byte), and both go to disk as one pwrite: half the syscalls of a commit. Anything else
+   * that touches the file first, and the end of every commit (COMMIT_PHASETWO), writes a held-back
+   * header on its own, so the file never misses what SQLite wrote once control leaves SQLite's commit.
+   */
+  private walWrite(f: OpenFile, data: Uint8Array, pos: number): void {
+    if (f.pendingAt >= 0) {
+      if (pos === f.pendingAt + WAL_FRAME_HEADER) {
+        const total = WAL_FRAME_HEADER + data.length;
+        if (f.frame.length < total) {
+          const grown = new Uint8Array(total);
+          grown.set(f.frame.subarray(0, WAL_FRAME_HEADER));
+          f.frame = grown;
+        }
+        f.frame.set(data, WAL_FRAME_HEADER);
+        const at = f.pendingAt;
+        f.pendingAt = -1;
+        this.pendingHeaders.delete(f);
+        writeAll(f, f.frame.subarray(0, total), at);
+        return;
+      }
+      this.flushHeader(f);
+    }
+    if (data.length === WAL_FRAME_HEADER && pos >= WAL_FILE_HEADER) {
+      f.frame.set(data, 0);
+      f.pendingAt = pos;
+      this.pendingHeaders.add(f);
+      return;
+    }
+    writeAll(f, data, pos);
+  }
+
+  /** Writes a held-back frame header. On failure the capture is told, as for any failed WAL write. */
+  private flushHeader(f: OpenFile): void {
+    if (f.pendingAt < 0) return;
+    const at = f.pendingAt;
+    f.pendingAt = -1;
+    this.pendingHeaders.delete(f);
+    try {
+      writeAll(f, f.frame.subarray(0, WAL_FRAME_HEADER), at);
+    } catch (e) {
+      f.registration?.observer?.walWriteFailed();
+      throw e;
+    }
+  }
+
+  private flushAllHeaders(): void {
+    for (const f of [...this.pendingHeaders]) this.flushHeader(f);
+  }
+
   private registrationFor(path: string, flags: number): DatabaseRegistration | undefined {
     if (flags & SQLITE_OPEN_MAIN_DB) return this.registrations.get(path);
     if (flags & SQLITE_OPEN_WAL && path.endsWith('-wal')) return this.registrations.get(path.slice(0, -4));
@@ -176,7 +244,11 @@ export class NodeVfs {
         if (!f) return SQLITE_OK;
         files.delete(pFile);
         try {
-          f.fs.closeSync(f.fd);
+          try {
+            this.flushHeader(f);
+          } finally {
+            f.fs.closeSync(f.fd);
+          }
           if (f.deleteOnClose) f.fs.unlinkSync(f.path);
           return SQLITE_OK;
         } catch (e) {
@@ -187,6 +259,7 @@ export class NodeVfs {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_READ;
         try {
+          this.flushHeader(f);
           const target = heap().subarray(pDest, pDest + n);
           const pos = Number(offset);
           let got = 0;
@@ -216,8 +289,8 @@ export class NodeVfs {
           // Capture first: a capture that has failed refuses the write before it reaches disk.
           observer?.walWrite(source, pos);
           try {
-            let put = 0;
-            while (put < n) put += f.fs.writeSync(f.fd, source, put, n - put, pos + put);
+            if (f.isWal) this.walWrite(f, source, pos);
+            else writeAll(f, source, pos);
           } catch (e) {
             observer?.walWriteFailed();
             throw e;
@@ -231,6 +304,7 @@ export class NodeVfs {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_TRUNCATE;
         try {
+          this.flushHeader(f);
           f.fs.ftruncateSync(f.fd, Number(size));
           if (f.isWal) f.registration?.observer?.walTruncate(Number(size));
           return SQLITE_OK;
@@ -242,6 +316,7 @@ export class NodeVfs {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_FSYNC;
         try {
+          this.flushHeader(f);
           if (flags & SQLITE_SYNC_DATAONLY) f.fs.fdatasyncSync(f.fd);
           else f.fs.fsyncSync(f.fd);
           return SQLITE_OK;
@@ -253,6 +328,7 @@ export class NodeVfs {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_FSTAT;
         try {
+          this.flushHeader(f);
           wasm.poke64(pSize, BigInt(f.fs.fstatSync(f.fd).size));
           return SQLITE_OK;
         } catch (e) {
@@ -280,6 +356,13 @@ export class NodeVfs {
         if (op === SQLITE_FCNTL_COMMIT_PHASETWO) {
           const f = files.get(pFile);
           if (f?.isMainDb) {
+            try {
+              // The commit is over: its last frame header (a checksum rewrite) must be in the file
+              // before the application hears of the commit or capture emits it.
+              this.flushAllHeaders();
+            } catch (e) {
+              return this.fail(e, ioCode(e, SQLITE_IOERR_WRITE), `write a WAL frame header after the commit of ${f.path}`);
+            }
             try {
               f.registration?.observer?.commitPhaseTwo();
             } catch (e) {
@@ -329,6 +412,8 @@ export class NodeVfs {
             isWal: (flags & SQLITE_OPEN_WAL) !== 0,
             isMainDb: (flags & SQLITE_OPEN_MAIN_DB) !== 0,
             lockLevel: 0,
+            pendingAt: -1,
+            frame: (flags & SQLITE_OPEN_WAL) !== 0 ? new Uint8Array(WAL_FRAME_HEADER + 8192) : new Uint8Array(0),
           });
           const file = new capi.sqlite3_file(pFile);
           file.$pMethods = ioMethods.pointer;

@@ -259,6 +259,14 @@ test('padding-torn: a scan at the mid-padding sync point, then a resumed scan, f
   assert.deepEqual(onlyTail.state.checksum, storedChecksum(full, 8, PAGE));
 });
 
+test('stableViews: padding is recognised with the reference kept as a view, in one scan and resumed', () => {
+  const full = fixture('padding/wal');
+  const stable = { sectorSize: UNIX_SECTOR_SIZE, stableViews: true };
+  assert.deepEqual(scanWalFile(readerOf(full).read, stable).result!.commits.map(shape), scanBytes(full, { sectorSize: UNIX_SECTOR_SIZE }).result.commits.map(shape));
+  const torn = scanBytes(fixture('padding-torn/wal'), { sectorSize: UNIX_SECTOR_SIZE }).result;
+  assert.deepEqual(scanWal(readerOf(full).read, torn.state, stable).commits.map(shape), [commit(2, 9, 10, 2, [[1, 9], [2, 10]], 6), commit(3, 17, 18, 2, [[1, 17], [2, 18]], 5)]);
+});
+
 test('rollback-open: frames a rolled-back transaction spilled are an open transaction, not commits', () => {
   const file = fixture('rollback-open/wal');
   const { result } = scanBytes(file);

@@ -91,6 +91,12 @@ export interface WalScanOptions {
    * file ended there ('end' at a commit boundary, 'open-transaction' otherwise).
    */
   maxFrames?: number;
+  /**
+   * The reader's views stay valid (unchanged) until `scanWal` returns, e.g. views into a buffer
+   * nobody writes during the scan, or fresh buffers. The scanner then keeps the padding reference as
+   * a view instead of copying a page per commit. Default false: views may be reused by the next read.
+   */
+  stableViews?: boolean;
 }
 
 /** Upper bound of one read call. */
@@ -146,6 +152,7 @@ export function scanWal(read: WalReader, state: WalScanState, options: WalScanOp
   const fsz = frameSize(pageSize);
   const sectorSize = options.sectorSize ?? 0;
   const maxFrames = options.maxFrames ?? Infinity;
+  const stableViews = options.stableViews ?? false;
   checkCount('state.nextFrame', state.nextFrame, 1);
   checkCount('options.sectorSize', sectorSize, 0);
   if (options.maxFrames !== undefined) checkCount('options.maxFrames', maxFrames, 0);
@@ -182,7 +189,7 @@ export function scanWal(read: WalReader, state: WalScanState, options: WalScanOp
           commitSize: readU32BE(buf, 4),
           syncPoint,
           commit: null,
-          page: buf.slice(WAL_FRAME_HEADER_SIZE, fsz),
+          page: stableViews ? buf.subarray(WAL_FRAME_HEADER_SIZE, fsz) : buf.slice(WAL_FRAME_HEADER_SIZE, fsz),
           chunkOffset: 0,
         };
       }
@@ -292,7 +299,9 @@ export function scanWal(read: WalReader, state: WalScanState, options: WalScanOp
       break;
     }
     // The chunk may be a reused buffer: keep a copy of a padding reference that points into it.
-    if (pad !== null && pad.page === null) pad.page = chunk.slice(pad.chunkOffset, pad.chunkOffset + pageSize);
+    if (pad !== null && pad.page === null) {
+      pad.page = stableViews ? chunk.subarray(pad.chunkOffset, pad.chunkOffset + pageSize) : chunk.slice(pad.chunkOffset, pad.chunkOffset + pageSize);
+    }
     if (readFrames < maxReadFrames) readFrames = Math.min(maxReadFrames, readFrames * 2);
   }
 
