@@ -135,8 +135,8 @@ export async function applySegment(
       }
       if (t.txid > o.applyThrough) continue;
       if (t.txid !== at) {
-        if (o.level === 0 && t.txid !== at + 1) {
-          throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; a level-0 segment holds every transaction`, { key: o.key, lastTxid: at, nextTxid: t.txid });
+        if (o.header.transactionCount === o.maxTxid - o.minTxid + 1 && t.txid !== at + 1) {
+          throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; this segment holds every transaction of its range`, { key: o.key, lastTxid: at, nextTxid: t.txid });
         }
         at = t.txid;
       }
