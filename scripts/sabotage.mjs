@@ -144,6 +144,16 @@ const SABOTAGES = {
     ],
     tests: ['attack-memory', 'format/dist/limits.test'],
   },
+  'compaction-drop-jumps': {
+    what: 'compaction deletes the level-0 inputs of any level-1 object, also a jump written before boundaries were kept (exact txids inside it are lost)',
+    edits: [['packages/shipper/src/compaction.ts', "h.transactionCount !== h.maxTxid - h.minTxid + 1 || !acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)", '!acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)']],
+    tests: ['shipper/dist/compaction.test'],
+  },
+  'planner-boundaries': {
+    what: 'the restore planner treats every level-1 object as a jump to its max txid (no stop inside one): once level 0 is deleted, txids inside level-1 objects are not restorable',
+    edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
+    tests: ['shipper-retention'],
+  },
 };
 
 const args = process.argv.slice(2);

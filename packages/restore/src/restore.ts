@@ -1,9 +1,10 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
-import { PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
+import { PIECES_AHEAD, PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
@@ -171,6 +172,8 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   // is decoded while it is applied.
   const segments = objects.slice(1);
   const controller = new AbortController();
+  // Every request in flight listens to it: the snapshot's pieces ahead and the prefetched segments.
+  setMaxListeners(2 * (o.concurrency + PIECES_AHEAD) + 8, controller.signal);
   const onAbort = (): void => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   const prefetch = new Prefetcher(storage, segments, { concurrency: o.concurrency, signal: controller.signal });

@@ -1,6 +1,6 @@
 import { decodeObject, type Keyring } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PAGES_PER_EVENT, PIECE_SIZE, changed, hex64, objectBytes, sameHeader, type PageFile } from './apply.js';
+import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, changed, hex64, objectBytes, sameHeader, type PageFile } from './apply.js';
 import { abortedError, objectFailure, restoreError, storageFailure } from './errors.js';
 import { missing } from './replica.js';
 import type { PlannedObject } from './plan.js';
@@ -65,7 +65,7 @@ export class Prefetcher {
     const pending = this.#pending.get(i);
     if (pending === undefined) {
       if (this.#next === i) this.#next++;
-      const stream = objectBytes(this.#storage, o.key, o.size, this.#signal);
+      const stream = objectBytes(this.#storage, o.key, o.size, this.#signal, PIECES_AHEAD);
       this.fill();
       return stream;
     }

@@ -169,7 +169,7 @@ describe('compaction', () => {
     for (const k of inputs) assert.ok(sim.storage.objects.has(k));
   });
 
-  test('level-0 inputs go once their level-1 object is verified and old enough; a segment reaching past it stays', async () => {
+  test('level-0 inputs go once their level-1 object is verified and old enough; the open tail stays', async () => {
     const sim = new Sim();
     await sim.epoch(1, 1);
     sim.txn([1, 2, 3, 4], 0);
@@ -188,6 +188,44 @@ describe('compaction', () => {
     const again = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction, logLevel: 'silent' });
     assert.deepEqual(again.compaction?.dropped, []);
     assert.deepEqual(again.compaction?.deleted, []);
+  });
+
+  test('objects written before boundaries were kept (one record, a jump): the newest is rewritten, an older one keeps its level-0 inputs', async () => {
+    const sim = new Sim();
+    await sim.epoch(1, 1);
+    sim.txn([1, 2, 3, 4], 0);
+    await sim.snapshot(1);
+    const runs: string[][] = [[], []];
+    for (const run of runs) {
+      for (let i = 0; i < 2; i++) run.push(await sim.segment(1, [sim.txn([2, 5 + i], i)]));
+      sim.clock += COMPACTION_DEFAULTS.bucketMs;
+    }
+    await sim.segment(1, [sim.txn([2], 99)]);
+    // What the earlier compaction wrote for each run: one record at the max txid, each page's last image.
+    const jumps: string[] = [];
+    for (const run of runs) {
+      const txns = [];
+      for (const k of run) txns.push(...(await decodeSegment(sim.storage.objects.get(k) as Uint8Array)).transactions);
+      const first = txns[0] as (typeof txns)[number];
+      const last = txns.at(-1) as (typeof txns)[number];
+      const pages = new Map<number, Uint8Array>();
+      for (const t of txns) for (const p of t.pages) pages.set(p.pgno, p.data);
+      const sorted = [...pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+      const key = keys.segment({ generation: GEN, level: 1, minTxid: first.txid, maxTxid: last.txid, epoch: 1 });
+      const header = {
+        kind: 'segment' as const, databaseId: DB_ID, generation: GEN, epoch: 1, level: 1, minTxid: first.txid, maxTxid: last.txid, pageSize: PAGE,
+        commitSize: last.commitSize, firstTimestamp: last.timestamp, lastTimestamp: last.timestamp, preChecksum: sim.history.get(first.txid - 1) as bigint,
+        postChecksum: last.postChecksum, transactionCount: 1, pageCount: sorted.length,
+      };
+      await sim.storage.put(key, encodeSegment(header, [{ txid: last.txid, timestamp: last.timestamp, commitSize: last.commitSize, postChecksum: last.postChecksum, pages: sorted }]));
+      jumps.push(key);
+    }
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction: { level0RetentionMs: 0 }, logLevel: 'silent' });
+    assert.deepEqual(r.compaction?.deleted, [jumps[1]], 'the newest jump does not match a merge that keeps boundaries');
+    assert.deepEqual(r.compaction?.written, [jumps[1]], 'and is written again with every boundary');
+    assert.deepEqual(r.compaction?.dropped.sort(), [...(runs[1] as string[])].sort(), 'its inputs go');
+    assert.ok(sim.storage.objects.has(jumps[0] as string), 'the older jump stays');
+    for (const k of runs[0] as string[]) assert.ok(sim.storage.objects.has(k), `${k}: level 0 under a jump stays (the only exact copy of its boundaries)`);
   });
 
   test('a page truncated away and inside the database again: each transaction keeps its own pages, so the run compacts', async () => {
