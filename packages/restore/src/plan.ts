@@ -541,6 +541,15 @@ class Planner {
     }
 
     if (ended === 'exhausted') {
+      // Only a jump (a level-1 object written before compaction kept boundaries) holds the target.
+      const jump = stop.kind === 'txid' ? usable.find((u) => !everyBoundary(u.header) && u.header.minTxid === txid + 1 && u.header.maxTxid > stop.txid) : undefined;
+      if (jump && stop.kind === 'txid') {
+        throw restoreError(
+          'ERR_TXID_NOT_FOUND',
+          `${this.#where}: txid ${stop.txid} is inside ${jump.entry.key}, which an earlier walship compacted into one jump to txid ${jump.header.maxTxid} (its level-0 segments are gone); restorable there: ${txid}, ${jump.header.maxTxid}`,
+          { txid: stop.txid, key: jump.entry.key, available: [txid, jump.header.maxTxid] },
+        );
+      }
       // Nothing continues the chain: either this is the tip, or an object is missing.
       // The next object the chain would need, from the headers read or, past a txid target (whose
       // headers were not read), from the keys alone: a later object means txids are missing.
