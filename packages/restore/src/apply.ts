@@ -108,14 +108,16 @@ export class PageFile {
     this.#run = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));
   }
 
-  writePage(pgno: number, data: Uint8Array): void {
+  /** `hash`: H(pgno, data) when the decoder computed it already (a snapshot's pages). */
+  writePage(pgno: number, data: Uint8Array, hash?: bigint): void {
     const capacity = this.#run.length / this.pageSize;
     if (this.#runPages > 0 && (pgno !== this.#runStart + this.#runPages || this.#runPages === capacity)) this.flush();
     if (this.#runPages === 0) this.#runStart = pgno;
     // Copied: the decoder's page buffers may be reused once this returns.
     this.#run.set(data, this.#runPages * this.pageSize);
     this.#runPages++;
-    this.hashes.set(pgno, data);
+    if (hash === undefined) this.hashes.set(pgno, data);
+    else this.hashes.setHash(pgno, hash);
     if (pgno > this.#pages) this.#pages = pgno;
   }
 
@@ -200,7 +202,7 @@ export async function writeSnapshot(
       if (event.type === 'header') {
         if (!sameHeader(event.header, object.header)) throw changed(object.key);
       } else if (event.type === 'transaction') {
-        for (const p of event.pages) file.writePage(p.pgno, p.data);
+        for (const p of event.pages) file.writePage(p.pgno, p.data, p.hash);
       } else {
         ended = true;
       }

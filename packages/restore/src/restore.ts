@@ -214,30 +214,35 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   return bytes;
 }
 
-/** The checks on the finished file: size, checksum from disk, integrity_check, and the checksum again (the check must not write). */
+/**
+ * The checks on the finished file: PRAGMA integrity_check, then size and checksum read back from
+ * disk. One read of the file proves both that the disk kept what was written and that the check
+ * did not write; when integrity_check fails, the file is hashed first so the error says which.
+ */
 export async function verifyFile(path: string, plan: { pageSize: number; commitSize: number; checksum: bigint; txid: number }): Promise<void> {
   const check = (when: string): void => {
     const disk = hashFile(path, plan.pageSize);
     if (disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum) {
       throw restoreError(
         'ERR_VERIFY_FAILED',
-        `${path} ${when}: ${disk.size} bytes with checksum ${hex64(disk.checksum)}, expected ${plan.commitSize * plan.pageSize} bytes with ${hex64(plan.checksum)} (txid ${plan.txid}); the disk did not keep what was written`,
+        `${path} ${when}: ${disk.size} bytes with checksum ${hex64(disk.checksum)}, expected ${plan.commitSize * plan.pageSize} bytes with ${hex64(plan.checksum)} (txid ${plan.txid}); the disk did not keep what was written, or the check wrote to it`,
         { path, size: disk.size, expectedSize: plan.commitSize * plan.pageSize, checksum: hex64(disk.checksum), expected: hex64(plan.checksum) },
       );
     }
   };
-  check('as written');
   let result: string[];
   try {
     result = await integrityCheck(path);
   } catch (e) {
+    check('read back');
     throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check could not run: ${(e as Error).message}`, { path, txid: plan.txid }, e);
   }
+  for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
   if (result.length !== 1 || result[0] !== 'ok') {
+    check('read back');
     throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check at txid ${plan.txid} reports: ${result.slice(0, 10).join('; ')}`, { path, txid: plan.txid, integrity: result.slice(0, 100) });
   }
-  for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
-  check('after integrity_check');
+  check('read back after integrity_check');
 }
 
 /**
