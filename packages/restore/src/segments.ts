@@ -140,7 +140,7 @@ export async function applySegment(
         }
         at = t.txid;
       }
-      for (const p of t.pages) file.writePage(p.pgno, p.data);
+      for (const p of t.pages) file.stagePage(p.pgno, p.data);
       if (!t.more) file.commit(t, o.key);
     }
   } catch (e) {
