@@ -157,6 +157,11 @@ const SABOTAGES = {
     ],
     tests: ['restore/dist/apply.test'],
   },
+  'empty-base-coverage': {
+    what: 'the shipper starts any generation whose first transaction is txid 1 from the empty database, also a file written before walship opened it (txid 1 does not rewrite its pages)',
+    edits: [['packages/shipper/src/shipper.ts', 'if (pgno !== lockPage && !written.has(pgno)) return false;', 'if (pgno !== lockPage && written.has(-1)) return false;']],
+    tests: ['restore-every-txid'],
+  },
   'planner-boundaries': {
     what: 'the restore planner treats every level-1 object as a jump to its max txid (no stop inside one): once level 0 is deleted, txids inside level-1 objects are not restorable',
     edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],

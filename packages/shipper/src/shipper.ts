@@ -64,6 +64,22 @@ interface FlushWaiter {
 interface NewGeneration {
   reason: string;
   parent: { generation: string; txid: number } | null;
+  /** A new database: its history ships from txid 1 over the empty database, with no checkpoint and no snapshot first. */
+  fromEmpty?: boolean;
+}
+
+/**
+ * A new database: its first transaction is txid 1, nothing was checkpointed, and txid 1 rewrites
+ * every page the file holds (SQLite writes the header page itself when it switches to WAL), so
+ * txid 1 leaves the same state over the empty database (txid 0, checksum 0). Such a generation
+ * needs no snapshot to be restorable from txid 1 on.
+ */
+function startsEmpty(opening: readonly CommittedTransaction[], markerTxid: number, filePages: number, lockPage: number): boolean {
+  const first = opening[0];
+  if (!first || first.txid !== 1 || markerTxid !== 0) return false;
+  const written = new Set(first.pages.map((p) => p.pgno));
+  for (let pgno = 1; pgno <= Math.min(filePages, first.commitSize); pgno++) if (pgno !== lockPage && !written.has(pgno)) return false;
+  return true;
 }
 
 const encoder = new TextEncoder();
@@ -201,6 +217,7 @@ export class Shipper {
     } finally {
       closeSync(fd);
     }
+    const filePages = this.hashes.pageCount;
     const opening = this.opening ?? [];
     this.opening = null;
     const spool = await readSpool(this.ctx.path);
@@ -277,6 +294,7 @@ export class Shipper {
       continueAt = null;
       this.needGeneration = { reason: 'the replica markers are not authenticated: a new generation with sealed markers', parent: { generation: lineage.generation as string, txid: (tip as { txid: number }).txid } };
     }
+    if (this.needGeneration && startsEmpty(opening, markerTxid, filePages, this.hashes.lockPage)) this.needGeneration.fromEmpty = true;
     if (continueAt !== null) {
       this.generation = lineage.generation;
       this.epochs = new Map(lineage.epochs);
@@ -740,6 +758,17 @@ export class Shipper {
       createdAt: new Date().toISOString(),
     };
     await this.putJson(this.keys.generation(this.generation), marker);
+    if (ng.fromEmpty) {
+      // Every transaction from txid 1 ships as segments (the first expects checksum 0): restorable
+      // from txid 1 on with no upload of a base. The first snapshot is taken at a later checkpoint.
+      this.epochs = new Map([[this.epoch, 1]]);
+      this.epochMarked = false;
+      await this.markEpoch(1);
+      this.durableChecksum = 0n;
+      this.needGeneration = null;
+      this.ctx.log.info('a new database: its history ships from txid 1, over the empty database', { generation: this.generation });
+      return;
+    }
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
     let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
     let busy = 0;
