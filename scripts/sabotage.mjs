@@ -157,9 +157,9 @@ const SABOTAGES = {
     ],
     tests: ['restore/dist/apply.test'],
   },
-  'empty-base-coverage': {
-    what: 'the shipper starts any generation whose first transaction is txid 1 from the empty database, also a file written before walship opened it (txid 1 does not rewrite its pages)',
-    edits: [['packages/shipper/src/shipper.ts', 'if (pgno !== lockPage && !written.has(pgno)) return false;', 'if (pgno !== lockPage && written.has(-1)) return false;']],
+  'first-image-coverage': {
+    what: "the shipper takes any generation's txid 1 as the whole database (its snapshot), also in a file written before walship opened it (txid 1 leaves most pages as they are)",
+    edits: [['packages/shipper/src/shipper.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
     tests: ['restore-every-txid'],
   },
   'planner-boundaries': {

@@ -1,7 +1,7 @@
 import type { ObjectHeader } from '@walship/format';
 import { checkInteger, resolveSource, validateSource, bad, type ReplicaSource } from './options.js';
 import { planFromCatalog, type RestorePlan } from './plan.js';
-import { HeaderReader, acceptable, mapLimit, openingSegment, scanReplica, type EpochInfo, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
+import { HeaderReader, acceptable, mapLimit, scanReplica, type EpochInfo, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
 import { isBehind, readMark, replicaBehind, type HighWaterMark } from './mark.js';
 
 export interface DescribeOptions extends ReplicaSource {
@@ -114,7 +114,7 @@ export async function describeReplica(options: DescribeOptions): Promise<Replica
         const earliest = g.snapshots.find((s) => acceptable(g.epochs, s.epoch, s.minTxid, s.minTxid));
         const earliestHeader = earliest ? byKey.get(earliest.key)?.header : undefined;
         restorable = {
-          fromTxid: earliest?.minTxid ?? Math.max(1, first.minTxid),
+          fromTxid: earliest?.minTxid ?? first.minTxid,
           toTxid: p.txid,
           fromTime: earliestHeader?.lastTimestamp ?? first.header.lastTimestamp,
           toTime: p.timestamp,

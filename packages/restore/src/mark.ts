@@ -9,7 +9,7 @@
 import { compareMarks, readLease, type DurableMark, type LeaseTableOptions } from '@walship/lease';
 import type { WalshipError } from '@walship/vfs';
 import { restoreError } from './errors.js';
-import { acceptable, openingSegment, type HeaderReader, type ReplicaCatalog } from './replica.js';
+import { acceptable, type HeaderReader, type ReplicaCatalog } from './replica.js';
 
 /** The writer's lease table, in the shape of openReplicated's `lease` option; `key` defaults to `s3://bucket/prefix`. */
 export interface ReplicaLease extends LeaseTableOptions {
@@ -78,8 +78,8 @@ export async function bucketTip(catalog: ReplicaCatalog, headers: HeaderReader):
   for (let i = catalog.generations.length - 1; i >= 0; i--) {
     const g = catalog.generations[i]!;
     const snapshots = g.snapshots.filter((s) => acceptable(g.epochs, s.epoch, s.minTxid, s.minTxid));
-    if (snapshots.length === 0 && !openingSegment(g)) continue;
-    let txid = Math.max(0, ...snapshots.map((s) => s.minTxid));
+    if (snapshots.length === 0) continue;
+    let txid = Math.max(...snapshots.map((s) => s.minTxid));
     let level0Done = false;
     for (let j = g.segments.length - 1; j >= 0; j--) {
       const seg = g.segments[j]!;

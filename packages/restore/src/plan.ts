@@ -2,7 +2,7 @@ import type { Keyring, ObjectHeader, ObjectIndex } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } from './options.js';
-import { HeaderReader, acceptable, mapLimit, openingSegment, readObjectIndex, scanReplica, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
+import { HeaderReader, acceptable, mapLimit, readObjectIndex, scanReplica, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
 
 export interface PlanOptions extends ReplicaSource {
   /** Restore the state right after this transaction. */
@@ -16,15 +16,10 @@ export interface PlanOptions extends ReplicaSource {
   signal?: AbortSignal;
 }
 
-/**
- * One object of a plan: which of its transactions are applied and what the chain expects around
- * them. The first is the base: a snapshot, or `kind: 'empty'` (the empty database at txid 0, no
- * object to download: key '', size 0, and the header of the segment that starts the history, as
- * its keys and database id).
- */
+/** One object of a plan: which of its transactions are applied and what the chain expects around them. */
 export interface PlannedObject {
   key: string;
-  kind: 'snapshot' | 'segment' | 'empty';
+  kind: 'snapshot' | 'segment';
   level: number;
   epoch: number;
   minTxid: number;
@@ -61,7 +56,7 @@ export interface RestorePlan {
   timestamp: number;
   commitSize: number;
   checksum: bigint;
-  /** The base first (a snapshot, or the empty database), then segments in txid order. */
+  /** The snapshot first, then segments in txid order. */
   objects: PlannedObject[];
   /** Bytes to download. */
   bytes: number;
@@ -129,13 +124,6 @@ export async function planFromCatalog(catalog: ReplicaCatalog, ctx: PlanContext)
 interface Usable {
   entry: ObjectEntry;
   header: ObjectHeader;
-}
-
-/** Where a chain starts: a snapshot, or the empty database before `opening` (txid 0). */
-interface Base {
-  txid: number;
-  snapshot: ObjectEntry | null;
-  opening: ObjectEntry | null;
 }
 
 /** A segment with every transaction boundary: level 0, or a level-1 object that keeps each transaction (not a jump). */
@@ -215,26 +203,14 @@ class Planner {
     }
   }
 
-  /** Generations with at least one base (a snapshot that survives fencing, or the empty database), oldest first. */
+  /** Generations with at least one snapshot that survives fencing, oldest first. */
   #restorable(): GenerationEntry[] {
     const wanted = this.#ctx.generation;
-    return this.#catalog.generations.filter((g) => (wanted === undefined || g.id === wanted) && this.#bases(g).length > 0);
+    return this.#catalog.generations.filter((g) => (wanted === undefined || g.id === wanted) && this.#snapshots(g).length > 0);
   }
 
   #snapshots(g: GenerationEntry): ObjectEntry[] {
     return g.snapshots.filter((s) => acceptable(g.epochs, s.epoch, s.minTxid, s.minTxid));
-  }
-
-  /** Bases in txid order: the empty database (txid 0) when the history starts at txid 1, then the snapshots. */
-  #bases(g: GenerationEntry): Base[] {
-    const opening = openingSegment(g);
-    const snaps: Base[] = this.#snapshots(g).map((s) => ({ txid: s.minTxid, snapshot: s, opening: null }));
-    return opening ? [{ txid: 0, snapshot: null, opening }, ...snaps] : snaps;
-  }
-
-  /** The first txid a generation restores to. */
-  #firstTxid(g: GenerationEntry): number {
-    return Math.max(1, (this.#bases(g)[0] as Base).txid);
   }
 
   #noReplica(): Error {
@@ -264,7 +240,7 @@ class Planner {
 
   /** The highest txid a generation's objects reach (a cheap bound: the chain is proven later). */
   async #tipBound(g: GenerationEntry): Promise<number> {
-    let tip = Math.max(...this.#bases(g).map((b) => b.txid));
+    let tip = Math.max(...this.#snapshots(g).map((s) => s.minTxid));
     for (const s of g.segments) {
       if (s.keyMaxTxid !== undefined && acceptable(g.epochs, s.epoch, s.minTxid, s.keyMaxTxid)) tip = Math.max(tip, s.keyMaxTxid);
     }
@@ -282,7 +258,7 @@ class Planner {
     for (let i = candidates.length - 1; i >= 0; i--) {
       this.#checkAbort();
       const g = candidates[i] as GenerationEntry;
-      const from = this.#firstTxid(g);
+      const from = (this.#snapshots(g)[0] as ObjectEntry).minTxid;
       const to = await this.#tipBound(g);
       ranges.unshift({ generation: g.id, fromTxid: from, toTxid: to });
       if (from <= txid && txid <= to) return g;
@@ -299,9 +275,9 @@ class Planner {
     for (let i = candidates.length - 1; i >= 0; i--) {
       this.#checkAbort();
       const g = candidates[i] as GenerationEntry;
-      const base = this.#bases(g)[0] as Base;
-      const at = await this.#baseTime(g, base);
-      first = { generation: g.id, txid: Math.max(1, base.txid), timestamp: at };
+      const snap = this.#snapshots(g)[0] as ObjectEntry;
+      const at = await this.#snapshotTime(g, snap);
+      first = { generation: g.id, txid: snap.minTxid, timestamp: at };
       if (at <= timestamp) return g;
     }
     const f = first as { generation: string; txid: number; timestamp: number };
@@ -327,12 +303,6 @@ class Planner {
     return at;
   }
 
-  /** The earliest time a base's state holds; for the empty database, the commit time of txid 1 (the first restorable point). */
-  async #baseTime(g: GenerationEntry, base: Base): Promise<number> {
-    if (base.snapshot) return this.#snapshotTime(g, base.snapshot);
-    return (await this.#headers.header(base.opening as ObjectEntry)).firstTimestamp;
-  }
-
   #index(entry: ObjectEntry): Promise<ObjectIndex> {
     let p = this.#indexes.get(entry.key);
     if (!p) {
@@ -347,49 +317,42 @@ class Planner {
   }
 
   async #chain(g: GenerationEntry, stop: Stop): Promise<RestorePlan> {
-    const bases = this.#bases(g);
-    let base: Base;
+    const snapshots = this.#snapshots(g);
+    let base: ObjectEntry;
+    let baseHeader: ObjectHeader;
     if (stop.kind === 'timestamp') {
-      const times = await mapLimit(bases, this.#ctx.concurrency, (b) => this.#baseTime(g, b), this.#ctx.signal);
+      const times = await mapLimit(snapshots, this.#ctx.concurrency, (s) => this.#snapshotTime(g, s), this.#ctx.signal);
       let i = times.length - 1;
       while (i > 0 && (times[i] as number) > stop.timestamp) i--;
-      base = bases[i] as Base;
+      base = snapshots[i] as ObjectEntry;
+      baseHeader = await this.#headers.header(base);
     } else {
       const limit = stop.kind === 'txid' ? stop.txid : Infinity;
-      base = [...bases].reverse().find((b) => b.txid <= limit) as Base;
+      base = [...snapshots].reverse().find((s) => s.minTxid <= limit) as ObjectEntry;
+      baseHeader = await this.#headers.header(base);
     }
-    let baseObject: PlannedObject;
-    let timestamp: number;
-    if (base.snapshot) {
-      const header = await this.#headers.header(base.snapshot);
-      baseObject = {
-        key: base.snapshot.key,
+    const objects: PlannedObject[] = [
+      {
+        key: base.key,
         kind: 'snapshot',
         level: 0,
-        epoch: base.snapshot.epoch,
-        minTxid: base.txid,
-        maxTxid: base.txid,
-        size: base.snapshot.size,
-        applyFrom: base.txid,
-        applyThrough: base.txid,
+        epoch: base.epoch,
+        minTxid: base.minTxid,
+        maxTxid: base.minTxid,
+        size: base.size,
+        applyFrom: base.minTxid,
+        applyThrough: base.minTxid,
         preChecksum: 0n,
-        postChecksum: header.postChecksum,
-        commitSize: header.commitSize,
-        header,
-      };
-      timestamp = await this.#snapshotTime(g, base.snapshot);
-    } else {
-      const opening = await this.#headers.header(base.opening as ObjectEntry);
-      const header: ObjectHeader = { ...opening, kind: 'snapshot', level: 0, minTxid: 0, maxTxid: 0, commitSize: 0, transactionCount: 0, pageCount: 0, preChecksum: 0n, postChecksum: 0n, lastTimestamp: opening.firstTimestamp };
-      baseObject = { key: '', kind: 'empty', level: 0, epoch: opening.epoch, minTxid: 0, maxTxid: 0, size: 0, applyFrom: 0, applyThrough: 0, preChecksum: 0n, postChecksum: 0n, commitSize: 0, header };
-      timestamp = opening.firstTimestamp;
-    }
-    const baseHeader = baseObject.header;
-    const objects: PlannedObject[] = [baseObject];
-    let txid = base.txid;
-    let checksum = baseObject.postChecksum;
-    let commitSize = baseObject.commitSize;
-    let lastKey = base.snapshot ? base.snapshot.key : `the empty database that starts generation ${g.id}`;
+        postChecksum: baseHeader.postChecksum,
+        commitSize: baseHeader.commitSize,
+        header: baseHeader,
+      },
+    ];
+    let txid = base.minTxid;
+    let checksum = baseHeader.postChecksum;
+    let commitSize = baseHeader.commitSize;
+    let timestamp = await this.#snapshotTime(g, base);
+    let lastKey = base.key;
 
     const limit = stop.kind === 'txid' ? stop.txid : Infinity;
     // Writer segments never straddle a snapshot's txid, but the one holding a checkpoint's txid K
@@ -410,8 +373,8 @@ class Planner {
       if (acceptable(g.epochs, header.epoch, header.minTxid, header.maxTxid)) usable.push({ entry, header });
       else fenced.push(entry.key);
     });
-    for (const s of g.segments) if (!acceptableStart(g, s) && s.minTxid > base.txid) fenced.push(s.key);
-    for (const s of g.snapshots) if (!this.#snapshots(g).includes(s)) fenced.push(s.key);
+    for (const s of g.segments) if (!acceptableStart(g, s) && s.minTxid > base.minTxid) fenced.push(s.key);
+    for (const s of g.snapshots) if (!snapshots.includes(s)) fenced.push(s.key);
 
     let unusable: string[] = [];
     let ended: 'target' | 'time' | 'exhausted' = 'exhausted';
@@ -568,7 +531,7 @@ class Planner {
         );
       }
       if (stop.kind === 'txid') {
-        const from = this.#firstTxid(g);
+        const from = (snapshots[0] as ObjectEntry).minTxid;
         throw restoreError('ERR_TXID_NOT_FOUND', `${this.#where}: txid ${stop.txid} is not restorable: generation ${g.id} holds txids ${from}..${txid}`, {
           txid: stop.txid,
           ranges: [{ generation: g.id, fromTxid: from, toTxid: txid }],

@@ -95,19 +95,6 @@ export interface ReplicaCatalog {
 
 const decoder = new TextDecoder();
 
-/**
- * A generation whose history starts at txid 1 (a new, empty database: no upload is needed for its
- * base) has the empty database at txid 0 as a base before its first snapshot: this is its level-0
- * segment at txid 1 when that segment's epoch started by txid 1. The segment's pre-apply checksum
- * (0, the empty database's) is checked where the plan chains it.
- */
-export function openingSegment(g: GenerationEntry): ObjectEntry | null {
-  const first = g.segments.find((s) => s.level === 0 && s.minTxid === 1);
-  if (!first) return null;
-  const start = g.epochs.get(first.epoch)?.startTxid;
-  return start !== undefined && start <= 1 ? first : null;
-}
-
 /** Runs fn over items with at most `limit` in flight; results keep the input order. */
 export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, index: number) => Promise<R>, signal?: AbortSignal): Promise<R[]> {
   const out = new Array<R>(items.length);

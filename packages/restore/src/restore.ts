@@ -181,8 +181,7 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
     report('download');
     prefetch.fill();
     const snapshot = objects[0] as PlannedObject;
-    // The empty database needs nothing: the file starts empty, with checksum 0.
-    if (snapshot.kind !== 'empty') await writeSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
+    await writeSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
     txid = snapshot.applyThrough;
     done++;
     report('download');

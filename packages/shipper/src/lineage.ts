@@ -22,7 +22,7 @@ export interface Lineage {
   /** 32 hex digits, from database.json. */
   databaseId: string | null;
   pageSize: number | null;
-  /** Latest generation that has a snapshot (or a history from txid 1: a new database), or null. */
+  /** Latest generation that has a snapshot, or null. */
   generation: string | null;
   /** Highest epoch seen in any generation id or epoch marker (0 when the replica is empty). */
   maxEpoch: number;
@@ -128,44 +128,23 @@ export async function readLineage(storage: ObjectStorage, prefix: string, option
       const parsed = parseObjectKey(prefix, obj.key);
       if (parsed?.kind === 'snapshot' && acceptable(epochs, parsed.epoch, parsed.txid, parsed.txid)) snapshot = { txid: parsed.txid, epoch: parsed.epoch, key: obj.key };
     }
-    // A new database's generation starts from the empty database (txid 0, checksum 0) with its
-    // level-0 segment at txid 1, before any snapshot: restorable, and continued like one.
-    let opening: ObjectHeader | null = null;
-    if (!snapshot) {
-      for await (const obj of storage.list({ prefix: keys.levelDir(generation, 0), pageSize: 1 })) {
-        const parsed = parseObjectKey(prefix, obj.key);
-        if (parsed?.kind === 'segment' && parsed.level === 0 && parsed.minTxid === 1) {
-          const header = await readHeader(storage, obj.key);
-          if (header.preChecksum === 0n && acceptable(epochs, header.epoch, header.minTxid, header.maxTxid)) opening = header;
-        }
-        break;
-      }
-    }
-    if (!snapshot && !opening) continue; // a generation whose snapshot never landed: not restorable, skip it
+    if (!snapshot) continue; // a generation whose snapshot never landed: not restorable, skip it
     lineage.generation = generation;
     lineage.epochs = epochs;
     lineage.authenticated = manifestSealed && epochsSealed;
-    if (snapshot) {
-      lineage.lastSnapshot = { txid: snapshot.txid, key: snapshot.key };
-      const snapHeader = await readHeader(storage, snapshot.key);
-      checkDatabase(storage, lineage, snapHeader, snapshot.key);
-      lineage.tip = { txid: snapHeader.maxTxid, checksum: snapHeader.postChecksum, commitSize: snapHeader.commitSize, key: snapshot.key };
-      // database.json keeps the first page size; a later generation may have another.
-      lineage.pageSize = snapHeader.pageSize;
-    } else {
-      const first = opening as ObjectHeader;
-      checkDatabase(storage, lineage, first, keys.segment({ generation, level: 0, minTxid: 1, epoch: first.epoch }));
-      lineage.tip = { txid: 0, checksum: 0n, commitSize: 0, key: '' };
-      lineage.pageSize = first.pageSize;
-    }
-    const baseTxid = snapshot?.txid ?? 1;
+    lineage.lastSnapshot = { txid: snapshot.txid, key: snapshot.key };
+    const snapHeader = await readHeader(storage, snapshot.key);
+    checkDatabase(storage, lineage, snapHeader, snapshot.key);
+    lineage.tip = { txid: snapHeader.maxTxid, checksum: snapHeader.postChecksum, commitSize: snapHeader.commitSize, key: snapshot.key };
+    // database.json keeps the first page size; a later generation may have another.
+    lineage.pageSize = snapHeader.pageSize;
     // A snapshot's txid always starts a segment, so the first one after the snapshot starts at its txid or later.
     const tail: { key: string; minTxid: number; epoch: number }[] = [];
-    // '/' sorts after '.', so this starts right after every key of minTxid baseTxid - 1.
-    const from = `${keys.levelDir(generation, 0)}${(baseTxid - 1).toString(16).padStart(16, '0')}/`;
-    for await (const obj of storage.list({ prefix: keys.levelDir(generation, 0), ...(baseTxid > 1 ? { startAfter: from } : {}) })) {
+    // '/' sorts after '.', so this starts right after every key of minTxid snapshot.txid - 1.
+    const from = `${keys.levelDir(generation, 0)}${(snapshot.txid - 1).toString(16).padStart(16, '0')}/`;
+    for await (const obj of storage.list({ prefix: keys.levelDir(generation, 0), ...(snapshot.txid > 0 ? { startAfter: from } : {}) })) {
       const parsed = parseObjectKey(prefix, obj.key);
-      if (parsed?.kind === 'segment' && parsed.level === 0 && parsed.minTxid >= baseTxid) tail.push({ key: obj.key, minTxid: parsed.minTxid, epoch: parsed.epoch });
+      if (parsed?.kind === 'segment' && parsed.level === 0 && parsed.minTxid >= snapshot.txid) tail.push({ key: obj.key, minTxid: parsed.minTxid, epoch: parsed.epoch });
     }
     for (let j = tail.length - 1; j >= 0; j--) {
       const seg = tail[j]!;

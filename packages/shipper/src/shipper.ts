@@ -64,22 +64,32 @@ interface FlushWaiter {
 interface NewGeneration {
   reason: string;
   parent: { generation: string; txid: number } | null;
-  /** A new database: its history ships from txid 1 over the empty database, with no checkpoint and no snapshot first. */
-  fromEmpty?: boolean;
+  /** A new database: the generation's snapshot is this image of txid 1, with no checkpoint first. */
+  image?: FirstImage;
+}
+
+interface FirstImage {
+  commitSize: number;
+  postChecksum: bigint;
+  timestamp: number;
+  /** Every page of the database at txid 1, in page order. */
+  pages: { pgno: number; data: Uint8Array }[];
 }
 
 /**
- * A new database: its first transaction is txid 1, nothing was checkpointed, and txid 1 rewrites
- * every page the file holds (SQLite writes the header page itself when it switches to WAL), so
- * txid 1 leaves the same state over the empty database (txid 0, checksum 0). Such a generation
- * needs no snapshot to be restorable from txid 1 on.
+ * A new database's txid 1 (walship's own table, created at open) writes every page of the
+ * database it leaves, so its pages are the whole database at txid 1: the generation's snapshot is
+ * made of them at once, with no checkpoint, and every txid from 1 is restorable (a snapshot of the
+ * file taken at the first checkpoint would fold every transaction before it). The file is not
+ * read: SQLite wrote its header page outside the WAL when it switched to WAL.
  */
-function startsEmpty(opening: readonly CommittedTransaction[], markerTxid: number, filePages: number, lockPage: number): boolean {
-  const first = opening[0];
-  if (!first || first.txid !== 1 || markerTxid !== 0) return false;
-  const written = new Set(first.pages.map((p) => p.pgno));
-  for (let pgno = 1; pgno <= Math.min(filePages, first.commitSize); pgno++) if (pgno !== lockPage && !written.has(pgno)) return false;
-  return true;
+function firstImage(first: CommittedTransaction | undefined, markerTxid: number, lockPage: number, postChecksum: bigint | undefined): FirstImage | undefined {
+  if (!first || first.txid !== 1 || markerTxid !== 0 || postChecksum === undefined) return undefined;
+  const pgnos = new Set(first.pages.map((p) => p.pgno));
+  for (let pgno = 1; pgno <= first.commitSize; pgno++) if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;
+  if (pgnos.size !== first.pages.length || first.pages.some((p) => p.pgno > first.commitSize)) return undefined;
+  const pages = first.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })).sort((a, b) => a.pgno - b.pgno);
+  return { commitSize: first.commitSize, postChecksum, timestamp: first.timestamp, pages };
 }
 
 const encoder = new TextEncoder();
@@ -217,7 +227,6 @@ export class Shipper {
     } finally {
       closeSync(fd);
     }
-    const filePages = this.hashes.pageCount;
     const opening = this.opening ?? [];
     this.opening = null;
     const spool = await readSpool(this.ctx.path);
@@ -294,7 +303,8 @@ export class Shipper {
       continueAt = null;
       this.needGeneration = { reason: 'the replica markers are not authenticated: a new generation with sealed markers', parent: { generation: lineage.generation as string, txid: (tip as { txid: number }).txid } };
     }
-    if (this.needGeneration && startsEmpty(opening, markerTxid, filePages, this.hashes.lockPage)) this.needGeneration.fromEmpty = true;
+    const image = this.needGeneration ? firstImage(opening[0], markerTxid, this.hashes.lockPage, after.get(1)) : undefined;
+    if (this.needGeneration && image) this.needGeneration.image = image;
     if (continueAt !== null) {
       this.generation = lineage.generation;
       this.epochs = new Map(lineage.epochs);
@@ -758,15 +768,17 @@ export class Shipper {
       createdAt: new Date().toISOString(),
     };
     await this.putJson(this.keys.generation(this.generation), marker);
-    if (ng.fromEmpty) {
-      // Every transaction from txid 1 ships as segments (the first expects checksum 0): restorable
-      // from txid 1 on with no upload of a base. The first snapshot is taken at a later checkpoint.
+    if (ng.image) {
+      const image = ng.image;
       this.epochs = new Map([[this.epoch, 1]]);
       this.epochMarked = false;
       await this.markEpoch(1);
-      this.durableChecksum = 0n;
+      await this.uploadSnapshot(1, image.postChecksum, image.timestamp, image.commitSize, image.pages.length, async function* () {
+        yield image.pages;
+      });
       this.needGeneration = null;
-      this.ctx.log.info('a new database: its history ships from txid 1, over the empty database', { generation: this.generation });
+      this.durableChecksum = image.postChecksum;
+      this.markDurable(1, image.postChecksum);
       return;
     }
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
@@ -837,15 +849,38 @@ export class Shipper {
    */
   /** `committedAt` is the commit time of `txid`: restore by time reads it from the header. */
   private async snapshot(txid: number, checksum: bigint, committedAt: number): Promise<void> {
+    const path = this.ctx.path;
+    const pageSize = this.hashes!.pageSize;
+    const fd = openSync(path, 'r');
+    const commitSize = Math.floor(fstatSync(fd).size / pageSize);
+    closeSync(fd);
+    const lockPage = lockPageNumber(pageSize);
+    const pageCount = commitSize - (commitSize >= lockPage ? 1 : 0);
+    const pages = async function* (): AsyncGenerator<{ pgno: number; data: Uint8Array }[]> {
+      const rfd = openSync(path, 'r');
+      try {
+        const buf = new Uint8Array(pageSize * 64);
+        for (let start = 1; start <= commitSize; start += 64) {
+          const n = Math.min(64, commitSize - start + 1);
+          const got = readSync(rfd, buf, 0, n * pageSize, (start - 1) * pageSize);
+          if (got !== n * pageSize) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
+          const run: { pgno: number; data: Uint8Array }[] = [];
+          for (let i = 0; i < n; i++) if (start + i !== lockPage) run.push({ pgno: start + i, data: buf.slice(i * pageSize, (i + 1) * pageSize) });
+          yield run;
+        }
+      } finally {
+        closeSync(rfd);
+      }
+    };
+    await this.uploadSnapshot(txid, checksum, committedAt, commitSize, pageCount, pages);
+  }
+
+  /** Encodes and uploads a snapshot from its pages (in page order, in runs), checking their checksum before the object ends. */
+  private async uploadSnapshot(txid: number, checksum: bigint, committedAt: number, commitSize: number, pageCount: number, pages: () => AsyncIterable<{ pgno: number; data: Uint8Array }[]>): Promise<void> {
     this.snapshotting = true;
     try {
       const path = this.ctx.path;
       const pageSize = this.hashes!.pageSize;
-      const fd = openSync(path, 'r');
-      const commitSize = Math.floor(fstatSync(fd).size / pageSize);
-      closeSync(fd);
-      const lockPage = lockPageNumber(pageSize);
-      const pageCount = commitSize - (commitSize >= lockPage ? 1 : 0);
       const key = this.keys.snapshot({ generation: this.generation!, txid, epoch: this.epoch });
       const now = committedAt;
       const header = this.header('snapshot', { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
@@ -855,27 +890,15 @@ export class Shipper {
         const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
         const seen = hashesOf();
         enc.beginTransaction({ txid, timestamp: now, commitSize, postChecksum: checksum, pageCount });
-        const rfd = openSync(path, 'r');
-        try {
-          const buf = new Uint8Array(pageSize * 64);
-          for (let start = 1; start <= commitSize; start += 64) {
-            const n = Math.min(64, commitSize - start + 1);
-            const got = readSync(rfd, buf, 0, n * pageSize, (start - 1) * pageSize);
-            if (got !== n * pageSize) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
-            for (let i = 0; i < n; i++) {
-              const pgno = start + i;
-              if (pgno === lockPage) continue;
-              const data = buf.slice(i * pageSize, (i + 1) * pageSize);
-              seen.set(pgno, data);
-              enc.writePage(pgno, data);
-            }
-            yield* enc.take();
+        for await (const run of pages()) {
+          for (const p of run) {
+            seen.set(p.pgno, p.data);
+            enc.writePage(p.pgno, p.data);
           }
-        } finally {
-          closeSync(rfd);
+          yield* enc.take();
         }
         if (seen.value !== checksum) {
-          throw new WalshipError('ERR_SNAPSHOT_MISMATCH', `${path}: the database file at txid ${txid} has checksum ${seen.value.toString(16)}, capture expected ${checksum.toString(16)}; not uploading it`, {
+          throw new WalshipError('ERR_SNAPSHOT_MISMATCH', `${path}: the database at txid ${txid} has checksum ${seen.value.toString(16)}, capture expected ${checksum.toString(16)}; not uploading it`, {
             details: { path, txid },
           });
         }
