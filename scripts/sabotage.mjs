@@ -35,7 +35,7 @@ const SABOTAGES = {
     what: 'frames not durable in S3 (nor spooled) are checkpointed: the VFS stops refusing, and the shipper checkpoints with uploads pending',
     edits: [
       ['packages/vfs/src/open.ts', "if (this.sink && this.durableTxid < capture.lastTxid) return result(false, 'not-durable');", ''],
-      ['packages/shipper/src/shipper.ts', 'if (this.queue.length > 0) {', 'if (false && this.queue.length > 0) {'],
+      ['packages/shipper/src/checkpoints.ts', 'if (ledger.queue.length > 0) {', 'if (false && ledger.queue.length > 0) {'],
     ],
     scenarios: [
       ['s3-down-checkpoint', 4],
@@ -49,7 +49,7 @@ const SABOTAGES = {
   },
   'snapshot-at-cut': {
     what: 'a periodic snapshot may be taken at any checkpoint, also one whose marker ships inside a segment (restore, retention and the lineage read expect a snapshot to start one)',
-    edits: [['packages/shipper/src/shipper.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (!cp || !cp.snapshotBase || cp.txid <= this.lastSnapshotTxid) return;', 'if (!cp || cp.txid <= this.lastSnapshotTxid) return;']],
     tests: ['shipper-puts'],
   },
   'epoch-rule': {
@@ -159,7 +159,7 @@ const SABOTAGES = {
   },
   'first-image-coverage': {
     what: "the shipper takes any generation's txid 1 as the whole database (its snapshot), also in a file written before walship opened it (txid 1 leaves most pages as they are)",
-    edits: [['packages/shipper/src/shipper.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
     tests: ['restore-every-txid'],
   },
   'planner-boundaries': {

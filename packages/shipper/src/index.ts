@@ -1,7 +1,7 @@
 export { openReplicated } from './replicated.js';
 export type { ReplicatedDatabase, CloseOptions } from './replicated.js';
 export type { ReplicatedOptions, Compression, EncryptionKey } from './options.js';
-export type { FlushOptions, ReplicationState, ReplicationStatus, ShipperState } from './shipper.js';
+export type { FlushOptions, ReplicationState, ReplicationStatus, ShipperState } from './types.js';
 export type { LogEntry, LogLevel } from './log.js';
 export type { RequestRates } from './metrics.js';
 export { S3_PRICES } from './metrics.js';

@@ -1,7 +1,7 @@
 import type { ObjectStorage } from '@walship/storage';
 import { decodeObject, formatKeys, type Compression, type Keyring, type ObjectHeader } from '@walship/format';
-import type { ShipperContext } from './shipper.js';
-import type { Shipper } from './shipper.js';
+import type { ResolvedOptions } from './options.js';
+import type { ShipperMetrics } from './metrics.js';
 import { acceptable } from './lineage.js';
 import { Logger, type LogEntry, type LogLevel } from './log.js';
 import {
@@ -413,6 +413,17 @@ function iso(ms: number): string {
   return Number.isFinite(ms) ? new Date(ms).toISOString() : String(ms);
 }
 
+/** What the shipper hands its maintenance: its settings and a way to read its current generation. */
+export interface MaintenanceHost {
+  storage: ObjectStorage;
+  options: ResolvedOptions;
+  keyring: Keyring | undefined;
+  log: Logger;
+  metrics: ShipperMetrics;
+  /** The generation the shipper writes now (null before the first one). */
+  generation(): string | null;
+}
+
 /**
  * Retention and compaction from inside the shipper: at most every maintenanceIntervalMs, after an
  * upload, one pass at a time. It is the only place a writer LISTs after start-up.
@@ -425,7 +436,7 @@ export class Maintenance {
   private readonly state = new MaintenanceState();
   private readonly log: Logger;
 
-  constructor(private readonly ctx: ShipperContext & { shipper: Shipper }) {
+  constructor(private readonly ctx: MaintenanceHost) {
     this.log = ctx.log.child({ component: 'maintenance' });
   }
 
@@ -452,8 +463,8 @@ export class Maintenance {
 
   /** One pass over the shipper's generation. */
   async run(now = Date.now()): Promise<MaintenanceResult> {
-    const { storage, options, shipper, keyring } = this.ctx;
-    const generation = shipper.generation;
+    const { storage, options, keyring } = this.ctx;
+    const generation = this.ctx.generation();
     if (!generation) return { generation: null, retention: null, compaction: null, errors: [] };
     const ctx: MaintenanceContext = {
       storage,

@@ -10,7 +10,8 @@ import { readLineage } from './lineage.js';
 import { behindMark, replicaBehindError } from './continuity.js';
 import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
-import { Shipper, type FlushOptions, type ReplicationStatus } from './shipper.js';
+import { Shipper } from './shipper.js';
+import type { FlushOptions, ReplicationStatus } from './types.js';
 
 export interface CloseOptions {
   /** How long close() waits for the last transactions to become durable (ms, default 30000). */

@@ -42,7 +42,11 @@ export interface Scenario {
 
 /** Waits for a writer that should stop by itself (Z, X, or its own kill); kills it after `ms`. */
 async function settle(w: Writer, ms: number): Promise<'exited' | 'killed'> {
-  const r = await Promise.race([w.exited.then(() => 'exited' as const), sleep(ms).then(() => 'late' as const)]);
+  // The timer is cleared when the writer exits first: a pending one kept the test process alive
+  // for up to a minute after its last scenario.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), ms)));
+  const r = await Promise.race([w.exited.then(() => 'exited' as const), late]).finally(() => clearTimeout(timer));
   if (r === 'exited') return 'exited';
   await w.kill('SIGKILL');
   return 'killed';

@@ -26,6 +26,37 @@ import type { WriterConfig } from './writer.js';
 
 const WRITER = fileURLToPath(new URL('./writer.js', import.meta.url));
 
+function startWriterProcess(): ChildProcess {
+  const child = spawn(process.execPath, [WRITER], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_NO_WARNINGS: '1', WALSHIP_SCENARIO_WRITER: 'stdin' },
+  });
+  child.stdin!.on('error', () => undefined); // a writer that died before reading its config
+  return child;
+}
+
+// A writer process spends about a second loading the AWS SDK and SQLite's WASM before it reads its
+// configuration. With the pool on, the next one loads while the current trial runs and its replica
+// is checked, so a kill loop does not wait for it.
+let pool: { spare: ChildProcess | null } | null = null;
+
+/** Keeps one writer process loaded and waiting (scenario runs); `stopWriterPool` ends it. */
+export function startWriterPool(): void {
+  pool ??= { spare: null };
+}
+
+export function stopWriterPool(): void {
+  pool?.spare?.kill('SIGKILL');
+  pool = null;
+}
+
+function takeWriterProcess(): ChildProcess {
+  if (!pool) return startWriterProcess();
+  const spare = pool.spare;
+  pool.spare = startWriterProcess();
+  return spare && spare.exitCode === null && spare.signalCode === null ? spare : startWriterProcess();
+}
+
 export interface Servers {
   s3: S3Server;
   /** Fault proxy in front of s3: writers go through it, checks read the server directly. */
@@ -155,10 +186,8 @@ export class Writer {
 
   constructor(config: WriterConfig, history: History) {
     this.config = config;
-    this.child = spawn(process.execPath, [WRITER], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_NO_WARNINGS: '1', WALSHIP_SCENARIO_WRITER: JSON.stringify(config) },
-    });
+    this.child = takeWriterProcess();
+    this.child.stdin!.end(`${JSON.stringify(config)}\n`);
     this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
     // WALSHIP_SCENARIO_LOG=debug: every writer logs (JSON lines on stderr), kept whole in WALSHIP_SCENARIO_LOG_DIR.
     const logDir = process.env.WALSHIP_SCENARIO_LOG_DIR;

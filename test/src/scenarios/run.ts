@@ -7,7 +7,7 @@ import { createLeaseTable } from '@walship/lease';
 import { loadFormat } from '@walship/format';
 import { startDynalite, startDynamoDbLocal, startFaultProxy, startS3rver, startSwift, type DynamoServer, type S3Server } from '../servers/index.js';
 import { SCENARIOS, type Scenario } from './cases.js';
-import { faultTotal, newCounters, seeded, type Counters, type Servers } from './harness.js';
+import { faultTotal, newCounters, seeded, startWriterPool, stopWriterPool, type Counters, type Servers } from './harness.js';
 
 export interface ServerChoice {
   s3?: 's3rver' | 'swift';
@@ -25,6 +25,7 @@ export async function startServers(choice: ServerChoice = {}): Promise<RunningSe
   let dynamo: DynamoServer | undefined;
   try {
     [s3, dynamo] = await Promise.all([choice.s3 === 'swift' ? startSwift() : startS3rver(), choice.dynamo === 'dynamodb-local' ? startDynamoDbLocal() : startDynalite()]);
+    startWriterPool();
     const s3proxy = await startFaultProxy({ target: s3.endpoint, seed: 1 });
     const dynamoProxy = await startFaultProxy({ target: dynamo.endpoint, seed: 2 });
     const leaseTable = 'walship-scenarios';
@@ -38,11 +39,13 @@ export async function startServers(choice: ServerChoice = {}): Promise<RunningSe
       leaseTable,
       describe: `${s.kind} + ${d.kind}, each behind a fault proxy`,
       stop: async () => {
+        stopWriterPool();
         await Promise.allSettled([s3proxy.stop(), dynamoProxy.stop()]);
         await Promise.allSettled([s.stop(), d.stop()]);
       },
     };
   } catch (e) {
+    stopWriterPool();
     await Promise.allSettled([s3?.stop(), dynamo?.stop()]);
     throw e;
   }

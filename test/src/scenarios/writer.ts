@@ -1,6 +1,8 @@
 // The scenario writer: a child process that opens a database through the public API
 // (openReplicated) and commits the scenario workload until it is killed, runs out of commits, or a
-// commit fails for good. Its configuration is the JSON in WALSHIP_SCENARIO_WRITER (WriterConfig).
+// commit fails for good. Its configuration is the JSON in WALSHIP_SCENARIO_WRITER (WriterConfig), or,
+// when that says `stdin`, the first line of stdin (read after the modules and SQLite's WASM are loaded,
+// so the harness can start a writer ahead of time).
 // Every line goes to stdout with a synchronous write, so a line the parent read was written before
 // any kill:
 //   O <txid> <generation> <epoch>   opened
@@ -14,7 +16,7 @@
 //   Z <n> <txid>                    maxCommits reached and flushed; the writer exits 0
 import { writeSync } from 'node:fs';
 import { openReplicated, type ReplicatedOptions } from '@walship/shipper';
-import { nodeFs, type FsOps } from '@walship/vfs';
+import { loadSqlite, nodeFs, type FsOps } from '@walship/vfs';
 import { SCHEMA, commitStatements, type ValueShape } from './workload.js';
 
 export interface WriterConfig {
@@ -48,9 +50,22 @@ export interface WriterConfig {
   clockJumps?: boolean;
 }
 
-const config = JSON.parse(process.env.WALSHIP_SCENARIO_WRITER ?? 'null') as WriterConfig | null;
+async function readConfig(): Promise<WriterConfig | null> {
+  const env = process.env.WALSHIP_SCENARIO_WRITER;
+  if (env !== 'stdin') return JSON.parse(env ?? 'null') as WriterConfig | null;
+  await loadSqlite();
+  let buf = '';
+  for await (const chunk of process.stdin) {
+    buf += String(chunk);
+    const i = buf.indexOf('\n');
+    if (i >= 0) return JSON.parse(buf.slice(0, i)) as WriterConfig;
+  }
+  return null; // the harness went away before sending one
+}
+
+const config = await readConfig();
 if (!config) {
-  process.stderr.write('scenario writer: set WALSHIP_SCENARIO_WRITER to its JSON configuration\n');
+  process.stderr.write('scenario writer: set WALSHIP_SCENARIO_WRITER to its JSON configuration (or to stdin and send it as one line)\n');
   process.exit(2);
 }
 const out = (line: string): void => {
