@@ -614,7 +614,9 @@ export interface CompactionResult {
  * generation's first one) on. Never deletes a level-0 segment; the only deletion is of a level-1
  * object that does not decode to exactly the merge of its inputs.
  */
-export async function compactGeneration(ctx: MaintenanceContext, view: GenerationView, floorTxid: number, options: ResolvedCompaction, now = Date.now()): Promise<CompactionResult> {
+export async function compactGeneration(ctx: MaintenanceContext, view: GenerationView, floorTxid: number, options: ResolvedCompaction): Promise<CompactionResult> {
+  // Level-1 ages are compared with the store's LIST times: the wall clock, not a pass's retention clock.
+  const now = Date.now();
   const result: CompactionResult = { written: [], verified: [], skipped: [], deleted: [], dropped: [], stopped: null };
   const gen = view.generation;
   const log = ctx.log;
