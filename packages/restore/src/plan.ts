@@ -387,8 +387,8 @@ class Planner {
       const next = txid + 1;
       // Fewest objects: the one that reaches furthest towards the target (a level-1 object over
       // the level-0 segments it merged); on a tie, one that starts right here (no index read),
-      // then the smaller. A jump (a level-1 object written before boundaries were kept) only when
-      // the whole of it is wanted.
+      // then level 0, then the longest. A jump (a level-1 object written before boundaries were
+      // kept) only when the whole of it is wanted.
       const reach = (u: Usable): number => Math.min(u.header.maxTxid, limit);
       const continuing = usable
         .filter((u) => u.header.minTxid <= next && u.header.maxTxid > txid)
@@ -397,7 +397,8 @@ class Planner {
           (a, b) =>
             reach(b) - reach(a) ||
             Number(a.header.minTxid !== next) - Number(b.header.minTxid !== next) ||
-            a.entry.size - b.entry.size,
+            Number(a.header.level !== 0) - Number(b.header.level !== 0) ||
+            b.header.maxTxid - a.header.maxTxid,
         );
       let chosen: Usable | null = null;
       let index: ObjectIndex | null = null;
