@@ -230,6 +230,29 @@ const SABOTAGES = {
     edits: [['packages/vfs/src/page-vfs.ts', 'return cause instanceof Error ? cause : e;', 'return e;']],
     tests: ['replica-faults'],
   },
+  'compaction-drop-jumps': {
+    what: 'compaction deletes the level-0 inputs of any level-1 object, also a jump written before boundaries were kept (exact txids inside it are lost)',
+    edits: [['packages/shipper/src/compaction.ts', "h.transactionCount !== h.maxTxid - h.minTxid + 1 || !acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)", '!acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)']],
+    tests: ['shipper/dist/compaction.test'],
+  },
+  'restore-write-once': {
+    what: 'restore writes every segment page as it is applied, also the ones later transactions rewrite (no staging)',
+    edits: [
+      ['packages/restore/src/apply.ts', 'if (this.#stagedBytes + this.pageSize + STAGE_OVERHEAD > STAGE_BYTES) this.#writeStaged();', 'this.#writeStaged();'],
+      ['packages/restore/src/apply.ts', '    if (held) {\n      held.set(data);', '    if (held && held.length < 0) {\n      held.set(data);'],
+    ],
+    tests: ['restore/dist/apply.test'],
+  },
+  'first-image-coverage': {
+    what: "the shipper takes any generation's txid 1 as the whole database (its snapshot), also in a file written before walship opened it (txid 1 leaves most pages as they are)",
+    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
+    tests: ['restore-every-txid'],
+  },
+  'planner-boundaries': {
+    what: 'the restore planner treats every level-1 object as a jump to its max txid (no stop inside one): once level 0 is deleted, txids inside level-1 objects are not restorable',
+    edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
+    tests: ['shipper-retention'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -153,10 +153,14 @@ describe('restore to a txid', () => {
     assert.equal(p.objects.at(-1)!.applyThrough, k);
   });
 
-  test('a txid outside the replica is ERR_TXID_NOT_FOUND with the restorable range', async () => {
+  test('a txid outside the replica is ERR_TXID_NOT_FOUND with the restorable range; txid 1 of a new database is inside it', async () => {
     const path = target();
     const last = Math.max(...[...txs.keys()]);
-    for (const k of [last + 1000, 1]) {
+    const early = target();
+    const first = await restore({ ...source(server, prefix), path: early, txid: 1 });
+    assert.equal(first.txid, 1);
+    assertMatchesOracle(early, work, 1);
+    for (const k of [last + 1000]) {
       await assert.rejects(restore({ ...source(server, prefix), path, txid: k }), (e: Error & { code?: string; details?: Record<string, unknown> }) => {
         assert.equal(e.code, 'ERR_TXID_NOT_FOUND', e.message);
         assert.match(e.message, /restorable/);

@@ -32,6 +32,10 @@ function checkPrefix(bytes: Uint8Array, dir: string): number {
   const db = openOracle(file, { readonly: true });
   try {
     assert.equal(db.pragmaValue('integrity_check'), 'ok');
+    // Before the writer's schema: the state after txid 1 of a new database (its generation's
+    // snapshot), which is commit 0.
+    const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name IN ('rows', 'meta')").pluck().all();
+    if (tables.length === 0) return 0;
     const m = db.prepare('SELECT n FROM meta').pluck().get() as number;
     const rows = db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[];
     assert.equal(rows.length, m, 'one row per commit up to meta.n');

@@ -8,7 +8,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openOracle } from './util/oracle-sqlite.js';
@@ -19,6 +19,7 @@ import { PageHashes, decodeSegment, encodeSegment, formatKeys, loadFormat, type 
 import { startS3rver, type S3Server } from './servers/index.js';
 // The pass is not exported from the package index yet (the report asks for it): the compiled module.
 import { runMaintenancePass, type MaintenanceResult } from '@walship/shipper';
+import { plan, restore } from '@walship/restore';
 import { prng } from './util/prng.js';
 import { s3Location, storageFor as sharedStorageFor } from './util/s3.js';
 
@@ -54,6 +55,21 @@ function options(prefix: string, extra: Partial<ReplicatedOptions> = {}): Replic
     logLevel: 'silent',
     ...extra,
   };
+}
+
+/** The `s3` option of restore and plan. */
+function source(prefix: string) {
+  return { s3: { ...s3Location(server, prefix), retry: { attempts: 2, baseDelayMs: 10, maxDelayMs: 100, requestTimeoutMs: 5000 } } };
+}
+
+/** A restored file as an image (for the oracle check). */
+function imageOf(path: string, cat: Catalog): Image {
+  const pageSize = (cat.snapshots[0] as Obj).header.pageSize;
+  const bytes = readFileSync(path);
+  const image = new Image(pageSize);
+  image.commitSize = bytes.length / pageSize;
+  for (let i = 0; i < image.commitSize; i++) image.pages.set(i + 1, bytes.subarray(i * pageSize, (i + 1) * pageSize));
+  return image;
 }
 
 function storageFor(prefix: string): ObjectStorage {
@@ -248,9 +264,10 @@ function step(image: Image, t: Txn, where: string): void {
 
 /**
  * The database after txid t: the newest accepted snapshot at or before t, then level-0
- * transactions ('l0'), or level-1 objects wherever one starts right there and ends by t ('jump').
+ * transactions ('l0'), or a level-1 object wherever one holds the next txid, applied transaction
+ * by transaction up to t ('l1'; level 0 where none does).
  */
-function restoreTo(cat: Catalog, t: number, mode: 'l0' | 'jump'): { image: Image; objects: string[] } {
+function restoreTo(cat: Catalog, t: number, mode: 'l0' | 'l1'): { image: Image; objects: string[] } {
   const snap = cat.snapshots.filter((s) => s.header.maxTxid <= t).at(-1);
   if (!snap) throw new Error(`txid ${t}: no snapshot at or before it`);
   const image = new Image(snap.header.pageSize);
@@ -259,17 +276,9 @@ function restoreTo(cat: Catalog, t: number, mode: 'l0' | 'jump'): { image: Image
   let cur = snap.header.maxTxid;
   let sum = snap.header.postChecksum;
   while (cur < t) {
-    const jump = mode === 'jump' ? cat.l1.filter((o) => o.header.minTxid === cur + 1 && o.header.maxTxid <= t).at(-1) : undefined;
-    if (jump) {
-      assert.equal(jump.header.preChecksum, sum, `${jump.key} links to the state at txid ${cur}`);
-      step(image, jump.txns[0] as Txn, jump.key);
-      objects.push(jump.key);
-      cur = jump.header.maxTxid;
-      sum = jump.header.postChecksum;
-      continue;
-    }
-    const seg = cat.l0.find((o) => o.header.minTxid <= cur + 1 && o.header.maxTxid >= cur + 1);
-    if (!seg) throw new Error(`txid ${t}: no level-0 segment holds txid ${cur + 1}`);
+    const l1 = mode === 'l1' ? cat.l1.find((o) => o.header.minTxid <= cur + 1 && o.header.maxTxid >= cur + 1) : undefined;
+    const seg = l1 ?? cat.l0.find((o) => o.header.minTxid <= cur + 1 && o.header.maxTxid >= cur + 1);
+    if (!seg) throw new Error(`txid ${t}: no ${mode === 'l1' ? 'level-1 or ' : ''}level-0 object holds txid ${cur + 1}`);
     if (seg.header.minTxid === cur + 1) assert.equal(seg.header.preChecksum, sum, `${seg.key} links to the state at txid ${cur}`);
     for (const x of seg.txns) {
       if (x.txid <= cur || x.txid > t) continue;
@@ -310,34 +319,29 @@ function truthOf(cat: Catalog): Map<number, Truth> {
   return out;
 }
 
-/** A compacted object must be exactly its level-0 inputs applied in order: each page's last image. */
+/** A compacted object must be exactly its level-0 inputs' transactions in order, each with its own pages. */
 function assertIsMergeOfInputs(cat: Catalog, l1: Obj, truth: Map<number, Truth>): void {
   const { minTxid, maxTxid } = l1.header;
-  const merged = new Image(l1.header.pageSize);
-  let next = minTxid;
-  for (const seg of cat.l0) {
-    for (const t of seg.txns) {
-      if (t.txid < minTxid || t.txid > maxTxid) continue;
-      assert.equal(t.txid, next, `${l1.key}: inputs contiguous`);
-      merged.apply(t);
-      next++;
-    }
-  }
-  assert.equal(next, maxTxid + 1, `${l1.key}: level-0 holds every txid it covers`);
+  const inputs: Txn[] = [];
+  for (const seg of cat.l0) for (const t of seg.txns) if (t.txid >= minTxid && t.txid <= maxTxid) inputs.push(t);
+  assert.deepEqual(
+    inputs.map((t) => t.txid),
+    Array.from({ length: maxTxid - minTxid + 1 }, (_, i) => minTxid + i),
+    `${l1.key}: level-0 holds every txid it covers`,
+  );
   assert.equal(l1.header.level, 1);
-  assert.equal(l1.txns.length, 1, `${l1.key}: one transaction record, at its max txid`);
-  const rec = l1.txns[0] as Txn;
-  assert.equal(rec.txid, maxTxid);
+  assert.equal(l1.header.transactionCount, maxTxid - minTxid + 1, `${l1.key}: one record per transaction`);
   assert.equal(l1.header.preChecksum, truth.get(minTxid - 1)?.checksum, `${l1.key}: pre-apply checksum is the chain's at ${minTxid - 1}`);
   assert.equal(l1.header.postChecksum, truth.get(maxTxid)?.checksum, `${l1.key}: post-apply checksum is the chain's at ${maxTxid}`);
-  assert.equal(rec.commitSize, truth.get(maxTxid)?.commitSize);
-  const expected = [...merged.pages.entries()].sort((a, b) => a[0] - b[0]);
-  assert.deepEqual(
-    rec.pages.map((p) => p.pgno),
-    expected.map(([pgno]) => pgno),
-    `${l1.key}: every page changed in the range, once`,
-  );
-  rec.pages.forEach((p, i) => assert.ok(Buffer.from(p.data).equals(Buffer.from((expected[i] as [number, Uint8Array])[1])), `${l1.key}: page ${p.pgno} is its last image`));
+  l1.txns.forEach((rec, i) => {
+    const t = inputs[i] as Txn;
+    assert.deepEqual([rec.txid, rec.timestamp, rec.commitSize, rec.postChecksum], [t.txid, t.timestamp, t.commitSize, t.postChecksum], `${l1.key}: the record of txid ${t.txid}`);
+    assert.deepEqual(
+      rec.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]),
+      t.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]),
+      `${l1.key}: the pages of txid ${t.txid}`,
+    );
+  });
 }
 
 let files = 0;
@@ -529,7 +533,7 @@ describe('retention and compaction on s3rver', () => {
     let fewer = 0;
     for (let t = atCutoff; t <= tip; t++) {
       const viaL0 = restoreTo(window, t, 'l0');
-      const viaL1 = restoreTo(window, t, 'jump');
+      const viaL1 = restoreTo(window, t, 'l1');
       assert.equal(viaL0.image.sha(), truth.get(t)?.sha, `txid ${t} from level 0`);
       assert.equal(viaL1.image.sha(), truth.get(t)?.sha, `txid ${t} through level 1`);
       if (viaL1.objects.length < viaL0.objects.length) fewer++;
@@ -537,6 +541,48 @@ describe('retention and compaction on s3rver', () => {
     }
     assert.ok(fewer > 0, 'level-1 objects save reads');
     assert.throws(() => restoreTo(window, k - 1, 'l0'), /no snapshot/, 'points before the base are gone (outside the window)');
+
+    // Level 0 goes once level-1 objects hold it: every txid and sampled milliseconds of the window
+    // still restore exactly (through @walship/restore, compared with the truth and the oracle).
+    const dropPass = compactionOf(await runMaintenancePass({ prefix, storage, retentionMs, now, compaction: { ...compaction, level0RetentionMs: 0 }, logLevel: 'silent' }));
+    assert.ok(dropPass.dropped.length > 0, 'level-0 segments held by level-1 objects are deleted');
+    const dropped = new Set(dropPass.dropped);
+    const held = await replica.catalog(gen2);
+    for (const key of dropped) {
+      const h = (window.l0.find((o) => o.key === key) as Obj).header;
+      assert.ok(held.l1.some((l1) => l1.header.minTxid <= h.minTxid && h.maxTxid <= l1.header.maxTxid), `${key} is inside a level-1 object`);
+    }
+    const onlyL1 = { ...held, l0: held.l0.filter((o) => !dropped.has(o.key)) };
+    let readL1 = 0;
+    for (let t = atCutoff; t <= tip; t++) {
+      const path = join(dir, `window-${t}.db`);
+      const r = await restore({ ...source(prefix), path, txid: t });
+      assert.equal(r.txid, t);
+      assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), truth.get(t)?.sha, `txid ${t} restored through level 1 after level 0 went`);
+      assert.equal(restoreTo(onlyL1, t, 'l1').image.sha(), truth.get(t)?.sha, `txid ${t}: the independent reader agrees`);
+      if (t === atCutoff || t === tip || t % 13 === 0) oracleCheck(imageOf(path, held), work.digestAt(t), `txid ${t} after level 0 went`);
+      rmSync(path);
+    }
+    for (const l1 of held.l1.filter((o) => o.header.minTxid > atCutoff)) {
+      const p = await plan({ ...source(prefix), txid: l1.header.maxTxid - 1 });
+      assert.ok(p.objects.some((o) => o.key === l1.key), `the plan to txid ${l1.header.maxTxid - 1} reads ${l1.key}`);
+      assert.deepEqual(p.objects.slice(1).map((o) => o.level), p.objects.slice(1).map(() => 1), 'a snapshot, then level-1 objects only');
+      readL1++;
+    }
+    assert.ok(readL1 > 0, 'plans inside level-1 objects were checked');
+    const times = [...truth.entries()].filter(([t]) => t > atCutoff).map(([, x]) => x.timestamp);
+    const sampled = new Set<number>();
+    for (let i = 0; i < times.length; i += Math.max(1, Math.floor(times.length / 40))) for (const d of [-1, 0, 1]) sampled.add((times[i] as number) + d);
+    for (const ms of [...sampled].sort((a, b) => a - b)) {
+      let want = 0;
+      for (const [t, x] of truth) if (x.timestamp <= ms && t > want) want = t;
+      if (want < atCutoff) continue;
+      const path = join(dir, `window-ms-${ms}.db`);
+      const r = await restore({ ...source(prefix), path, timestamp: ms });
+      assert.equal(r.txid, want, `${new Date(ms).toISOString()}: the last txid committed by then`);
+      assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), truth.get(want)?.sha, `${new Date(ms).toISOString()} restored exactly`);
+      rmSync(path);
+    }
   });
 
   test('a gap or a fenced segment among the inputs stops compaction of that range, with a logged reason', async () => {
@@ -588,7 +634,7 @@ describe('retention and compaction on s3rver', () => {
     }
     assert.ok(after.l1.some((l1) => l1.header.minTxid > victim.header.maxTxid), 'compaction goes on after a fenced range');
     for (let t = after.snapshots[0]?.header.maxTxid ?? 0; t < lost.header.minTxid; t++) {
-      assert.equal(restoreTo(after, t, 'jump').image.sha(), truth.get(t)?.sha, `txid ${t}`);
+      assert.equal(restoreTo(after, t, 'l1').image.sha(), truth.get(t)?.sha, `txid ${t}`);
     }
     assert.deepEqual(compactionOf(await runMaintenancePass({ prefix, storage, retentionMs: 0, compaction: { bucketMs: 300 }, logLevel: 'silent' })).written, [], 'a rerun writes nothing new');
   });
@@ -622,7 +668,7 @@ describe('retention and compaction on s3rver', () => {
     const tip = Math.max(...cat.l0.map((o) => o.header.maxTxid));
     for (let t = oldest.header.maxTxid; t <= tip; t++) {
       const viaL0 = restoreTo(cat, t, 'l0');
-      const viaL1 = restoreTo(cat, t, 'jump');
+      const viaL1 = restoreTo(cat, t, 'l1');
       assert.equal(viaL1.image.sha(), viaL0.image.sha(), `txid ${t}: both paths agree`);
       if (t === tip || t % 11 === 0) oracleCheck(viaL1.image, work.digestAt(t), `txid ${t}`);
     }

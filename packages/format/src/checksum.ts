@@ -153,8 +153,15 @@ export class PageHashes {
     if (!(data instanceof Uint8Array) || data.length !== this.pageSize) {
       throw invalidArgument(`PageHashes.set: page ${pgno} has ${describeLength(data)}, expected ${this.pageSize}`, { pgno });
     }
+    this.setHash(pgno, this.#checksum.pageHash(pgno, data));
+  }
+
+  /** Records page `pgno` by its hash H(pgno, page), computed elsewhere (the decoder hashes a snapshot's pages to check it). */
+  setHash(pgno: number, hash: bigint): void {
+    if (!Number.isInteger(pgno) || pgno < 1 || pgno > 0xffffffff || pgno === this.lockPage) {
+      throw invalidArgument(`PageHashes.setHash: page number ${pgno} is not an integer in 1..4294967295 other than the lock page`, { pgno });
+    }
     if (pgno > this.#hashes.length) this.#grow(pgno);
-    const hash = this.#checksum.pageHash(pgno, data);
     const i = pgno - 1;
     this.#value ^= (this.#hashes[i] as bigint) ^ hash;
     this.#hashes[i] = hash;

@@ -495,13 +495,15 @@ class RecordParser {
         throw corrupt(`txid ${tx.txid} has page ${pgno}, outside 1..${tx.commitSize} or the lock page`);
       }
       const data = raw.subarray(at + PAGE_RECORD_HEADER_SIZE, at + recordSize);
+      let hash: bigint | undefined;
       if (h.kind === 'snapshot') {
         if (pgno !== tx.nextSnapshotPage) throw corrupt(`the snapshot has page ${pgno} where page ${tx.nextSnapshotPage} belongs`);
         tx.nextSnapshotPage = pgno + 1 === this.#lockPage ? pgno + 2 : pgno + 1;
-        tx.snapshotChecksum ^= this.#sums.pageHash(pgno, data);
+        hash = this.#sums.pageHash(pgno, data);
+        tx.snapshotChecksum ^= hash;
       }
       this.index.addPage(pgno);
-      tx.pages.push({ pgno, data });
+      tx.pages.push(hash === undefined ? { pgno, data } : { pgno, data, hash });
       tx.remaining--;
       at += recordSize;
       if (tx.remaining === 0) {

@@ -62,6 +62,8 @@ export interface TransactionStart extends TransactionFields {
 export interface PageRecord {
   pgno: number;
   data: Uint8Array;
+  /** Set by the decoder on a snapshot's pages: H(pgno, page), which it computed to check the snapshot (a reader keeping a PageHashes need not hash the page again). */
+  hash?: bigint;
 }
 
 export interface TransactionInput extends TransactionFields {

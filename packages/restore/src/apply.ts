@@ -16,21 +16,43 @@ export function hex64(value: bigint): string {
   return `0x${value.toString(16).padStart(16, '0')}`;
 }
 
-/** An object's bytes as ranged GETs of PIECE_SIZE, in order; a single GET when it is small. */
-export async function* objectBytes(storage: ObjectStorage, key: string, size: number, signal?: AbortSignal): AsyncGenerator<Uint8Array> {
+/** Ranged GETs of one large object in flight at once while its earlier pieces are decoded. */
+export const PIECES_AHEAD = 4;
+
+/**
+ * An object's bytes as ranged GETs of PIECE_SIZE, in order, with up to `ahead` pieces requested
+ * before the one being consumed (at most (ahead + 1) x PIECE_SIZE held); a single GET when it is
+ * small. Downloading the next pieces while one is decoded and written is what lets a large
+ * snapshot restore near the speed of the network rather than of one request at a time.
+ */
+export async function* objectBytes(storage: ObjectStorage, key: string, size: number, signal?: AbortSignal, ahead = 1): AsyncGenerator<Uint8Array> {
   if (size <= PIECE_SIZE) {
     const bytes = await storage.get(key, signal ? { signal } : {});
     if (bytes === null) throw missing(storage, key);
     yield bytes;
     return;
   }
-  for (let start = 0; start < size; start += PIECE_SIZE) {
-    const end = Math.min(size, start + PIECE_SIZE) - 1;
-    const bytes = await storage.get(key, { range: { start, end }, ...(signal ? { signal } : {}) });
+  const inflight: { promise: Promise<Uint8Array | null>; length: number }[] = [];
+  let start = 0;
+  const launch = (): void => {
+    while (inflight.length < Math.max(1, ahead) && start < size) {
+      const end = Math.min(size, start + PIECE_SIZE) - 1;
+      const promise = storage.get(key, { range: { start, end }, ...(signal ? { signal } : {}) });
+      // Awaited in order below; a piece that fails after an earlier one already failed is not unhandled.
+      promise.catch(() => undefined);
+      inflight.push({ promise, length: end - start + 1 });
+      start = end + 1;
+    }
+  };
+  launch();
+  while (inflight.length > 0) {
+    const piece = inflight.shift() as (typeof inflight)[number];
+    const bytes = await piece.promise;
     if (bytes === null) throw missing(storage, key);
+    launch();
     yield bytes;
     // A short piece means the object changed under us; the decoder reports the truncation.
-    if (bytes.length !== end - start + 1) return;
+    if (bytes.length !== piece.length) return;
   }
 }
 
@@ -63,6 +85,14 @@ export function changed(key: string): Error {
  */
 const RUN_BYTES = 4 * 1024 * 1024;
 
+/**
+ * Segment pages held before they are written, with a per-page allowance for the map: a hot page
+ * that many transactions rewrite (a level-1 object keeps every one of them) is written once per
+ * this many bytes of distinct pages instead of once per transaction.
+ */
+const STAGE_BYTES = 8 * 1024 * 1024;
+const STAGE_OVERHEAD = 128;
+
 export class PageFile {
   readonly path: string;
   readonly pageSize: number;
@@ -73,6 +103,10 @@ export class PageFile {
   #run: Uint8Array;
   #runStart = 0;
   #runPages = 0;
+  /** Segment pages not written yet, by page number (their own copies); disjoint from the run. */
+  readonly #staged = new Map<number, Uint8Array>();
+  #stagedBytes = 0;
+  #written = 0;
 
   constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes; mode?: number }) {
     this.path = path;
@@ -86,15 +120,54 @@ export class PageFile {
     this.#run = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));
   }
 
-  writePage(pgno: number, data: Uint8Array): void {
+  /** A page of a sequential stream (a snapshot). `hash`: H(pgno, data) when the decoder computed it already. */
+  writePage(pgno: number, data: Uint8Array, hash?: bigint): void {
+    if (this.#staged.size > 0) this.#writeStaged();
+    this.#append(pgno, data);
+    this.#hash(pgno, data, hash);
+  }
+
+  /**
+   * A page of a segment: held (copied) until STAGE_BYTES of distinct pages wait or the file is
+   * finished, so a page that later transactions rewrite is written once. The checksum is updated at
+   * once: every transaction is still checked.
+   */
+  stagePage(pgno: number, data: Uint8Array): void {
+    if (this.#runPages > 0) this.flush();
+    const held = this.#staged.get(pgno);
+    if (held) {
+      held.set(data);
+    } else {
+      if (this.#stagedBytes + this.pageSize + STAGE_OVERHEAD > STAGE_BYTES) this.#writeStaged();
+      // Copied: the decoder's page buffers may be reused once this returns.
+      this.#staged.set(pgno, data.slice());
+      this.#stagedBytes += this.pageSize + STAGE_OVERHEAD;
+    }
+    this.#hash(pgno, data, undefined);
+  }
+
+  #hash(pgno: number, data: Uint8Array, hash: bigint | undefined): void {
+    if (hash === undefined) this.hashes.set(pgno, data);
+    else this.hashes.setHash(pgno, hash);
+    if (pgno > this.#pages) this.#pages = pgno;
+  }
+
+  #append(pgno: number, data: Uint8Array): void {
     const capacity = this.#run.length / this.pageSize;
     if (this.#runPages > 0 && (pgno !== this.#runStart + this.#runPages || this.#runPages === capacity)) this.flush();
     if (this.#runPages === 0) this.#runStart = pgno;
     // Copied: the decoder's page buffers may be reused once this returns.
     this.#run.set(data, this.#runPages * this.pageSize);
     this.#runPages++;
-    this.hashes.set(pgno, data);
-    if (pgno > this.#pages) this.#pages = pgno;
+  }
+
+  /** Writes the staged pages in page order, contiguous ones in one call. */
+  #writeStaged(): void {
+    const pgnos = [...this.#staged.keys()].sort((a, b) => a - b);
+    for (const pgno of pgnos) this.#append(pgno, this.#staged.get(pgno) as Uint8Array);
+    this.flush();
+    this.#staged.clear();
+    this.#stagedBytes = 0;
   }
 
   /** Writes the pending run of pages. */
@@ -104,13 +177,27 @@ export class PageFile {
     const offset = (this.#runStart - 1) * this.pageSize;
     let at = 0;
     while (at < length) at += writeSync(this.#fd, this.#run, at, length - at, offset + at);
+    this.#written += length;
     this.#runPages = 0;
   }
 
-  /** The database's size after a commit: pages above it leave the file at once, so they cannot reappear. */
+  /** Page bytes written to the file so far. */
+  get bytesWritten(): number {
+    return this.#written;
+  }
+
+  /** The database's size after a commit: pages above it leave the file (and the staged pages) at once, so they cannot reappear. */
   setSize(commitSize: number): void {
     this.flush();
-    if (commitSize < this.#pages) ftruncateSync(this.#fd, commitSize * this.pageSize);
+    if (commitSize < this.#pages) {
+      for (const pgno of [...this.#staged.keys()]) {
+        if (pgno > commitSize) {
+          this.#staged.delete(pgno);
+          this.#stagedBytes -= this.pageSize + STAGE_OVERHEAD;
+        }
+      }
+      ftruncateSync(this.#fd, commitSize * this.pageSize);
+    }
     this.hashes.truncate(commitSize);
     this.#pages = commitSize;
   }
@@ -120,7 +207,7 @@ export class PageFile {
    * object for the error.
    */
   apply(t: TransactionEvent, where: string): void {
-    for (const p of t.pages) this.writePage(p.pgno, p.data);
+    for (const p of t.pages) this.stagePage(p.pgno, p.data);
     this.commit(t, where);
   }
 
@@ -138,7 +225,7 @@ export class PageFile {
 
   /** Sets the final length (commit size, lock page included) and makes it durable. */
   finish(commitSize: number): void {
-    this.flush();
+    this.#writeStaged();
     ftruncateSync(this.#fd, commitSize * this.pageSize);
     fsyncSync(this.#fd);
   }
@@ -146,6 +233,8 @@ export class PageFile {
   /** Without finish() first (a failed restore) pending pages are dropped: the scratch file goes anyway. */
   close(): void {
     this.#runPages = 0;
+    this.#staged.clear();
+    this.#stagedBytes = 0;
     if (this.#fd >= 0) {
       closeSync(this.#fd);
       this.#fd = -1;
@@ -167,7 +256,7 @@ export async function writeSnapshot(
 ): Promise<void> {
   let ended = false;
   const source = (async function* () {
-    for await (const piece of objectBytes(storage, object.key, object.size, signal)) {
+    for await (const piece of objectBytes(storage, object.key, object.size, signal, PIECES_AHEAD)) {
       onBytes(piece.length);
       yield piece;
     }
@@ -178,7 +267,7 @@ export async function writeSnapshot(
       if (event.type === 'header') {
         if (!sameHeader(event.header, object.header)) throw changed(object.key);
       } else if (event.type === 'transaction') {
-        for (const p of event.pages) file.writePage(p.pgno, p.data);
+        for (const p of event.pages) file.writePage(p.pgno, p.data, p.hash);
       } else {
         ended = true;
       }

@@ -447,7 +447,7 @@ class Follower {
           // A transaction split over several events (`more`) continues at the same txid.
           if (t.txid !== txid && t.txid !== txid + 1) throw restoreError('ERR_CHAIN_GAP', `${f.key}: txid ${t.txid} follows txid ${txid}`, { key: f.key, lastTxid: txid, nextTxid: t.txid });
           txid = t.txid;
-          for (const p of t.pages) file.writePage(p.pgno, p.data);
+          for (const p of t.pages) file.stagePage(p.pgno, p.data);
           if (t.more) continue;
           file.commit(t, f.key);
           commitSize = t.commitSize;

@@ -126,6 +126,11 @@ interface Usable {
   header: ObjectHeader;
 }
 
+/** A segment with every transaction boundary: level 0, or a level-1 object that keeps each transaction (not a jump). */
+function everyBoundary(h: ObjectHeader): boolean {
+  return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;
+}
+
 function hex(value: bigint): string {
   return `0x${value.toString(16).padStart(16, '0')}`;
 }
@@ -380,10 +385,17 @@ class Planner {
         break;
       }
       const next = txid + 1;
+      // Fewest objects: the one that reaches furthest towards the target (a level-1 object over
+      // the level-0 segments it merged); on a tie, one that starts right here (no index read),
+      // then level 0, then the longest. A jump (a level-1 object written before boundaries were
+      // kept) only when the whole of it is wanted.
+      const reach = (u: Usable): number => Math.min(u.header.maxTxid, limit);
       const continuing = usable
         .filter((u) => u.header.minTxid <= next && u.header.maxTxid > txid)
+        .filter((u) => everyBoundary(u.header) || (u.header.minTxid === next && wholeWanted(u.header, stop)))
         .sort(
           (a, b) =>
+            reach(b) - reach(a) ||
             Number(a.header.minTxid !== next) - Number(b.header.minTxid !== next) ||
             Number(a.header.level !== 0) - Number(b.header.level !== 0) ||
             b.header.maxTxid - a.header.maxTxid,
@@ -493,6 +505,15 @@ class Planner {
     }
 
     if (ended === 'exhausted') {
+      // Only a jump (a level-1 object written before compaction kept boundaries) holds the target.
+      const jump = stop.kind === 'txid' ? usable.find((u) => !everyBoundary(u.header) && u.header.minTxid === txid + 1 && u.header.maxTxid > stop.txid) : undefined;
+      if (jump && stop.kind === 'txid') {
+        throw restoreError(
+          'ERR_TXID_NOT_FOUND',
+          `${this.#where}: txid ${stop.txid} is inside ${jump.entry.key}, which an earlier walship compacted into one jump to txid ${jump.header.maxTxid} (its level-0 segments are gone); restorable there: ${txid}, ${jump.header.maxTxid}`,
+          { txid: stop.txid, key: jump.entry.key, available: [txid, jump.header.maxTxid] },
+        );
+      }
       // Nothing continues the chain: either this is the tip, or an object is missing.
       // The next object the chain would need, from the headers read or, past a txid target (whose
       // headers were not read), from the keys alone: a later object means txids are missing.
@@ -568,6 +589,13 @@ class Planner {
       }
     }
   }
+}
+
+/** Whether a stop rule wants every transaction of an object (so a jump over it is exact). */
+function wholeWanted(h: ObjectHeader, stop: Stop): boolean {
+  if (stop.kind === 'txid') return h.maxTxid <= stop.txid;
+  if (stop.kind === 'timestamp') return h.lastTimestamp <= stop.timestamp;
+  return true;
 }
 
 /** An object's epoch has a marker and its key's first txid is not before that epoch's start. */

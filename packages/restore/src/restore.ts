@@ -1,9 +1,10 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { setMaxListeners } from 'node:events';
 import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
-import { PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
+import { PIECES_AHEAD, PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
@@ -171,6 +172,8 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   // is decoded while it is applied.
   const segments = objects.slice(1);
   const controller = new AbortController();
+  // Every request in flight listens to it: the snapshot's pieces ahead and the prefetched segments.
+  setMaxListeners(2 * (o.concurrency + PIECES_AHEAD) + 8, controller.signal);
   const onAbort = (): void => controller.abort(signal?.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
   const prefetch = new Prefetcher(storage, segments, { concurrency: o.concurrency, signal: controller.signal });
@@ -210,30 +213,35 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   return bytes;
 }
 
-/** The checks on the finished file: size, checksum from disk, integrity_check, and the checksum again (the check must not write). */
+/**
+ * The checks on the finished file: PRAGMA integrity_check, then size and checksum read back from
+ * disk. One read of the file proves both that the disk kept what was written and that the check
+ * did not write; when integrity_check fails, the file is hashed first so the error says which.
+ */
 export async function verifyFile(path: string, plan: { pageSize: number; commitSize: number; checksum: bigint; txid: number }): Promise<void> {
   const check = (when: string): void => {
     const disk = hashFile(path, plan.pageSize);
     if (disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum) {
       throw restoreError(
         'ERR_VERIFY_FAILED',
-        `${path} ${when}: ${disk.size} bytes with checksum ${hex64(disk.checksum)}, expected ${plan.commitSize * plan.pageSize} bytes with ${hex64(plan.checksum)} (txid ${plan.txid}); the disk did not keep what was written`,
+        `${path} ${when}: ${disk.size} bytes with checksum ${hex64(disk.checksum)}, expected ${plan.commitSize * plan.pageSize} bytes with ${hex64(plan.checksum)} (txid ${plan.txid}); the disk did not keep what was written, or the check wrote to it`,
         { path, size: disk.size, expectedSize: plan.commitSize * plan.pageSize, checksum: hex64(disk.checksum), expected: hex64(plan.checksum) },
       );
     }
   };
-  check('as written');
   let result: string[];
   try {
     result = await integrityCheck(path);
   } catch (e) {
+    check('read back');
     throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check could not run: ${(e as Error).message}`, { path, txid: plan.txid }, e);
   }
+  for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
   if (result.length !== 1 || result[0] !== 'ok') {
+    check('read back');
     throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check at txid ${plan.txid} reports: ${result.slice(0, 10).join('; ')}`, { path, txid: plan.txid, integrity: result.slice(0, 100) });
   }
-  for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
-  check('after integrity_check');
+  check('read back after integrity_check');
 }
 
 /**

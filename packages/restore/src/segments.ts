@@ -1,6 +1,6 @@
 import { decodeObject, type Keyring } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PAGES_PER_EVENT, PIECE_SIZE, changed, hex64, objectBytes, sameHeader, type PageFile } from './apply.js';
+import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, changed, hex64, objectBytes, sameHeader, type PageFile } from './apply.js';
 import { abortedError, objectFailure, restoreError, storageFailure } from './errors.js';
 import { missing } from './replica.js';
 import type { PlannedObject } from './plan.js';
@@ -65,7 +65,7 @@ export class Prefetcher {
     const pending = this.#pending.get(i);
     if (pending === undefined) {
       if (this.#next === i) this.#next++;
-      const stream = objectBytes(this.#storage, o.key, o.size, this.#signal);
+      const stream = objectBytes(this.#storage, o.key, o.size, this.#signal, PIECES_AHEAD);
       this.fill();
       return stream;
     }
@@ -135,12 +135,12 @@ export async function applySegment(
       }
       if (t.txid > o.applyThrough) continue;
       if (t.txid !== at) {
-        if (o.level === 0 && t.txid !== at + 1) {
-          throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; a level-0 segment holds every transaction`, { key: o.key, lastTxid: at, nextTxid: t.txid });
+        if (o.header.transactionCount === o.maxTxid - o.minTxid + 1 && t.txid !== at + 1) {
+          throw restoreError('ERR_CHAIN_GAP', `${o.key}: txid ${t.txid} follows txid ${at}; this segment holds every transaction of its range`, { key: o.key, lastTxid: at, nextTxid: t.txid });
         }
         at = t.txid;
       }
-      for (const p of t.pages) file.writePage(p.pgno, p.data);
+      for (const p of t.pages) file.stagePage(p.pgno, p.data);
       if (!t.more) file.commit(t, o.key);
     }
   } catch (e) {

@@ -138,32 +138,97 @@ before(async () => {
 });
 
 describe('compaction', () => {
-  test('merges each run into one record at its max txid, equal to replaying the inputs', async () => {
+  test('keeps every transaction of a run with its own pages, txid, timestamp and checksum (the inputs concatenated)', async () => {
     const sim = new Sim();
     await sim.epoch(1, 1);
     sim.txn([1, 2, 3, 4], 0);
     await sim.snapshot(1);
     const inputs: string[] = [];
-    for (let i = 0; i < 4; i++) inputs.push(await sim.segment(1, [sim.txn([2 + (i % 2), 5 + i], 10 * i), sim.txn([1], 7 * i)]));
+    for (let i = 0; i < 4; i++) {
+      inputs.push(await sim.segment(1, [sim.txn([2 + (i % 2), 5 + i], 10 * i), sim.txn([1], 7 * i)]));
+      sim.clock += 3;
+    }
     sim.clock += COMPACTION_DEFAULTS.bucketMs;
     await sim.segment(1, [sim.txn([2], 99)]);
     const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, logLevel: 'silent' });
-    assert.deepEqual(r.compaction?.written, [keys.segment({ generation: GEN, level: 1, minTxid: 2, maxTxid: 9, epoch: 1 })]);
-    const l1 = await decodeSegment(sim.storage.objects.get(r.compaction?.written[0] as string) as Uint8Array);
-    assert.equal(l1.transactions.length, 1);
-    const rec = l1.transactions[0];
-    assert.equal(rec?.txid, 9);
+    const key = keys.segment({ generation: GEN, level: 1, minTxid: 2, maxTxid: 9, epoch: 1 });
+    assert.deepEqual(r.compaction?.written, [key]);
+    const l1 = await decodeSegment(sim.storage.objects.get(key) as Uint8Array);
+    assert.equal(l1.header.transactionCount, 8, 'one record per transaction');
     assert.equal(l1.header.preChecksum, sim.history.get(1));
     assert.equal(l1.header.postChecksum, sim.history.get(9));
-    const replay = new Map<number, Uint8Array>();
-    for (const key of inputs) for (const t of (await decodeSegment(sim.storage.objects.get(key) as Uint8Array)).transactions) for (const p of t.pages) replay.set(p.pgno, p.data);
-    assert.deepEqual(
-      rec?.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]),
-      [...replay.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => [pgno, Buffer.from(data).toString('hex')]),
-    );
+    const expected: Awaited<ReturnType<typeof decodeSegment>>['transactions'] = [];
+    for (const k of inputs) expected.push(...(await decodeSegment(sim.storage.objects.get(k) as Uint8Array)).transactions);
+    assert.equal(l1.header.firstTimestamp, expected[0]?.timestamp);
+    assert.equal(l1.header.lastTimestamp, expected.at(-1)?.timestamp);
+    const view = (ts: typeof expected) => ts.map((t) => ({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, post: t.postChecksum, pages: t.pages.map((p) => [p.pgno, Buffer.from(p.data).toString('hex')]) }));
+    assert.deepEqual(view(l1.transactions), view(expected));
+    for (const t of l1.transactions) assert.equal(t.postChecksum, sim.history.get(t.txid), `checksum after txid ${t.txid}`);
+    // The default level0RetentionMs keeps the inputs for a while: a restore planned with them still finds them.
+    assert.deepEqual(r.compaction?.dropped, []);
+    for (const k of inputs) assert.ok(sim.storage.objects.has(k));
   });
 
-  test('a page truncated away and inside the database again without a new image: the run stays at level 0', async () => {
+  test('level-0 inputs go once their level-1 object is verified and old enough; the open tail stays', async () => {
+    const sim = new Sim();
+    await sim.epoch(1, 1);
+    sim.txn([1, 2, 3, 4], 0);
+    await sim.snapshot(1);
+    const inputs: string[] = [];
+    for (let i = 0; i < 3; i++) inputs.push(await sim.segment(1, [sim.txn([2, 5 + i], i)]));
+    sim.clock += COMPACTION_DEFAULTS.bucketMs;
+    const tail = await sim.segment(1, [sim.txn([2], 99)]);
+    const compaction = { level0RetentionMs: 0 };
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction, logLevel: 'silent' });
+    assert.equal(r.compaction?.written.length, 1);
+    assert.deepEqual(r.compaction?.dropped.sort(), [...inputs].sort());
+    for (const k of inputs) assert.ok(!sim.storage.objects.has(k), `${k} deleted`);
+    assert.ok(sim.storage.objects.has(tail), 'the open tail stays');
+    // A new process verifies the level-1 object (its inputs are gone: it decodes whole) and deletes nothing more.
+    const again = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction, logLevel: 'silent' });
+    assert.deepEqual(again.compaction?.dropped, []);
+    assert.deepEqual(again.compaction?.deleted, []);
+  });
+
+  test('objects written before boundaries were kept (one record, a jump): the newest is rewritten, an older one keeps its level-0 inputs', async () => {
+    const sim = new Sim();
+    await sim.epoch(1, 1);
+    sim.txn([1, 2, 3, 4], 0);
+    await sim.snapshot(1);
+    const runs: string[][] = [[], []];
+    for (const run of runs) {
+      for (let i = 0; i < 2; i++) run.push(await sim.segment(1, [sim.txn([2, 5 + i], i)]));
+      sim.clock += COMPACTION_DEFAULTS.bucketMs;
+    }
+    await sim.segment(1, [sim.txn([2], 99)]);
+    // What the earlier compaction wrote for each run: one record at the max txid, each page's last image.
+    const jumps: string[] = [];
+    for (const run of runs) {
+      const txns = [];
+      for (const k of run) txns.push(...(await decodeSegment(sim.storage.objects.get(k) as Uint8Array)).transactions);
+      const first = txns[0] as (typeof txns)[number];
+      const last = txns.at(-1) as (typeof txns)[number];
+      const pages = new Map<number, Uint8Array>();
+      for (const t of txns) for (const p of t.pages) pages.set(p.pgno, p.data);
+      const sorted = [...pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+      const key = keys.segment({ generation: GEN, level: 1, minTxid: first.txid, maxTxid: last.txid, epoch: 1 });
+      const header = {
+        kind: 'segment' as const, databaseId: DB_ID, generation: GEN, epoch: 1, level: 1, minTxid: first.txid, maxTxid: last.txid, pageSize: PAGE,
+        commitSize: last.commitSize, firstTimestamp: last.timestamp, lastTimestamp: last.timestamp, preChecksum: sim.history.get(first.txid - 1) as bigint,
+        postChecksum: last.postChecksum, transactionCount: 1, pageCount: sorted.length,
+      };
+      await sim.storage.put(key, encodeSegment(header, [{ txid: last.txid, timestamp: last.timestamp, commitSize: last.commitSize, postChecksum: last.postChecksum, pages: sorted }]));
+      jumps.push(key);
+    }
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction: { level0RetentionMs: 0 }, logLevel: 'silent' });
+    assert.deepEqual(r.compaction?.deleted, [jumps[1]], 'the newest jump does not match a merge that keeps boundaries');
+    assert.deepEqual(r.compaction?.written, [jumps[1]], 'and is written again with every boundary');
+    assert.deepEqual(r.compaction?.dropped.sort(), [...(runs[1] as string[])].sort(), 'its inputs go');
+    assert.ok(sim.storage.objects.has(jumps[0] as string), 'the older jump stays');
+    for (const k of runs[0] as string[]) assert.ok(sim.storage.objects.has(k), `${k}: level 0 under a jump stays (the only exact copy of its boundaries)`);
+  });
+
+  test('a page truncated away and inside the database again: each transaction keeps its own pages, so the run compacts', async () => {
     const sim = new Sim();
     await sim.epoch(1, 1);
     sim.txn([1, 2, 3, 4], 0);
@@ -173,11 +238,10 @@ describe('compaction', () => {
     await sim.segment(1, [sim.txn([3], 3, 4)]);
     sim.clock += COMPACTION_DEFAULTS.bucketMs;
     await sim.segment(1, [sim.txn([2], 4)]);
-    const { logs, logger } = collect();
-    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, logger });
-    assert.deepEqual(r.compaction?.written, []);
-    assert.match(r.compaction?.skipped[0]?.reason ?? '', /page 4 was truncated away/);
-    assert.ok(logs.some((e) => e.level === 'warn' && /truncated away/.test(String(e.reason))));
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, logLevel: 'silent' });
+    assert.equal(r.compaction?.written.length, 1);
+    const l1 = await decodeSegment(sim.storage.objects.get(r.compaction?.written[0] as string) as Uint8Array);
+    assert.deepEqual(l1.transactions.map((t) => [t.txid, t.commitSize]), [[2, 4], [3, 2], [4, 4]]);
   });
 
   test('the planner: clipped at snapshots, split by epoch, bucket and size, the open tail left alone', () => {

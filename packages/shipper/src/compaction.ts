@@ -6,13 +6,11 @@ import {
   decodeObject,
   decodeSegment,
   formatTxid,
-  lockPageNumber,
   verifyMarker,
   type Compression,
   type KeyFormatter,
   type Keyring,
   type ObjectHeader,
-  type TransactionEvent,
   type ObjectHeaderInit,
 } from '@walship/format';
 import { acceptable, getJson, type EpochMarker } from './lineage.js';
@@ -21,14 +19,15 @@ import type { Logger } from './log.js';
 // Compaction merges runs of level-0 segments into level-1 objects, so that a restore reads one
 // object per run instead of one per shipped batch.
 //
-// A level-1 object holds ONE transaction record, at its max txid: every page changed in
-// [minTxid, maxTxid] once (its last image), the commit size, timestamp and post-apply checksum of
-// maxTxid, and the pre-apply checksum of minTxid. The format cannot keep the inputs' transaction
-// boundaries with pages only at the last one (a segment's transaction carries at least one page),
-// so a level-1 object is only a jump from minTxid - 1 to maxTxid; a restore that stops at a txid
-// inside it uses the level-0 segments, which compaction never deletes (retention does, by age).
-// For the same reason both header timestamps are the commit time of maxTxid.
-//
+// A level-1 object keeps every transaction of [minTxid, maxTxid] with its own page set, txid,
+// timestamp, commit size and post-apply checksum (the level-0 records, concatenated): a restore
+// can stop after any txid or millisecond inside it, so level 0 is not needed once the object is
+// verified, and the level-0 inputs are deleted `level0RetentionMs` after (see dropCompactedInputs).
+// Objects written before this rule (format 1.0 too) hold ONE record at their max txid with each
+// page's last image: `transactionCount` 1 for a range of several txids. Readers tell them apart
+// by that count; a restore uses such an object only to jump to its max txid, and the newest one
+// is rewritten with every boundary by the next pass (its recheck no longer matches).
+
 // Runs never hold both a snapshot's txid K and K + 1: a restore starting from snapshot K must be
 // able to use the run that follows it, which therefore starts at K + 1 (a level-0 segment that
 // holds K, usually the checkpoint's marker transaction, is clipped). Txid K itself is in no run: a
@@ -51,6 +50,12 @@ export interface CompactionOptions {
   minInputs?: number;
   /** Level-1 objects written per pass at most (default 32); the next pass goes on from there. */
   maxObjectsPerPass?: number;
+  /**
+   * Level-0 segments whose every transaction a verified level-1 object holds are deleted once that
+   * object is this old (by its LIST time; default 5 minutes, 0 at once): a restore or follower that
+   * planned with them just before the object landed can still read them.
+   */
+  level0RetentionMs?: number;
 }
 
 export type ResolvedCompaction = Required<CompactionOptions>;
@@ -60,12 +65,14 @@ export const COMPACTION_DEFAULTS: ResolvedCompaction = {
   maxInputBytes: 64 * MiB,
   minInputs: 2,
   maxObjectsPerPass: 32,
+  level0RetentionMs: 5 * 60_000,
 };
 
 export function resolveCompaction(o: CompactionOptions = {}): ResolvedCompaction {
   const r = { ...COMPACTION_DEFAULTS, ...Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) } as ResolvedCompaction;
   for (const [name, value] of Object.entries(r)) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`compaction option ${name} must be an integer >= 1 (got ${String(value)})`);
+    const min = name === 'level0RetentionMs' ? 0 : 1;
+    if (!Number.isSafeInteger(value) || value < min) throw new Error(`compaction option ${name} must be an integer >= ${min} (got ${String(value)})`);
   }
   return r;
 }
@@ -115,6 +122,8 @@ export interface SegmentEntry {
   maxTxid: number | undefined;
   epoch: number;
   size: number;
+  /** When the store says the object was written (ms), if it says. */
+  modified?: number | undefined;
 }
 
 /** One generation as maintenance sees it: the fencing epochs and the snapshots. */
@@ -198,7 +207,7 @@ export async function listSegments(ctx: MaintenanceContext, generation: string, 
     const parsed = ctx.keys.parse(o.key);
     if (parsed?.kind !== 'segment' || parsed.generation !== generation || parsed.level !== level) continue;
     if (parsed.minTxid > throughTxid) break;
-    out.push({ key: o.key, level, minTxid: parsed.minTxid, maxTxid: parsed.maxTxid, epoch: parsed.epoch, size: o.size });
+    out.push({ key: o.key, level, minTxid: parsed.minTxid, maxTxid: parsed.maxTxid, epoch: parsed.epoch, size: o.size, modified: o.lastModified?.getTime() });
     if (out.length >= limit) break;
   }
   return out;
@@ -442,10 +451,18 @@ function finishRun(p: PlanInput, r: OpenRun, fenced: readonly { key: string; hea
 
 // ---- merging --------------------------------------------------------------------------------
 
+export interface MergedTransaction {
+  txid: number;
+  timestamp: number;
+  commitSize: number;
+  postChecksum: bigint;
+  pages: { pgno: number; data: Uint8Array }[];
+}
+
 export interface MergedRun {
   header: ObjectHeaderInit;
-  /** Ascending page numbers, each page's last image in the run. */
-  pages: { pgno: number; data: Uint8Array }[];
+  /** Every transaction of the run in txid order, each with its own pages (as level 0 shipped them). */
+  transactions: MergedTransaction[];
 }
 
 /** A run the data itself refuses (found while decoding the inputs): it stays at level 0. */
@@ -454,20 +471,14 @@ export class RunRefused extends Error {
 }
 
 /**
- * Downloads and decodes the inputs (every chunk, the trailer and index checked) and merges their
- * transactions in [minTxid, maxTxid]: each page's last image, pages beyond a shrunk commit size
- * dropped. Checks on the way: txids contiguous, each input's pre-apply checksum equal to the
- * post-apply checksum before it, and no page truncated away and then counted again without being
- * rewritten (applying the merged pages over the state before minTxid would then keep a stale
- * image where replaying the inputs leaves none).
+ * Downloads and decodes the inputs (every chunk, the trailer and index checked) and concatenates
+ * their transactions in [minTxid, maxTxid]. Checks on the way: txids contiguous, each input's
+ * pre-apply checksum equal to the post-apply checksum before it, timestamps not decreasing.
  */
 export async function mergeRun(ctx: MaintenanceContext, run: PlannedRun): Promise<MergedRun> {
-  const pages = new Map<number, Uint8Array>();
+  const transactions: MergedTransaction[] = [];
   let pre: bigint | null = null;
   let post = 0n;
-  let commitSize = 0;
-  let timestamp = 0;
-  let lowWater = Infinity;
   let expected = run.minTxid;
   let first: ObjectHeader | null = null;
   for (const input of run.inputs) {
@@ -495,25 +506,18 @@ export async function mergeRun(ctx: MaintenanceContext, run: PlannedRun): Promis
       }
       if (t.txid > input.to) break;
       if (t.txid !== expected) throw new RunRefused(`${input.key}: txid ${t.txid} where ${expected} belongs`);
-      for (const page of t.pages) pages.set(page.pgno, page.data);
-      if (t.commitSize < lowWater) lowWater = t.commitSize;
-      for (const pgno of pages.keys()) if (pgno > t.commitSize) pages.delete(pgno);
+      const previous = transactions.at(-1);
+      if (previous && t.timestamp < previous.timestamp) throw new RunRefused(`${input.key}: txid ${t.txid} has a timestamp before txid ${previous.txid}'s`);
+      transactions.push({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pages: t.pages.map((p) => ({ pgno: p.pgno, data: p.data })) });
       post = t.postChecksum;
-      commitSize = t.commitSize;
-      timestamp = t.timestamp;
       expected++;
     }
   }
   if (first === null || pre === null || expected !== run.maxTxid + 1) {
     throw new RunRefused(`the inputs hold txids ${run.minTxid}..${expected - 1}, not ${run.minTxid}..${run.maxTxid}`);
   }
-  const lockPage = lockPageNumber(first.pageSize);
-  for (let pgno = lowWater + 1; pgno <= commitSize; pgno++) {
-    if (pgno !== lockPage && !pages.has(pgno)) {
-      throw new RunRefused(`page ${pgno} was truncated away (commit size ${lowWater}) and is inside the database again at txid ${run.maxTxid} without a new image`);
-    }
-  }
-  const sorted = [...pages.entries()].sort((a, b) => a[0] - b[0]).map(([pgno, data]) => ({ pgno, data }));
+  const head = transactions[0] as MergedTransaction;
+  const last = transactions[transactions.length - 1] as MergedTransaction;
   const header: ObjectHeaderInit = {
     kind: 'segment',
     databaseId: first.databaseId,
@@ -523,16 +527,16 @@ export async function mergeRun(ctx: MaintenanceContext, run: PlannedRun): Promis
     minTxid: run.minTxid,
     maxTxid: run.maxTxid,
     pageSize: first.pageSize,
-    commitSize,
-    firstTimestamp: timestamp,
-    lastTimestamp: timestamp,
+    commitSize: last.commitSize,
+    firstTimestamp: head.timestamp,
+    lastTimestamp: last.timestamp,
     preChecksum: pre,
     postChecksum: post,
-    transactionCount: 1,
-    pageCount: sorted.length,
+    transactionCount: transactions.length,
+    pageCount: transactions.reduce((n, t) => n + t.pages.length, 0),
     compression: ctx.compression,
   };
-  return { header, pages: sorted };
+  return { header, transactions };
 }
 
 /** Why the stored object is not exactly `merged`, or null when it is. */
@@ -540,31 +544,34 @@ export async function compareStored(ctx: MaintenanceContext, key: string, merged
   const bytes = await ctx.storage.get(key, signalOf(ctx));
   if (bytes === null) return 'the object is not there';
   const want = merged.header;
-  const decoded = { transactions: [] as TransactionEvent[] };
+  let i = 0;
   try {
     // The header is compared before any page is decoded: an object planted under this key cannot
-    // make the writer hold more pages than the run it compares with.
+    // make the writer hold more pages than the run it compares with. Transactions are compared as
+    // they stream, so only one chunk of the stored object is held.
     for await (const event of decodeObject(bytes, { ...(ctx.keyring ? { keyring: ctx.keyring } : {}), name: key })) {
-      if (event.type === 'transaction') decoded.transactions.push(event);
-      else if (event.type === 'header') {
+      if (event.type === 'header') {
         const h = event.header;
         for (const field of ['kind', 'databaseId', 'generation', 'epoch', 'level', 'minTxid', 'maxTxid', 'pageSize', 'commitSize', 'firstTimestamp', 'lastTimestamp', 'preChecksum', 'postChecksum', 'transactionCount', 'pageCount'] as const) {
           if (h[field] !== want[field]) return `header ${field} is ${String(h[field])}, expected ${String(want[field])}`;
+        }
+      } else if (event.type === 'transaction') {
+        const t = event;
+        const exp = merged.transactions[i++];
+        if (!exp) return `more transactions than the ${merged.transactions.length} of the run`;
+        if (t.txid !== exp.txid || t.timestamp !== exp.timestamp || t.postChecksum !== exp.postChecksum || t.commitSize !== exp.commitSize) return `its record of txid ${exp.txid} does not match the run`;
+        if (t.pages.length !== exp.pages.length) return `txid ${exp.txid}: ${t.pages.length} pages, expected ${exp.pages.length}`;
+        for (let j = 0; j < t.pages.length; j++) {
+          const got = t.pages[j] as { pgno: number; data: Uint8Array };
+          const p = exp.pages[j] as { pgno: number; data: Uint8Array };
+          if (got.pgno !== p.pgno || Buffer.compare(got.data, p.data) !== 0) return `txid ${exp.txid}: page ${p.pgno} differs from its input`;
         }
       }
     }
   } catch (e) {
     return `it does not decode: ${(e as Error).message}`;
   }
-  const t = decoded.transactions[0];
-  if (decoded.transactions.length !== 1 || !t) return `${decoded.transactions.length} transactions, expected 1`;
-  if (t.txid !== want.maxTxid || t.postChecksum !== want.postChecksum || t.commitSize !== want.commitSize) return 'its transaction record does not match the run';
-  if (t.pages.length !== merged.pages.length) return `${t.pages.length} pages, expected ${merged.pages.length}`;
-  for (let i = 0; i < t.pages.length; i++) {
-    const got = t.pages[i] as { pgno: number; data: Uint8Array };
-    const exp = merged.pages[i] as { pgno: number; data: Uint8Array };
-    if (got.pgno !== exp.pgno || Buffer.compare(got.data, exp.data) !== 0) return `page ${exp.pgno} differs from the inputs' last image`;
-  }
+  if (i !== merged.transactions.length) return `${i} transactions, expected ${merged.transactions.length}`;
   return null;
 }
 
@@ -572,13 +579,12 @@ async function upload(ctx: MaintenanceContext, key: string, merged: MergedRun): 
   const keyring = ctx.keyring;
   const body = async function* (): AsyncGenerator<Uint8Array> {
     const enc = new SegmentEncoder(merged.header, keyring ? { keyring } : {});
-    const h = merged.header;
-    enc.beginTransaction({ txid: h.maxTxid, timestamp: h.lastTimestamp, commitSize: h.commitSize, postChecksum: h.postChecksum, pageCount: h.pageCount });
-    for (const p of merged.pages) {
-      enc.writePage(p.pgno, p.data);
+    for (const t of merged.transactions) {
+      enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pages.length });
+      for (const p of t.pages) enc.writePage(p.pgno, p.data);
+      enc.endTransaction();
       yield* enc.take();
     }
-    enc.endTransaction();
     enc.finish();
     yield* enc.take();
   };
@@ -597,6 +603,8 @@ export interface CompactionResult {
   skipped: SkippedRange[];
   /** Level-1 objects that did not match their inputs, deleted (and rewritten when possible). */
   deleted: string[];
+  /** Level-0 segments deleted because a verified level-1 object holds each of their transactions. */
+  dropped: string[];
   /** Why the pass stopped early (an I/O error; the next pass goes on). */
   stopped: string | null;
 }
@@ -607,7 +615,9 @@ export interface CompactionResult {
  * object that does not decode to exactly the merge of its inputs.
  */
 export async function compactGeneration(ctx: MaintenanceContext, view: GenerationView, floorTxid: number, options: ResolvedCompaction): Promise<CompactionResult> {
-  const result: CompactionResult = { written: [], verified: [], skipped: [], deleted: [], stopped: null };
+  // Level-1 ages are compared with the store's LIST times: the wall clock, not a pass's retention clock.
+  const now = Date.now();
+  const result: CompactionResult = { written: [], verified: [], skipped: [], deleted: [], dropped: [], stopped: null };
   const gen = view.generation;
   const log = ctx.log;
   const accepted = view.snapshots.filter((s) => s.accepted && s.txid >= floorTxid).map((s) => s.txid);
@@ -695,7 +705,8 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
         minTxid: run.minTxid,
         maxTxid: run.maxTxid,
         inputs: run.inputs.length,
-        pages: merged.pages.length,
+        transactions: merged.transactions.length,
+        pages: merged.header.pageCount,
         bytes: size,
       });
       through = step.through;
@@ -715,7 +726,65 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
   }
   ctx.state.decided.set(gen, through);
   for (const s of segments) if (s.header.maxTxid <= through) ctx.state.headers.delete(s.key);
+  if (result.stopped === null) {
+    const l1 = [...compacted.filter((c) => existing.has(c.key)), ...result.written.map((key) => ({ key, modified: now }))];
+    await dropCompactedInputs(ctx, view, l1, { floorTxid, now, options, result });
+  }
   return result;
+}
+
+/**
+ * Deletes the level-0 segments that level-1 objects make redundant: every transaction of the
+ * segment is inside an object that keeps every boundary (transactionCount = maxTxid - minTxid + 1),
+ * accepted by the fencing rule, old enough, and verified against its inputs by this process (an
+ * object left by another process is merged again and compared first). A segment that reaches past
+ * the object (a snapshot's txid clipped off the run) stays.
+ */
+async function dropCompactedInputs(
+  ctx: MaintenanceContext,
+  view: GenerationView,
+  l1: readonly { key: string; modified?: number | undefined }[],
+  o: { floorTxid: number; now: number; options: ResolvedCompaction; result: CompactionResult },
+): Promise<void> {
+  const dense: { entry: SegmentEntry; header: ObjectHeader }[] = [];
+  for (const c of l1) {
+    const parsed = ctx.keys.parse(c.key);
+    if (parsed?.kind !== 'segment' || parsed.maxTxid === undefined || parsed.maxTxid < o.floorTxid) continue;
+    if (c.modified !== undefined && o.now - c.modified < o.options.level0RetentionMs) continue;
+    const h = await headerOf(ctx, c.key);
+    if (typeof h === 'string' || h.transactionCount !== h.maxTxid - h.minTxid + 1 || !acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)) continue;
+    dense.push({ entry: { key: c.key, level: 1, minTxid: h.minTxid, maxTxid: h.maxTxid, epoch: h.epoch, size: 0 }, header: h });
+  }
+  if (dense.length === 0) return;
+  dense.sort((a, b) => a.header.minTxid - b.header.minTxid);
+  const from = (dense[0] as (typeof dense)[number]).header.minTxid;
+  const through = (dense[dense.length - 1] as (typeof dense)[number]).header.maxTxid;
+  const listed = await listSegments(ctx, view.generation, 0, from, through);
+  let rechecked = 0;
+  for (const d of dense) {
+    checkAbort(ctx.signal);
+    const inside = listed.filter((s) => s.minTxid >= d.header.minTxid && s.minTxid <= d.header.maxTxid);
+    if (inside.length === 0) continue;
+    if (!ctx.state.verifiedCompacted.has(d.entry.key)) {
+      if (rechecked++ >= o.options.maxObjectsPerPass) break;
+      const problem = await recheck(ctx, view, d.entry);
+      if (problem !== null) {
+        if (problem !== 'stopped') o.result.deleted.push(d.entry.key);
+        continue;
+      }
+    }
+    const doomed: string[] = [];
+    for (const s of inside) {
+      const h = await headerOf(ctx, s.key);
+      if (typeof h === 'string' || h.maxTxid > d.header.maxTxid || !acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)) continue;
+      doomed.push(s.key);
+    }
+    if (doomed.length === 0) continue;
+    await ctx.storage.delete(doomed, signalOf(ctx));
+    for (const key of doomed) ctx.state.headers.delete(key);
+    o.result.dropped.push(...doomed);
+    ctx.log.info('deleted level-0 segments a level-1 object holds transaction by transaction', { key: d.entry.key, minTxid: d.header.minTxid, maxTxid: d.header.maxTxid, segments: doomed.length });
+  }
 }
 
 /** Rebuilds the run of an existing level-1 object from its inputs and compares; deletes it when it differs. Null when it matches. */

@@ -5,11 +5,14 @@ import type { Logger } from './log.js';
 import type { UploadPipeline } from './upload.js';
 import { objectHeader, type ObjectRange } from './jobs.js';
 import type { Compression } from './options.js';
+import type { FirstImage } from './snapshots.js';
 
 /** Why a new generation starts, and the generation and txid it branches from. */
 export interface NewGeneration {
   reason: string;
   parent: { generation: string; txid: number } | null;
+  /** A new database: the generation's snapshot is this image of txid 1, with no checkpoint first (see snapshots.ts). */
+  image?: FirstImage;
 }
 
 export interface MarkerContext {

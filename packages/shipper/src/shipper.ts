@@ -15,7 +15,7 @@ import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
 import { LineageWriter, type NewGeneration } from './markers.js';
 import { segmentBody, segmentRange, syncFile, type ObjectRange } from './jobs.js';
-import { Snapshotter } from './snapshots.js';
+import { Snapshotter, firstImage } from './snapshots.js';
 import { divergedError } from './continuity.js';
 import { CheckpointGate, checkpointNote, isLocalIoError, spoolContinues } from './checkpoints.js';
 import { LeaseResponder } from './heal.js';
@@ -235,7 +235,8 @@ export class Shipper {
         );
       }
       if (db.txid < tip.txid) {
-        this.needGeneration = { reason: `rolled back: the local database is at txid ${db.txid}, the replica at ${tip.txid} (allowRollback)`, parent: { generation: lineage.generation, txid: db.txid } };
+        // The parent is the state the file was restored to: open may have recorded a marker transaction on top of it.
+        this.needGeneration = { reason: `rolled back: the local database is at txid ${db.txid}, the replica at ${tip.txid} (allowRollback)`, parent: { generation: lineage.generation, txid: baseTxid ?? db.txid } };
       } else if (lineage.pageSize !== null && lineage.pageSize !== pageSize) {
         this.needGeneration = this.diverged(`page size changed from ${lineage.pageSize} to ${pageSize}`, { generation: lineage.generation, ...tip }, at.get(tip.txid));
       } else if (at.get(tip.txid) === tip.checksum) {
@@ -276,6 +277,8 @@ export class Shipper {
       continueAt = null;
       this.needGeneration = { reason: 'the replica markers are not authenticated: a new generation with sealed markers', parent: { generation: lineage.generation as string, txid: (tip as { txid: number }).txid } };
     }
+    const image = this.needGeneration ? firstImage(opening[0], markerTxid, this.ledger.hashes.lockPage, after.get(1)) : undefined;
+    if (this.needGeneration && image) this.needGeneration.image = image;
     if (continueAt !== null) {
       this.markers.continueGeneration(lineage);
       this.ledger.durableTxid = continueAt;
@@ -477,6 +480,17 @@ export class Shipper {
   /** A new generation: acknowledge everything locally, checkpoint, and ship the file as its snapshot. */
   private async startGeneration(ng: NewGeneration): Promise<void> {
     await this.markers.beginGeneration(ng, this.ledger.hashes!.pageSize);
+    if (ng.image) {
+      // A new database: txid 1's pages are the snapshot; everything after it ships as segments.
+      const image = ng.image;
+      this.markers.restartEpochs(1);
+      await this.markers.markEpoch(1);
+      await this.snapshots.snapshotImage(image);
+      this.needGeneration = null;
+      this.ledger.durableChecksum = image.postChecksum;
+      this.markDurable(1, image.postChecksum);
+      return;
+    }
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
     let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
     let busy = 0;

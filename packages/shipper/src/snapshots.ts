@@ -1,4 +1,6 @@
-import type { Keyring } from '@walship/format';
+import { PageHashes, SegmentEncoder, type Keyring } from '@walship/format';
+import type { CommittedTransaction } from '@walship/vfs';
+import { WalshipError } from '@walship/vfs';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
 import type { ShipperMetrics } from './metrics.js';
@@ -20,6 +22,30 @@ export interface SnapshotHost {
   markers: LineageWriter;
   closing(): boolean;
   stopped(): boolean;
+}
+
+export interface FirstImage {
+  commitSize: number;
+  postChecksum: bigint;
+  timestamp: number;
+  /** Every page of the database at txid 1, in page order. */
+  pages: { pgno: number; data: Uint8Array }[];
+}
+
+/**
+ * A new database's txid 1 (walship's own table, created at open) writes every page of the
+ * database it leaves, so its pages are the whole database at txid 1: the generation's snapshot is
+ * made of them at once, with no checkpoint, and every txid from 1 is restorable (a snapshot of the
+ * file taken at the first checkpoint would fold every transaction committed before it). The file
+ * is not read: SQLite wrote its header page outside the WAL when it switched to WAL.
+ */
+export function firstImage(first: CommittedTransaction | undefined, markerTxid: number, lockPage: number, postChecksum: bigint | undefined): FirstImage | undefined {
+  if (!first || first.txid !== 1 || markerTxid !== 0 || postChecksum === undefined) return undefined;
+  const pgnos = new Set(first.pages.map((p) => p.pgno));
+  for (let pgno = 1; pgno <= first.commitSize; pgno++) if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;
+  if (pgnos.size !== first.pages.length || first.pages.some((p) => p.pgno > first.commitSize)) return undefined;
+  const pages = first.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })).sort((a, b) => a.pgno - b.pgno);
+  return { commitSize: first.commitSize, postChecksum, timestamp: first.timestamp, pages };
 }
 
 /**
@@ -66,6 +92,34 @@ export class Snapshotter {
       });
   }
 
+  /** The generation snapshot of a new database at txid 1, from the pages of txid 1 (see firstImage). */
+  async snapshotImage(image: FirstImage): Promise<void> {
+    const { markers } = this.host;
+    const pageSize = this.host.ledger.hashes!.pageSize;
+    const txid = 1;
+    const key = this.host.keys.snapshot({ generation: markers.generation!, txid, epoch: markers.epoch });
+    const at = image.timestamp;
+    const header = markers.header('snapshot', pageSize, { minTxid: txid, maxTxid: txid, commitSize: image.commitSize, first: at, last: at, pre: 0n, post: image.postChecksum, count: 1, pages: image.pages.length });
+    const keyring = this.host.keyring;
+    const path = this.host.path;
+    const body = async function* (): AsyncGenerator<Uint8Array> {
+      const enc = new SegmentEncoder(header, keyring ? { keyring } : {});
+      const seen = new PageHashes(pageSize);
+      enc.beginTransaction({ txid, timestamp: at, commitSize: image.commitSize, postChecksum: image.postChecksum, pageCount: image.pages.length });
+      for (const p of image.pages) {
+        seen.set(p.pgno, p.data);
+        enc.writePage(p.pgno, p.data);
+      }
+      if (seen.value !== image.postChecksum) {
+        throw new WalshipError('ERR_SNAPSHOT_MISMATCH', `${path}: the pages of txid 1 hash to ${seen.value.toString(16)}, capture expected ${image.postChecksum.toString(16)}; not uploading them`, { details: { path, txid } });
+      }
+      enc.endTransaction();
+      enc.finish();
+      yield* enc.take();
+    };
+    await this.uploaded(key, txid, () => this.host.uploads.upload(key, body, 'snapshot'));
+  }
+
   /**
    * Streams the database file, which holds exactly the state after `txid` until the next
    * checkpoint (held off meanwhile), so writers go on into the WAL for the whole upload.
@@ -82,15 +136,19 @@ export class Snapshotter {
       const now = committedAt;
       const header = markers.header('snapshot', pageSize, { minTxid: txid, maxTxid: txid, commitSize, first: now, last: now, pre: 0n, post: checksum, count: 1, pages: pageCount });
       const body = snapshotBody({ key, header, path, pageSize, txid, checksum, committedAt: now, commitSize, pageCount }, this.host.keyring);
-      const size = await this.host.uploads.upload(key, body, 'snapshot');
-      this.host.metrics.snapshots.inc();
-      this.host.metrics.snapshotBytes.inc(size);
-      this.lastSnapshotTxid = txid;
-      this.lastSnapshotAt = Date.now();
-      this.lastSnapshotInfo = { txid, at: new Date().toISOString() };
-      this.host.log.info('snapshot uploaded', { key, txid, bytes: size });
+      await this.uploaded(key, txid, () => this.host.uploads.upload(key, body, 'snapshot'));
     } finally {
       this.snapshotting = false;
     }
+  }
+
+  private async uploaded(key: string, txid: number, upload: () => Promise<number>): Promise<void> {
+    const size = await upload();
+    this.host.metrics.snapshots.inc();
+    this.host.metrics.snapshotBytes.inc(size);
+    this.lastSnapshotTxid = txid;
+    this.lastSnapshotAt = Date.now();
+    this.lastSnapshotInfo = { txid, at: new Date().toISOString() };
+    this.host.log.info('snapshot uploaded', { key, txid, bytes: size });
   }
 }

@@ -338,8 +338,10 @@ export async function checkFile(ctx: ScenarioContext, history: History, path: st
   try {
     const ic = db.pragma('integrity_check', { simple: true });
     if (ic !== 'ok') throw new Error(`${what}: integrity_check in walship: ${String(ic)}`);
-    m = db.prepare('SELECT n FROM meta').pluck().get() as number;
-    rows = db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[];
+    // No schema yet: the state after txid 1 of a new database (its generation's snapshot), commit 0.
+    const schema = db.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('rows', 'meta')").pluck().get() as number;
+    m = schema === 0 ? 0 : (db.prepare('SELECT n FROM meta').pluck().get() as number);
+    rows = schema === 0 ? [] : (db.prepare('SELECT n, v FROM rows ORDER BY n').all() as { n: number; v: string }[]);
   } finally {
     db.close();
   }
