@@ -13,7 +13,19 @@ import { Replay, fileDigest, nativeSqlite } from './util/replay.js';
 
 const require = createRequire(import.meta.url);
 type Bs3 = new (filename?: string | Buffer, options?: object) => any;
-const BetterSqlite3 = require('better-sqlite3') as Bs3;
+// better-sqlite3's native build matches the Node that installed it (Node 20 in CI); on another
+// Node ABI the oracle cannot load, and the comparison is skipped there with the reason.
+function loadOracle(): { Bs3?: Bs3; skip: string | false } {
+  try {
+    const Bs3 = require('better-sqlite3') as Bs3;
+    new Bs3(':memory:').close(); // the binding loads on the first open
+    return { Bs3, skip: false };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_DLOPEN_FAILED') throw e;
+    return { skip: `better-sqlite3 (the oracle) is built for another Node ABI than ${process.version}'s (ERR_DLOPEN_FAILED)` };
+  }
+}
+const oracle = loadOracle();
 
 await Database.ready();
 
@@ -89,9 +101,9 @@ async function script(db: any, dir: string, tag: string): Promise<unknown[]> {
   return out;
 }
 
-test('the better-sqlite3 methods give better-sqlite3\'s results', async () => {
+test('the better-sqlite3 methods give better-sqlite3\'s results', { skip: oracle.skip }, async () => {
   await withDir(async (dir) => {
-    const expected = await script(new BetterSqlite3(join(dir, 'oracle.db')), dir, 'oracle');
+    const expected = await script(new oracle.Bs3!(join(dir, 'oracle.db')), dir, 'oracle');
     const actual = await script(new Database(join(dir, 'walship.db')), dir, 'walship');
     assert.deepEqual(actual, expected);
   });
