@@ -285,25 +285,44 @@ const dynamoDown: Scenario = {
   },
 };
 
-/** B restores the replica, opens with the lease (waiting out A's), commits, and the replica is B's lineage. */
+/**
+ * B restores the replica, opens with the lease (waiting out A's), commits, and the replica is B's
+ * lineage. Uploads A had in flight may land after B's restore: B's open then refuses its older file
+ * (ERR_DURABLE_AHEAD, never a fork) and, as an operator would, B restores again and reopens.
+ */
 async function takeOver(ctx: ScenarioContext, label: string, prefix: string, history: History, epochA: number, file: string, wake?: () => Promise<void>): Promise<void> {
   const pathB = join(ctx.dir, file);
-  await restore({ ...sourceOf(ctx, prefix), path: pathB });
-  const base = await checkFile(ctx, history, pathB, `${label}: B's restored start`);
-  history.fence(base);
-  if (base < history.maxDurable) ctx.counters.violations.push(`D: ${label}: B starts from commit ${base}, below the ${history.maxDurable} A had made durable`);
-  const b = new Writer(writerConfig(ctx, { path: pathB, prefix, seed: ctx.seed + 77, mark: 'B', lease: leaseConfig(ctx, 1000, true), maxCommits: 60, direct: true }), history);
-  const opened = await b.opened.catch((e: Error) => {
-    ctx.counters.violations.push(`${label}: B could not open: ${e.message}`);
-    return null;
-  });
-  if (opened && opened.epoch <= epochA) ctx.counters.violations.push(`F: ${label}: B's epoch ${opened.epoch} is not above A's ${epochA}`);
+  let b: Writer | undefined;
+  let opened: { epoch: number } | null = null;
+  for (let attempt = 1; !opened; attempt++) {
+    rmSync(pathB, { force: true });
+    await restore({ ...sourceOf(ctx, prefix), path: pathB });
+    const base = await checkFile(ctx, history, pathB, `${label}: B's restored start`);
+    const unfence = history.fence(base);
+    if (base < history.maxDurable) ctx.counters.violations.push(`D: ${label}: B starts from commit ${base}, below the ${history.maxDurable} A had made durable`);
+    b = new Writer(writerConfig(ctx, { path: pathB, prefix, seed: ctx.seed + 77, mark: 'B', lease: leaseConfig(ctx, 1000, true), maxCommits: 60, direct: true }), history);
+    let refusedAsOlder = false;
+    opened = await b.opened.catch((e: Error) => {
+      refusedAsOlder = / holds transactions up to \d+ but .* is older than its replica/.test(e.message);
+      if (!refusedAsOlder || attempt === 3) ctx.counters.violations.push(`${label}: B could not open (attempt ${attempt}): ${e.message}`);
+      return null;
+    });
+    if (opened) break;
+    await b.kill();
+    if (!refusedAsOlder || attempt === 3) return;
+    unfence();
+    ctx.counters.notes.push(`${label}: uploads A had in flight landed after B's restore; B's open refused the older file (ERR_DURABLE_AHEAD) and B restored again`);
+    await sleep(3000);
+  }
+  if (!opened || !b) return;
+  if (opened.epoch <= epochA) ctx.counters.violations.push(`F: ${label}: B's epoch ${opened.epoch} is not above A's ${epochA}`);
   await wake?.();
-  if ((await settle(b, 60_000)) === 'killed' || !b.finished) {
-    ctx.counters.violations.push(`${label}: B did not finish (${b.failedWith ?? ''}): ${b.stderr.slice(-400)}`);
+  const writerB = b;
+  if ((await settle(writerB, 60_000)) === 'killed' || !writerB.finished) {
+    ctx.counters.violations.push(`${label}: B did not finish (${writerB.failedWith ?? ''}): ${writerB.stderr.slice(-400)}`);
     return;
   }
-  await guard(ctx, label, () => checkReplica(ctx, { prefix, history, label, samples: 3, durable: b.finished!.n }));
+  await guard(ctx, label, () => checkReplica(ctx, { prefix, history, label, samples: 3, durable: writerB.finished!.n }));
 }
 
 const sigstopTakeover: Scenario = {

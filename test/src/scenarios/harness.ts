@@ -134,11 +134,22 @@ export class History {
     this.maxDurable = Math.max(this.maxDurable, n);
   }
 
-  /** A takeover from `base`: commits above it by earlier writers are not part of the lineage. */
-  fence(base: number): void {
-    for (const n of [...this.owners.keys()]) if (n > base) this.owners.delete(n);
-    for (const n of [...this.txidOf.keys()]) if (n > base) this.txidOf.delete(n);
+  /**
+   * A takeover from `base`: commits above it by earlier writers are not part of the lineage.
+   * Returns the undo, for a takeover that did not happen (the new writer refused to open).
+   */
+  fence(base: number): () => void {
+    const owners = [...this.owners].filter(([n]) => n > base);
+    const txids = [...this.txidOf].filter(([n]) => n > base);
+    const maxCommitted = this.maxCommitted;
+    for (const [n] of owners) this.owners.delete(n);
+    for (const [n] of txids) this.txidOf.delete(n);
     this.maxCommitted = base;
+    return () => {
+      for (const [n, mark] of owners) this.owners.set(n, mark);
+      for (const [n, txid] of txids) this.txidOf.set(n, txid);
+      this.maxCommitted = Math.max(this.maxCommitted, maxCommitted);
+    };
   }
 
   /** The oracle: the rows the lineage holds after commit m, replayed into a separate SQLite. */
