@@ -200,7 +200,7 @@ export class Database {
         cur = tail;
         if (!p) continue;
         const verbose = conn.verbose;
-        if (verbose) verbose(rt.cstr(x.sqlite3_sql(p)) ?? sql);
+        if (verbose) verbose((rt.cstr(x.sqlite3_sql(p)) ?? sql).trimStart());
         let rc: number;
         while ((rc = x.sqlite3_step(p)) === SQLITE_ROW);
         if (rc !== SQLITE_DONE) {
@@ -356,6 +356,13 @@ export class Database {
     const conn = this.#conn;
     if (!conn.open || this.#closing) return this;
     conn.assertNotBusy();
+    // better-sqlite3 refuses to close under an unfinished iterate() (unsafeMode or not); so do
+    // databases from this constructor. openDatabase() ones close and end the iterators (below).
+    if (conn.iteratorRule && conn.iterators > 0) {
+      throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query: finish the iterate() before close()', {
+        details: { filename: this.#name },
+      });
+    }
     this.#closing = true;
     // An unfinished iterate() holds a read on the connection: end every statement first, so the
     // checkpoint onClose may run is not refused with SQLITE_LOCKED.

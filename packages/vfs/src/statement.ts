@@ -407,7 +407,8 @@ export class Statement {
     if (mode === MODE_PLUCK) return readColumn(rt, p, 0, safe);
     const n = this.#names.length;
     if (mode === MODE_EXPAND) {
-      const out: Record<string, Record<string, unknown>> = { $: {} };
+      // Expression columns go under '$', which exists (as in better-sqlite3) only when there is one.
+      const out: Record<string, Record<string, unknown>> = {};
       for (let i = 0; i < n; i++) {
         const table = rt.cstr(this.#x.sqlite3_column_table_name(p, i)) ?? '$';
         (out[table] ??= {})[this.#names[i]!] = readColumn(rt, p, i, safe);
