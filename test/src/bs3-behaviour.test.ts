@@ -81,3 +81,21 @@ test('close() during an unfinished iterate(): a plain database refuses (TypeErro
     }
   });
 });
+
+test('verbose cuts bound texts and blobs past 32 bytes as better-sqlite3 logs them (its output, recorded)', () => {
+  const log: string[] = [];
+  const db = new Database(':memory:', { verbose: (s: string) => void log.push(s) });
+  try {
+    const s = db.prepare("SELECT ?, :name, '?' AS q, x'00ff', -- ?\n @at /* :x */");
+    s.get('short', { name: "it's a fairly long value with 'quotes' that goes on", at: Buffer.alloc(40, 0xab) });
+    s.get('é'.repeat(20), { name: null, at: 1.5 });
+    db.prepare('SELECT $a, ?').get('x'.repeat(32), { a: '0123456789'.repeat(4) });
+  } finally {
+    db.close();
+  }
+  assert.deepEqual(log, [
+    "SELECT 'short', 'it''s a fairly long value with ''q'/*+19 bytes*/, '?' AS q, x'00ff', -- ?\n x'abababababababababababababababababababababababababababababababab'/*+8 bytes*/ /* :x */",
+    "SELECT 'éééééééééééééééé'/*+8 bytes*/, NULL, '?' AS q, x'00ff', -- ?\n 1.5 /* :x */",
+    "SELECT '01234567890123456789012345678901'/*+8 bytes*/, 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'",
+  ]);
+});

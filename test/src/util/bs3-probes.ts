@@ -75,6 +75,17 @@ export function probe(D: any, dir: string, tag: string): Record<string, unknown>
   o.timeoutBig = kind(() => new D(':memory:', { timeout: 2 ** 31 }));
   o.timeoutFloat = kind(() => new D(':memory:', { timeout: 1.5 }));
   o.verbose = kind(() => { const log: unknown[] = []; const v = new D(':memory:', { verbose: (s: string, ...rest: unknown[]) => log.push([s, rest.length]) }); v.exec('CREATE TABLE x(y); INSERT INTO x VALUES (1)'); v.prepare('SELECT ? AS q').get('hi'); v.pragma('user_version'); v.close(); return log; });
+  o.verboseLong = kind(() => {
+    const log: string[] = [];
+    const v = new D(':memory:', { verbose: (s: string) => log.push(s) });
+    const s = v.prepare("SELECT ?, :name, '?' AS q, x'00ff', -- ?\n @at /* :x */");
+    s.get('short', { name: "it's a fairly long value with 'quotes' that goes on", at: Buffer.alloc(40, 0xab) });
+    s.get('é'.repeat(20), { name: null, at: 1.5 });
+    s.get(2n ** 62n, { name: 'x'.repeat(32), at: Buffer.alloc(32, 1) });
+    v.prepare('SELECT $a').get({ a: '0123456789'.repeat(4) });
+    v.close();
+    return log;
+  });
   o.verboseBad = kind(() => new D(':memory:', { verbose: 1 }));
   o.closeRet = kind(() => { const c = new D(':memory:'); return [c.close() === c, c.open, kind(() => c.prepare('SELECT 1')), kind(() => c.close() === c)]; });
   o.closeIter = kind(() => { const c = new D(`${dir}/${tag}-ci.db`); c.exec('CREATE TABLE q(x); INSERT INTO q VALUES (1),(2)'); const it = c.prepare('SELECT x FROM q').iterate(); it.next(); const r = kind(() => c.close()); const n = kind(() => it.next()); try { it.return(); } catch { /* closed */ } if (c.open) { it.return(); c.close(); } const c2 = new D(`${dir}/${tag}-ci.db`); const m = c2.prepare('SELECT count(*) FROM q').pluck().get(); c2.close(); return [r.err ?? 'closed', n.err ?? n.v, m]; });
