@@ -254,6 +254,21 @@ const SABOTAGES = {
     edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
     tests: ['shipper-retention'],
   },
+  'plain-open-replicated': {
+    what: 'new Database(filename) opens a replicated database read-write: its writes reach the file outside capture',
+    edits: [['packages/vfs/src/database.ts', 'if (standalone.wal && !this.#readonly) refuseReplicated(this, this.#name);', '']],
+    tests: ['vfs/dist/standalone.test'],
+  },
+  'plain-open-wal-lock': {
+    what: 'new Database(filename) on a WAL-mode file takes no process lock (it runs beside a walship writer, each with its own heap wal-index)',
+    edits: [['packages/vfs/src/standalone.ts', 'return { release: acquireProcessLock(resolve(filename)) };', 'return { release: () => {} };']],
+    tests: ['vfs/dist/standalone.test'],
+  },
+  'plain-open-wal-only': {
+    what: 'new Database(filename) opens a pageless file whose -wal holds the commits (SQLite deletes that -wal)',
+    edits: [['packages/vfs/src/standalone.ts', 'if (size < 512 && walBytes > 0) {', 'if (false && size < 512 && walBytes > 0) {']],
+    tests: ['vfs/dist/standalone.test'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -3,28 +3,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRequire } from 'node:module';
 import { Database, openDatabase, SqliteError, WalshipError, type CommittedTransaction } from '@walship/vfs';
 import { Replay, fileDigest, nativeSqlite } from './util/replay.js';
+import { loadOracle, type Bs3 } from './util/bs3-oracle.js';
 
 // The methods added for better-sqlite3 parity, run side by side on better-sqlite3 itself (the
 // oracle) and on walship's Database, must give the same results; and on a captured database they
 // must never write outside capture.
 
-const require = createRequire(import.meta.url);
-type Bs3 = new (filename?: string | Buffer, options?: object) => any;
-// better-sqlite3's native build matches the Node that installed it (Node 20 in CI); on another
-// Node ABI the oracle cannot load, and the comparison is skipped there with the reason.
-function loadOracle(): { Bs3?: Bs3; skip: string | false } {
-  try {
-    const Bs3 = require('better-sqlite3') as Bs3;
-    new Bs3(':memory:').close(); // the binding loads on the first open
-    return { Bs3, skip: false };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ERR_DLOPEN_FAILED') throw e;
-    return { skip: `better-sqlite3 (the oracle) is built for another Node ABI than ${process.version}'s (ERR_DLOPEN_FAILED)` };
-  }
-}
 const oracle = loadOracle();
 
 await Database.ready();

@@ -50,6 +50,9 @@ export function bindParams(conn: Connection, rt: Runtime, p: number, layout: Par
   for (const v of params) {
     if (Array.isArray(v)) {
       for (let i = 0; i < v.length; i++) values.push(v[i]);
+    } else if (ArrayBuffer.isView(v) && !(v instanceof Uint8Array)) {
+      // Any other typed array or DataView binds its bytes as a blob, as in better-sqlite3.
+      values.push(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
     } else if (isNamedObject(v)) {
       if (bag !== undefined) {
         throw new WalshipTypeError('ERR_BIND_NAMED', 'You cannot specify named parameters in two different objects', {

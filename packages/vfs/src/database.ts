@@ -47,6 +47,28 @@ function toggle(method: string, on: unknown): boolean {
   return on;
 }
 
+/**
+ * A database walship replicates (it holds the `_walship` txid marker) opened read-write by the
+ * plain constructor: its writes would reach the file outside capture, and the next openDatabase()
+ * would never ship them. Refused; read-only opens are fine.
+ */
+function refuseReplicated(db: Database, filename: string): void {
+  let replicated: boolean;
+  try {
+    replicated = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '_walship'").get() !== undefined;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
+  if (!replicated) return;
+  db.close();
+  throw new WalshipError(
+    'ERR_REPLICATED_DATABASE',
+    `${filename} is a walship-replicated database: writes through new Database() would bypass capture. Open it with openDatabase() / openReplicated(), or pass { readonly: true }`,
+    { details: { filename } },
+  );
+}
+
 export class Database {
   /** Also reachable as `Database.SqliteError`, where better-sqlite3 code looks for it. */
   static readonly SqliteError = SqliteError;
@@ -61,6 +83,7 @@ export class Database {
 
   #conn: Connection;
   #onClose: (() => void) | undefined;
+  #afterClose: (() => void) | undefined;
   #closing = false;
   #tx: TxStatements | undefined;
   #memory: boolean;
@@ -98,7 +121,9 @@ export class Database {
     rt.x.sqlite3_extended_result_codes(handle.pDb, 1);
     if (standalone) {
       conn.iteratorRule = true;
-      this.#configure(standalone.timeout);
+      this.#afterClose = standalone.wal?.release;
+      this.#configure(standalone.timeout, standalone.wal !== undefined);
+      if (standalone.wal && !this.#readonly) refuseReplicated(this, this.#name);
       conn.verbose = standalone.verbose;
     }
     const authorizer = dbOptions.authorizer;
@@ -121,7 +146,7 @@ export class Database {
   }
 
   /** better-sqlite3's build settings, for the databases this constructor opens itself. */
-  #configure(timeout: number): void {
+  #configure(timeout: number, exclusive: boolean): void {
     const conn = this.#conn;
     const capi = conn.rt.sqlite3.capi as unknown as { sqlite3_db_config(db: number, op: number, v: number, out: number): number };
     capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DQS_DML, 0, 0);
@@ -129,7 +154,8 @@ export class Database {
     capi.sqlite3_db_config(conn.pDb, SQLITE_DBCONFIG_DEFENSIVE, 1, 0);
     conn.x.sqlite3_busy_timeout(conn.pDb, timeout);
     try {
-      this.exec('PRAGMA page_size = 4096; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16000');
+      // A WAL-mode file is readable without a shared-memory wal-index only in exclusive locking mode.
+      this.exec(`${exclusive ? 'PRAGMA locking_mode = EXCLUSIVE; ' : ''}PRAGMA page_size = 4096; PRAGMA foreign_keys = ON; PRAGMA cache_size = -16000`);
     } catch (e) {
       this.close();
       throw e;
@@ -174,7 +200,7 @@ export class Database {
         cur = tail;
         if (!p) continue;
         const verbose = conn.verbose;
-        if (verbose) verbose(rt.cstr(x.sqlite3_sql(p)) ?? sql);
+        if (verbose) verbose((rt.cstr(x.sqlite3_sql(p)) ?? sql).trimStart());
         let rc: number;
         while ((rc = x.sqlite3_step(p)) === SQLITE_ROW);
         if (rc !== SQLITE_DONE) {
@@ -330,6 +356,13 @@ export class Database {
     const conn = this.#conn;
     if (!conn.open || this.#closing) return this;
     conn.assertNotBusy();
+    // better-sqlite3 refuses to close under an unfinished iterate() (unsafeMode or not); so do
+    // databases from this constructor. openDatabase() ones close and end the iterators (below).
+    if (conn.iteratorRule && conn.iterators > 0) {
+      throw new WalshipTypeError('ERR_DB_BUSY', 'This database connection is busy executing a query: finish the iterate() before close()', {
+        details: { filename: this.#name },
+      });
+    }
     this.#closing = true;
     // An unfinished iterate() holds a read on the connection: end every statement first, so the
     // checkpoint onClose may run is not refused with SQLITE_LOCKED.
@@ -346,6 +379,7 @@ export class Database {
       conn.statements.clear();
       // capi's close_v2 also releases the JS callbacks (authorizer) bound to this connection.
       const rc = conn.rt.sqlite3.capi.sqlite3_close_v2(pDb);
+      this.#afterClose?.();
       if (rc !== SQLITE_OK) {
         throw new SqliteError(conn.rt.rcName(rc), rc, `closing ${this.#name} failed`, { details: { filename: this.#name } });
       }

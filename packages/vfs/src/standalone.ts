@@ -3,10 +3,11 @@
  * module is loaded. These databases are plain SQLite files on walship's node:fs VFS (or in memory):
  * nothing is captured or replicated; openDatabase() / openReplicated() are for that.
  */
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { SqliteError, WalshipRangeError, WalshipTypeError } from './errors.js';
+import { SqliteError, WalshipError, WalshipRangeError, WalshipTypeError } from './errors.js';
 import { NodeVfs } from './node-vfs.js';
+import { acquireProcessLock } from './process-lock.js';
 import { loadedSqlite, type Sqlite3 } from './sqlite.js';
 import type { DatabaseHandle, FileOptions } from './types.js';
 
@@ -16,6 +17,12 @@ export interface Opened {
   readonly: boolean;
   timeout: number;
   verbose: ((sql: string) => void) | undefined;
+  /**
+   * The file is in WAL mode (every database walship captured or restored is): SQLite reads it only
+   * with `locking_mode = EXCLUSIVE` (walship's VFS has no shared-memory wal-index), under walship's
+   * process lock, which `release` gives back after the handle is closed.
+   */
+  wal: { release: () => void } | undefined;
 }
 
 const DEFAULT_TIMEOUT = 5000;
@@ -67,7 +74,7 @@ export function openFile(filename: unknown, rawOptions: unknown): Opened {
   if (filename instanceof Uint8Array) {
     const handle = openHandle(sqlite3, ':memory:', false, false);
     deserializeInto(sqlite3, handle.pDb, filename, readonly);
-    return { handle, memory: true, readonly, timeout, verbose };
+    return { handle, memory: true, readonly, timeout, verbose, wal: undefined };
   }
   if (typeof filename !== 'string') throw bad('Expected first argument to be a string');
   const memory = filename === '' || filename === ':memory:';
@@ -76,8 +83,55 @@ export function openFile(filename: unknown, rawOptions: unknown): Opened {
     throw bad('Cannot open database because the directory does not exist', { filename });
   }
   if (!memory && existsSync(filename) && statSync(filename).isDirectory()) throw bad('Cannot open a directory as a database', { filename });
-  const handle = openHandle(sqlite3, filename, readonly, options.fileMustExist === true);
-  return { handle, memory, readonly, timeout, verbose };
+  const wal = !memory && !filename.startsWith('file:') ? lockIfWal(filename) : undefined;
+  try {
+    const handle = openHandle(sqlite3, filename, readonly, options.fileMustExist === true);
+    return { handle, memory, readonly, timeout, verbose, wal };
+  } catch (e) {
+    wal?.release();
+    throw e;
+  }
+}
+
+const WAL_VERSION = 2;
+
+/**
+ * A file whose header says WAL (bytes 18-19 are 2) or that has a non-empty `-wal` takes walship's
+ * process lock: a second connection with its own heap wal-index (or a walship writer beside it)
+ * would corrupt it. A database file without its first page but with a `-wal` is refused: SQLite
+ * deletes the `-wal` of a database that has no pages, and that `-wal` may hold every commit.
+ */
+function lockIfWal(filename: string): { release: () => void } | undefined {
+  const header = new Uint8Array(20);
+  let size = 0;
+  let got = 0;
+  try {
+    const fd = openSync(filename, 'r');
+    try {
+      size = statSync(filename).size;
+      got = readSync(fd, header, 0, header.length, 0);
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    // Missing or unreadable: SQLite reports it as it opens.
+  }
+  let walBytes = 0;
+  try {
+    walBytes = statSync(`${filename}-wal`).size;
+  } catch {
+    // No -wal.
+  }
+  const walHeader = got === header.length && (header[18] === WAL_VERSION || header[19] === WAL_VERSION);
+  if (!walHeader && walBytes === 0) return undefined;
+  if (size < 512 && walBytes > 0) {
+    throw new WalshipError(
+      'ERR_WAL_ONLY',
+      `${filename} has no pages (${size} bytes) but its -wal holds ${walBytes} bytes; SQLite would delete that -wal on open. Nothing was opened: copy the -wal aside and open the database with the tool that wrote it`,
+      { details: { filename, fileBytes: size, walBytes } },
+    );
+  }
+  return { release: acquireProcessLock(resolve(filename)) };
 }
 
 function openHandle(sqlite3: Sqlite3, filename: string, readonly: boolean, mustExist: boolean): DatabaseHandle {

@@ -1,4 +1,5 @@
 /** Prepared statements: binding, stepping and row shapes. */
+import { limitTrace } from './trace.js';
 import { WalshipTypeError } from './errors.js';
 import { SQLITE_DONE, SQLITE_ROW, SQLITE_STMTSTATUS_REPREPARE, type RawExports, type Runtime } from './runtime.js';
 import { makeRowFactory, readColumn, type RowFactory } from './values.js';
@@ -375,7 +376,9 @@ export class Statement {
   /** better-sqlite3's verbose option: the SQL with its bound values, called as a plain function. */
   #log(verbose: (sql: string) => void): void {
     const capi = this.#rt.sqlite3.capi as unknown as { sqlite3_expanded_sql(p: number): string | null };
-    verbose(capi.sqlite3_expanded_sql(this.#p) ?? this.source);
+    const expanded = capi.sqlite3_expanded_sql(this.#p);
+    const sql = this.#rt.cstr(this.#x.sqlite3_sql(this.#p));
+    verbose(expanded === null ? this.source : sql === null ? expanded : limitTrace(sql, expanded));
   }
 
   /** Resets after a run; releases bound values that were large. */
@@ -407,7 +410,8 @@ export class Statement {
     if (mode === MODE_PLUCK) return readColumn(rt, p, 0, safe);
     const n = this.#names.length;
     if (mode === MODE_EXPAND) {
-      const out: Record<string, Record<string, unknown>> = { $: {} };
+      // Expression columns go under '$', which exists (as in better-sqlite3) only when there is one.
+      const out: Record<string, Record<string, unknown>> = {};
       for (let i = 0; i < n; i++) {
         const table = rt.cstr(this.#x.sqlite3_column_table_name(p, i)) ?? '$';
         (out[table] ??= {})[this.#names[i]!] = readColumn(rt, p, i, safe);
