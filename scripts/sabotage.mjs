@@ -253,6 +253,17 @@ const SABOTAGES = {
     edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
     tests: ['shipper-retention'],
   },
+  'snapshot-thread-errors': {
+    what: "a large snapshot's decoding thread reports a damaged object as a finished one with no pages: restore no longer fails with the decoder's typed error naming the object",
+    edits: [
+      [
+        'packages/restore/src/snapshot-worker.ts',
+        'run().catch((e: unknown) => {',
+        "run().catch((e: unknown) => {\n  if (e) {\n    post({ type: 'done', ended: true, count: 0, pgnos: new Uint32Array(0), hashes: new BigUint64Array(0) });\n    return;\n  }",
+      ],
+    ],
+    tests: ['restore-large-snapshot'],
+  },
 };
 
 const args = process.argv.slice(2);
