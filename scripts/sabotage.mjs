@@ -245,13 +245,21 @@ const SABOTAGES = {
   },
   'first-image-coverage': {
     what: "the shipper takes any generation's txid 1 as the whole database (its snapshot), also in a file written before walship opened it (txid 1 leaves most pages as they are)",
-    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return false;', 'if (pgno !== lockPage && pgnos.has(-1)) return false;']],
     tests: ['restore-every-txid'],
   },
   'planner-boundaries': {
     what: 'the restore planner treats every level-1 object as a jump to its max txid (no stop inside one): once level 0 is deleted, txids inside level-1 objects are not restorable',
     edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
     tests: ['shipper-retention'],
+  },
+  'existing-file-base': {
+    what: "an existing file's generation snapshot at txid 1 is the main file without txid 1's pages over it, and the shipper's streaming checksum check is off: a txid-1 snapshot that is really the state before txid 1",
+    edits: [
+      ['packages/shipper/src/snapshots.ts', 'const overlay = new Map(image.pages.map((p) => [p.pgno, p.data]));', 'const overlay = new Map(image.pages.filter((p) => p.pgno < 0).map((p) => [p.pgno, p.data]));'],
+      ['packages/shipper/src/jobs.ts', 'if (seen.value !== checksum) {', 'if (false && seen.value !== checksum) {'],
+    ],
+    tests: ['restore-every-txid'],
   },
   'snapshot-thread-errors': {
     what: "a large snapshot's decoding thread reports a damaged object as a finished one with no pages: restore no longer fails with the decoder's typed error naming the object",
