@@ -16,6 +16,10 @@
 //          --profile DIR: after the timed runs of (1) and (2), one more restore each under the V8
 //          profiler (node:inspector, 200 us sampling; not in the tables), its .cpuprofile written to
 //          DIR and summarised in the report. A run with --profile is not saved unless --out is given.
+//          --baseline DIR: in (1), also time restore() imported from DIR/index.js (a copy of
+//          packages/restore/dist built from another commit, kept inside packages/restore so its
+//          imports resolve, e.g. packages/restore/.tmp/base-dist) in every repetition, right after
+//          this build's restore: an A/B of two builds in one run. Not saved unless --out is given.
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync, writeSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
@@ -36,7 +40,7 @@ const repo = join(here, '..');
 const SECTIONS = ['size', 'segments', 'compacted'];
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8, profile: null };
+  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8, profile: null, baseline: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -54,6 +58,7 @@ function parseArgs(argv) {
       case '--concurrency': a.concurrency = positive(value()); break;
       case '--no-save': a.save = false; break;
       case '--profile': a.profile = value(); break;
+      case '--baseline': a.baseline = value(); break;
       case '--out': a.out = value(); break;
       case '-h':
       case '--help':
@@ -76,7 +81,7 @@ function positive(s) {
 const args = parseArgs(process.argv.slice(2));
 const Q = args.quick;
 // A run with non-default sizes is not the benchmark: saved only with --out.
-const custom = args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8 || args.profile !== null;
+const custom = args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8 || args.profile !== null || args.baseline !== null;
 
 /** Every size of the run, full and --quick. */
 const P = {
@@ -166,6 +171,7 @@ async function withTimeout(promise, ms, what) {
 const imp = (p) => import(pathToFileURL(join(repo, p)).href);
 const shipper = await imp('packages/shipper/dist/index.js');
 const restoreLib = await imp('packages/restore/dist/index.js');
+const baselineLib = args.baseline ? await import(pathToFileURL(join(args.baseline, 'index.js')).href) : null;
 const storageLib = await imp('packages/storage/dist/index.js');
 const vfs = await imp('packages/vfs/dist/index.js');
 const servers = await imp('test/dist/servers/index.js');
@@ -202,7 +208,7 @@ function newStorage(prefix) {
  * (plan: list + headers; download: fetch, decode, verify and write every object; verify: re-hash
  * the file and PRAGMA integrity_check; rename and the note), requests from onRequest.
  */
-async function timedRestore(prefix, target = {}) {
+async function timedRestore(prefix, target = {}, lib = restoreLib) {
   const rdir = join(dir, `restore-${++seq}`);
   mkdirSync(rdir, { recursive: true });
   const path = join(rdir, 'restored.db');
@@ -213,7 +219,7 @@ async function timedRestore(prefix, target = {}) {
   let result;
   let ms;
   try {
-    result = await restoreLib.restore({
+    result = await lib.restore({
       s3: s3Location(prefix),
       path,
       concurrency: P.concurrency,
@@ -466,9 +472,11 @@ async function sectionSize(results) {
   log('[size] warm-up: raw download + restore (untimed)');
   await rawDownload(b.prefix, objects, P.concurrency);
   await timedRestore(b.prefix);
+  if (baselineLib) await timedRestore(b.prefix, {}, baselineLib);
   const raws = [];
   const rests = [];
   const seqs = [];
+  const bases = [];
   for (let r = 0; r < P.reps; r++) {
     const x = await rawDownload(b.prefix, objects, P.concurrency);
     raws.push(x);
@@ -476,6 +484,11 @@ async function sectionSize(results) {
     const y = await timedRestore(b.prefix);
     rests.push(y);
     log(`[size] rep ${r + 1} restore: ${fmtS(y.ms)} s, ${fmtMBs(y.dbBytes, y.ms)} MB/s (${phaseText(y.phases)})`);
+    if (baselineLib) {
+      const w = await timedRestore(b.prefix, {}, baselineLib);
+      bases.push(w);
+      log(`[size] rep ${r + 1} baseline restore: ${fmtS(w.ms)} s, ${fmtMBs(w.dbBytes, w.ms)} MB/s (${phaseText(w.phases)})`);
+    }
     // Diagnostic: the same pieces one request at a time (how restore reads the snapshot: PIECE_SIZE ranges in sequence).
     const z = await rawDownload(b.prefix, objects, 1);
     seqs.push(z);
@@ -508,6 +521,12 @@ async function sectionSize(results) {
   emit('');
   emit(`restore() requests (median run): ${fmtInt(medRest.req.list)} LIST, ${fmtInt(medRest.req.get)} GET (${fmtMiB(medRest.req.getBytes)}); result: txid ${fmtInt(medRest.result.txid)}, ${medRest.result.objects} objects, ${fmtInt(medRest.result.bytes)} bytes downloaded, durationMs ${fmtInt(medRest.result.durationMs)}.`);
   emit('');
+  if (bases.length > 0) {
+    const baseMs = median(bases.map((x) => x.ms));
+    const baseMBs = dbBytes / 1e6 / (baseMs / 1000);
+    emit(`Baseline restore() from ${relative(repo, args.baseline)} in the same repetitions (right after this build's): ${bases.map((x) => `${fmtS(x.ms)} s (${phaseText(x.phases)})`).join('; ')}; median ${fmtS(baseMs)} s, ${baseMBs.toFixed(1)} MB/s: **${fmtX(baseMBs / rawMBs)}** of raw (this build: ${fmtX(ratio)}); this build / baseline wall time: ${fmtX(restMs / baseMs)}.`);
+    emit('');
+  }
   emit(`(1) restore ${restMBs.toFixed(1)} MB/s (database bytes / wall time) vs raw ${rawMBs.toFixed(1)} MB/s (object bytes / wall time), medians of this run: **${fmtX(ratio)}**; target >= 0.8x: ${verdict(ratio >= 0.8)}. As a time ratio (same objects, raw s / restore s): ${fmtX(timeRatio)}.`);
   emit('');
   if (args.profile) await profileRestore(b.prefix, {}, 'size', `latest of the ${fmtMiB(dbBytes)} database`);

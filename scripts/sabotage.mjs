@@ -246,7 +246,7 @@ const SABOTAGES = {
   },
   'first-image-coverage': {
     what: "the shipper takes any generation's txid 1 as the whole database (its snapshot), also in a file written before walship opened it (txid 1 leaves most pages as they are)",
-    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;', 'if (pgno !== lockPage && pgnos.has(-1)) return undefined;']],
+    edits: [['packages/shipper/src/snapshots.ts', 'if (pgno !== lockPage && !pgnos.has(pgno)) return false;', 'if (pgno !== lockPage && pgnos.has(-1)) return false;']],
     tests: ['restore-every-txid'],
   },
   'planner-boundaries': {
@@ -268,6 +268,25 @@ const SABOTAGES = {
     what: 'new Database(filename) opens a pageless file whose -wal holds the commits (SQLite deletes that -wal)',
     edits: [['packages/vfs/src/standalone.ts', 'if (size < 512 && walBytes > 0) {', 'if (false && size < 512 && walBytes > 0) {']],
     tests: ['vfs/dist/standalone.test'],
+  },
+  'existing-file-base': {
+    what: "an existing file's generation snapshot at txid 1 is the main file without txid 1's pages over it, and the shipper's streaming checksum check is off: a txid-1 snapshot that is really the state before txid 1",
+    edits: [
+      ['packages/shipper/src/snapshots.ts', 'const overlay = new Map(image.pages.map((p) => [p.pgno, p.data]));', 'const overlay = new Map(image.pages.filter((p) => p.pgno < 0).map((p) => [p.pgno, p.data]));'],
+      ['packages/shipper/src/jobs.ts', 'if (seen.value !== checksum) {', 'if (false && seen.value !== checksum) {'],
+    ],
+    tests: ['restore-every-txid'],
+  },
+  'snapshot-thread-errors': {
+    what: "a large snapshot's decoding thread reports a damaged object as a finished one with no pages: restore no longer fails with the decoder's typed error naming the object",
+    edits: [
+      [
+        'packages/restore/src/snapshot-worker.ts',
+        'run().catch((e: unknown) => {',
+        "run().catch((e: unknown) => {\n  if (e) {\n    post({ type: 'done', ended: true, count: 0, pgnos: new Uint32Array(0), hashes: new BigUint64Array(0) });\n    return;\n  }",
+      ],
+    ],
+    tests: ['restore-large-snapshot'],
   },
 };
 

@@ -108,9 +108,9 @@ describe('a new database: every txid from 1 restores', () => {
     await assert.rejects(restore({ ...source(server, prefix), path: target(), timestamp: first.timestamp - 1 }), { code: 'ERR_TIMESTAMP_BEFORE_FIRST' });
   });
 
-  test('a file written before walship opened it starts its generation from a snapshot of the file, not from txid 1', async () => {
-    // Its first walship transaction is txid 1 too, but it leaves most pages as they are: its pages
-    // are not the whole database.
+  test('a file written before walship opened it: its snapshot is the file with txid 1 applied (read before any checkpoint), and every txid from 1 restores', async () => {
+    // Its first walship transaction is txid 1 too, but it leaves most pages as they are: the
+    // snapshot is the main file (untouched until the first checkpoint) with txid 1's pages over it.
     const own = newPrefix('existing');
     const path = join(dir, 'existing.db');
     const native = openOracle(path);
@@ -120,13 +120,29 @@ describe('a new database: every txid from 1 restores', () => {
     });
     native.close();
     const db = await openReplicated(path, s3Options(server, own, { snapshotIntervalMs: 0 }));
-    db.prepare('INSERT INTO kv VALUES (?, ?, ?)').run(1000, new Uint8Array(10), 1000);
-    await db.flush();
+    const counts = new Map<number, number>();
+    for (let i = 0; i < 6; i++) {
+      db.prepare('INSERT INTO kv VALUES (?, ?, ?)').run(1000 + i, new Uint8Array(10), i);
+      if (i % 2 === 1) await db.flush();
+      counts.set(db.txid, 401 + i);
+    }
+    const last = (await db.flush()).txid;
     await db.close();
-    const p = await plan({ ...source(server, own) });
-    assert.ok((p.objects[0]?.minTxid ?? 0) > 1, 'the snapshot is of the file at the first checkpoint, not an image of txid 1');
-    const restored = target();
-    await restore({ ...source(server, own), path: restored });
-    assert.deepEqual(dumpFile(restored), dumpFile(path));
+    const p = await plan({ ...source(server, own), txid: 1 });
+    assert.equal(p.objects[0]?.kind, 'snapshot');
+    assert.equal(p.objects[0]?.minTxid, 1, 'the generation snapshot is at txid 1');
+    let previous = 400;
+    for (let txid = 1; txid <= last; txid++) {
+      const restored = target();
+      await restore({ ...source(server, own), path: restored, txid });
+      const db2 = openOracle(restored);
+      const n = (db2.prepare('SELECT count(*) AS n FROM kv').get() as { n: number }).n;
+      db2.close();
+      assert.ok(n >= previous, `txid ${txid}: ${n} rows, after ${previous}`);
+      if (counts.has(txid)) assert.equal(n, counts.get(txid), `txid ${txid}`);
+      previous = n;
+      if (txid === last) assert.deepEqual(dumpFile(restored), dumpFile(path));
+      rmSync(restored);
+    }
   });
 });

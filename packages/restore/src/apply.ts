@@ -1,10 +1,11 @@
-import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync } from 'node:fs';
 import { PageHashes, decodeObject, loadFormat, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { openDatabase } from '@walship/vfs';
 import { abortedError, objectFailure, restoreError } from './errors.js';
 import { missing } from './replica.js';
 import type { PlannedObject } from './plan.js';
+import { RunWriter } from './run-writer.js';
 
 /** Bytes per ranged GET when an object is read in pieces (bounds memory for large snapshots). */
 export const PIECE_SIZE = 8 * 1024 * 1024;
@@ -17,7 +18,7 @@ export function hex64(value: bigint): string {
 }
 
 /** Ranged GETs of one large object in flight at once while its earlier pieces are decoded. */
-export const PIECES_AHEAD = 4;
+export const PIECES_AHEAD = 8;
 
 /**
  * An object's bytes as ranged GETs of PIECE_SIZE, in order, with up to `ahead` pieces requested
@@ -50,9 +51,11 @@ export async function* objectBytes(storage: ObjectStorage, key: string, size: nu
     const bytes = await piece.promise;
     if (bytes === null) throw missing(storage, key);
     launch();
+    // Read before the yield: the consumer may transfer the piece's buffer to another thread.
+    const short = bytes.length !== piece.length;
     yield bytes;
     // A short piece means the object changed under us; the decoder reports the truncation.
-    if (bytes.length !== piece.length) return;
+    if (short) return;
   }
 }
 
@@ -80,12 +83,6 @@ export function changed(key: string): Error {
 }
 
 /**
- * A database file being built page by page, with the rolling checksum kept up to date so every
- * transaction's post-apply checksum is checked as it is applied.
- */
-const RUN_BYTES = 4 * 1024 * 1024;
-
-/**
  * Segment pages held before they are written, with a per-page allowance for the map: a hot page
  * that many transactions rewrite (a level-1 object keeps every one of them) is written once per
  * this many bytes of distinct pages instead of once per transaction.
@@ -93,20 +90,21 @@ const RUN_BYTES = 4 * 1024 * 1024;
 const STAGE_BYTES = 8 * 1024 * 1024;
 const STAGE_OVERHEAD = 128;
 
+/**
+ * A database file being built page by page, with the rolling checksum kept up to date so every
+ * transaction's post-apply checksum is checked as it is applied.
+ */
 export class PageFile {
   readonly path: string;
   readonly pageSize: number;
   readonly hashes: PageHashes;
   #fd: number;
   #pages = 0;
-  /** Contiguous pages waiting for one write (a snapshot arrives as long runs: one syscall per run, not per page). */
-  #run: Uint8Array;
-  #runStart = 0;
-  #runPages = 0;
+  /** Contiguous pages waiting for one write. */
+  readonly #run: RunWriter;
   /** Segment pages not written yet, by page number (their own copies); disjoint from the run. */
   readonly #staged = new Map<number, Uint8Array>();
   #stagedBytes = 0;
-  #written = 0;
 
   constructor(path: string, pageSize: number, options: { create: boolean; hashes?: PageHashes; mode?: number }) {
     this.path = path;
@@ -117,14 +115,20 @@ export class PageFile {
     fchmodSync(this.#fd, mode);
     this.hashes = options.hashes ?? new PageHashes(pageSize);
     this.#pages = Math.floor(fstatSync(this.#fd).size / pageSize);
-    this.#run = new Uint8Array(Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize)));
+    this.#run = new RunWriter(this.#fd, pageSize);
   }
 
   /** A page of a sequential stream (a snapshot). `hash`: H(pgno, data) when the decoder computed it already. */
   writePage(pgno: number, data: Uint8Array, hash?: bigint): void {
     if (this.#staged.size > 0) this.#writeStaged();
-    this.#append(pgno, data);
+    this.#run.append(pgno, data);
     this.#hash(pgno, data, hash);
+  }
+
+  /** A page another thread wrote to this file (the snapshot thread): only its hash is recorded. */
+  recordPage(pgno: number, hash: bigint): void {
+    this.hashes.setHash(pgno, hash);
+    if (pgno > this.#pages) this.#pages = pgno;
   }
 
   /**
@@ -133,7 +137,7 @@ export class PageFile {
    * once: every transaction is still checked.
    */
   stagePage(pgno: number, data: Uint8Array): void {
-    if (this.#runPages > 0) this.flush();
+    if (this.#run.pending > 0) this.flush();
     const held = this.#staged.get(pgno);
     if (held) {
       held.set(data);
@@ -152,19 +156,10 @@ export class PageFile {
     if (pgno > this.#pages) this.#pages = pgno;
   }
 
-  #append(pgno: number, data: Uint8Array): void {
-    const capacity = this.#run.length / this.pageSize;
-    if (this.#runPages > 0 && (pgno !== this.#runStart + this.#runPages || this.#runPages === capacity)) this.flush();
-    if (this.#runPages === 0) this.#runStart = pgno;
-    // Copied: the decoder's page buffers may be reused once this returns.
-    this.#run.set(data, this.#runPages * this.pageSize);
-    this.#runPages++;
-  }
-
   /** Writes the staged pages in page order, contiguous ones in one call. */
   #writeStaged(): void {
     const pgnos = [...this.#staged.keys()].sort((a, b) => a - b);
-    for (const pgno of pgnos) this.#append(pgno, this.#staged.get(pgno) as Uint8Array);
+    for (const pgno of pgnos) this.#run.append(pgno, this.#staged.get(pgno) as Uint8Array);
     this.flush();
     this.#staged.clear();
     this.#stagedBytes = 0;
@@ -172,18 +167,12 @@ export class PageFile {
 
   /** Writes the pending run of pages. */
   flush(): void {
-    if (this.#runPages === 0) return;
-    const length = this.#runPages * this.pageSize;
-    const offset = (this.#runStart - 1) * this.pageSize;
-    let at = 0;
-    while (at < length) at += writeSync(this.#fd, this.#run, at, length - at, offset + at);
-    this.#written += length;
-    this.#runPages = 0;
+    this.#run.flush();
   }
 
-  /** Page bytes written to the file so far. */
+  /** Page bytes written to the file so far (by this thread). */
   get bytesWritten(): number {
-    return this.#written;
+    return this.#run.bytesWritten;
   }
 
   /** The database's size after a commit: pages above it leave the file (and the staged pages) at once, so they cannot reappear. */
@@ -232,7 +221,7 @@ export class PageFile {
 
   /** Without finish() first (a failed restore) pending pages are dropped: the scratch file goes anyway. */
   close(): void {
-    this.#runPages = 0;
+    this.#run.discard();
     this.#staged.clear();
     this.#stagedBytes = 0;
     if (this.#fd >= 0) {
@@ -244,7 +233,9 @@ export class PageFile {
 
 /**
  * Streams the snapshot into a fresh file. The file is scratch until the snapshot's end event has
- * verified every chunk and the pages' checksum: a failure leaves it to be deleted.
+ * verified every chunk and the pages' checksum: a failure leaves it to be deleted. A large
+ * unencrypted snapshot is decoded by a worker thread instead (decodeSnapshotInThread, chosen by
+ * the caller); both end with checkSnapshot.
  */
 export async function writeSnapshot(
   storage: ObjectStorage,
@@ -275,6 +266,11 @@ export async function writeSnapshot(
   } catch (e) {
     throw objectFailure(e, object.key, 'downloading');
   }
+  checkSnapshot(file, object, ended);
+}
+
+/** After a snapshot's pages are in: its trailer was reached, and the pages hash to its post-apply checksum. */
+export function checkSnapshot(file: PageFile, object: PlannedObject, ended: boolean): void {
   if (!ended) throw restoreError('ERR_CORRUPT_OBJECT', `${object.key} ended before its trailer`, { key: object.key });
   file.setSize(object.commitSize);
   if (file.hashes.value !== object.postChecksum) {

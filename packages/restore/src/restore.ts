@@ -4,7 +4,8 @@ import { basename, dirname, resolve } from 'node:path';
 import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
-import { PIECES_AHEAD, PageFile, hashFile, hex64, integrityCheck, writeSnapshot } from './apply.js';
+import { PIECES_AHEAD, PageFile, hashFile, hex64, integrityCheck } from './apply.js';
+import { restoreSnapshot } from './snapshot-thread.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type PlannedObject, type RestorePlan } from './plan.js';
@@ -181,7 +182,7 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
     report('download');
     prefetch.fill();
     const snapshot = objects[0] as PlannedObject;
-    await writeSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
+    await restoreSnapshot(storage, file, snapshot, keyring, (n) => (bytes += n), controller.signal);
     txid = snapshot.applyThrough;
     done++;
     report('download');

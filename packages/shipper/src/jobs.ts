@@ -120,6 +120,8 @@ export interface SnapshotJob {
   committedAt: number;
   commitSize: number;
   pageCount: number;
+  /** Pages that replace the file's (and may lie past its end): an existing file's txid 1, applied to the file that has not been checkpointed since. */
+  overlay?: ReadonlyMap<number, Uint8Array>;
 }
 
 /** Sizes the snapshot of the database file at `path` as it is now. */
@@ -147,11 +149,13 @@ export function snapshotBody(job: SnapshotJob, keyring: Keyring | undefined): ()
       for (let start = 1; start <= commitSize; start += 64) {
         const n = Math.min(64, commitSize - start + 1);
         const got = readSync(rfd, buf, 0, n * pageSize, (start - 1) * pageSize);
-        if (got !== n * pageSize) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
+        if (got !== n * pageSize && !job.overlay) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${start} while taking a snapshot`, { details: { path, page: start } });
         for (let i = 0; i < n; i++) {
           const pgno = start + i;
           if (pgno === lockPage) continue;
-          const data = buf.slice(i * pageSize, (i + 1) * pageSize);
+          const over = job.overlay?.get(pgno);
+          if (over === undefined && (i + 1) * pageSize > got) throw new WalshipError('ERR_SNAPSHOT_READ', `${path}: short read at page ${pgno} while taking a snapshot`, { details: { path, page: pgno } });
+          const data = over ?? buf.slice(i * pageSize, (i + 1) * pageSize);
           seen.set(pgno, data);
           enc.writePage(pgno, data);
         }

@@ -11,7 +11,7 @@ import type { FirstImage } from './snapshots.js';
 export interface NewGeneration {
   reason: string;
   parent: { generation: string; txid: number } | null;
-  /** A new database: the generation's snapshot is this image of txid 1, with no checkpoint first (see snapshots.ts). */
+  /** The generation's snapshot is at txid 1, with no checkpoint first: this image of it, or the file with it applied (see snapshots.ts). */
   image?: FirstImage;
 }
 

@@ -481,7 +481,7 @@ export class Shipper {
   private async startGeneration(ng: NewGeneration): Promise<void> {
     await this.markers.beginGeneration(ng, this.ledger.hashes!.pageSize);
     if (ng.image) {
-      // A new database: txid 1's pages are the snapshot; everything after it ships as segments.
+      // Txid 1 is the snapshot (its pages, or the file with them applied); everything after it ships as segments.
       const image = ng.image;
       this.markers.restartEpochs(1);
       await this.markers.markEpoch(1);

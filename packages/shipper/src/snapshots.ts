@@ -9,6 +9,7 @@ import type { UploadPipeline } from './upload.js';
 import type { LineageWriter } from './markers.js';
 import type { CheckpointInfo } from './checkpoints.js';
 import { snapshotBody, snapshotSize } from './jobs.js';
+import { lockPageNumber } from '@walship/format';
 
 export interface SnapshotHost {
   path: string;
@@ -28,8 +29,13 @@ export interface FirstImage {
   commitSize: number;
   postChecksum: bigint;
   timestamp: number;
-  /** Every page of the database at txid 1, in page order. */
+  /** The pages of txid 1, in page order: every page of the database when `whole`. */
   pages: { pgno: number; data: Uint8Array }[];
+  /**
+   * False for a file written before walship opened it: txid 1 leaves most pages as they are, and
+   * the snapshot is the main file (which no checkpoint has touched yet) with these pages over it.
+   */
+  whole: boolean;
 }
 
 /**
@@ -37,15 +43,23 @@ export interface FirstImage {
  * database it leaves, so its pages are the whole database at txid 1: the generation's snapshot is
  * made of them at once, with no checkpoint, and every txid from 1 is restorable (a snapshot of the
  * file taken at the first checkpoint would fold every transaction committed before it). The file
- * is not read: SQLite wrote its header page outside the WAL when it switched to WAL.
+ * is not read: SQLite wrote its header page outside the WAL when it switched to WAL. In a file
+ * written before walship opened it, txid 1 rewrites only some pages (`whole` false): the snapshot
+ * is then read from the main file, which holds the state before txid 1 until the first checkpoint
+ * (none runs before the generation's snapshot is durable), with txid 1's pages over it; its
+ * checksum is checked against capture's as it streams.
  */
 export function firstImage(first: CommittedTransaction | undefined, markerTxid: number, lockPage: number, postChecksum: bigint | undefined): FirstImage | undefined {
   if (!first || first.txid !== 1 || markerTxid !== 0 || postChecksum === undefined) return undefined;
   const pgnos = new Set(first.pages.map((p) => p.pgno));
-  for (let pgno = 1; pgno <= first.commitSize; pgno++) if (pgno !== lockPage && !pgnos.has(pgno)) return undefined;
   if (pgnos.size !== first.pages.length || first.pages.some((p) => p.pgno > first.commitSize)) return undefined;
   const pages = first.pages.map((p) => ({ pgno: p.pgno, data: p.data.slice() })).sort((a, b) => a.pgno - b.pgno);
-  return { commitSize: first.commitSize, postChecksum, timestamp: first.timestamp, pages };
+  return { commitSize: first.commitSize, postChecksum, timestamp: first.timestamp, pages, whole: coversAll(pgnos, first.commitSize, lockPage) };
+}
+
+function coversAll(pgnos: ReadonlySet<number>, commitSize: number, lockPage: number): boolean {
+  for (let pgno = 1; pgno <= commitSize; pgno++) if (pgno !== lockPage && !pgnos.has(pgno)) return false;
+  return true;
 }
 
 /**
@@ -99,6 +113,21 @@ export class Snapshotter {
     const txid = 1;
     const key = this.host.keys.snapshot({ generation: markers.generation!, txid, epoch: markers.epoch });
     const at = image.timestamp;
+    if (!image.whole) {
+      const commitSize = image.commitSize;
+      const pageCount = commitSize - (commitSize >= lockPageNumber(pageSize) ? 1 : 0);
+      const header = markers.header('snapshot', pageSize, { minTxid: txid, maxTxid: txid, commitSize, first: at, last: at, pre: 0n, post: image.postChecksum, count: 1, pages: pageCount });
+      const overlay = new Map(image.pages.map((p) => [p.pgno, p.data]));
+      const body = snapshotBody({ key, header, path: this.host.path, pageSize, txid, checksum: image.postChecksum, committedAt: at, commitSize, pageCount, overlay }, this.host.keyring);
+      // Checkpoints wait while the main file streams (it must stay the state before txid 1).
+      this.snapshotting = true;
+      try {
+        await this.uploaded(key, txid, () => this.host.uploads.upload(key, body, 'snapshot'));
+      } finally {
+        this.snapshotting = false;
+      }
+      return;
+    }
     const header = markers.header('snapshot', pageSize, { minTxid: txid, maxTxid: txid, commitSize: image.commitSize, first: at, last: at, pre: 0n, post: image.postChecksum, count: 1, pages: image.pages.length });
     const keyring = this.host.keyring;
     const path = this.host.path;
