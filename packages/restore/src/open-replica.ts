@@ -46,6 +46,32 @@ export interface ReplicaStatus {
   /** Chunks fetched at least once out of the chunks holding the database's pages (hydration). */
   chunksFetched: number;
   chunksTotal: number;
+  /** Where openReplica's time went (ms from its call): see OpenTimings. */
+  openTimings: OpenTimings;
+  /** Milliseconds statements spent waiting for page GETs since the open. */
+  readWaitMs: number;
+  /**
+   * How the fetch thread reads: 'sigv4' (its own signed GETs: static credentials and an endpoint or
+   * region were given), 'sdk' (the AWS SDK, slower to load: credentials from the environment or a
+   * profile), null while it starts.
+   */
+  fetchClient: 'sigv4' | 'sdk' | null;
+}
+
+/** Milliseconds from openReplica's call to the end of each step (steps run in this order). */
+export interface OpenTimings {
+  /** Epoch marker (when a mark is configured), LIST of the replica, generation and epoch files. */
+  listed: number;
+  /** The plan: headers of the chosen objects, the chain of checksums. */
+  planned: number;
+  /** The index of every planned object (head and tail GETs). */
+  indexed: number;
+  /** The chunk holding page 1 (the schema), fetched by the opening thread. */
+  firstPage: number;
+  /** SQLite's WASM loaded and the database opened (its schema read). */
+  opened: number;
+  /** When the fetch thread had loaded the S3 client and could serve reads (may be after `opened`). */
+  fetchThreadReady: number | null;
 }
 
 interface ReplicaState {
@@ -54,6 +80,9 @@ interface ReplicaState {
   fetcher: SyncFetcher;
   opening: { gets: number; bytes: number };
   cacheBytes: number;
+  timings: Omit<OpenTimings, 'fetchThreadReady'>;
+  /** performance.timeOrigin + performance.now() at openReplica's call. */
+  startedAt: number;
 }
 
 /**
@@ -95,6 +124,9 @@ export class ReplicaDatabase extends Database {
       bytes: opening.bytes + fetcher.bytes,
       chunksFetched: c.chunksFetched,
       chunksTotal: c.chunksTotal,
+      openTimings: { ...this.#state.timings, fetchThreadReady: fetcher.readyAt > 0 ? round(fetcher.readyAt - this.#state.startedAt) : null },
+      readWaitMs: round(fetcher.waitedMs),
+      fetchClient: fetcher.lightClient === null ? null : fetcher.lightClient ? 'sigv4' : 'sdk',
     };
   }
 
@@ -127,6 +159,8 @@ export class ReplicaDatabase extends Database {
   }
 }
 
+const round = (ms: number): number => Math.round(ms * 10) / 10;
+
 function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions> {
   const stop = validatePlanOptions(o);
   if (o.storage !== undefined) bad('storage', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client; pass `s3`', 'storage');
@@ -146,6 +180,8 @@ function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions>
  * planted or foreign chunk is a typed error from the statement that read it, never a wrong row.
  */
 export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaDatabase> {
+  const startedAt = performance.timeOrigin + performance.now();
+  const at = (): number => round(performance.timeOrigin + performance.now() - startedAt);
   const stop = validate(options);
   const cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
   const concurrency = options.concurrency ?? 8;
@@ -171,6 +207,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     await loadFormat();
     const mark = await readMark(options);
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
+    const listed = at();
     const headers = new HeaderReader(source.storage, catalog.manifest, signal);
     const plan = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal, headers });
     if (mark && isBehind(mark, { generation: plan.generation, txid: plan.txid })) {
@@ -178,8 +215,10 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
       const found = latest ? { generation: plan.generation, txid: plan.txid } : await bucketTip(catalog, headers);
       if (isBehind(mark, found)) throw replicaBehind(catalog.location, mark, found);
     }
+    const planned = at();
     const objects = await loadObjects(source.storage, plan.objects, { keyring: source.keyring, concurrency, signal });
     if (signal?.aborted) throw abortedError(signal.reason);
+    const indexed = at();
     const f = fetcher;
     const pages = new ReplicaPages(objects, plan.objects, { pageSize: plan.pageSize, commitSize: plan.commitSize, fetcher: f, cacheBytes });
     await pages.warm(1, async (key, start, end) => {
@@ -192,8 +231,10 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
       if (bytes === null) throw missing(source.storage, key);
       return bytes;
     });
+    const firstPage = at();
     await sqlite;
-    const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes };
+    const timings = { listed, planned, indexed, firstPage, opened: 0 };
+    const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes, timings, startedAt };
     const db = await openPageDatabase(pages, {
       construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),
       onClose: () => {
@@ -202,6 +243,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
       },
     });
     fetcher = null;
+    timings.opened = at();
     return db;
   } catch (e) {
     if (signal?.aborted) throw abortedError(signal.reason);
