@@ -7,7 +7,8 @@ import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.
 import { SyncFetcher } from './page-fetch.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePlan } from './plan.js';
 import { HeaderReader, missing, scanReplica } from './replica.js';
-import { ReplicaPages, dataPages, loadObjects } from './replica-pages.js';
+import { ReplicaFollower, type ReplicaFollowStatus } from './replica-follow.js';
+import { ReplicaPages, buildView, dataPages, loadObjects } from './replica-pages.js';
 
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 const MIN_CACHE_BYTES = 1024 * 1024;
@@ -17,14 +18,21 @@ export interface OpenReplicaOptions extends PlanOptions {
   cacheBytes?: number;
   /** Not supported yet (a disk cache): ERR_INVALID_OPTION. */
   cacheDir?: string;
-  /** Not supported yet (applying new segments as they land): ERR_INVALID_OPTION for `true`. */
+  /**
+   * Keep the replica current: new objects are applied to the page index as they land (see
+   * ReplicaFollower); each statement, and each explicit transaction, sees one state. Default false.
+   */
   follow?: boolean;
+  /** With follow: ms between polls (default 1000; each is one HEAD of the predicted next segment). */
+  followIntervalMs?: number;
+  /** With follow: polls between full listings, which find new epochs and generations (default 10). */
+  followProbeEvery?: number;
 }
 
 export interface ReplicaStatus {
   location: string;
   generation: string;
-  /** The state the database shows: after this txid. */
+  /** The state the database shows to new read transactions: after this txid. */
   txid: number;
   timestamp: number;
   pageSize: number;
@@ -56,6 +64,8 @@ export interface ReplicaStatus {
    * profile), null while it starts.
    */
   fetchClient: 'sigv4' | 'sdk' | null;
+  /** With follow: the followed txid, lag, polls and the last error; null without. */
+  follow: ReplicaFollowStatus | null;
 }
 
 /** Milliseconds from openReplica's call to the end of each step (steps run in this order). */
@@ -75,8 +85,8 @@ export interface OpenTimings {
 }
 
 interface ReplicaState {
-  plan: RestorePlan;
-  pages: ReplicaPages;
+  pages: ReplicaPages<RestorePlan>;
+  follower: ReplicaFollower | null;
   fetcher: SyncFetcher;
   opening: { gets: number; bytes: number };
   cacheBytes: number;
@@ -98,13 +108,24 @@ export class ReplicaDatabase extends Database {
     this.#state = state;
   }
 
-  /** The txid whose state the database shows. */
+  /** The txid whose state the database shows (to new read transactions, when followed). */
   get txid(): number {
-    return this.#state.plan.txid;
+    return this.#state.pages.view.meta.txid;
+  }
+
+  /**
+   * With follow: checks for new objects now instead of at the next interval, and resolves when that
+   * poll is done (a failure is in status().follow.lastError; the state shown stays the last good one).
+   */
+  async poll(): Promise<void> {
+    const follower = this.#state.follower;
+    if (follower === null) throw restoreError('ERR_INVALID_OPTION', 'poll() needs a replica opened with follow: true', { option: 'follow' });
+    await follower.poll();
   }
 
   status(): ReplicaStatus {
-    const { plan, pages, fetcher, opening } = this.#state;
+    const { pages, fetcher, opening, follower } = this.#state;
+    const plan = pages.view.meta;
     const c = pages.counters;
     return {
       location: plan.location,
@@ -127,6 +148,7 @@ export class ReplicaDatabase extends Database {
       openTimings: { ...this.#state.timings, fetchThreadReady: fetcher.readyAt > 0 ? round(fetcher.readyAt - this.#state.startedAt) : null },
       readWaitMs: round(fetcher.waitedMs),
       fetchClient: fetcher.lightClient === null ? null : fetcher.lightClient ? 'sigv4' : 'sdk',
+      follow: follower?.status() ?? null,
     };
   }
 
@@ -137,7 +159,8 @@ export class ReplicaDatabase extends Database {
    * also proves that the page index holds no stale or missing page.
    */
   verify(): { checksum: string; pages: number } {
-    const { plan, pages } = this.#state;
+    const { pages } = this.#state;
+    const plan = pages.view.meta;
     const hashes = new PageHashes(plan.pageSize);
     const page = new Uint8Array(plan.pageSize);
     let n = 0;
@@ -167,7 +190,10 @@ function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions>
   if (o.s3?.client !== undefined) bad('s3.client', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client from endpoint, region and credentials', 'client');
   checkInteger('cacheBytes', o.cacheBytes, MIN_CACHE_BYTES);
   if (o.cacheDir !== undefined) bad('cacheDir', 'is not supported yet: the cache is in memory only (cacheBytes)', o.cacheDir);
-  if (o.follow !== undefined && o.follow !== false) bad('follow', 'is not supported yet: open the replica again to see newer transactions', o.follow);
+  if (o.follow !== undefined && typeof o.follow !== 'boolean') bad('follow', 'must be a boolean', o.follow);
+  checkInteger('followIntervalMs', o.followIntervalMs, 10, 3_600_000);
+  checkInteger('followProbeEvery', o.followProbeEvery, 1, 1_000_000);
+  if (o.follow === true && stop.kind !== 'latest') bad('follow', 'shows the latest state: it cannot be combined with txid or timestamp', o.follow);
   return stop;
 }
 
@@ -203,6 +229,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
   let fetcher: SyncFetcher | null = new SyncFetcher(options.s3 as NonNullable<ReplicaSource['s3']>, { location: source.storage.location });
   const sqlite = loadSqlite();
   sqlite.catch(() => undefined);
+  let keepSource = false;
   try {
     await loadFormat();
     const mark = await readMark(options);
@@ -220,7 +247,8 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     if (signal?.aborted) throw abortedError(signal.reason);
     const indexed = at();
     const f = fetcher;
-    const pages = new ReplicaPages(objects, plan.objects, { pageSize: plan.pageSize, commitSize: plan.commitSize, fetcher: f, cacheBytes });
+    const follow = options.follow === true;
+    const pages = new ReplicaPages(buildView(objects, plan.objects, { commitSize: plan.commitSize, meta: plan }), { pageSize: plan.pageSize, fetcher: f, cacheBytes, changes: follow });
     await pages.warm(1, async (key, start, end) => {
       let bytes: Uint8Array | null;
       try {
@@ -234,22 +262,40 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     const firstPage = at();
     await sqlite;
     const timings = { listed, planned, indexed, firstPage, opened: 0 };
-    const state: ReplicaState = { plan, pages, fetcher: f, opening, cacheBytes, timings, startedAt };
+    const follower = follow
+      ? new ReplicaFollower({
+          source,
+          pages,
+          objects,
+          intervalMs: options.followIntervalMs ?? 1000,
+          probeEvery: options.followProbeEvery ?? 10,
+          generation: options.generation,
+          concurrency,
+        })
+      : null;
+    const state: ReplicaState = { pages, follower, fetcher: f, opening, cacheBytes, timings, startedAt };
     const db = await openPageDatabase(pages, {
       construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),
       onClose: () => {
+        follower?.stop();
         pages.clear();
         f.close();
+        if (follower) source.close();
       },
     });
     fetcher = null;
     timings.opened = at();
+    // A followed replica keeps its storage client for the polls; it is closed with the database.
+    if (follower) {
+      keepSource = true;
+      follower.start();
+    }
     return db;
   } catch (e) {
     if (signal?.aborted) throw abortedError(signal.reason);
     throw e;
   } finally {
     fetcher?.close();
-    source.close();
+    if (!keepSource) source.close();
   }
 }
