@@ -7,17 +7,24 @@ import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.
 import { SyncFetcher } from './page-fetch.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePlan } from './plan.js';
 import { HeaderReader, missing, scanReplica } from './replica.js';
+import { DiskCache, type DiskCacheCounters } from './replica-disk-cache.js';
 import { ReplicaFollower, type ReplicaFollowStatus } from './replica-follow.js';
 import { ReplicaPages, buildView, dataPages, loadObjects } from './replica-pages.js';
 
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
 const MIN_CACHE_BYTES = 1024 * 1024;
+export const DEFAULT_CACHE_DIR_BYTES = 1024 * 1024 * 1024;
 
 export interface OpenReplicaOptions extends PlanOptions {
   /** Memory for verified, decoded chunks (default 64 MiB, at least 1 MiB). */
   cacheBytes?: number;
-  /** Not supported yet (a disk cache): ERR_INVALID_OPTION. */
+  /**
+   * A directory for a disk cache of chunks as stored in S3 (created with mode 0700, files 0600),
+   * kept across opens; a chunk read back is verified like one from S3. Default: no disk cache.
+   */
   cacheDir?: string;
+  /** With cacheDir: bytes the directory's chunk files may take (default 1 GiB, at least 1 MiB). */
+  cacheDirBytes?: number;
   /**
    * Keep the replica current: new objects are applied to the page index as they land (see
    * ReplicaFollower); each statement, and each explicit transaction, sees one state. Default false.
@@ -66,6 +73,8 @@ export interface ReplicaStatus {
   fetchClient: 'sigv4' | 'sdk' | null;
   /** With follow: the followed txid, lag, polls and the last error; null without. */
   follow: ReplicaFollowStatus | null;
+  /** With cacheDir: hits (verified), rejected files, writes, evictions, bytes on disk; null without. */
+  disk: (DiskCacheCounters & { dir: string; maxBytes: number }) | null;
 }
 
 /** Milliseconds from openReplica's call to the end of each step (steps run in this order). */
@@ -86,6 +95,7 @@ export interface OpenTimings {
 
 interface ReplicaState {
   pages: ReplicaPages<RestorePlan>;
+  disk: DiskCache | null;
   follower: ReplicaFollower | null;
   fetcher: SyncFetcher;
   opening: { gets: number; bytes: number };
@@ -149,6 +159,7 @@ export class ReplicaDatabase extends Database {
       readWaitMs: round(fetcher.waitedMs),
       fetchClient: fetcher.lightClient === null ? null : fetcher.lightClient ? 'sigv4' : 'sdk',
       follow: follower?.status() ?? null,
+      disk: this.#state.disk ? { ...this.#state.disk.counters, dir: this.#state.disk.dir, maxBytes: this.#state.disk.maxBytes } : null,
     };
   }
 
@@ -189,7 +200,8 @@ function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions>
   if (o.storage !== undefined) bad('storage', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client; pass `s3`', 'storage');
   if (o.s3?.client !== undefined) bad('s3.client', 'is not supported by openReplica: pages are read by a worker thread that builds its own S3 client from endpoint, region and credentials', 'client');
   checkInteger('cacheBytes', o.cacheBytes, MIN_CACHE_BYTES);
-  if (o.cacheDir !== undefined) bad('cacheDir', 'is not supported yet: the cache is in memory only (cacheBytes)', o.cacheDir);
+  if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) bad('cacheDir', 'must be the path of a directory', o.cacheDir);
+  checkInteger('cacheDirBytes', o.cacheDirBytes, MIN_CACHE_BYTES);
   if (o.follow !== undefined && typeof o.follow !== 'boolean') bad('follow', 'must be a boolean', o.follow);
   checkInteger('followIntervalMs', o.followIntervalMs, 10, 3_600_000);
   checkInteger('followProbeEvery', o.followProbeEvery, 1, 1_000_000);
@@ -248,7 +260,15 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     const indexed = at();
     const f = fetcher;
     const follow = options.follow === true;
-    const pages = new ReplicaPages(buildView(objects, plan.objects, { commitSize: plan.commitSize, meta: plan }), { pageSize: plan.pageSize, fetcher: f, cacheBytes, changes: follow });
+    let disk: DiskCache | null = null;
+    if (options.cacheDir !== undefined) {
+      try {
+        disk = new DiskCache(options.cacheDir, { maxBytes: options.cacheDirBytes ?? DEFAULT_CACHE_DIR_BYTES, location: source.storage.location });
+      } catch (e) {
+        throw restoreError('ERR_INVALID_OPTION', `cacheDir ${options.cacheDir} cannot be used (${(e as Error).message}); give a directory this process can create, read and write`, { option: 'cacheDir', path: options.cacheDir }, e);
+      }
+    }
+    const pages = new ReplicaPages(buildView(objects, plan.objects, { commitSize: plan.commitSize, meta: plan }), { pageSize: plan.pageSize, fetcher: f, cacheBytes, changes: follow, disk });
     await pages.warm(1, async (key, start, end) => {
       let bytes: Uint8Array | null;
       try {
@@ -273,7 +293,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
           concurrency,
         })
       : null;
-    const state: ReplicaState = { pages, follower, fetcher: f, opening, cacheBytes, timings, startedAt };
+    const state: ReplicaState = { pages, disk, follower, fetcher: f, opening, cacheBytes, timings, startedAt };
     const db = await openPageDatabase(pages, {
       construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),
       onClose: () => {

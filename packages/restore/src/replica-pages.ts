@@ -6,6 +6,7 @@ import { objectFailure, restoreError, storageFailure } from './errors.js';
 import { missing, mapLimit } from './replica.js';
 import type { PlannedObject } from './plan.js';
 import type { FetchRange, SyncFetcher } from './page-fetch.js';
+import type { DiskCache } from './replica-disk-cache.js';
 
 /** Objects up to this size are read whole when their index is read: one GET instead of two. */
 const SMALL_OBJECT = 64 * 1024;
@@ -154,6 +155,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
   readonly changes: boolean;
   readonly counters: PageCounters;
   readonly #fetcher: SyncFetcher;
+  readonly #disk: DiskCache | null;
   readonly #cacheBytes: number;
   readonly #cache = new Map<number, Uint8Array>();
   readonly #fetched = new Set<number>();
@@ -171,8 +173,9 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
   /** Called when a staged view becomes the current one. */
   onSwitch: ((view: PageView<Meta>) => void) | null = null;
 
-  constructor(view: PageView<Meta>, options: { pageSize: number; fetcher: SyncFetcher; cacheBytes: number; changes: boolean }) {
+  constructor(view: PageView<Meta>, options: { pageSize: number; fetcher: SyncFetcher; cacheBytes: number; changes: boolean; disk?: DiskCache | null }) {
     this.pageSize = options.pageSize;
+    this.#disk = options.disk ?? null;
     this.changes = options.changes;
     this.#fetcher = options.fetcher;
     this.#cacheBytes = options.cacheBytes;
@@ -274,6 +277,8 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
   /** Fetches the chunk (and, on a sequential scan, the chunks after it); returns its raw bytes. */
   #miss(object: ReplicaObject, chunk: number): Uint8Array {
     const o = this.#id(object);
+    const fromDisk = this.#fromDisk(object, chunk);
+    if (fromDisk !== null) return fromDisk;
     const follows = this.#lastMiss !== null && ((chunk > 0 && this.#lastMiss === cacheKey(o, chunk - 1)) || this.#lastMiss === cacheKey(o, chunk));
     this.#streak = follows ? this.#streak + 1 : 0;
     // Two misses in a row on consecutive chunks are a scan; one may be a B-tree lookup whose pages
@@ -303,6 +308,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
       } catch (e) {
         throw objectFailure(e, object.key, 'reading pages of');
       }
+      this.#disk?.write(this.#disk.name(object.key, range.start, range.end), bytes.subarray(range.start - start, range.end - start));
       const key = cacheKey(o, c);
       if (!this.#fetched.has(key)) {
         this.#fetched.add(key);
@@ -312,6 +318,35 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
       this.#insert(key, raw);
     }
     return wanted as Uint8Array;
+  }
+
+  /**
+   * The chunk from the disk cache, opened and verified exactly as a GET's bytes are; a file that
+   * does not verify is removed (the chunk is then fetched from S3). Null when not there.
+   */
+  #fromDisk(object: ReplicaObject, chunk: number): Uint8Array | null {
+    const disk = this.#disk;
+    if (disk === null) return null;
+    const range = object.pages.chunkRange(chunk);
+    const name = disk.name(object.key, range.start, range.end);
+    const stored = disk.read(name);
+    if (stored === null) return null;
+    let raw: Uint8Array;
+    try {
+      raw = object.pages.openChunk(chunk, stored);
+    } catch {
+      disk.reject(name);
+      return null;
+    }
+    disk.counters.hits++;
+    const key = cacheKey(this.#id(object), chunk);
+    if (!this.#fetched.has(key)) {
+      this.#fetched.add(key);
+      this.counters.chunksFetched++;
+    }
+    this.#lastMiss = key;
+    this.#insert(key, raw);
+    return raw;
   }
 
   /** Chunks from `chunk` on for one read-ahead batch: up to READ_AHEAD_CHUNKS, an eighth of the cache at most, at least one. */
