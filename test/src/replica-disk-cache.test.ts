@@ -126,3 +126,22 @@ test('the directory stays within cacheDirBytes', async () => {
   const total = files(cache).reduce((a, f) => a + f.size, 0);
   assert.ok(total <= bound, `${total} bytes on disk, bound ${bound}`);
 });
+
+test('hydrate: every chunk is copied to disk in the background; a full scan then makes no page GET', async () => {
+  await assert.rejects(openReplica({ ...source(server, prefix), hydrate: true }), { code: 'ERR_INVALID_OPTION' });
+  const cache = join(dir, 'cache-d');
+  const db = await openReplica({ ...source(server, prefix), cacheBytes: MiB, cacheDir: cache, hydrate: true });
+  try {
+    // Bounded by polls, not time: the copy runs while this thread waits.
+    for (let i = 0; i < 3000 && db.status().hydration?.state === 'running'; i++) await new Promise((r) => setTimeout(r, 10));
+    const h = db.status().hydration;
+    assert.ok(h !== null && h.state === 'done' && h.chunksDone === h.chunksTotal && h.chunksTotal > 1, JSON.stringify(h));
+    const before = db.status();
+    assert.deepEqual({ ...(db.prepare(SQL).get() as object) }, expected);
+    const s = db.status();
+    assert.equal(s.gets, before.gets, 'every chunk came from disk');
+    assert.ok(s.disk !== null && s.disk.hits > 0 && s.disk.rejected === 0, JSON.stringify(s.disk));
+  } finally {
+    db.close();
+  }
+});

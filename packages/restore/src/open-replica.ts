@@ -9,6 +9,7 @@ import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePla
 import { HeaderReader, missing, scanReplica } from './replica.js';
 import { DiskCache, type DiskCacheCounters } from './replica-disk-cache.js';
 import { ReplicaFollower, type ReplicaFollowStatus } from './replica-follow.js';
+import { Hydrator, type HydrationStatus } from './replica-hydrate.js';
 import { ReplicaPages, buildView, dataPages, loadObjects } from './replica-pages.js';
 
 export const DEFAULT_CACHE_BYTES = 64 * 1024 * 1024;
@@ -25,6 +26,11 @@ export interface OpenReplicaOptions extends PlanOptions {
   cacheDir?: string;
   /** With cacheDir: bytes the directory's chunk files may take (default 1 GiB, at least 1 MiB). */
   cacheDirBytes?: number;
+  /**
+   * With cacheDir: copy every chunk of the database's pages into the disk cache in the background
+   * (4 GETs in flight), stopping when cacheDirBytes is reached. status().hydration. Default false.
+   */
+  hydrate?: boolean;
   /**
    * Keep the replica current: new objects are applied to the page index as they land (see
    * ReplicaFollower); each statement, and each explicit transaction, sees one state. Default false.
@@ -75,6 +81,8 @@ export interface ReplicaStatus {
   follow: ReplicaFollowStatus | null;
   /** With cacheDir: hits (verified), rejected files, writes, evictions, bytes on disk; null without. */
   disk: (DiskCacheCounters & { dir: string; maxBytes: number }) | null;
+  /** With hydrate: the background copy's progress; null without. */
+  hydration: HydrationStatus | null;
 }
 
 /** Milliseconds from openReplica's call to the end of each step (steps run in this order). */
@@ -96,6 +104,7 @@ export interface OpenTimings {
 interface ReplicaState {
   pages: ReplicaPages<RestorePlan>;
   disk: DiskCache | null;
+  hydrator: Hydrator | null;
   follower: ReplicaFollower | null;
   fetcher: SyncFetcher;
   opening: { gets: number; bytes: number };
@@ -159,6 +168,7 @@ export class ReplicaDatabase extends Database {
       readWaitMs: round(fetcher.waitedMs),
       fetchClient: fetcher.lightClient === null ? null : fetcher.lightClient ? 'sigv4' : 'sdk',
       follow: follower?.status() ?? null,
+      hydration: this.#state.hydrator?.status() ?? null,
       disk: this.#state.disk ? { ...this.#state.disk.counters, dir: this.#state.disk.dir, maxBytes: this.#state.disk.maxBytes } : null,
     };
   }
@@ -202,6 +212,8 @@ function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions>
   checkInteger('cacheBytes', o.cacheBytes, MIN_CACHE_BYTES);
   if (o.cacheDir !== undefined && (typeof o.cacheDir !== 'string' || o.cacheDir === '')) bad('cacheDir', 'must be the path of a directory', o.cacheDir);
   checkInteger('cacheDirBytes', o.cacheDirBytes, MIN_CACHE_BYTES);
+  if (o.hydrate !== undefined && typeof o.hydrate !== 'boolean') bad('hydrate', 'must be a boolean', o.hydrate);
+  if (o.hydrate === true && o.cacheDir === undefined) bad('hydrate', 'copies the replica into the disk cache: give cacheDir (and a cacheDirBytes that holds the database)', o.hydrate);
   if (o.follow !== undefined && typeof o.follow !== 'boolean') bad('follow', 'must be a boolean', o.follow);
   checkInteger('followIntervalMs', o.followIntervalMs, 10, 3_600_000);
   checkInteger('followProbeEvery', o.followProbeEvery, 1, 1_000_000);
@@ -293,23 +305,24 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
           concurrency,
         })
       : null;
-    const state: ReplicaState = { pages, disk, follower, fetcher: f, opening, cacheBytes, timings, startedAt };
+    const hydrator = options.hydrate === true && disk !== null ? new Hydrator(pages.view, { disk, storage: source.storage }) : null;
+    const state: ReplicaState = { pages, disk, hydrator, follower, fetcher: f, opening, cacheBytes, timings, startedAt };
     const db = await openPageDatabase(pages, {
       construct: (handle, dbOptions) => new ReplicaDatabase(handle, dbOptions, state),
       onClose: () => {
+        hydrator?.stop();
         follower?.stop();
         pages.clear();
         f.close();
-        if (follower) source.close();
+        if (follower || hydrator) source.close();
       },
     });
     fetcher = null;
     timings.opened = at();
     // A followed replica keeps its storage client for the polls; it is closed with the database.
-    if (follower) {
-      keepSource = true;
-      follower.start();
-    }
+    if (follower || hydrator) keepSource = true;
+    follower?.start();
+    void hydrator?.run(4);
     return db;
   } catch (e) {
     if (signal?.aborted) throw abortedError(signal.reason);

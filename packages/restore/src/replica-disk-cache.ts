@@ -58,6 +58,15 @@ export class DiskCache {
     return `${createHash('sha256').update(`${this.#namespace}\n${key}\n${start}-${end}`).digest('hex')}.chunk`;
   }
 
+  has(name: string): boolean {
+    return this.#files.has(name);
+  }
+
+  /** Whether `bytes` more fit without evicting anything. */
+  fits(bytes: number): boolean {
+    return this.counters.bytes + bytes <= this.maxBytes;
+  }
+
   /** The stored bytes, or null (not cached, or gone). Not verified here: the caller opens them as it opens a GET's. */
   read(name: string): Uint8Array | null {
     const size = this.#files.get(name);
