@@ -55,6 +55,7 @@ const SABOTAGES = {
   'epoch-rule': {
     what: 'acceptable() lets every epoch write every txid (restore and the shipper stop fencing)',
     edits: [['packages/format/src/fencing.ts', 'return maxTxid < next;', 'return next === next;']],
+    tests: ['fencing.test'],
     scenarios: [['sigstop-takeover', 4]],
   },
   'marker-auth': {

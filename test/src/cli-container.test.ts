@@ -152,6 +152,10 @@ describe('errors with --json', () => {
     assert.doesNotMatch(e.error.message, /access denied/i);
     expectExit(walship(['restore', url, join(dir, 'nocreds.db')], noCreds), 2, 'restore without credentials');
     assert.equal(existsSync(join(dir, 'nocreds.db')), false);
+    // The lease's DynamoDB client looks through the same chain: no request is sent, so no server is needed.
+    const lease = jsonError(walship(['lease', 'show', url, '--table', 'walship-leases', '--json'], { ...noCreds, AWS_ENDPOINT_URL_DYNAMODB: 'http://127.0.0.1:9' }), 'ERR_LEASE_NO_CREDENTIALS', 2);
+    assert.match(lease.error.message, /AWS_ACCESS_KEY_ID/);
+    assert.doesNotMatch(lease.error.message, /refused|access denied/i);
   });
 });
 

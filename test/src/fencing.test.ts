@@ -96,6 +96,12 @@ function spawnWriter(path: string, prefix: string, seed: number): Writer {
   return w;
 }
 
+/** The object kind a held request's path names (`/bucket/key?query`), if it is one of walship's. */
+function heldKind(prefix: string, path: string): string | undefined {
+  const key = decodeURIComponent(path.split('?')[0]!.slice(`/${s3.bucket}/`.length));
+  return parseObjectKey(prefix, key)?.kind;
+}
+
 const until = async (cond: () => boolean, ms: number, what: string): Promise<void> => {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -134,10 +140,17 @@ describe('fencing with a DynamoDB lease', () => {
       const a = spawnWriter(pathA, prefix, trial + 1);
       const { epoch: epochA } = await a.opened;
       await until(() => a.durable > 5, 20_000, 'A to make something durable');
-      // From here some of A's uploads are held by the network and land 2.5 s later, after the takeover.
+      // From here some of A's uploads are held by the network; they land after B's takeover and
+      // first flush. A is paused once a segment upload of its is among them, so every trial has a
+      // zombie object inside B's range for restore to ignore.
+      proxy.holdLate(true);
       proxy.setFaultRate(0.5, ['late']);
       await new Promise((r) => setTimeout(r, 50 + ((trial * 37) % 200)));
+      proxy.script('late', 'late');
+      await until(() => proxy.held.some((h) => h.method === 'PUT' && heldKind(prefix, h.path) === 'segment'), 20_000, "one of A's segment uploads to be held");
       a.child.kill('SIGSTOP');
+      proxy.setFaultRate(0);
+      proxy.clearScript();
       const pausedAt = a.committed;
       try {
         // B: restore what is durable, then take the lease over (it waits out A's lease) and write.
@@ -161,8 +174,9 @@ describe('fencing with a DynamoDB lease', () => {
         const code = await Promise.race([a.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 15_000))]);
         assert.equal(code, 3, `A stops at its next write (exit ${String(code)}, committed ${a.committed} after pausing at ${pausedAt})`);
         assert.equal(a.failedWith, 'ERR_LEASE_LOST');
-        await new Promise((r) => setTimeout(r, 2700)); // every late upload has landed
-        lateInjected = proxy.counts.late;
+        const landed = proxy.releaseLate();
+        await proxy.idle(); // every late upload has landed
+        lateInjected += landed;
         for (let i = 0; i < 30; i++) commitB(++n);
         await b.close();
         const storage = createS3Storage({ bucket: s3.bucket, endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
@@ -173,10 +187,13 @@ describe('fencing with a DynamoDB lease', () => {
           if (k?.kind === 'epoch') epochStart.set(k.epoch, JSON.parse(Buffer.from((await storage.get(o.key))!).toString()).startTxid);
           if (k?.kind === 'snapshot') firstSnapshot = Math.min(firstSnapshot, k.txid);
         }
+        let zombies = 0;
         for await (const o of storage.list({ prefix })) {
           const k = parseObjectKey(prefix, o.key);
-          if (k?.kind === 'segment' && k.epoch === epochA && k.minTxid >= (epochStart.get(st.epoch) ?? Infinity)) zombieObjects++;
+          if (k?.kind === 'segment' && k.epoch < st.epoch && k.minTxid >= (epochStart.get(st.epoch) ?? Infinity)) zombies++;
         }
+        assert.ok(zombies > 0, `trial ${trial + 1}: a late segment of A's (epoch ${epochA} or a later one of A's) landed inside B's range (epoch ${st.epoch} from txid ${epochStart.get(st.epoch)})`);
+        zombieObjects += zombies;
         // Restore at every txid of B's lineage from just before the takeover to the end.
         const last = await restore({ s3: options(prefix).s3, path: join(dir, `r-${trial}-last.db`) });
         // Nothing before the generation's first snapshot is restorable.
@@ -191,6 +208,8 @@ describe('fencing with a DynamoDB lease', () => {
         t.diagnostic(`trial ${trial + 1}/${TRIALS}: A epoch ${epochA} paused at commit ${pausedAt}, B epoch ${st.epoch} from ${base}; ${last.txid - from + 1} txids restored and checked`);
       } finally {
         proxy.setFaultRate(0);
+        proxy.holdLate(false);
+        proxy.releaseLate();
         if (a.child.exitCode === null && a.child.signalCode === null) {
           a.child.kill('SIGKILL');
           await a.exited;

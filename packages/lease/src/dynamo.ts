@@ -152,6 +152,15 @@ async function fatalError(
   attempts: number,
 ): Promise<LeaseError> {
   if (c.storeCode === 'ResourceNotFoundException') return tableMissing(ctx.table, operation, cause);
+  if (c.storeCode === 'CredentialsProviderError') {
+    // Nothing was sent: no credentials anywhere in the SDK's chain, not a refusal by DynamoDB.
+    return new LeaseError(
+      'ERR_LEASE_NO_CREDENTIALS',
+      `dynamodb ${operation} on ${ctx.table}: no AWS credentials found; the SDK looked for AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (AWS_SESSION_TOKEN), AWS_PROFILE in ~/.aws/credentials and ~/.aws/config, SSO, AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN, the container endpoint and the instance metadata service; set one of them, or pass the lease's credentials`,
+      { table: ctx.table, key: ctx.key, operation, attempts, retryable: false },
+      { cause },
+    );
+  }
   if (c.storeCode === 'ValidationException' && operation !== 'DescribeTable') {
     // An item request fails validation when the table's key is not ours; DescribeTable says how.
     const schema = await describeKeySchema(ctx).catch(() => undefined);

@@ -4,6 +4,7 @@ export type { ReplicatedOptions, Compression, EncryptionKey } from './options.js
 export type { FlushOptions, ReplicationState, ReplicationStatus, ShipperState } from './types.js';
 export type { LogEntry, LogLevel } from './log.js';
 export type { RequestRates } from './metrics.js';
+export type { MetricsEndpointOptions } from './metrics-server.js';
 export { S3_PRICES } from './metrics.js';
 export { readLineage, acceptable } from './lineage.js';
 export type { Lineage, DatabaseManifest, EpochMarker, GenerationMarker } from './lineage.js';

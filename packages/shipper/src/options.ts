@@ -1,3 +1,4 @@
+import type { MetricsEndpointOptions } from './metrics-server.js';
 import type { OpenOptions } from '@walship/vfs';
 import { WalshipError } from '@walship/vfs';
 import type { ObjectStorage, RequestEvent, RetryOptions, S3StorageOptions } from '@walship/storage';
@@ -82,6 +83,11 @@ export interface ReplicatedOptions {
    * (its parent names the replica's generation and the local txid). Default false.
    */
   allowRollback?: boolean;
+  /**
+   * Serve `metrics()` over HTTP for Prometheus to scrape: `{ port }` (0 picks a free port),
+   * optional `host` (default '127.0.0.1') and `path` (default '/metrics'). The URL is `metricsUrl`.
+   */
+  metrics?: MetricsEndpointOptions;
   /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
   database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
 }
@@ -102,6 +108,7 @@ export interface ResolvedOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
   allowRollback: boolean;
+  metrics: MetricsEndpointOptions | null;
 }
 
 const MiB = 1024 * 1024;
@@ -161,5 +168,15 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     backoffBaseMs: nonNegative('uploadBackoff.baseMs', o.uploadBackoff?.baseMs, 100, 1),
     backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
     allowRollback: o.allowRollback === true,
+    metrics: metricsEndpoint(o.metrics),
   };
+}
+
+function metricsEndpoint(m: MetricsEndpointOptions | undefined): MetricsEndpointOptions | null {
+  if (m === undefined) return null;
+  if (typeof m !== 'object' || m === null) bad('metrics', 'must be { port, host?, path? }', m);
+  if (!Number.isInteger(m.port) || m.port < 0 || m.port > 65535) bad('metrics.port', 'must be an integer port 0..65535 (0: any free port)', m.port);
+  if (m.host !== undefined && (typeof m.host !== 'string' || m.host === '')) bad('metrics.host', 'must be a host name or address', m.host);
+  if (m.path !== undefined && (typeof m.path !== 'string' || !m.path.startsWith('/'))) bad('metrics.path', "must be a path starting with '/'", m.path);
+  return { port: m.port, ...(m.host !== undefined ? { host: m.host } : {}), ...(m.path !== undefined ? { path: m.path } : {}) };
 }

@@ -10,6 +10,7 @@ import { readLineage } from './lineage.js';
 import { behindMark, replicaBehindError } from './continuity.js';
 import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
+import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-server.js';
 import { Shipper } from './shipper.js';
 import type { FlushOptions, ReplicationStatus } from './types.js';
 
@@ -29,6 +30,8 @@ export type ReplicatedDatabase = Omit<WalshipDatabase, 'close' | 'acknowledge' |
   status(): ReplicationStatus;
   /** Prometheus text exposition format. */
   metrics(): Promise<string>;
+  /** Where the `metrics` option serves that text over HTTP (null without the option). */
+  readonly metricsUrl: string | null;
   /** Flushes (up to timeoutMs), stops replication and closes the database. Rejects with ERR_CLOSED if something was left unshipped (it stays in the WAL). */
   close(options?: CloseOptions): Promise<void>;
 };
@@ -82,7 +85,9 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     // Renewed from here: a slow open (a cold start, a big file to hash) must not outlast the grant.
     lease.startRenewing();
   }
+  let endpoint: MetricsEndpoint | null = null;
   const releaseOnFailure = async (): Promise<void> => {
+    await endpoint?.close();
     if (!lease) return;
     await lease.release().catch(() => undefined);
     lease.close();
@@ -133,6 +138,14 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     },
     epoch: () => shipper?.epoch ?? 0,
   });
+  if (o.metrics) {
+    try {
+      endpoint = await startMetricsEndpoint({ ...o.metrics, location, text: () => metrics!.text() });
+    } catch (e) {
+      await releaseOnFailure();
+      throw e;
+    }
+  }
   shipper = new Shipper({
     path: abs,
     options: o,
@@ -175,6 +188,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     flush: { value: (options?: FlushOptions) => s.flush(options) },
     status: { value: () => s.status() },
     metrics: { value: () => metrics!.text() },
+    metricsUrl: { value: endpoint?.url ?? null, enumerable: true },
     acknowledge: {
       value: () => {
         throw new WalshipError('ERR_OWNED_BY_SHIPPER', 'acknowledge() belongs to the shipper of a replicated database');
@@ -191,6 +205,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
         if (!db.open) return;
         const timeoutMs = co.timeoutMs ?? 30_000;
         const { flushed } = await s.stop(timeoutMs);
+        await endpoint?.close();
         const status = s.status();
         rawClose();
         if (lease) {

@@ -53,6 +53,15 @@ export interface FaultProxy {
   setDown(down: boolean): void;
   setDelayMs(ms: number): void;
   /**
+   * While holding, `late` requests wait for `releaseLate()` instead of `delayMs`: a test decides
+   * exactly when a paused writer's upload lands (for example after another writer took over).
+   */
+  holdLate(hold: boolean): void;
+  /** Forwards every held `late` request now; returns how many. */
+  releaseLate(): number;
+  /** `late` requests read whole and not forwarded yet, with their method and path. */
+  readonly held: readonly { method: string; path: string }[];
+  /**
    * Resolves once nothing is held or on its way to the target (a killed client's request that was
    * already forwarded still lands: a check that lists the store right after a kill waits for this).
    */
@@ -84,6 +93,8 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
   let kinds: readonly FaultKind[] = opts.kinds ?? FAULT_KINDS;
   let delayMs = opts.delayMs ?? 2000;
   let down = false;
+  let holding = false;
+  const held: { method: string; path: string; land: () => void }[] = [];
   const queue: (FaultKind | 'pass')[] = [];
   const counts: FaultCounts = { 'reset-before': 0, 'reset-after': 0, 'error-500': 0, 'error-503': 0, delay: 0, truncate: 0, late: 0, down: 0 };
   const stats = { received: 0, forwarded: 0, upstreamErrors: 0 };
@@ -198,13 +209,20 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
         const chunks: Buffer[] = [];
         req.on('data', (c: Buffer) => chunks.push(c));
         req.on('end', () => {
-          const t = setTimeout(() => {
-            timers.delete(t);
+          const land = (): void => {
             stats.forwarded++;
             const up = track(http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers: req.headers, agent }));
             up.on('error', () => stats.upstreamErrors++);
             up.on('response', (r) => r.resume());
             up.end(Buffer.concat(chunks));
+          };
+          if (holding) {
+            held.push({ method: req.method ?? '', path: req.url ?? '', land });
+            return;
+          }
+          const t = setTimeout(() => {
+            timers.delete(t);
+            land();
           }, delayMs);
           timers.add(t);
         });
@@ -298,10 +316,22 @@ export async function startFaultProxy(opts: FaultProxyOptions): Promise<FaultPro
     setDelayMs(ms) {
       delayMs = ms;
     },
+    holdLate(h) {
+      holding = h;
+    },
+    releaseLate() {
+      const n = held.length;
+      for (const h of held.splice(0)) h.land();
+      return n;
+    },
+    get held() {
+      return held.map(({ method, path }) => ({ method, path }));
+    },
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         for (const t of timers) clearTimeout(t);
         timers.clear();
+        held.length = 0;
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
         agent.destroy();
