@@ -231,6 +231,39 @@ const SABOTAGES = {
     edits: [['packages/vfs/src/page-vfs.ts', 'return cause instanceof Error ? cause : e;', 'return e;']],
     tests: ['replica-faults'],
   },
+  'replica-follow-snapshot': {
+    what: 'a followed replica switches to a newer state at once, also inside a read transaction (a statement or BEGIN..COMMIT could see two states)',
+    edits: [['packages/restore/src/replica-pages.ts', 'if (!this.#reading) this.#switch();', 'this.#switch();']],
+    tests: ['replica-follow'],
+  },
+  'replica-follow-verify': {
+    what: 'a followed replica stages a state whose new segments were not read and verified first (a damaged segment replaces the last good state with one whose reads fail)',
+    edits: [['packages/restore/src/replica-follow.ts', "if ((fresh[i] as RestorePlan['objects'][number]).kind === 'segment') await", "if (false) await"]],
+    tests: ['replica-follow'],
+  },
+  'replica-follow-change-counter': {
+    what: 'a followed replica serves page 1 with the writer\'s change counter, which a WAL writer does not bump: SQLite keeps stale pages in its cache across states',
+    edits: [['packages/vfs/src/page-vfs.ts', '  view.setUint32(HEADER_CHANGE_COUNTER, version >>> 0);\n', '']],
+    tests: ['replica-follow'],
+  },
+  'replica-disk-cache-verify': {
+    what: 'a chunk read back from openReplica\'s disk cache is decoded without checking its data checksum (a changed cache file becomes a wrong row)',
+    edits: [['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
+    tests: ['replica-disk-cache'],
+  },
+  'replica-disk-cache-mode': {
+    what: 'openReplica\'s disk cache files are created readable by everyone (0644): chunks of a plain replica are the database\'s pages',
+    edits: [
+      ['packages/restore/src/replica-disk-cache.ts', "writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });", "writeFileSync(tmp, bytes, { mode: 0o644, flag: 'wx' });"],
+      ['packages/restore/src/replica-disk-cache.ts', 'chmodSync(tmp, 0o600);', 'chmodSync(tmp, 0o644);'],
+    ],
+    tests: ['replica-disk-cache'],
+  },
+  'replica-disk-cache-bound': {
+    what: 'openReplica\'s disk cache never evicts (the directory grows with the database, not cacheDirBytes)',
+    edits: [['packages/restore/src/replica-disk-cache.ts', 'while (this.counters.bytes + incoming > this.maxBytes) {', 'while (this.counters.bytes + incoming > Number.POSITIVE_INFINITY) {']],
+    tests: ['replica-disk-cache'],
+  },
   'compaction-drop-jumps': {
     what: 'compaction deletes the level-0 inputs of any level-1 object, also a jump written before boundaries were kept (exact txids inside it are lost)',
     edits: [['packages/shipper/src/compaction.ts', "h.transactionCount !== h.maxTxid - h.minTxid + 1 || !acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)", '!acceptable(view.epochs, h.epoch, h.minTxid, h.maxTxid)']],

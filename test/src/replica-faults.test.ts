@@ -83,7 +83,7 @@ async function editChunk(f: Fixture, key: string, i: number, edit: (bytes: Uint8
   assert.ok(index.chunks.length > i + 1, `the snapshot has ${index.chunks.length} chunks`);
   const start = (index.chunks[i] as { objectOffset: number }).objectOffset;
   const end = index.chunks[i + 1]?.objectOffset ?? trailer.indexOffset;
-  const original = bytes.slice();
+  const original = new Uint8Array(bytes); // a copy: the body may be a Buffer, whose slice() is a view
   edit(bytes, start, end);
   await f.storage.put(key, bytes);
   return original;

@@ -188,10 +188,11 @@ test('the encrypted replica needs its key: ERR_KEY_REQUIRED without keys, ERR_UN
   });
 });
 
-test('options: storage, s3.client, cacheDir and follow are refused with ERR_INVALID_OPTION', async () => {
+test('options: storage, s3.client, an empty cacheDir, a tiny cacheDirBytes, and follow with a txid are refused with ERR_INVALID_OPTION', async () => {
   const f = fixtures.plain;
   await assert.rejects(openReplica({ storage: storageFor(server, f.prefix), prefix: f.prefix }), { code: 'ERR_INVALID_OPTION' });
-  await assert.rejects(openReplica({ ...source(server, f.prefix), cacheDir: dir }), { code: 'ERR_INVALID_OPTION' });
-  await assert.rejects(openReplica({ ...source(server, f.prefix), follow: true }), { code: 'ERR_INVALID_OPTION' });
+  await assert.rejects(openReplica({ ...source(server, f.prefix), cacheDir: '' }), { code: 'ERR_INVALID_OPTION' });
+  await assert.rejects(openReplica({ ...source(server, f.prefix), cacheDir: dir, cacheDirBytes: 1000 }), { code: 'ERR_INVALID_OPTION' });
+  await assert.rejects(openReplica({ ...source(server, f.prefix), follow: true, txid: 1 }), { code: 'ERR_INVALID_OPTION' });
   await assert.rejects(openReplica({ ...source(server, f.prefix), cacheBytes: 1000 }), { code: 'ERR_INVALID_OPTION' });
 });

@@ -1,8 +1,11 @@
 // The thread that performs a replica's ranged GETs while the database's thread waits for them (SQLite
 // reads synchronously; S3 answers asynchronously). See page-fetch.ts for the protocol.
+// It imports nothing that loads the AWS SDK unless it must: with static credentials and an endpoint
+// or region it signs its own GETs (@walship/storage/range-get), which makes the thread ready in a
+// fraction of the time the SDK takes to load.
 import { parentPort, workerData } from 'node:worker_threads';
-import { createS3Storage, isStorageError, type S3StorageOptions } from '@walship/storage';
-import { PREFETCH_BYTES, type FetchRange, type FetchRequest, type FetchWorkerData } from './page-fetch.js';
+import { createRangeReader, rangeReaderSupports, type RangeReader, type RangeReaderOptions } from '@walship/storage/range-get';
+import { PREFETCH_BYTES, type FetchRange, type FetchRequest, type FetchWorkerData } from './page-fetch-protocol.js';
 
 const data = workerData as FetchWorkerData;
 if (data.quietSdkWarning) {
@@ -14,14 +17,23 @@ if (data.quietSdkWarning) {
   } as typeof process.emitWarning;
 }
 const stats = new Float64Array(data.stats);
-const storage = createS3Storage({
-  ...(data.s3 as S3StorageOptions),
+const readerOptions: RangeReaderOptions = {
+  ...(data.s3 as RangeReaderOptions),
   onRequest: (e) => {
     if (e.operation !== 'get') return;
     stats[0] = (stats[0] ?? 0) + 1;
     stats[1] = (stats[1] ?? 0) + e.bytes;
   },
-});
+};
+const light = rangeReaderSupports(readerOptions);
+const reader: RangeReader = light ? createRangeReader(readerOptions) : await sdkReader(readerOptions);
+
+/** The SDK's client (credentials from the environment or a profile, a default endpoint). */
+async function sdkReader(o: RangeReaderOptions): Promise<RangeReader> {
+  const { createS3Storage } = await import('@walship/storage');
+  const storage = createS3Storage(o as Parameters<typeof createS3Storage>[0]);
+  return { get: (key, range) => storage.get(key, { range }), destroy: () => storage.destroy() };
+}
 
 function fail(req: FetchRequest, error: { code: string; message: string; details: Record<string, unknown> }): void {
   const text = new TextEncoder().encode(JSON.stringify(error));
@@ -43,7 +55,7 @@ const prefetched = new Map<string, Prefetched>();
 let prefetchedBytes = 0;
 
 async function get(r: FetchRange): Promise<Uint8Array> {
-  const bytes = await storage.get(r.key, { range: { start: r.start, end: r.end - 1 } });
+  const bytes = await reader.get(r.key, { start: r.start, end: r.end - 1 });
   if (bytes === null) throw Object.assign(new Error(`${r.key} does not exist`), { code: 'ERR_OBJECT_MISSING', details: { key: r.key } });
   if (bytes.length !== r.end - r.start) {
     throw Object.assign(new Error(`${r.key}: asked for bytes ${r.start}..${r.end - 1}, got ${bytes.length} bytes`), { code: 'ERR_CORRUPT_OBJECT', details: { key: r.key, start: r.start, got: bytes.length } });
@@ -91,13 +103,15 @@ async function serve(req: FetchRequest): Promise<void> {
   } catch (e) {
     const err = e as { code?: unknown; message?: unknown; details?: unknown };
     fail(req, {
-      code: isStorageError(e) || typeof err.code === 'string' ? String(err.code) : 'ERR_STORAGE',
+      code: typeof err.code === 'string' ? err.code : 'ERR_STORAGE',
       message: typeof err.message === 'string' ? err.message : String(e),
       details: typeof err.details === 'object' && err.details !== null ? (err.details as Record<string, unknown>) : {},
     });
   }
 }
 
+stats[3] = light ? 1 : 0;
+stats[2] = performance.timeOrigin + performance.now();
 parentPort?.on('message', (req: FetchRequest) => {
   void serve(req);
 });

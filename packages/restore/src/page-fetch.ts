@@ -1,25 +1,9 @@
 import { Worker } from 'node:worker_threads';
 import { WalshipError } from '@walship/vfs';
 import type { ReplicaSource } from './options.js';
+import type { FetchRange, FetchRequest, FetchWorkerData } from './page-fetch-protocol.js';
 
-/** One ranged GET: bytes start..end-1 of `key`, written at `at` of the request's data buffer. */
-export interface FetchRange {
-  key: string;
-  start: number;
-  end: number;
-  at: number;
-}
-
-/** @internal What the database thread posts to the fetch thread. */
-export interface FetchRequest {
-  ranges: FetchRange[];
-  /** Ranges to start fetching now and keep (up to PREFETCH_BYTES) for a later request of exactly that range. */
-  prefetch: FetchRange[];
-  /** Int32 [state (0 waiting, 1 done, 2 failed), error length]. */
-  control: SharedArrayBuffer;
-  data: SharedArrayBuffer;
-  error: SharedArrayBuffer;
-}
+export { PREFETCH_BYTES, type FetchRange } from './page-fetch-protocol.js';
 
 let quietSdkWarning = false;
 
@@ -31,17 +15,7 @@ export function hideSdkWarningInFetchThreads(): void {
   quietSdkWarning = true;
 }
 
-/** @internal */
-export interface FetchWorkerData {
-  quietSdkWarning: boolean;
-  s3: Omit<NonNullable<ReplicaSource['s3']>, 'client'>;
-  /** Float64 [GETs, bytes received], written by the fetch thread. */
-  stats: SharedArrayBuffer;
-}
-
 const ERROR_BYTES = 16 * 1024;
-/** Bytes the fetch thread may hold for prefetched ranges nobody asked for yet. */
-export const PREFETCH_BYTES = 64 * 1024 * 1024;
 
 /**
  * Synchronous ranged GETs for SQLite's xRead: a worker thread owns an S3 client and performs the
@@ -55,10 +29,11 @@ export class SyncFetcher {
   readonly #location: string;
   readonly #timeoutMs: number;
   #closed = false;
+  #waitedMs = 0;
 
   constructor(s3: NonNullable<ReplicaSource['s3']>, options: { location: string }) {
     const { client: _client, ...plain } = s3;
-    const stats = new SharedArrayBuffer(16);
+    const stats = new SharedArrayBuffer(32);
     this.#stats = new Float64Array(stats);
     this.#location = options.location;
     const retry = s3.retry ?? {};
@@ -77,6 +52,21 @@ export class SyncFetcher {
     return this.#stats[1] ?? 0;
   }
 
+  /** When the fetch thread had loaded its modules and built its client (ms since the epoch), 0 before. */
+  get readyAt(): number {
+    return this.#stats[2] ?? 0;
+  }
+
+  /** Whether the fetch thread reads with its own SigV4 GETs (true) or loaded the AWS SDK (false); null before it is ready. */
+  get lightClient(): boolean | null {
+    return this.readyAt > 0 ? this.#stats[3] === 1 : null;
+  }
+
+  /** Milliseconds the calling thread spent waiting for GETs (SQLite's reads blocked on the store). */
+  get waitedMs(): number {
+    return this.#waitedMs;
+  }
+
   /**
    * Performs the GETs and returns their bytes, laid out by each range's `at`; throws a typed error.
    * `prefetch` ranges are started in the background for a later call (read-ahead).
@@ -88,6 +78,7 @@ export class SyncFetcher {
     const error = new SharedArrayBuffer(ERROR_BYTES);
     const ctrl = new Int32Array(control);
     this.#worker.postMessage({ ranges, prefetch, control, data, error } satisfies FetchRequest);
+    const t0 = performance.now();
     const deadline = Date.now() + this.#timeoutMs;
     while (Atomics.load(ctrl, 0) === 0) {
       const left = deadline - Date.now();
@@ -98,6 +89,7 @@ export class SyncFetcher {
         });
       }
     }
+    this.#waitedMs += performance.now() - t0;
     if (Atomics.load(ctrl, 0) === 1) return new Uint8Array(data);
     const text = new TextDecoder().decode(new Uint8Array(error, 0, ctrl[1]));
     const e = JSON.parse(text) as { code: string; message: string; details: Record<string, unknown> };

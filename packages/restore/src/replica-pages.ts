@@ -6,6 +6,7 @@ import { objectFailure, restoreError, storageFailure } from './errors.js';
 import { missing, mapLimit } from './replica.js';
 import type { PlannedObject } from './plan.js';
 import type { FetchRange, SyncFetcher } from './page-fetch.js';
+import type { DiskCache } from './replica-disk-cache.js';
 
 /** Objects up to this size are read whole when their index is read: one GET instead of two. */
 const SMALL_OBJECT = 64 * 1024;
@@ -46,8 +47,12 @@ export async function loadObjects(
       if (o.size < HEADER_SIZE) throw restoreError('ERR_CORRUPT_OBJECT', `${storage.location}: ${o.key}: the object has ${o.size} bytes, less than a header (${HEADER_SIZE})`, { key: o.key, size: o.size });
       const small = o.size <= SMALL_OBJECT;
       const whole = small ? await get(o.key, 0, o.size) : null;
-      const head = whole ? whole.subarray(0, HEADER_SIZE) : await get(o.key, 0, HEADER_SIZE);
-      let tail = whole ?? (await get(o.key, o.size - SMALL_OBJECT, o.size));
+      // The head and the tail in parallel; the tail sized for an index of 4 bytes per page the
+      // object may hold (a snapshot of a 4 KiB-page database has a ~1 MiB index), so that it
+      // usually takes one round trip instead of two.
+      const guess = Math.min(o.size - HEADER_SIZE, Math.max(SMALL_OBJECT, SMALL_OBJECT + 4 * Math.ceil(o.size / Math.max(512, o.header.pageSize))));
+      const [head, first] = whole ? [whole.subarray(0, HEADER_SIZE), whole] : await Promise.all([get(o.key, 0, HEADER_SIZE), get(o.key, o.size - guess, o.size)]);
+      let tail = first;
       try {
         const needed = indexTailSize(decodeTrailer(tail, { name: o.key }));
         if (needed > o.size) throw restoreError('ERR_CORRUPT_OBJECT', `${storage.location}: ${o.key}: its trailer says the index takes ${needed} bytes, but the object has ${o.size}`, { key: o.key });
@@ -77,71 +82,164 @@ export interface PageCounters {
   chunksTotal: number;
 }
 
+/** Which object and page record hold each page of one state of the database. */
+export interface PageView<Meta = unknown> {
+  /** Database size in pages. */
+  pageCount: number;
+  objects: ReplicaObject[];
+  /** Per page: 1 + the index in `objects`, or 0 (zeros). */
+  objectOf: Uint32Array;
+  /** Per page: the page record's position in its object's index. */
+  positionOf: Uint32Array;
+  /** Chunks the database's pages live in. */
+  chunksTotal: number;
+  /** What the owner keeps with the state (the plan). */
+  meta: Meta;
+}
+
 /**
- * The replica's database file, page by page: a page index (page number -> object, record) built
- * from the planned transactions' indexes in apply order, and a memory cache of verified, decoded
- * chunks bounded by `cacheBytes`. A miss fetches the page's chunk by a ranged GET; after a miss on
- * the chunk following the previous miss (a sequential scan) it fetches a batch of chunks and has
- * the fetch thread start the next batch, so a scan keeps the store busy while SQLite works.
+ * Builds the page index of the state after the planned transactions: page number -> (object, page
+ * record), walking the transactions a restore would apply, in apply order.
  */
-export class ReplicaPages implements PageSource {
+export function buildView<Meta>(objects: ReplicaObject[], planned: readonly PlannedObject[], options: { commitSize: number; meta: Meta }): PageView<Meta> {
+  let max = 0;
+  for (let o = 0; o < objects.length; o++) {
+    const p = planned[o] as PlannedObject;
+    for (const tx of (objects[o] as ReplicaObject).pages.index.transactions) if (tx.txid >= p.applyFrom && tx.txid <= p.applyThrough) max = Math.max(max, tx.commitSize);
+  }
+  const objectOf = new Uint32Array(max + 1);
+  const positionOf = new Uint32Array(max + 1);
+  let size = 0;
+  for (let o = 0; o < objects.length; o++) {
+    const p = planned[o] as PlannedObject;
+    const { index } = (objects[o] as ReplicaObject).pages;
+    for (const tx of index.transactions) {
+      if (tx.txid < p.applyFrom || tx.txid > p.applyThrough) continue;
+      for (let i = tx.firstPage; i < tx.firstPage + tx.pageCount; i++) {
+        const pgno = index.pgnos[i] as number;
+        if (pgno < 1 || pgno > tx.commitSize) {
+          throw restoreError('ERR_CORRUPT_OBJECT', `${p.key}: txid ${tx.txid} lists page ${pgno}, outside its ${tx.commitSize} pages`, { key: p.key, txid: tx.txid, pgno });
+        }
+        objectOf[pgno] = o + 1;
+        positionOf[pgno] = i;
+      }
+      // Pages beyond a shrunk database read as zeros, as in a restored file, if it grows again.
+      if (tx.commitSize < size) objectOf.fill(0, tx.commitSize + 1, size + 1);
+      size = tx.commitSize;
+    }
+  }
+  if (size !== options.commitSize) {
+    throw restoreError('ERR_CORRUPT_OBJECT', `the planned objects end with ${size} pages, the plan with ${options.commitSize}; the replica changed while it was opened. Open it again`, { size, commitSize: options.commitSize });
+  }
+  const used = new Set<number>();
+  for (let pgno = 1; pgno <= size; pgno++) used.add(objectOf[pgno] as number);
+  used.delete(0);
+  let chunksTotal = 0;
+  for (const o of used) chunksTotal += (objects[o - 1] as ReplicaObject).pages.chunkCount;
+  return { pageCount: size, objects, objectOf, positionOf, chunksTotal, meta: options.meta };
+}
+
+/**
+ * The replica's database file, page by page: a page index (PageView) and a memory cache of
+ * verified, decoded chunks bounded by `cacheBytes`. A miss fetches the page's chunk by a ranged
+ * GET; after a miss on the chunk following the previous miss (a sequential scan) it fetches a
+ * batch of chunks and has the fetch thread start the next batch, so a scan keeps the store busy
+ * while SQLite works.
+ *
+ * A followed replica stages newer views (stage()); a staged view becomes the current one only when
+ * SQLite starts a read transaction (beginRead), never inside one.
+ */
+export class ReplicaPages<Meta = unknown> implements PageSource {
   readonly pageSize: number;
-  readonly pageCount: number;
+  /** Whether views are staged (a followed replica): SQLite then reads under its locks. */
+  readonly changes: boolean;
   readonly counters: PageCounters;
-  readonly #objects: ReplicaObject[];
-  readonly #objectOf: Uint32Array;
-  readonly #positionOf: Uint32Array;
   readonly #fetcher: SyncFetcher;
+  readonly #disk: DiskCache | null;
   readonly #cacheBytes: number;
   readonly #cache = new Map<number, Uint8Array>();
   readonly #fetched = new Set<number>();
+  /** A cache id per object key, so that chunks stay cached across views. */
+  readonly #ids = new Map<string, number>();
+  #view: PageView<Meta>;
+  #staged: PageView<Meta> | null = null;
+  #reading = false;
+  #version = 1;
   #cached = 0;
   /** Cache key of the last chunk a miss fetched (null before the first). */
   #lastMiss: number | null = null;
   /** Consecutive misses, each on the chunk after the previous one's last. */
   #streak = 0;
+  /** Called when a staged view becomes the current one. */
+  onSwitch: ((view: PageView<Meta>) => void) | null = null;
 
-  constructor(objects: ReplicaObject[], planned: readonly PlannedObject[], options: { pageSize: number; commitSize: number; fetcher: SyncFetcher; cacheBytes: number }) {
+  constructor(view: PageView<Meta>, options: { pageSize: number; fetcher: SyncFetcher; cacheBytes: number; changes: boolean; disk?: DiskCache | null }) {
     this.pageSize = options.pageSize;
-    this.pageCount = options.commitSize;
-    this.#objects = objects;
+    this.#disk = options.disk ?? null;
+    this.changes = options.changes;
     this.#fetcher = options.fetcher;
     this.#cacheBytes = options.cacheBytes;
-    let max = 0;
-    for (let o = 0; o < objects.length; o++) {
-      const p = planned[o] as PlannedObject;
-      for (const tx of (objects[o] as ReplicaObject).pages.index.transactions) if (tx.txid >= p.applyFrom && tx.txid <= p.applyThrough) max = Math.max(max, tx.commitSize);
+    this.#view = view;
+    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, chunksFetched: 0, chunksTotal: view.chunksTotal };
+  }
+
+  get pageCount(): number {
+    return this.#view.pageCount;
+  }
+
+  /** The view SQLite reads now. */
+  get view(): PageView<Meta> {
+    return this.#view;
+  }
+
+  /** A view staged for the next read transaction, if any. */
+  get staged(): PageView<Meta> | null {
+    return this.#staged;
+  }
+
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Makes `view` the current one at the start of the next read transaction (now, if none is open). */
+  stage(view: PageView<Meta>): void {
+    this.#staged = view;
+    if (!this.#reading) this.#switch();
+  }
+
+  beginRead(): void {
+    this.#reading = true;
+    if (this.#staged !== null) this.#switch();
+  }
+
+  endRead(): void {
+    this.#reading = false;
+  }
+
+  #switch(): void {
+    const view = this.#staged as PageView<Meta>;
+    this.#staged = null;
+    this.#view = view;
+    this.#version++;
+    this.#lastMiss = null;
+    this.#streak = 0;
+    this.counters.chunksTotal = view.chunksTotal;
+    this.onSwitch?.(view);
+  }
+
+  #id(object: ReplicaObject): number {
+    let id = this.#ids.get(object.key);
+    if (id === undefined) {
+      id = this.#ids.size;
+      this.#ids.set(object.key, id);
     }
-    this.#objectOf = new Uint32Array(max + 1);
-    this.#positionOf = new Uint32Array(max + 1);
-    let size = 0;
-    for (let o = 0; o < objects.length; o++) {
-      const p = planned[o] as PlannedObject;
-      const { index } = (objects[o] as ReplicaObject).pages;
-      for (const tx of index.transactions) {
-        if (tx.txid < p.applyFrom || tx.txid > p.applyThrough) continue;
-        for (let i = tx.firstPage; i < tx.firstPage + tx.pageCount; i++) {
-          const pgno = index.pgnos[i] as number;
-          if (pgno < 1 || pgno > tx.commitSize) {
-            throw restoreError('ERR_CORRUPT_OBJECT', `${p.key}: txid ${tx.txid} lists page ${pgno}, outside its ${tx.commitSize} pages`, { key: p.key, txid: tx.txid, pgno });
-          }
-          this.#objectOf[pgno] = o + 1;
-          this.#positionOf[pgno] = i;
-        }
-        // Pages beyond a shrunk database read as zeros, as in a restored file, if it grows again.
-        if (tx.commitSize < size) this.#objectOf.fill(0, tx.commitSize + 1, size + 1);
-        size = tx.commitSize;
-      }
-    }
-    if (size !== options.commitSize) {
-      throw restoreError('ERR_CORRUPT_OBJECT', `the planned objects end with ${size} pages, the plan with ${options.commitSize}; the replica changed while it was opened. Open it again`, { size, commitSize: options.commitSize });
-    }
-    const used = new Set<number>();
-    for (let pgno = 1; pgno <= size; pgno++) used.add(this.#objectOf[pgno] as number);
-    used.delete(0);
-    let chunksTotal = 0;
-    for (const o of used) chunksTotal += (objects[o - 1] as ReplicaObject).pages.chunkCount;
-    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, chunksFetched: 0, chunksTotal };
+    return id;
+  }
+
+  /** Puts verified raw chunk bytes of `object` in the cache (a followed replica's new segments). */
+  keep(object: ReplicaObject, chunk: number, raw: Uint8Array): void {
+    const key = cacheKey(this.#id(object), chunk);
+    this.#insert(key, raw);
   }
 
   get cachedBytes(): number {
@@ -150,15 +248,16 @@ export class ReplicaPages implements PageSource {
 
   readPage(pgno: number, out: Uint8Array): void {
     this.counters.reads++;
-    const o = pgno <= this.pageCount ? (this.#objectOf[pgno] ?? 0) : 0;
+    const view = this.#view;
+    const o = pgno <= view.pageCount ? (view.objectOf[pgno] ?? 0) : 0;
     if (o === 0) {
       // The lock page, or a page no transaction wrote within the database's size: zeros, as on disk.
       out.fill(0);
       return;
     }
-    const object = this.#objects[o - 1] as ReplicaObject;
-    const location = object.pages.locate(this.#positionOf[pgno] as number);
-    const key = cacheKey(o - 1, location.chunk);
+    const object = view.objects[o - 1] as ReplicaObject;
+    const location = object.pages.locate(view.positionOf[pgno] as number);
+    const key = cacheKey(this.#id(object), location.chunk);
     let raw = this.#cache.get(key);
     if (raw !== undefined) {
       this.counters.cacheHits++;
@@ -166,7 +265,7 @@ export class ReplicaPages implements PageSource {
       this.#cache.set(key, raw);
     } else {
       this.counters.cacheMisses++;
-      raw = this.#miss(o - 1, location.chunk);
+      raw = this.#miss(object, location.chunk);
     }
     try {
       out.set(object.pages.page(raw, location, pgno));
@@ -176,14 +275,16 @@ export class ReplicaPages implements PageSource {
   }
 
   /** Fetches the chunk (and, on a sequential scan, the chunks after it); returns its raw bytes. */
-  #miss(o: number, chunk: number): Uint8Array {
-    const object = this.#objects[o] as ReplicaObject;
+  #miss(object: ReplicaObject, chunk: number): Uint8Array {
+    const o = this.#id(object);
+    const fromDisk = this.#fromDisk(object, chunk);
+    if (fromDisk !== null) return fromDisk;
     const follows = this.#lastMiss !== null && ((chunk > 0 && this.#lastMiss === cacheKey(o, chunk - 1)) || this.#lastMiss === cacheKey(o, chunk));
     this.#streak = follows ? this.#streak + 1 : 0;
     // Two misses in a row on consecutive chunks are a scan; one may be a B-tree lookup whose pages
     // happen to sit in neighbouring chunks (a batch there would fetch megabytes for one row).
     const sequential = this.#streak >= 2;
-    const batch = sequential ? this.#batch(o, chunk) : [chunk];
+    const batch = sequential ? this.#batch(object, chunk) : [chunk];
     const last = batch[batch.length - 1] as number;
     this.#lastMiss = cacheKey(o, last);
     const start = object.pages.chunkRange(chunk).start;
@@ -192,7 +293,7 @@ export class ReplicaPages implements PageSource {
     // The batches after this one, each its own GET, so that several are in flight while SQLite works.
     const prefetch: FetchRange[] = [];
     for (let after = last + 1, n = 0; sequential && n < PREFETCH_BATCHES && after < object.pages.chunkCount; n++) {
-      const next = this.#batch(o, after);
+      const next = this.#batch(object, after);
       const until = next[next.length - 1] as number;
       prefetch.push({ key: object.key, start: object.pages.chunkRange(after).start, end: object.pages.chunkRange(until).end, at: 0 });
       after = until + 1;
@@ -207,6 +308,7 @@ export class ReplicaPages implements PageSource {
       } catch (e) {
         throw objectFailure(e, object.key, 'reading pages of');
       }
+      this.#disk?.write(this.#disk.name(object.key, range.start, range.end), bytes.subarray(range.start - start, range.end - start));
       const key = cacheKey(o, c);
       if (!this.#fetched.has(key)) {
         this.#fetched.add(key);
@@ -218,9 +320,38 @@ export class ReplicaPages implements PageSource {
     return wanted as Uint8Array;
   }
 
+  /**
+   * The chunk from the disk cache, opened and verified exactly as a GET's bytes are; a file that
+   * does not verify is removed (the chunk is then fetched from S3). Null when not there.
+   */
+  #fromDisk(object: ReplicaObject, chunk: number): Uint8Array | null {
+    const disk = this.#disk;
+    if (disk === null) return null;
+    const range = object.pages.chunkRange(chunk);
+    const name = disk.name(object.key, range.start, range.end);
+    const stored = disk.read(name);
+    if (stored === null) return null;
+    let raw: Uint8Array;
+    try {
+      raw = object.pages.openChunk(chunk, stored);
+    } catch {
+      disk.reject(name);
+      return null;
+    }
+    disk.counters.hits++;
+    const key = cacheKey(this.#id(object), chunk);
+    if (!this.#fetched.has(key)) {
+      this.#fetched.add(key);
+      this.counters.chunksFetched++;
+    }
+    this.#lastMiss = key;
+    this.#insert(key, raw);
+    return raw;
+  }
+
   /** Chunks from `chunk` on for one read-ahead batch: up to READ_AHEAD_CHUNKS, an eighth of the cache at most, at least one. */
-  #batch(o: number, chunk: number): number[] {
-    const pages = (this.#objects[o] as ReplicaObject).pages;
+  #batch(object: ReplicaObject, chunk: number): number[] {
+    const pages = object.pages;
     const out: number[] = [];
     let raw = 0;
     for (let c = chunk; c < pages.chunkCount && out.length < READ_AHEAD_CHUNKS; c++) {
@@ -238,10 +369,11 @@ export class ReplicaPages implements PageSource {
    * first read (page 1: the header and schema) need not wait for the fetch thread to start.
    */
   async warm(pgno: number, get: (key: string, start: number, end: number) => Promise<Uint8Array>): Promise<void> {
-    const o = pgno <= this.pageCount ? (this.#objectOf[pgno] ?? 0) : 0;
+    const view = this.#view;
+    const o = pgno <= view.pageCount ? (view.objectOf[pgno] ?? 0) : 0;
     if (o === 0) return;
-    const object = this.#objects[o - 1] as ReplicaObject;
-    const location = object.pages.locate(this.#positionOf[pgno] as number);
+    const object = view.objects[o - 1] as ReplicaObject;
+    const location = object.pages.locate(view.positionOf[pgno] as number);
     const bytes = await get(object.key, location.start, location.end);
     let raw: Uint8Array;
     try {
@@ -249,7 +381,7 @@ export class ReplicaPages implements PageSource {
     } catch (e) {
       throw objectFailure(e, object.key, 'reading pages of');
     }
-    const key = cacheKey(o - 1, location.chunk);
+    const key = cacheKey(this.#id(object), location.chunk);
     if (!this.#fetched.has(key)) {
       this.#fetched.add(key);
       this.counters.chunksFetched++;

@@ -13,6 +13,25 @@ export interface PageSource {
   readonly pageCount: number;
   /** Fills `out` (pageSize bytes) with page `pgno` (1-based). A throw fails the statement with that error. */
   readPage(pgno: number, out: Uint8Array): void;
+  /**
+   * True for a source whose pages change (a followed replica): the database is then opened without
+   * `immutable=1`, and SQLite's read transactions bracket what it sees (beginRead/endRead).
+   */
+  readonly changes?: boolean;
+  /**
+   * For a source that changes: SQLite's read transactions bracket what it sees. `beginRead` is called when
+   * a read transaction starts (SQLite takes its shared lock): the source may switch to a newer
+   * state there, and must keep it until `endRead` (the lock is released), so a statement or an
+   * explicit transaction never sees two states.
+   */
+  beginRead?(): void;
+  endRead?(): void;
+  /**
+   * For a source that changes: a number that changes whenever the state does. It is served as the file change
+   * counter (page 1, bytes 24..27), which SQLite compares at each read transaction to decide whether
+   * its page cache still holds: a writer in WAL mode does not update that counter.
+   */
+  readonly version?: number;
 }
 
 export interface PageDatabaseOptions<T extends Database = Database> {
@@ -34,6 +53,7 @@ const SQLITE_CANTOPEN = 14;
 const SQLITE_READONLY = 8;
 const SQLITE_IOERR_READ = 266;
 const SQLITE_IOERR_SHORT_READ = 522;
+const SQLITE_IOERR_LOCK = 3850;
 const SQLITE_OPEN_MAIN_DB = 0x100;
 const SQLITE_IOCAP_IMMUTABLE = 0x2000;
 const SQLITE_OPEN_READONLY = 0x1;
@@ -43,6 +63,34 @@ const SQLITE_OPEN_EXRESCODE = 0x2000000;
 interface PageFile {
   source: PageSource;
   page: Uint8Array;
+  /** SQLite's lock level on the file (0 none, 1 shared); only tracked for a source that changes. */
+  lock: number;
+}
+
+/** Database header fields a changing source's page 1 is served with (see PageSource.version). */
+const HEADER_WRITE_VERSION = 18;
+const HEADER_READ_VERSION = 19;
+const HEADER_CHANGE_COUNTER = 24;
+const HEADER_VERSION_VALID_FOR = 92;
+
+/**
+ * Page 1 of a changing source as SQLite must see it: rollback-journal mode (bytes 18-19 = 1: there
+ * is no WAL to open beside a replica), the source's version as the change counter, and a
+ * version-valid-for that differs from it, so the database size comes from xFileSize (the source's
+ * page count) rather than from a header field.
+ */
+function patchHeader(target: Uint8Array, offset: number, version: number): void {
+  const header = new Uint8Array(100);
+  const view = new DataView(header.buffer);
+  const from = Math.max(0, offset);
+  const to = Math.min(100, offset + target.length);
+  if (from >= to) return;
+  header.set(target.subarray(from - offset, to - offset), from);
+  header[HEADER_WRITE_VERSION] = 1;
+  header[HEADER_READ_VERSION] = 1;
+  view.setUint32(HEADER_CHANGE_COUNTER, version >>> 0);
+  view.setUint32(HEADER_VERSION_VALID_FOR, (version + 1) >>> 0);
+  target.set(header.subarray(from, to), from - offset);
 }
 
 /**
@@ -96,6 +144,7 @@ class PageVfs {
       }
       done += n;
     }
+    if (source.changes === true && offset < 100) patchHeader(target, offset, source.version ?? 0);
     if (done < target.length) {
       target.fill(0, done);
       return SQLITE_IOERR_SHORT_READ;
@@ -146,15 +195,33 @@ class PageVfs {
         wasm.poke64(pSize, BigInt(f.source.pageCount * f.source.pageSize));
         return SQLITE_OK;
       },
-      xLock: ok,
-      xUnlock: ok,
+      xLock: (pFile: number, level: number): number => {
+        const f = files.get(pFile);
+        if (!f) return SQLITE_IOERR;
+        if (f.lock === 0 && level > 0) {
+          try {
+            f.source.beginRead?.();
+          } catch (e) {
+            return this.#fail(names.get(pFile) ?? '', e, SQLITE_IOERR_LOCK);
+          }
+        }
+        f.lock = Math.max(f.lock, level);
+        return SQLITE_OK;
+      },
+      xUnlock: (pFile: number, level: number): number => {
+        const f = files.get(pFile);
+        if (!f) return SQLITE_IOERR;
+        if (f.lock > 0 && level === 0) f.source.endRead?.();
+        f.lock = level;
+        return SQLITE_OK;
+      },
       xCheckReservedLock: (_pFile: number, pOut: number): number => {
         wasm.poke32(pOut, 0);
         return SQLITE_OK;
       },
       xFileControl: (): number => SQLITE_NOTFOUND,
       xSectorSize: (): number => 4096,
-      xDeviceCharacteristics: (): number => SQLITE_IOCAP_IMMUTABLE,
+      xDeviceCharacteristics: (pFile: number): number => (files.get(pFile)?.source.changes === true ? 0 : SQLITE_IOCAP_IMMUTABLE),
     };
     const vfsMethods = {
       xOpen: (_pVfs: number, zName: number, pFile: number, flags: number, pOutFlags: number): number => {
@@ -164,7 +231,7 @@ class PageVfs {
           this.#lastError = { message: `walship replica ${name || '(temp file)'}: only its database file can be opened here`, code: SQLITE_CANTOPEN };
           return SQLITE_CANTOPEN;
         }
-        files.set(pFile, { source, page: new Uint8Array(source.pageSize) });
+        files.set(pFile, { source, page: new Uint8Array(source.pageSize), lock: 0 });
         names.set(pFile, name);
         const file = new capi.sqlite3_file(pFile);
         file.$pMethods = ioMethods.pointer;
@@ -251,7 +318,9 @@ export async function openPageDatabase<T extends Database = Database>(source: Pa
   let pDb = 0;
   try {
     const ppDb = wasm.pstack.allocPtr() as number;
-    const rc = capi.sqlite3_open_v2(`file:${name}?immutable=1`, ppDb, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE, VFS_NAME);
+    // A source that changes is read under SQLite's locks (beginRead/endRead); one that cannot is immutable.
+    const uri = source.changes === true ? `file:${name}` : `file:${name}?immutable=1`;
+    const rc = capi.sqlite3_open_v2(uri, ppDb, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_EXRESCODE, VFS_NAME);
     pDb = wasm.peekPtr(ppDb) as number;
     if (rc !== SQLITE_OK) {
       // The source's own error (a typed storage or object error) says more than SQLite's code.
