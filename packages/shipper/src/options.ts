@@ -82,6 +82,15 @@ export interface ReplicatedOptions {
    * (its parent names the replica's generation and the local txid). Default false.
    */
   allowRollback?: boolean;
+  /**
+   * Where segments are encoded (object checksums, zstd, AES-GCM) and read back from the WAL: a worker
+   * thread by default, so the application's thread only keeps the books. A worker that dies or sends
+   * nothing for `stallMs` (default 30000) while a segment waits on it stops replication with
+   * ERR_SHIPPER_WORKER_CRASHED / ERR_SHIPPER_WORKER_STALLED (writes refused, nothing durable lost);
+   * one that does not start fails the open with ERR_SHIPPER_WORKER_START_FAILED. `workerUrl`: the
+   * worker's module, when a bundler moved `encode-worker.js` away from the shipper's files.
+   */
+  encoder?: { thread?: 'worker' | 'main'; stallMs?: number; workerUrl?: URL };
   /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
   database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
 }
@@ -102,6 +111,7 @@ export interface ResolvedOptions {
   backoffBaseMs: number;
   backoffMaxMs: number;
   allowRollback: boolean;
+  encoder: { thread: 'worker' | 'main'; stallMs: number; workerUrl: URL | undefined };
 }
 
 const MiB = 1024 * 1024;
@@ -161,5 +171,14 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     backoffBaseMs: nonNegative('uploadBackoff.baseMs', o.uploadBackoff?.baseMs, 100, 1),
     backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
     allowRollback: o.allowRollback === true,
+    encoder: resolveEncoder(o.encoder),
   };
+}
+
+function resolveEncoder(e: ReplicatedOptions['encoder']): ResolvedOptions['encoder'] {
+  if (e !== undefined && (typeof e !== 'object' || e === null)) bad('encoder', "must be an object { thread?: 'worker' | 'main', stallMs?, workerUrl? }", e);
+  const thread = e?.thread ?? 'worker';
+  if (thread !== 'worker' && thread !== 'main') bad('encoder.thread', "must be 'worker' or 'main'", thread);
+  if (e?.workerUrl !== undefined && !(e.workerUrl instanceof URL)) bad('encoder.workerUrl', 'must be a URL (new URL(...))', e.workerUrl);
+  return { thread, stallMs: nonNegative('encoder.stallMs', e?.stallMs, 30_000, 1), workerUrl: e?.workerUrl };
 }

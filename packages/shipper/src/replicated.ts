@@ -11,6 +11,7 @@ import { behindMark, replicaBehindError } from './continuity.js';
 import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
 import { Shipper } from './shipper.js';
+import { startEncoder, type Encoder } from './encoder.js';
 import type { FlushOptions, ReplicationStatus } from './types.js';
 
 export interface CloseOptions {
@@ -82,7 +83,9 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     // Renewed from here: a slow open (a cold start, a big file to hash) must not outlast the grant.
     lease.startRenewing();
   }
+  let encoder: Encoder | null = null;
   const releaseOnFailure = async (): Promise<void> => {
+    await encoder?.close();
     if (!lease) return;
     await lease.release().catch(() => undefined);
     lease.close();
@@ -119,6 +122,12 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     throw behind;
   }
   let shipper: Shipper | null = null;
+  try {
+    encoder = await startEncoder(o.encoder, options.encryption && keyring ? { init: options.encryption, keyring } : undefined, (e) => shipper?.encoderFailed(e));
+  } catch (e) {
+    await releaseOnFailure();
+    throw e;
+  }
   metrics = new ShipperMetrics(location, {
     committedTxid: () => shipper?.committedTxid ?? 0,
     durableTxid: () => shipper?.durableTxid ?? 0,
@@ -138,6 +147,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     options: o,
     storage,
     keyring,
+    encoder,
     log,
     metrics,
     lease,

@@ -14,7 +14,7 @@ import { CommitLedger } from './ledger.js';
 import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
 import { LineageWriter, type NewGeneration } from './markers.js';
-import { segmentBody, segmentRange, syncFile, type ObjectRange } from './jobs.js';
+import { segmentRange, syncFile, type ObjectRange } from './jobs.js';
 import { Snapshotter, firstImage } from './snapshots.js';
 import { divergedError } from './continuity.js';
 import { CheckpointGate, checkpointNote, isLocalIoError, spoolContinues } from './checkpoints.js';
@@ -425,7 +425,7 @@ export class Shipper {
     // Nothing is shipped that a local crash could take back. fdatasync on the thread pool, so
     // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
     await syncFile(walPath);
-    const body = segmentBody({ key, header, walPath, batch }, this.ctx.keyring);
+    const body = this.ctx.encoder.segment({ key, header, walPath, batch });
     const size = await this.uploads.upload(key, body, 'segment');
     this.ctx.metrics.segments.inc();
     this.ctx.metrics.segmentBytes.inc(size);
@@ -528,6 +528,17 @@ export class Shipper {
     this.markDurable(txid, checksum);
   }
 
+  /**
+   * The encoder worker crashed or stalled: replication stops and writes are refused with its error
+   * (flush() and status() report it). What is durable stays durable; the rest stays in the WAL and
+   * ships on the next open.
+   */
+  encoderFailed(e: WalshipError): void {
+    if (this.fatal) return;
+    if (this.state !== 'starting') this.raw.setWriteBarrier(e);
+    this.fail(e);
+  }
+
   private fail(e: Error): void {
     this.fatal = e;
     this.state = 'failed';
@@ -603,6 +614,7 @@ export class Shipper {
     this.leaseLoss?.stop();
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.snapshots.periodic, this.maintenance?.stop()]);
+    await this.ctx.encoder.close();
     const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.ledger.durableTxid + 1}..${this.ledger.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
       details: { durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid },
     });

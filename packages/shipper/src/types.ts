@@ -3,6 +3,7 @@ import type { GrantPath, Lease } from '@walship/lease';
 import type { Keyring } from '@walship/format';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
+import type { Encoder } from './encoder.js';
 import type { RequestRates, ShipperMetrics } from './metrics.js';
 
 // The shipper's public value types and what it is built from: plain data, no behaviour.
@@ -67,6 +68,8 @@ export interface ShipperContext {
   options: ResolvedOptions;
   storage: ObjectStorage;
   keyring: Keyring | undefined;
+  /** Encodes segments (a worker thread by default; see encoder.ts). */
+  encoder: Encoder;
   log: Logger;
   metrics: ShipperMetrics;
   /** Set when the store is behind the lease's high-water mark and allowRollback is on: never continue it. */
