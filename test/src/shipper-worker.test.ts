@@ -60,8 +60,8 @@ for (const fault of ['crash', 'stall'] as const) {
     test(`flush, writes and status() report ${code}; every flushed transaction is in the replica and the rest ships on reopen`, { timeout: 120_000 }, async () => {
       const prefix = `worker/${fault}-${randomBytes(4).toString('hex')}`;
       const path = join(dir, `${fault}.db`);
-      const db = await openReplicated(path, options(prefix, { workerUrl: faulty, stallMs: 500 }));
-      assert.equal(db.status().state, 'running');
+      const db = await openReplicated(path, options(prefix, { workerUrl: faulty, stallMs: 3000 }));
+      assert.deepEqual(db.status().encoder, { thread: 'worker', failure: null });
       db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)');
       const insert = db.prepare('INSERT INTO t(v) VALUES (?)');
       for (let i = 0; i < 30; i++) insert.run(randomBytes(500));
@@ -80,6 +80,7 @@ for (const fault of ['crash', 'stall'] as const) {
       const status = db.status();
       assert.equal(status.state, 'failed');
       assert.equal(status.lastError?.code, code);
+      assert.equal(status.encoder.failure?.code, code, 'status().encoder says why');
       assert.equal(status.durableTxid, acknowledged, 'nothing past the last acknowledged transaction is called durable');
       assert.equal(status.committedTxid, committed);
       await assert.rejects(db.close(), (e: unknown) => codeOf(e) === 'ERR_CLOSED');
@@ -114,7 +115,7 @@ describe('encoder worker start failure', () => {
       await db.close();
       const file = readFileSync(path);
 
-      const failed = await openReplicated(path, options(prefix, { workerUrl: url, stallMs: 20_000 })).then(
+      const failed = await openReplicated(path, options(prefix, { workerUrl: url })).then(
         async (d) => {
           await d.close();
           return null;

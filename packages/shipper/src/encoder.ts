@@ -16,6 +16,9 @@ export interface Encoder {
   close(): Promise<void>;
 }
 
+/** A worker that has not said it is ready after this long did not start (ms; loading its modules takes 0.2-0.7 s on a loaded machine). */
+const START_TIMEOUT_MS = 60_000;
+
 export interface WorkerInit {
   encryption: KeyringInit | null;
 }
@@ -77,7 +80,7 @@ class WorkerEncoder implements Encoder {
     const url = o.workerUrl ?? new URL('./encode-worker.js', import.meta.url);
     const startFailed = (why: string, cause?: unknown): WalshipError =>
       new WalshipError('ERR_SHIPPER_WORKER_START_FAILED', `the shipper's encoder worker (${url.href}) did not start: ${why}. Nothing was written; check that the module exists and the runtime allows worker threads, or pass encoder: { thread: 'main' }`, {
-        details: { workerUrl: url.href, stallMs: o.stallMs },
+        details: { workerUrl: url.href },
         ...(cause !== undefined ? { cause } : {}),
       });
     let worker: Worker;
@@ -87,7 +90,7 @@ class WorkerEncoder implements Encoder {
       throw startFailed((e as Error).message, e);
     }
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => finish(startFailed(`no ready message within ${o.stallMs} ms`)), o.stallMs);
+      const timer = setTimeout(() => finish(startFailed(`no ready message within ${START_TIMEOUT_MS} ms`)), START_TIMEOUT_MS);
       const finish = (e: Error | null): void => {
         clearTimeout(timer);
         worker.off('message', onMessage);

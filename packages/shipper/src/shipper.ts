@@ -297,6 +297,8 @@ export class Shipper {
     if (spool && this.checkpoints.spoolMax === null) removeSpool(this.ctx.path);
     this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.state = 'running';
+    // A worker that died while the database was opening (onFailure found no running shipper).
+    if (this.ctx.encoder.failure) this.encoderFailed(this.ctx.encoder.failure);
     this.leaseLoss?.started();
     this.maintenance = new Maintenance({ ...this.ctx, generation: () => this.generation });
     this.schedule(true);
@@ -575,6 +577,7 @@ export class Shipper {
       lastError: this.uploads.lastError,
       lease: this.leaseStatus(),
       requests: this.ctx.metrics.requests.rates(),
+      encoder: { thread: this.ctx.encoder.mode, failure: this.ctx.encoder.failure ? { code: this.ctx.encoder.failure.code, message: this.ctx.encoder.failure.message } : null },
     };
   }
 

@@ -57,6 +57,8 @@ export interface ReplicationStatus {
       }
     | { mode: 'none'; warning: 'lease: false: one writer per database is assumed, not enforced' };
   requests: RequestRates;
+  /** Where segments are encoded, and the failure that stopped the worker (ERR_SHIPPER_WORKER_CRASHED / _STALLED), if one did. */
+  encoder: { thread: 'worker' | 'main'; failure: { code: string; message: string } | null };
 }
 
 export interface ShipperContext {
