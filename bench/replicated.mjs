@@ -207,8 +207,8 @@ async function childTable(engine, dir) {
 }
 
 /** Steady paced load at the default window: lag commit -> durable, and segment PUTs per window. */
-async function childSteady(dir) {
-  const h = await openEngine('replicated', join(dir, 'steady.db'));
+async function childSteady(dir, engine = 'replicated') {
+  const h = await openEngine(engine, join(dir, 'steady.db'));
   const { db, events } = h;
   db.exec(SCHEMA);
   await h.flush();
@@ -337,7 +337,7 @@ async function child(task) {
   const dir = mkdtempSync(join(tmpdir(), 'walship-bench-replicated-'));
   try {
     const [kind, engine] = task.split(':');
-    const r = kind === 'table' ? await childTable(engine, dir) : kind === 'steady' ? await childSteady(dir) : await childOutage(dir, engine === 'baseline');
+    const r = kind === 'table' ? await childTable(engine, dir) : kind === 'steady' ? await childSteady(dir, engine) : await childOutage(dir, engine === 'baseline');
     process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
     if (process.env.WALSHIP_BENCH_DEBUG) process.stderr.write(`${JSON.stringify(r)}\n`);
   } finally {
@@ -415,14 +415,20 @@ async function sectionTable(s3) {
 
 async function sectionSteady(s3) {
   log(`[steady] ${P.steadyRate} commits/s for ${(P.steadyWarmMs + P.steadyMs) / 1000} s`);
-  const r = await runChild('steady', s3);
+  // With --compare-encoder: worker and main-thread children alternate, twice each.
+  const engines = args.compareEncoder ? ['replicated', 'main-thread', 'replicated', 'main-thread'] : ['replicated'];
+  const rows = [];
+  for (const engine of engines) rows.push({ engine, r: await runChild(engine === 'replicated' ? 'steady' : `steady:${engine}`, s3) });
+  const r = rows[0].r;
   emit('## Steady load: lag and PUTs per batch window');
   emit('');
   emit(`\`openReplicated\`, default options (1 s window), lease off, s3rver; ${fmtInt(P.steadyRate)} single-row commits/s paced on a timer, ${P.steadyWarmMs / 1000} s not recorded, then ${P.steadyMs / 1000} s recorded. Lag = first poll of \`status().durableTxid\` (setInterval 1 ms) that covers the commit, minus its commit time. Segment PUTs: \`onRequest\` events for \`.seg\` keys during the recorded stretch.`);
   emit('');
-  emit('| commits/s achieved | lag p50 ms | lag p99 ms | lag max ms | segment PUTs | per 1 s window | gap between PUTs p10 / p50 ms | checkpoints (whole run) |');
-  emit('|---:|---:|---:|---:|---:|---:|---:|---:|');
-  emit(`| ${fmtInt(r.rate)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${r.segmentPuts} in ${r.seconds.toFixed(1)} s | ${r.putsPerWindow.toFixed(2)} | ${fmtMs(r.gapP10)} / ${fmtMs(r.gapP50)} | ${r.checkpoints} |`);
+  emit(`|${args.compareEncoder ? ' encoder |' : ''} commits/s achieved | lag p50 ms | lag p99 ms | lag max ms | segment PUTs | per 1 s window | gap between PUTs p10 / p50 ms | checkpoints (whole run) |`);
+  emit(`|${args.compareEncoder ? '---|' : ''}---:|---:|---:|---:|---:|---:|---:|---:|`);
+  for (const { engine, r } of rows) {
+    emit(`|${args.compareEncoder ? ` ${engine === 'replicated' ? 'worker' : 'main thread'} |` : ''} ${fmtInt(r.rate)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${r.segmentPuts} in ${r.seconds.toFixed(1)} s | ${r.putsPerWindow.toFixed(2)} | ${fmtMs(r.gapP10)} / ${fmtMs(r.gapP50)} | ${r.checkpoints} |`);
+  }
   emit('');
   if (r.resolved < r.recorded) emit(`${r.recorded - r.resolved} recorded commits were not durable 30 s after the load.`);
   return r;

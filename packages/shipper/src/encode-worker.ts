@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Keyring, loadFormat, type KeyringInit } from '@walship/format';
 import { segmentBody, type SegmentJob } from './jobs.js';
+import { unpackJob } from './wire.js';
 import type { FromWorker, ToWorker, WorkerInit } from './encoder.js';
 
 // The encoder thread (see encoder.ts): takes segment jobs as plain data, reads their frames from the
@@ -60,7 +61,7 @@ async function run(id: number, job: SegmentJob): Promise<void> {
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'segment') {
-    void run(m.id, m.job);
+    void run(m.id, unpackJob(m.job));
     return;
   }
   const state = running.get(m.id);

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { WalshipError } from '@walship/vfs';
 import type { Keyring, KeyringInit } from '@walship/format';
 import { segmentBody, type SegmentJob } from './jobs.js';
+import { packJob, type WireJob } from './wire.js';
 
 // Where segments are encoded: in a worker thread (the default) or on the main thread. The shipper
 // hands either one a plain-data job and gets back a body for the upload pipeline; a failed worker
@@ -23,7 +24,7 @@ export interface WorkerInit {
   encryption: KeyringInit | null;
 }
 
-export type ToWorker = { type: 'segment'; id: number; job: SegmentJob } | { type: 'taken'; id: number; bytes: number } | { type: 'cancel'; id: number };
+export type ToWorker = { type: 'segment'; id: number; job: WireJob } | { type: 'taken'; id: number; bytes: number } | { type: 'cancel'; id: number };
 
 export type FromWorker =
   | { type: 'ready' }
@@ -137,7 +138,7 @@ class WorkerEncoder implements Encoder {
       self.streams.set(id, stream);
       let finished = false;
       try {
-        self.post({ type: 'segment', id, job });
+        self.post({ type: 'segment', id, job: packJob(job) });
         for (;;) {
           const chunk = stream.chunks.shift();
           if (chunk) {
