@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { LeaseLostError } from '@walship/lease';
@@ -17,7 +16,7 @@ import { LineageWriter, type NewGeneration } from './markers.js';
 import { segmentRange, syncFile, type ObjectRange } from './jobs.js';
 import { Snapshotter, firstImage } from './snapshots.js';
 import { divergedError } from './continuity.js';
-import { CheckpointGate, checkpointNote, isLocalIoError, spoolContinues } from './checkpoints.js';
+import { CheckpointGate, checkpointNote, spoolContinues } from './checkpoints.js';
 import { LeaseResponder } from './heal.js';
 
 interface FlushWaiter {
@@ -494,30 +493,7 @@ export class Shipper {
       return;
     }
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
-    let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
-    let busy = 0;
-    let failures = 0;
-    while (!cp.checkpointed && cp.reason !== 'empty' && busy < 100) {
-      this.raw.acknowledge(this.db.txid);
-      try {
-        cp = this.raw.checkpoint({ note: checkpointNote(this.ledger.hashes!.value) });
-      } catch (e) {
-        // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
-        if (!isLocalIoError(e) || this.stopped) throw e;
-        const err = e as Error & { code: string };
-        this.uploads.noteError({ code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() });
-        if (failures++ === 0) this.ctx.log.warn('checkpoint for the generation snapshot failed; retrying', { code: err.code, error: err.message });
-        await delay(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
-        continue;
-      }
-      if (!cp.checkpointed && cp.reason === 'busy') {
-        busy++;
-        await delay(10);
-      }
-    }
-    if (!cp.checkpointed && cp.reason !== 'empty') {
-      throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.ctx.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
-    }
+    await this.checkpoints.checkpointAll(() => this.stopped);
     const txid = this.db.txid;
     const checksum = this.ledger.hashes!.value;
     this.markers.restartEpochs(txid);
