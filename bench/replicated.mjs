@@ -10,7 +10,7 @@
 //           in one transaction, 100,000 PK reads; --reps repetitions, order rotated), steady (1,000
 //           commits/s paced: lag p50/p99 commit -> durable, segment PUTs per batch window), outage (S3
 //           down behind the fault proxy: RSS per waiting transaction)
-// Options: --reps N (default 3, --quick 1)   --outage-commits N (default 60000, --quick 20000)   --no-save   --out FILE
+// Options: --reps N (default 3, --quick 1)   --compare-encoder (table: a 4th engine, openReplicated with encoder: { thread: 'main' })   --outage-commits N (default 60000, --quick 20000)   --no-save   --out FILE
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, writeSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -44,11 +44,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 const require = createRequire(import.meta.url);
 const SECTIONS = ['table', 'steady', 'outage'];
-const ENGINES = ['better-sqlite3', 'replicated', 'off'];
-const LABEL = { 'better-sqlite3': 'better-sqlite3 12', replicated: 'walship openReplicated', off: 'walship, replication off' };
+const LABEL = { 'better-sqlite3': 'better-sqlite3 12', replicated: 'walship openReplicated', off: 'walship, replication off', 'main-thread': "openReplicated, encoder: { thread: 'main' }" };
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, reps: null, outageCommits: null, child: null };
+  const a = { quick: false, only: null, save: true, out: null, reps: null, outageCommits: null, child: null, compareEncoder: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -63,6 +62,7 @@ function parseArgs(argv) {
       case '--reps': a.reps = positive(value()); break;
       case '--outage-commits': a.outageCommits = positive(value()); break;
       case '--no-save': a.save = false; break;
+      case '--compare-encoder': a.compareEncoder = true; break;
       case '--out': a.out = value(); break;
       case '--child': a.child = value(); break;
       case '-h':
@@ -84,6 +84,7 @@ function positive(s) {
 }
 
 const args = parseArgs(process.argv.slice(2));
+const ENGINES = ['better-sqlite3', 'replicated', 'off', ...(args.compareEncoder ? ['main-thread'] : [])];
 const Q = args.quick;
 const P = {
   reps: args.reps ?? (Q ? 1 : 3),
@@ -139,6 +140,7 @@ async function openEngine(engine, file, extra = {}) {
     return { db, flush: async () => undefined, settle: () => db.checkpoint(), close: async () => db.close(), events: [] };
   }
   const s3 = s3env();
+  if (engine === 'main-thread') extra = { ...extra, options: { ...(extra.options ?? {}), encoder: { thread: 'main' } } };
   const events = [];
   const endpoint = extra.endpoint ?? s3.endpoint;
   const db = await shipper.openReplicated(
@@ -205,8 +207,8 @@ async function childTable(engine, dir) {
 }
 
 /** Steady paced load at the default window: lag commit -> durable, and segment PUTs per window. */
-async function childSteady(dir) {
-  const h = await openEngine('replicated', join(dir, 'steady.db'));
+async function childSteady(dir, engine = 'replicated') {
+  const h = await openEngine(engine, join(dir, 'steady.db'));
   const { db, events } = h;
   db.exec(SCHEMA);
   await h.flush();
@@ -335,7 +337,7 @@ async function child(task) {
   const dir = mkdtempSync(join(tmpdir(), 'walship-bench-replicated-'));
   try {
     const [kind, engine] = task.split(':');
-    const r = kind === 'table' ? await childTable(engine, dir) : kind === 'steady' ? await childSteady(dir) : await childOutage(dir, engine === 'baseline');
+    const r = kind === 'table' ? await childTable(engine, dir) : kind === 'steady' ? await childSteady(dir, engine) : await childOutage(dir, engine === 'baseline');
     process.stdout.write(`RESULT ${JSON.stringify(r)}\n`);
     if (process.env.WALSHIP_BENCH_DEBUG) process.stderr.write(`${JSON.stringify(r)}\n`);
   } finally {
@@ -393,14 +395,16 @@ async function sectionTable(s3) {
   emit('');
   emit(`Each cell: median of ${P.reps} child processes (one per engine and repetition, engine order rotated each repetition; spread in brackets). Every child: fresh file in a temporary directory on the same disk, page_size ${PAGE_SIZE}, cache_size -${CACHE_KIB}, WAL, synchronous NORMAL; ${P.commitsWarm} untimed commits, then (a), (b), (c) in that order on the same table; \`sync\` + gc before each. replicated = \`openReplicated\` with default options (1 s window, zstd, 4 MiB checkpoints), lease off, s3rver on loopback; it is flushed (untimed) after (a) and (b). off = \`openDatabase(file, { capture: false })\`: walship's VFS, no replication, SQLite's autocheckpoint.`);
   emit('');
-  emit(`| workload | ${ENGINES.map((e) => LABEL[e]).join(' | ')} | replicated / better-sqlite3 | goal | replicated / off |`);
-  emit(`|---|${ENGINES.map(() => '---:|').join('')}---:|---:|---:|`);
+  const cmp = args.compareEncoder;
+  emit(`| workload | ${ENGINES.map((e) => LABEL[e]).join(' | ')} | replicated / better-sqlite3 | goal | replicated / off |${cmp ? ' worker / main thread |' : ''}`);
+  emit(`|---|${ENGINES.map(() => '---:|').join('')}---:|---:|---:|${cmp ? '---:|' : ''}`);
   const ratios = {};
   for (const [name, k, n, label, goal] of W) {
     const r = rate('replicated', k, n) / rate('better-sqlite3', k, n);
     const onOff = rate('replicated', k, n) / rate('off', k, n);
     ratios[name] = { r, onOff, goal };
-    emit(`| ${label} | ${ENGINES.map((e) => `${fmtInt(rate(e, k, n))} (${spread(e, k, n)})`).join(' | ')} | ${fmtX(r)} | >= ${goal.toFixed(1)}x: ${verdict(r >= goal)} | ${fmtX(onOff)} |`);
+    const vsMain = cmp ? ` ${fmtX(rate('replicated', k, n) / rate('main-thread', k, n))} |` : '';
+    emit(`| ${label} | ${ENGINES.map((e) => `${fmtInt(rate(e, k, n))} (${spread(e, k, n)})`).join(' | ')} | ${fmtX(r)} | >= ${goal.toFixed(1)}x: ${verdict(r >= goal)} | ${fmtX(onOff)} |${vsMain}`);
   }
   const rep = runs.filter((r) => r.engine === 'replicated');
   emit('');
@@ -411,14 +415,20 @@ async function sectionTable(s3) {
 
 async function sectionSteady(s3) {
   log(`[steady] ${P.steadyRate} commits/s for ${(P.steadyWarmMs + P.steadyMs) / 1000} s`);
-  const r = await runChild('steady', s3);
+  // With --compare-encoder: worker and main-thread children alternate, twice each.
+  const engines = args.compareEncoder ? ['replicated', 'main-thread', 'replicated', 'main-thread'] : ['replicated'];
+  const rows = [];
+  for (const engine of engines) rows.push({ engine, r: await runChild(engine === 'replicated' ? 'steady' : `steady:${engine}`, s3) });
+  const r = rows[0].r;
   emit('## Steady load: lag and PUTs per batch window');
   emit('');
   emit(`\`openReplicated\`, default options (1 s window), lease off, s3rver; ${fmtInt(P.steadyRate)} single-row commits/s paced on a timer, ${P.steadyWarmMs / 1000} s not recorded, then ${P.steadyMs / 1000} s recorded. Lag = first poll of \`status().durableTxid\` (setInterval 1 ms) that covers the commit, minus its commit time. Segment PUTs: \`onRequest\` events for \`.seg\` keys during the recorded stretch.`);
   emit('');
-  emit('| commits/s achieved | lag p50 ms | lag p99 ms | lag max ms | segment PUTs | per 1 s window | gap between PUTs p10 / p50 ms | checkpoints (whole run) |');
-  emit('|---:|---:|---:|---:|---:|---:|---:|---:|');
-  emit(`| ${fmtInt(r.rate)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${r.segmentPuts} in ${r.seconds.toFixed(1)} s | ${r.putsPerWindow.toFixed(2)} | ${fmtMs(r.gapP10)} / ${fmtMs(r.gapP50)} | ${r.checkpoints} |`);
+  emit(`|${args.compareEncoder ? ' encoder |' : ''} commits/s achieved | lag p50 ms | lag p99 ms | lag max ms | segment PUTs | per 1 s window | gap between PUTs p10 / p50 ms | checkpoints (whole run) |`);
+  emit(`|${args.compareEncoder ? '---|' : ''}---:|---:|---:|---:|---:|---:|---:|---:|`);
+  for (const { engine, r } of rows) {
+    emit(`|${args.compareEncoder ? ` ${engine === 'replicated' ? 'worker' : 'main thread'} |` : ''} ${fmtInt(r.rate)} | ${fmtMs(r.p50)} | ${fmtMs(r.p99)} | ${fmtMs(r.max)} | ${r.segmentPuts} in ${r.seconds.toFixed(1)} s | ${r.putsPerWindow.toFixed(2)} | ${fmtMs(r.gapP10)} / ${fmtMs(r.gapP50)} | ${r.checkpoints} |`);
+  }
   emit('');
   if (r.resolved < r.recorded) emit(`${r.recorded - r.resolved} recorded commits were not durable 30 s after the load.`);
   return r;

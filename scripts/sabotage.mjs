@@ -321,6 +321,29 @@ const SABOTAGES = {
     ],
     tests: ['restore-large-snapshot'],
   },
+  'worker-stall-watchdog': {
+    what: 'the shipper no longer notices an encoder worker that is stuck: a flush waits forever, writes go on, status() says running',
+    edits: [['packages/shipper/src/encoder.ts', '      const timer = setTimeout(() => {\n        this.fail(', '      const timer = setTimeout(() => {\n        return;\n        this.fail(']],
+    tests: ['shipper-worker'],
+  },
+  'worker-crash-typed': {
+    what: 'an encoder worker that exits is not reported as crashed (jobs wait on a dead thread until the stall watchdog, which names the wrong cause)',
+    edits: [['packages/shipper/src/encoder.ts', 'if (!encoder.closing) encoder.crashed(', 'if (false) encoder.crashed(']],
+    tests: ['shipper-worker'],
+  },
+  'worker-failure-refuses-writes': {
+    what: 'a dead or stuck encoder worker stops replication but writes go on being accepted (committed, never shipped, not refused)',
+    edits: [['packages/shipper/src/shipper.ts', "    if (this.state !== 'starting') this.raw.setWriteBarrier(e);\n", '']],
+    tests: ['shipper-worker'],
+  },
+  'worker-start-check': {
+    what: 'openReplicated does not wait for the encoder worker to come up: a worker that fails to load is found out only by the first upload',
+    edits: [
+      ['packages/shipper/src/encoder.ts', 'const onError = (e: Error): void => finish(startFailed(e.message, e));', 'const onError = (): void => finish(null);'],
+      ['packages/shipper/src/encoder.ts', 'const onExit = (code: number): void => finish(startFailed(`it exited with code ${code}`));', 'const onExit = (): void => finish(null);'],
+    ],
+    tests: ['shipper-worker'],
+  },
 };
 
 const args = process.argv.slice(2);

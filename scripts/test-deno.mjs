@@ -126,7 +126,9 @@ async function replicationLane() {
         '--allow-env',
         '--allow-sys=hostname,osRelease',
         `--allow-net=127.0.0.1:${port}`,
-        `--allow-read=${tmp},${wasm},${zstdWasm}`,
+        // The shipper's encoder worker: Deno checks read access for every module a Worker loads
+        // (its own file and the packages it imports), unlike the main module's static imports.
+        `--allow-read=${tmp},${wasm},${zstdWasm},${join(root, 'packages')},${join(root, 'node_modules')}`,
         `--allow-write=${tmp}`,
         ...extra,
         'test/deno/replicate.ts',

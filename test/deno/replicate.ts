@@ -19,7 +19,7 @@ interface Replicated {
   exec(sql: string): void;
   prepare(sql: string): Statement;
   flush(): Promise<{ txid: number }>;
-  status(): { generation: string | null; epoch: number };
+  status(): { generation: string | null; epoch: number; encoder: { thread: string; failure: { code: string } | null } };
   close(): Promise<void>;
 }
 const openReplicated = (shipper as unknown as { openReplicated(path: string, options: unknown): Promise<Replicated> }).openReplicated;
@@ -57,6 +57,7 @@ function assert(cond: unknown, msg: string): asserts cond {
 Deno.test('openReplicated ships to S3 on Deno, and a reopen continues the lineage', async () => {
   const path = `${tmp}/replicated.db`;
   let db = await openReplicated(path, options());
+  assert(db.status().encoder.thread === 'worker' && db.status().encoder.failure === null, `segments are encoded in the worker thread (${JSON.stringify(db.status().encoder)})`);
   db.exec('CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)');
   const ins = db.prepare('INSERT INTO t(v) VALUES (?)');
   for (let i = 0; i < 200; i++) ins.run(`row ${i} `.repeat(1 + (i % 40)));
@@ -72,4 +73,13 @@ Deno.test('openReplicated ships to S3 on Deno, and a reopen continues the lineag
   for (let i = 0; i < 50; i++) again.run(`again ${i}`);
   await db.close();
   await Deno.writeTextFile(`${tmp}/replicated.done`, path);
+});
+
+Deno.test('an encoder worker that cannot start fails the open with ERR_SHIPPER_WORKER_START_FAILED', async () => {
+  const workerUrl = new URL('../../packages/shipper/dist/no-such-worker.js', import.meta.url);
+  const failed = await openReplicated(`${tmp}/no-worker.db`, { ...options(), encoder: { workerUrl } }).then(
+    () => null,
+    (e: unknown) => e as { code?: string },
+  );
+  assert(failed?.code === 'ERR_SHIPPER_WORKER_START_FAILED', `typed start failure (got ${String(failed)})`);
 });

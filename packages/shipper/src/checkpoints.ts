@@ -1,4 +1,5 @@
-import type { CheckpointOptions, CheckpointResult } from '@walship/vfs';
+import { setTimeout as delay } from 'node:timers/promises';
+import { WalshipError, type CheckpointOptions, type CheckpointResult } from '@walship/vfs';
 import type { ObjectHeaderInit } from '@walship/format';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
@@ -166,6 +167,39 @@ export class CheckpointGate {
     this.host.metrics.spooled.inc(txns.length);
     this.host.log.debug('checkpointed through the spool', { spooled: txns.length, txid: r.lastTxid });
     return true;
+  }
+
+  /**
+   * The checkpoint a generation snapshot is taken after: everything local acknowledged, then
+   * checkpointed, retried while the disk fails (SQLite rolled the marker back) or a reader holds the
+   * WAL (up to 100 busy rounds, then ERR_CHECKPOINT_BUSY).
+   */
+  async checkpointAll(stopped: () => boolean): Promise<void> {
+    const { ledger } = this.host;
+    let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
+    let busy = 0;
+    let failures = 0;
+    while (!cp.checkpointed && cp.reason !== 'empty' && busy < 100) {
+      this.host.raw().acknowledge(this.host.database().txid);
+      try {
+        cp = this.host.raw().checkpoint({ note: checkpointNote(ledger.hashes!.value) });
+      } catch (e) {
+        // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
+        if (!isLocalIoError(e) || stopped()) throw e;
+        const err = e as Error & { code: string };
+        this.host.noteError({ code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() });
+        if (failures++ === 0) this.host.log.warn('checkpoint for the generation snapshot failed; retrying', { code: err.code, error: err.message });
+        await delay(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
+        continue;
+      }
+      if (!cp.checkpointed && cp.reason === 'busy') {
+        busy++;
+        await delay(10);
+      }
+    }
+    if (!cp.checkpointed && cp.reason !== 'empty') {
+      throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.host.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
+    }
   }
 
   /** A checkpoint requested by the application: only what is durable, with the continuity note. */

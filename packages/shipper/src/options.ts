@@ -88,6 +88,15 @@ export interface ReplicatedOptions {
    * optional `host` (default '127.0.0.1') and `path` (default '/metrics'). The URL is `metricsUrl`.
    */
   metrics?: MetricsEndpointOptions;
+  /**
+   * Where segments are encoded (object checksums, zstd, AES-GCM) and read back from the WAL: a worker
+   * thread by default, so the application's thread only keeps the books. A worker that dies or sends
+   * nothing for `stallMs` (default 30000) while a segment waits on it stops replication with
+   * ERR_SHIPPER_WORKER_CRASHED / ERR_SHIPPER_WORKER_STALLED (writes refused, nothing durable lost);
+   * one that does not start fails the open with ERR_SHIPPER_WORKER_START_FAILED. `workerUrl`: the
+   * worker's module, when a bundler moved `encode-worker.js` away from the shipper's files.
+   */
+  encoder?: { thread?: 'worker' | 'main'; stallMs?: number; workerUrl?: URL };
   /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
   database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
 }
@@ -109,6 +118,7 @@ export interface ResolvedOptions {
   backoffMaxMs: number;
   allowRollback: boolean;
   metrics: MetricsEndpointOptions | null;
+  encoder: { thread: 'worker' | 'main'; stallMs: number; workerUrl: URL | undefined };
 }
 
 const MiB = 1024 * 1024;
@@ -169,6 +179,7 @@ export function resolveOptions(o: ReplicatedOptions): ResolvedOptions {
     backoffMaxMs: nonNegative('uploadBackoff.maxMs', o.uploadBackoff?.maxMs, 30_000, 1),
     allowRollback: o.allowRollback === true,
     metrics: metricsEndpoint(o.metrics),
+    encoder: resolveEncoder(o.encoder),
   };
 }
 
@@ -179,4 +190,12 @@ function metricsEndpoint(m: MetricsEndpointOptions | undefined): MetricsEndpoint
   if (m.host !== undefined && (typeof m.host !== 'string' || m.host === '')) bad('metrics.host', 'must be a host name or address', m.host);
   if (m.path !== undefined && (typeof m.path !== 'string' || !m.path.startsWith('/'))) bad('metrics.path', "must be a path starting with '/'", m.path);
   return { port: m.port, ...(m.host !== undefined ? { host: m.host } : {}), ...(m.path !== undefined ? { path: m.path } : {}) };
+}
+
+function resolveEncoder(e: ReplicatedOptions['encoder']): ResolvedOptions['encoder'] {
+  if (e !== undefined && (typeof e !== 'object' || e === null)) bad('encoder', "must be an object { thread?: 'worker' | 'main', stallMs?, workerUrl? }", e);
+  const thread = e?.thread ?? 'worker';
+  if (thread !== 'worker' && thread !== 'main') bad('encoder.thread', "must be 'worker' or 'main'", thread);
+  if (e?.workerUrl !== undefined && !(e.workerUrl instanceof URL)) bad('encoder.workerUrl', 'must be a URL (new URL(...))', e.workerUrl);
+  return { thread, stallMs: nonNegative('encoder.stallMs', e?.stallMs, 30_000, 1), workerUrl: e?.workerUrl };
 }

@@ -12,6 +12,7 @@ import { Logger } from './log.js';
 import { ShipperMetrics } from './metrics.js';
 import { startMetricsEndpoint, type MetricsEndpoint } from './metrics-server.js';
 import { Shipper } from './shipper.js';
+import { startEncoder, type Encoder } from './encoder.js';
 import type { FlushOptions, ReplicationStatus } from './types.js';
 
 export interface CloseOptions {
@@ -70,6 +71,11 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
       onRequest,
     });
   if (storage instanceof S3Storage) await storage.check();
+  // The encoder worker loads while the lease and the lineage are read; awaited before the shipper is built.
+  let shipper: Shipper | null = null;
+  const encoderStart = startEncoder(o.encoder, options.encryption && keyring ? { init: options.encryption, keyring } : undefined, (e) => shipper?.encoderFailed(e));
+  encoderStart.catch(() => undefined);
+  let encoder: Encoder;
   let lease: Lease | null = null;
   let grant: LeaseGrant | null = null;
   if (options.lease) {
@@ -81,13 +87,25 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
       processAlive,
       logger: (entry) => log.child({ component: 'lease' })[entry.level === 'debug' ? 'debug' : entry.level === 'info' ? 'info' : entry.level === 'warn' ? 'warn' : 'error'](entry.msg, { ...entry, msg: undefined }),
     });
-    grant = await lease.acquire();
+    try {
+      grant = await lease.acquire();
+    } catch (e) {
+      await encoderStart.then(
+        (enc) => enc.close(),
+        () => undefined,
+      );
+      throw e;
+    }
     // Renewed from here: a slow open (a cold start, a big file to hash) must not outlast the grant.
     lease.startRenewing();
   }
   let endpoint: MetricsEndpoint | null = null;
   const releaseOnFailure = async (): Promise<void> => {
     await endpoint?.close();
+    await encoderStart.then(
+      (e) => e.close(),
+      () => undefined,
+    );
     if (!lease) return;
     await lease.release().catch(() => undefined);
     lease.close();
@@ -123,7 +141,12 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     await releaseOnFailure();
     throw behind;
   }
-  let shipper: Shipper | null = null;
+  try {
+    encoder = await encoderStart;
+  } catch (e) {
+    await releaseOnFailure();
+    throw e;
+  }
   metrics = new ShipperMetrics(location, {
     committedTxid: () => shipper?.committedTxid ?? 0,
     durableTxid: () => shipper?.durableTxid ?? 0,
@@ -151,6 +174,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     options: o,
     storage,
     keyring,
+    encoder,
     log,
     metrics,
     lease,

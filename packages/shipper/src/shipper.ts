@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import type { CommittedTransaction, CheckpointOptions, CheckpointResult, DatabaseStatus } from '@walship/vfs';
 import { WalshipDatabase, WalshipError } from '@walship/vfs';
 import type { LeaseLostError } from '@walship/lease';
@@ -14,10 +13,10 @@ import { CommitLedger } from './ledger.js';
 import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
 import { LineageWriter, type NewGeneration } from './markers.js';
-import { segmentBody, segmentRange, syncFile, type ObjectRange } from './jobs.js';
+import { segmentRange, syncFile, type ObjectRange } from './jobs.js';
 import { Snapshotter, firstImage } from './snapshots.js';
 import { divergedError } from './continuity.js';
-import { CheckpointGate, checkpointNote, isLocalIoError, spoolContinues } from './checkpoints.js';
+import { CheckpointGate, checkpointNote, spoolContinues } from './checkpoints.js';
 import { LeaseResponder } from './heal.js';
 
 interface FlushWaiter {
@@ -297,6 +296,8 @@ export class Shipper {
     if (spool && this.checkpoints.spoolMax === null) removeSpool(this.ctx.path);
     this.ledger.walSinceCheckpoint = this.ledger.queue.pendingWalBytes;
     this.state = 'running';
+    // A worker that died while the database was opening (onFailure found no running shipper).
+    if (this.ctx.encoder.failure) this.encoderFailed(this.ctx.encoder.failure);
     this.leaseLoss?.started();
     this.maintenance = new Maintenance({ ...this.ctx, generation: () => this.generation });
     this.schedule(true);
@@ -425,7 +426,7 @@ export class Shipper {
     // Nothing is shipped that a local crash could take back. fdatasync on the thread pool, so
     // the application's event loop goes on meanwhile (an fsync of any descriptor flushes the file).
     await syncFile(walPath);
-    const body = segmentBody({ key, header, walPath, batch }, this.ctx.keyring);
+    const body = this.ctx.encoder.segment({ key, header, walPath, batch });
     const size = await this.uploads.upload(key, body, 'segment');
     this.ctx.metrics.segments.inc();
     this.ctx.metrics.segmentBytes.inc(size);
@@ -492,30 +493,7 @@ export class Shipper {
       return;
     }
     // The snapshot covers everything committed so far, so the WAL may be copied into the file.
-    let cp = { checkpointed: false, reason: 'not-durable' } as CheckpointResult;
-    let busy = 0;
-    let failures = 0;
-    while (!cp.checkpointed && cp.reason !== 'empty' && busy < 100) {
-      this.raw.acknowledge(this.db.txid);
-      try {
-        cp = this.raw.checkpoint({ note: checkpointNote(this.ledger.hashes!.value) });
-      } catch (e) {
-        // A full disk or an I/O error: SQLite rolled the marker back; wait for the disk and try again.
-        if (!isLocalIoError(e) || this.stopped) throw e;
-        const err = e as Error & { code: string };
-        this.uploads.noteError({ code: err.code, message: `checkpoint for the generation snapshot failed: ${err.message}`, at: new Date().toISOString() });
-        if (failures++ === 0) this.ctx.log.warn('checkpoint for the generation snapshot failed; retrying', { code: err.code, error: err.message });
-        await delay(Math.min(5000, 50 * 2 ** Math.min(failures, 7)));
-        continue;
-      }
-      if (!cp.checkpointed && cp.reason === 'busy') {
-        busy++;
-        await delay(10);
-      }
-    }
-    if (!cp.checkpointed && cp.reason !== 'empty') {
-      throw new WalshipError('ERR_CHECKPOINT_BUSY', `${this.ctx.path}: could not checkpoint for the generation snapshot (${cp.reason}); an open transaction may be holding the database`, { details: { reason: cp.reason } });
-    }
+    await this.checkpoints.checkpointAll(() => this.stopped);
     const txid = this.db.txid;
     const checksum = this.ledger.hashes!.value;
     this.markers.restartEpochs(txid);
@@ -526,6 +504,17 @@ export class Shipper {
     this.needGeneration = null;
     this.ledger.durableChecksum = checksum;
     this.markDurable(txid, checksum);
+  }
+
+  /**
+   * The encoder worker crashed or stalled: replication stops and writes are refused with its error
+   * (flush() and status() report it). What is durable stays durable; the rest stays in the WAL and
+   * ships on the next open.
+   */
+  encoderFailed(e: WalshipError): void {
+    if (this.fatal) return;
+    if (this.state !== 'starting') this.raw.setWriteBarrier(e);
+    this.fail(e);
   }
 
   private fail(e: Error): void {
@@ -564,6 +553,7 @@ export class Shipper {
       lastError: this.uploads.lastError,
       lease: this.leaseStatus(),
       requests: this.ctx.metrics.requests.rates(),
+      encoder: { thread: this.ctx.encoder.mode, failure: this.ctx.encoder.failure ? { code: this.ctx.encoder.failure.code, message: this.ctx.encoder.failure.message } : null },
     };
   }
 
@@ -603,6 +593,7 @@ export class Shipper {
     this.leaseLoss?.stop();
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.snapshots.periodic, this.maintenance?.stop()]);
+    await this.ctx.encoder.close();
     const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.ledger.durableTxid + 1}..${this.ledger.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
       details: { durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid },
     });

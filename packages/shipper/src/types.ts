@@ -3,6 +3,7 @@ import type { GrantPath, Lease } from '@walship/lease';
 import type { Keyring } from '@walship/format';
 import type { ResolvedOptions } from './options.js';
 import type { Logger } from './log.js';
+import type { Encoder } from './encoder.js';
 import type { RequestRates, ShipperMetrics } from './metrics.js';
 
 // The shipper's public value types and what it is built from: plain data, no behaviour.
@@ -56,6 +57,8 @@ export interface ReplicationStatus {
       }
     | { mode: 'none'; warning: 'lease: false: one writer per database is assumed, not enforced' };
   requests: RequestRates;
+  /** Where segments are encoded, and the failure that stopped the worker (ERR_SHIPPER_WORKER_CRASHED / _STALLED), if one did. */
+  encoder: { thread: 'worker' | 'main'; failure: { code: string; message: string } | null };
 }
 
 export interface ShipperContext {
@@ -67,6 +70,8 @@ export interface ShipperContext {
   options: ResolvedOptions;
   storage: ObjectStorage;
   keyring: Keyring | undefined;
+  /** Encodes segments (a worker thread by default; see encoder.ts). */
+  encoder: Encoder;
   log: Logger;
   metrics: ShipperMetrics;
   /** Set when the store is behind the lease's high-water mark and allowRollback is on: never continue it. */

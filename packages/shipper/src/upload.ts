@@ -138,7 +138,8 @@ export class UploadPipeline {
   }
 }
 
+/** Errors a retry cannot fix: a format bug, a lost spool, a dead or stuck encoder worker. */
 function isFormatBug(e: unknown): boolean {
   const code = (e as { code?: string })?.code ?? '';
-  return e instanceof WalshipError ? ['ERR_SNAPSHOT_MISMATCH', 'ERR_SPOOL_LOST', 'ERR_INTERNAL', 'ERR_SNAPSHOT_READ'].includes(code) : (e as Error)?.name === 'FormatError';
+  return e instanceof WalshipError ? ['ERR_SNAPSHOT_MISMATCH', 'ERR_SPOOL_LOST', 'ERR_INTERNAL', 'ERR_SNAPSHOT_READ', 'ERR_SHIPPER_WORKER_CRASHED', 'ERR_SHIPPER_WORKER_STALLED'].includes(code) : (e as Error)?.name === 'FormatError';
 }
