@@ -321,6 +321,16 @@ const SABOTAGES = {
     ],
     tests: ['restore-large-snapshot'],
   },
+  'replica-etag-pin': {
+    what: "an instant replica's page reads are not pinned to the ETag its index was read with: an object replaced after the open is read as if it were the one indexed (another database's chunks at the same offsets decode)",
+    edits: [['packages/restore/src/replica-pages.ts', 'const etag = object.etag !== undefined ? { etag: object.etag } : {};', 'const etag = {};']],
+    tests: ['replica-faults'],
+  },
+  'storage-etag-check': {
+    what: 'a get pinned to an ETag accepts an answer with another ETag',
+    edits: [['packages/storage/src/errors.ts', 'if (expected === undefined || got === undefined || bareEtag(expected) === bareEtag(got)) return;', 'return;']],
+    tests: ['storage-contract'],
+  },
   'worker-stall-watchdog': {
     what: 'the shipper no longer notices an encoder worker that is stuck: a flush waits forever, writes go on, status() says running',
     edits: [['packages/shipper/src/encoder.ts', '      const timer = setTimeout(() => {\n        this.fail(', '      const timer = setTimeout(() => {\n        return;\n        this.fail(']],

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { createS3Storage, isStorageError, type ObjectStorage, type RequestEvent, type S3Storage, type S3StorageOptions } from '@walship/storage';
+import { createRangeReader, type RangeReader } from '@walship/storage/range-get';
 import { freePort, startS3rver, startSwift, swiftAvailable, type S3Server } from './servers/index.js';
 
 const MiB = 1024 * 1024;
@@ -30,6 +31,8 @@ interface ContractTarget {
   keyId: string;
   /** Another storage on the same store with some options changed (error cases). */
   open(overrides: Partial<S3StorageOptions>): S3Storage;
+  /** The SigV4 ranged reader a replica's fetch thread uses, on the same store. */
+  rangeReader(): RangeReader;
 }
 
 /** Small retry settings so the failure cases finish in well under a second. */
@@ -119,6 +122,32 @@ export function storageContract(t: () => ContractTarget): void {
     // An end past the object is clamped, as HTTP ranges are.
     const tail = await storage.get(k('range/obj'), { range: { start: 995, end: 5000 } });
     assert.ok(tail && Buffer.from(tail).equals(body.subarray(995)));
+  });
+
+  it('a get pinned to the ETag of an earlier read fails with ERR_STORAGE_OBJECT_CHANGED once the object is replaced (client and ranged reader)', async () => {
+    const { storage } = t();
+    const key = k('etag/pinned');
+    await storage.put(key, randomBytes(4096));
+    let etag: string | undefined;
+    await storage.get(key, { range: { start: 0, end: 99 }, onEtag: (e) => (etag = e) });
+    assert.ok(etag, 'the store answers a ranged GET with an ETag');
+    const reader = t().rangeReader();
+    try {
+      let readerEtag: string | undefined;
+      assert.equal((await reader.get(key, { start: 100, end: 199 }, { etag: etag!, onEtag: (e) => (readerEtag = e) }))?.length, 100, 'the same version reads');
+      assert.equal(readerEtag, etag, 'both clients see the same ETag');
+      await storage.put(key, randomBytes(4096));
+      const changed = (e: Error & { code?: string; details?: { key?: string } }) => {
+        assert.equal(e.code, 'ERR_STORAGE_OBJECT_CHANGED', e.message);
+        assert.equal(e.details?.key, key);
+        return true;
+      };
+      await assert.rejects(storage.get(key, { range: { start: 0, end: 99 }, etag: etag! }), changed);
+      await assert.rejects(reader.get(key, { start: 0, end: 99 }, { etag: etag! }), changed);
+      assert.equal((await storage.get(key, { range: { start: 0, end: 99 } }))?.length, 100, 'unpinned, the new version reads');
+    } finally {
+      reader.destroy();
+    }
   });
 
   it('list: prefix, fixed-width hex keys in byte order, StartAfter, pagination', async () => {
@@ -417,6 +446,7 @@ for (const lane of lanes()) {
         abortMultipart: lane.abortMultipart,
         checksSignatures: lane.checksSignatures,
         keyId: s.accessKeyId,
+        rangeReader: () => createRangeReader({ ...base, credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey } }),
         open(overrides) {
           const o = createS3Storage({ ...base, prefix, onRequest: (e) => events.push(e), ...overrides });
           opened.push(o);

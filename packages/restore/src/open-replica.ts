@@ -281,10 +281,10 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
       }
     }
     const pages = new ReplicaPages(buildView(objects, plan.objects, { commitSize: plan.commitSize, meta: plan }), { pageSize: plan.pageSize, fetcher: f, cacheBytes, changes: follow, disk });
-    await pages.warm(1, async (key, start, end) => {
+    await pages.warm(1, async ({ key, etag }, start, end) => {
       let bytes: Uint8Array | null;
       try {
-        bytes = await source.storage.get(key, { range: { start, end: end - 1 }, ...(signal ? { signal } : {}) });
+        bytes = await source.storage.get(key, { range: { start, end: end - 1 }, ...(signal ? { signal } : {}), ...(etag !== undefined ? { etag } : {}) });
       } catch (e) {
         throw storageFailure(e, `reading pages of ${key}`);
       }

@@ -9,6 +9,8 @@ export interface FetchRange {
   start: number;
   end: number;
   at: number;
+  /** The version the replica opened: an answer with another ETag fails (ERR_STORAGE_OBJECT_CHANGED). */
+  etag?: string;
 }
 
 /** @internal What the database thread posts to the fetch thread. */

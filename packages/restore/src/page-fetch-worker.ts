@@ -32,7 +32,7 @@ const reader: RangeReader = light ? createRangeReader(readerOptions) : await sdk
 async function sdkReader(o: RangeReaderOptions): Promise<RangeReader> {
   const { createS3Storage } = await import('@walship/storage');
   const storage = createS3Storage(o as Parameters<typeof createS3Storage>[0]);
-  return { get: (key, range) => storage.get(key, { range }), destroy: () => storage.destroy() };
+  return { get: (key, range, o) => storage.get(key, { range, ...o }), destroy: () => storage.destroy() };
 }
 
 function fail(req: FetchRequest, error: { code: string; message: string; details: Record<string, unknown> }): void {
@@ -55,7 +55,7 @@ const prefetched = new Map<string, Prefetched>();
 let prefetchedBytes = 0;
 
 async function get(r: FetchRange): Promise<Uint8Array> {
-  const bytes = await reader.get(r.key, { start: r.start, end: r.end - 1 });
+  const bytes = await reader.get(r.key, { start: r.start, end: r.end - 1 }, r.etag !== undefined ? { etag: r.etag } : {});
   if (bytes === null) throw Object.assign(new Error(`${r.key} does not exist`), { code: 'ERR_OBJECT_MISSING', details: { key: r.key } });
   if (bytes.length !== r.end - r.start) {
     throw Object.assign(new Error(`${r.key}: asked for bytes ${r.start}..${r.end - 1}, got ${bytes.length} bytes`), { code: 'ERR_CORRUPT_OBJECT', details: { key: r.key, start: r.start, got: bytes.length } });

@@ -94,7 +94,12 @@ export class SyncFetcher {
     const text = new TextDecoder().decode(new Uint8Array(error, 0, ctrl[1]));
     const e = JSON.parse(text) as { code: string; message: string; details: Record<string, unknown> };
     const key = ranges[0]?.key;
-    const hint = e.code === 'ERR_OBJECT_MISSING' ? '; it was deleted after the replica was opened (retention, compaction): open it again' : '';
+    const hint =
+      e.code === 'ERR_OBJECT_MISSING'
+        ? '; it was deleted after the replica was opened (retention, compaction): open it again'
+        : e.code === 'ERR_STORAGE_OBJECT_CHANGED'
+          ? '; another object was written under its key after the replica was opened: none of its pages are used. Find out who writes under this prefix, then open the replica again'
+          : '';
     throw new WalshipError(e.code, `${this.#location}: reading pages of ${key} failed: ${e.message}${hint}`, { details: { ...e.details, key } });
   }
 

@@ -201,7 +201,7 @@ export class ReplicaFollower {
       const end = object.pages.chunkRange(last).end;
       let bytes: Uint8Array | null;
       try {
-        bytes = await source.storage.get(object.key, { range: { start, end: end - 1 }, signal: this.#abort.signal });
+        bytes = await source.storage.get(object.key, { range: { start, end: end - 1 }, signal: this.#abort.signal, ...(object.etag !== undefined ? { etag: object.etag } : {}) });
       } catch (e) {
         throw storageFailure(e, `reading ${object.key}`);
       }

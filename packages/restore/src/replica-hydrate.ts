@@ -56,7 +56,7 @@ export class Hydrator {
             this.#status.state = 'full';
             return;
           }
-          const bytes = await this.#storage.get(object.key, { range: { start: range.start, end: range.end - 1 }, signal: this.#abort.signal });
+          const bytes = await this.#storage.get(object.key, { range: { start: range.start, end: range.end - 1 }, signal: this.#abort.signal, ...(object.etag !== undefined ? { etag: object.etag } : {}) });
           if (bytes === null || bytes.length !== range.end - range.start) throw Object.assign(new Error(`${object.key}: bytes ${range.start}..${range.end - 1} could not be read whole`), { code: 'ERR_OBJECT_MISSING' });
           this.#status.bytes += bytes.length;
           this.#disk.write(name, bytes);

@@ -1,5 +1,6 @@
 import { HEADER_SIZE, ObjectPages, decodeTrailer, indexTailSize, lockPageNumber, readIndex, type Keyring } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
+import { WalshipError } from '@walship/vfs';
 import type { PageSource } from '@walship/vfs';
 import { changed, sameHeader } from './apply.js';
 import { objectFailure, restoreError, storageFailure } from './errors.js';
@@ -18,6 +19,8 @@ const PREFETCH_BATCHES = 4;
 export interface ReplicaObject {
   key: string;
   size: number;
+  /** The ETag its index was read with: every later ranged GET must get the same version. */
+  etag: string | undefined;
   pages: ObjectPages;
 }
 
@@ -25,15 +28,27 @@ export interface ReplicaObject {
  * Reads the index of every planned object (its head and tail: two ranged GETs, one for small
  * objects), checks that its header is the one the planner chained, and keeps it for page reads.
  */
+function changedBetweenReads(storage: ObjectStorage, key: string, etags: (string | undefined)[]): Error {
+  const distinct = [...new Set(etags)];
+  return new WalshipError('ERR_STORAGE_OBJECT_CHANGED', `${storage.location}: ${key} was replaced while its index was read (ETags ${distinct.join(', ')}); open the replica again`, {
+    details: { key, etags: distinct },
+  });
+}
+
 export async function loadObjects(
   storage: ObjectStorage,
   planned: readonly PlannedObject[],
   options: { keyring: Keyring | undefined; concurrency: number; signal?: AbortSignal | undefined },
 ): Promise<ReplicaObject[]> {
-  const get = async (key: string, start: number, end: number): Promise<Uint8Array> => {
+  const get = async (key: string, start: number, end: number, version: { etag?: string; seen?: (string | undefined)[] }): Promise<Uint8Array> => {
     let bytes: Uint8Array | null;
     try {
-      bytes = await storage.get(key, { range: { start, end: end - 1 }, ...(options.signal ? { signal: options.signal } : {}) });
+      bytes = await storage.get(key, {
+        range: { start, end: end - 1 },
+        ...(options.signal ? { signal: options.signal } : {}),
+        ...(version.etag !== undefined ? { etag: version.etag } : {}),
+        onEtag: (etag) => version.seen?.push(etag),
+      });
     } catch (e) {
       throw storageFailure(e, `reading the index of ${key}`);
     }
@@ -46,20 +61,24 @@ export async function loadObjects(
     async (o) => {
       if (o.size < HEADER_SIZE) throw restoreError('ERR_CORRUPT_OBJECT', `${storage.location}: ${o.key}: the object has ${o.size} bytes, less than a header (${HEADER_SIZE})`, { key: o.key, size: o.size });
       const small = o.size <= SMALL_OBJECT;
-      const whole = small ? await get(o.key, 0, o.size) : null;
+      const seen: (string | undefined)[] = [];
+      const whole = small ? await get(o.key, 0, o.size, { seen }) : null;
       // The head and the tail in parallel; the tail sized for an index of 4 bytes per page the
       // object may hold (a snapshot of a 4 KiB-page database has a ~1 MiB index), so that it
       // usually takes one round trip instead of two.
       const guess = Math.min(o.size - HEADER_SIZE, Math.max(SMALL_OBJECT, SMALL_OBJECT + 4 * Math.ceil(o.size / Math.max(512, o.header.pageSize))));
-      const [head, first] = whole ? [whole.subarray(0, HEADER_SIZE), whole] : await Promise.all([get(o.key, 0, HEADER_SIZE), get(o.key, o.size - guess, o.size)]);
+      const [head, first] = whole ? [whole.subarray(0, HEADER_SIZE), whole] : await Promise.all([get(o.key, 0, HEADER_SIZE, { seen }), get(o.key, o.size - guess, o.size, { seen })]);
+      // The head and the tail must be of one version of the object (it was not replaced between them).
+      const etag = seen[0];
+      if (seen.some((e) => e !== etag)) throw changedBetweenReads(storage, o.key, seen);
       let tail = first;
       try {
         const needed = indexTailSize(decodeTrailer(tail, { name: o.key }));
         if (needed > o.size) throw restoreError('ERR_CORRUPT_OBJECT', `${storage.location}: ${o.key}: its trailer says the index takes ${needed} bytes, but the object has ${o.size}`, { key: o.key });
-        if (needed > tail.length) tail = await get(o.key, o.size - needed, o.size);
+        if (needed > tail.length) tail = await get(o.key, o.size - needed, o.size, etag !== undefined ? { etag } : {});
         const parts = await readIndex(head, tail, { name: o.key, objectSize: o.size, ...(options.keyring ? { keyring: options.keyring } : {}) });
         if (!sameHeader(parts.header, o.header)) throw changed(o.key);
-        return { key: o.key, size: o.size, pages: new ObjectPages(head, parts, { name: o.key, ...(options.keyring ? { keyring: options.keyring } : {}) }) };
+        return { key: o.key, size: o.size, etag, pages: new ObjectPages(head, parts, { name: o.key, ...(options.keyring ? { keyring: options.keyring } : {}) }) };
       } catch (e) {
         throw objectFailure(e, o.key, 'reading the index of');
       }
@@ -289,13 +308,14 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     this.#lastMiss = cacheKey(o, last);
     const start = object.pages.chunkRange(chunk).start;
     const end = object.pages.chunkRange(last).end;
-    const ranges: FetchRange[] = [{ key: object.key, start, end, at: 0 }];
+    const etag = object.etag !== undefined ? { etag: object.etag } : {};
+    const ranges: FetchRange[] = [{ key: object.key, start, end, at: 0, ...etag }];
     // The batches after this one, each its own GET, so that several are in flight while SQLite works.
     const prefetch: FetchRange[] = [];
     for (let after = last + 1, n = 0; sequential && n < PREFETCH_BATCHES && after < object.pages.chunkCount; n++) {
       const next = this.#batch(object, after);
       const until = next[next.length - 1] as number;
-      prefetch.push({ key: object.key, start: object.pages.chunkRange(after).start, end: object.pages.chunkRange(until).end, at: 0 });
+      prefetch.push({ key: object.key, start: object.pages.chunkRange(after).start, end: object.pages.chunkRange(until).end, at: 0, ...etag });
       after = until + 1;
     }
     const bytes = this.#fetcher.fetch(ranges, end - start, prefetch);
@@ -368,13 +388,13 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
    * Puts the chunk holding `pgno` in the cache with an asynchronous GET (`get`), so that SQLite's
    * first read (page 1: the header and schema) need not wait for the fetch thread to start.
    */
-  async warm(pgno: number, get: (key: string, start: number, end: number) => Promise<Uint8Array>): Promise<void> {
+  async warm(pgno: number, get: (object: ReplicaObject, start: number, end: number) => Promise<Uint8Array>): Promise<void> {
     const view = this.#view;
     const o = pgno <= view.pageCount ? (view.objectOf[pgno] ?? 0) : 0;
     if (o === 0) return;
     const object = view.objects[o - 1] as ReplicaObject;
     const location = object.pages.locate(view.positionOf[pgno] as number);
-    const bytes = await get(object.key, location.start, location.end);
+    const bytes = await get(object, location.start, location.end);
     let raw: Uint8Array;
     try {
       raw = object.pages.openChunk(location.chunk, bytes);

@@ -9,6 +9,7 @@ export type StorageErrorCode =
   | 'ERR_STORAGE_ACCESS_DENIED'
   | 'ERR_STORAGE_NO_CREDENTIALS'
   | 'ERR_STORAGE_PRECONDITION_FAILED'
+  | 'ERR_STORAGE_OBJECT_CHANGED'
   | 'ERR_STORAGE_UNSUPPORTED'
   | 'ERR_STORAGE_INVALID_REQUEST'
   | 'ERR_STORAGE_UNAVAILABLE'
@@ -219,4 +220,22 @@ export function classify(e: unknown, timedOut = false): Classification {
   if (status === 501 || storeCode === 'NotImplemented') return { retryable: false, code: 'ERR_STORAGE_UNSUPPORTED', status, storeCode, reason };
   if (status === 408 || status === 429 || status >= 500) return { retryable: true, timeout: status === 408 || status === 504, status, storeCode, reason };
   return { retryable: false, code: 'ERR_STORAGE_INVALID_REQUEST', status, storeCode, reason };
+}
+
+/** Strips the quotes S3 puts around an ETag. */
+export function bareEtag(etag: string | undefined): string | undefined {
+  return etag?.replace(/^(?:W\/)?"|"$/g, '');
+}
+
+/**
+ * The check behind GetOptions.etag: an answer whose ETag is not the expected one is of another
+ * version of the object (replaced after the caller learned its ETag).
+ */
+export function checkEtag(expected: string | undefined, got: string | undefined, details: { key: string; bucket: string; status: number; attempts?: number }): void {
+  if (expected === undefined || got === undefined || bareEtag(expected) === bareEtag(got)) return;
+  throw new StorageError(
+    'ERR_STORAGE_OBJECT_CHANGED',
+    `s3://${details.bucket}/${details.key} was replaced after it was first read (ETag ${bareEtag(got)}, expected ${bareEtag(expected)}); what was read of it before no longer belongs with this answer`,
+    { operation: 'get', key: details.key, bucket: details.bucket, status: details.status, attempts: details.attempts ?? 1 },
+  );
 }

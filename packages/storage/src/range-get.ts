@@ -14,7 +14,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { redactUrl } from './errors.js';
+import { checkEtag, redactUrl } from './errors.js';
 import { resolveRetry, runWithRetry, type RetryOptions, type RetryPolicy } from './retry.js';
 import type { RequestEvent } from './types.js';
 
@@ -144,7 +144,8 @@ export class Signer {
 
 export interface RangeReader {
   /** Bytes start..end (inclusive) of `key`, or null when the object does not exist. */
-  get(key: string, range: { start: number; end: number }, options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+  /** `etag` and `onEtag` as in GetOptions: an answer of another version fails with ERR_STORAGE_OBJECT_CHANGED. */
+  get(key: string, range: { start: number; end: number }, options?: { signal?: AbortSignal; etag?: string; onEtag?: (etag: string | undefined) => void }): Promise<Uint8Array | null>;
   destroy(): void;
 }
 
@@ -164,7 +165,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
   const endpointText = redactUrl(base.href);
   const signer = new Signer(creds, region);
 
-  const attempt = (path: string, range: { start: number; end: number }, signal: AbortSignal): Promise<{ value: Uint8Array | null; status: number; bytes: number }> =>
+  const attempt = (path: string, range: { start: number; end: number }, signal: AbortSignal): Promise<{ value: { data: Uint8Array; etag: string | undefined } | null; status: number; bytes: number }> =>
     new Promise((resolve, reject) => {
       const headers = signer.sign({ host, path, range: `bytes=${range.start}-${range.end}`, now: new Date() });
       const req = (secure ? httpsRequest : httpRequest)({ protocol: base.protocol, hostname: base.hostname, port: base.port || undefined, method: 'GET', path, headers, agent, signal });
@@ -191,7 +192,8 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
             if (first !== range.start || data.byteLength > range.end - range.start + 1) {
               data = data.subarray(range.start - first, Math.max(range.start - first, Math.min(range.end - first + 1, data.byteLength)));
             }
-            return resolve({ value: data, status, bytes: data.byteLength });
+            const etag = res.headers.etag;
+            return resolve({ value: { data, etag: typeof etag === 'string' ? etag : undefined }, status, bytes: data.byteLength });
           }
           const text = body.subarray(0, 4096).toString('utf8');
           const code = /<Code>([^<]{1,100})<\/Code>/.exec(text)?.[1] ?? '';
@@ -213,7 +215,12 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
       return runWithRetry(
         { operation: 'get', event: 'get', key, bucket: options.bucket, target: `s3://${options.bucket}/${key}`, endpoint: endpointText, policy, signal: opts.signal, onRequest: options.onRequest },
         (signal) => attempt(path, range, signal),
-      );
+      ).then((r) => {
+        if (r === null) return null;
+        checkEtag(opts.etag, r.etag, { key, bucket: options.bucket, status: 206 });
+        opts.onEtag?.(r.etag);
+        return r.data;
+      });
     },
     destroy() {
       agent.destroy();

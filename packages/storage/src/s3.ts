@@ -20,7 +20,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { StorageError, classify, isStorageError, redactUrl, type StorageOperation } from './errors.js';
+import { StorageError, checkEtag, classify, isStorageError, redactUrl, type StorageOperation } from './errors.js';
 import { abortedError, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
 
@@ -373,7 +373,10 @@ export class S3Storage implements ObjectStorage {
 
   async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
     const r = await this.getObject('get', key, options.range, options.signal);
-    return r ? r.data : null;
+    if (r === null) return null;
+    checkEtag(options.etag, r.etag, { key, bucket: this.bucket, status: options.range ? 206 : 200 });
+    options.onEtag?.(r.etag);
+    return r.data;
   }
 
   private async getObject(

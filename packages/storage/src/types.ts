@@ -27,6 +27,14 @@ export interface GetOptions {
   /** Inclusive byte range. */
   range?: { start: number; end: number };
   signal?: AbortSignal;
+  /**
+   * The version of the object this read belongs to: an answer with another ETag fails with
+   * ERR_STORAGE_OBJECT_CHANGED (the object was replaced since `etag` was learned). Compared on the
+   * response, so every store supports it; a store that sends no ETag is not checked.
+   */
+  etag?: string;
+  /** Told the ETag of the answer (undefined when the store sent none), to pass as `etag` to later reads. */
+  onEtag?: (etag: string | undefined) => void;
 }
 
 export interface ListOptions {
