@@ -3,8 +3,8 @@
 // `follow` has applied it (onApply fired), on s3rver over loopback. See bench/README.md.
 //
 //   cd /work/main && npx tsc -b && node bench/follow-latency.mjs        prints a table (not saved)
-// Options: --commits N (per configuration, default 30)   --intervals 1000,100,10 (follow's intervalMs)
-//          --sizes-mib 1,64 (replica file sizes)
+// Options: --commits N (per configuration, default 30)   --intervals 1000,100 (follow's intervalMs)
+//          --active 50,0 (follow's activeIntervalMs; 0: off)   --sizes-mib 1,64 (replica file sizes)
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -17,13 +17,14 @@ const shipper = await imp('packages/shipper/dist/index.js');
 const restoreLib = await imp('packages/restore/dist/index.js');
 const servers = await imp('test/dist/servers/index.js');
 
-const opt = { commits: 30, intervals: [1000, 100, 10], sizes: [1, 64] };
+const opt = { commits: 30, intervals: [1000, 100], actives: [50, 0], sizes: [1, 64] };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const list = () => String(argv[++i]).split(',').map(Number);
   if (argv[i] === '--commits') opt.commits = Number(argv[++i]);
   else if (argv[i] === '--intervals') opt.intervals = list();
   else if (argv[i] === '--sizes-mib') opt.sizes = list();
+  else if (argv[i] === '--active') opt.actives = list();
   else throw new Error(`unknown argument ${argv[i]}`);
 }
 
@@ -41,9 +42,10 @@ const rows = [];
 console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 try {
   for (const mib of opt.sizes) {
-    for (const intervalMs of opt.intervals) {
-      const prefix = `follow-lat/${mib}-${intervalMs}-${process.pid}`;
-      const db = await shipper.openReplicated(join(dir, `w-${mib}-${intervalMs}.db`), { lease: false, logLevel: 'silent', compaction: false, batchWindowMs: 0, snapshotIntervalMs: 0, s3: location(prefix) });
+    for (const intervalMs of opt.intervals) for (const activeIntervalMs of opt.actives) {
+      const name = `${mib}-${intervalMs}-${activeIntervalMs}`;
+      const prefix = `follow-lat/${name}-${process.pid}`;
+      const db = await shipper.openReplicated(join(dir, `w-${name}.db`), { lease: false, logLevel: 'silent', compaction: false, batchWindowMs: 0, snapshotIntervalMs: 0, s3: location(prefix) });
       db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)');
       const blob = new Uint8Array(4000);
       const insert = db.prepare('INSERT INTO t(b) VALUES (?)');
@@ -54,7 +56,7 @@ try {
       }
       await db.flush();
       const applied = new Map();
-      const follower = await restoreLib.follow({ s3: location(prefix), path: join(dir, `r-${mib}-${intervalMs}.db`), intervalMs, onApply: (e) => applied.set(e.txid, now()) });
+      const follower = await restoreLib.follow({ s3: location(prefix), path: join(dir, `r-${name}.db`), intervalMs, activeIntervalMs, onApply: (e) => applied.set(e.txid, now()) });
       while (follower.status().txid < db.txid) await sleep(5);
       const lat = [];
       for (let c = 0; c < opt.commits; c++) {
@@ -69,8 +71,8 @@ try {
       }
       await follower.stop();
       await db.close();
-      rows.push({ mib, intervalMs, med: pct(lat, 50), p90: pct(lat, 90), max: Math.max(...lat), gets: follower.status().requests?.get });
-      console.log(`size ${mib} MiB, intervalMs ${intervalMs}: median ${pct(lat, 50).toFixed(0)} ms, p90 ${pct(lat, 90).toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms (${opt.commits} commits)`);
+      rows.push({ mib, intervalMs, activeIntervalMs, med: pct(lat, 50), p90: pct(lat, 90), max: Math.max(...lat), gets: follower.status().requests?.get });
+      console.log(`size ${mib} MiB, intervalMs ${intervalMs}, activeIntervalMs ${activeIntervalMs}: median ${pct(lat, 50).toFixed(0)} ms, p90 ${pct(lat, 90).toFixed(0)} ms, max ${Math.max(...lat).toFixed(0)} ms (${opt.commits} commits)`);
     }
   }
 } finally {
@@ -78,7 +80,7 @@ try {
   rmSync(dir, { recursive: true, force: true });
 }
 console.log('');
-console.log('| replica size | follow intervalMs | median, ms | p90, ms | max, ms |');
-console.log('|---:|---:|---:|---:|---:|');
-for (const r of rows) console.log(`| ${r.mib} MiB | ${r.intervalMs} | ${r.med.toFixed(0)} | ${r.p90.toFixed(0)} | ${r.max.toFixed(0)} |`);
+console.log('| replica size | intervalMs | activeIntervalMs | median, ms | p90, ms | max, ms | GETs |');
+console.log('|---:|---:|---:|---:|---:|---:|---:|');
+for (const r of rows) console.log(`| ${r.mib} MiB | ${r.intervalMs} | ${r.activeIntervalMs} | ${r.med.toFixed(0)} | ${r.p90.toFixed(0)} | ${r.max.toFixed(0)} | ${r.gets} |`);
 console.log(`load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);

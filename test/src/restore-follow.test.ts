@@ -260,3 +260,32 @@ test('follow reads again an object caught mid-upload; one that stays short is re
   }
   assertMatchesOracle(path, work, follower.status().txid, 'follower after the short objects');
 });
+
+test('follow: polls every activeIntervalMs for 5 s after a segment (or the start), then every intervalMs', async () => {
+  const prefix = newPrefix('follow-active');
+  const work = new Workload(77);
+  const db = await openReplicated(join(dir, 'active-origin.db'), s3Options(server, prefix, { batchWindowMs: 0 }));
+  let follower: FollowHandle | undefined;
+  try {
+    work.setup(db);
+    await db.flush();
+    // An hour between quiet polls: only the active pace can apply anything within this test.
+    follower = await follow({ ...source(server, prefix), path: join(dir, 'active', 'replica.db'), intervalMs: 3_600_000, activeIntervalMs: 20 });
+    assert.equal(follower.status().pollIntervalMs, 20, 'active right after the start');
+    work.transfer(db);
+    await db.flush();
+    await converge(follower, db.txid, 4000, 'a segment shipped right after the start');
+    assert.equal(follower.status().pollIntervalMs, 20, 'active after an applied segment');
+    await sleep(5600);
+    assert.equal(follower.status().pollIntervalMs, 3_600_000, 'quiet 5 s after the last segment');
+    const gets = follower.status().requests.get;
+    work.transfer(db);
+    await db.flush();
+    await sleep(1500);
+    assert.ok(follower.status().txid < db.txid, `quiet: the next segment waits for the hourly poll (follower at ${follower.status().txid}, writer at ${db.txid})`);
+    assert.equal(follower.status().requests.get, gets, 'no GET while quiet');
+  } finally {
+    await follower?.stop();
+    await db.close();
+  }
+});

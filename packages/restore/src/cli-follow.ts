@@ -15,7 +15,8 @@ until SIGTERM or SIGINT, then stops cleanly (exit 0; a stop before the first res
 exits 1 with ERR_ABORTED and leaves <path> as it was). Open the file read-only in your application.
 
 Options:
-  --interval MS          time between polls for the next segment (default 1000)
+  --interval MS          time between polls for the next segment while the writer is quiet (default 1000)
+  --active-interval MS   time between polls for 5 s after a segment was applied (default 50; 0: off)
   --status-interval S    a status line every S seconds (default 60; 0: only on SIGUSR1)
   --overwrite            replace a file at <path> that is not the replica's current state
   --mode OCTAL           permission bits of the replica file (default 600)
@@ -30,6 +31,7 @@ Lines: "started" when the replica is in place, "status" on SIGUSR1 (kill -USR1 <
 const FOLLOW_OPTIONS = {
   ...COMMON,
   interval: { type: 'string' },
+  'active-interval': { type: 'string' },
   'status-interval': { type: 'string' },
   overwrite: { type: 'boolean' },
   mode: { type: 'string' },
@@ -52,6 +54,7 @@ export async function cmdFollow(args: string[], io: CliIo, help: () => number): 
   if (values.help) return help();
   if (positionals.length !== 2) throw new UsageError('follow takes <s3-url> <path>');
   const intervalMs = integer('interval', values.interval);
+  const activeIntervalMs = integer('active-interval', values['active-interval']);
   const statusSeconds = integer('status-interval', values['status-interval']) ?? 60;
   const mode = fileMode(values.mode);
   const concurrency = integer('concurrency', values.concurrency);
@@ -89,6 +92,7 @@ export async function cmdFollow(args: string[], io: CliIo, help: () => number): 
       ...source,
       path: positionals[1] as string,
       ...(intervalMs !== undefined ? { intervalMs } : {}),
+      ...(activeIntervalMs !== undefined ? { activeIntervalMs } : {}),
       ...(concurrency !== undefined ? { concurrency } : {}),
       ...(mode !== undefined ? { mode } : {}),
       overwrite: values.overwrite ?? false,

@@ -28,11 +28,17 @@ import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch } from './scratch.js';
 export interface FollowOptions extends ReplicaSource {
   /** The read replica file kept current. */
   path: string;
-  /** Time between polls for the next segment (ms, default 1000). */
+  /** Time between polls for the next segment while the writer is quiet (ms, default 1000). */
   intervalMs?: number;
+  /**
+   * Time between polls for ACTIVE_FOR_MS (5 s) after a segment was applied (ms, default 50; 0: always
+   * `intervalMs`): a writer that shipped one is likely to ship the next soon, so it is applied within
+   * about this long of its arrival. Costs up to 1000 / activeIntervalMs GETs a second while the writer ships.
+   */
+  activeIntervalMs?: number;
   /** Replace an existing file that is not the replica's current state (default false: ERR_TARGET_EXISTS). */
   overwrite?: boolean;
-  /** Every this many empty polls, look for a new writer epoch or generation (default 5). */
+  /** After `probeEvery` x `intervalMs` without a new segment (default 5), look for a new writer epoch or generation. */
   probeEvery?: number;
   /** LIST the replica again after this long without a new segment (ms, default 600000; 0 = never). */
   rescanIntervalMs?: number;
@@ -82,6 +88,8 @@ export interface FollowStatus {
   lastApplyAt: string | null;
   lastError: { code: string; message: string; at: string } | null;
   requests: { get: number; head: number; list: number };
+  /** The current time between polls: `activeIntervalMs` shortly after a segment was applied, else `intervalMs`. */
+  pollIntervalMs: number;
 }
 
 export interface FollowHandle {
@@ -111,6 +119,10 @@ interface Tip {
  */
 const BATCH_HOLD_BYTES = 16 * 1024 * 1024;
 
+/** How long after an applied segment the follower polls every `activeIntervalMs`. */
+const ACTIVE_FOR_MS = 5000;
+const DEFAULT_ACTIVE_INTERVAL_MS = 50;
+
 interface Fetched {
   key: string;
   header: ObjectHeader;
@@ -125,6 +137,8 @@ function validateFollowOptions(o: FollowOptions): void {
   validateSource(o);
   if (typeof o.path !== 'string' || o.path === '') bad('path', 'must be the path of the read replica file', o.path);
   checkInteger('intervalMs', o.intervalMs, 10, 3_600_000);
+  checkInteger('activeIntervalMs', o.activeIntervalMs, 0, 3_600_000);
+  if (o.activeIntervalMs !== undefined && o.activeIntervalMs > 0 && o.activeIntervalMs < 10) bad('activeIntervalMs', 'must be 0 (off) or at least 10 ms', o.activeIntervalMs);
   checkInteger('probeEvery', o.probeEvery, 1, 1_000_000);
   checkInteger('rescanIntervalMs', o.rescanIntervalMs, 0, 86_400_000);
   checkInteger('maxBatch', o.maxBatch, 1, 10_000);
@@ -159,6 +173,7 @@ class Follower {
   readonly #originalPrefix: string | undefined;
   readonly #closeSource: () => void;
   readonly #interval: number;
+  readonly #activeInterval: number;
   readonly #probeEvery: number;
   readonly #rescanMs: number;
   readonly #maxBatch: number;
@@ -167,7 +182,9 @@ class Follower {
   #tip: Tip | null = null;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
-  #emptyPolls = 0;
+  /** performance.now() of the last applied segment, and of the last probe. */
+  #appliedAt = -Infinity;
+  #lastProbeAt = performance.now();
   #lastProgress = Date.now();
   #behind: number | null = null;
   #segmentsApplied = 0;
@@ -194,6 +211,7 @@ class Follower {
     this.#originalPrefix = source.originalPrefix;
     this.#closeSource = source.close;
     this.#interval = o.intervalMs ?? 1000;
+    this.#activeInterval = Math.min(o.activeIntervalMs ?? DEFAULT_ACTIVE_INTERVAL_MS, this.#interval);
     this.#probeEvery = o.probeEvery ?? 5;
     this.#rescanMs = o.rescanIntervalMs ?? 600_000;
     this.#maxBatch = o.maxBatch ?? 64;
@@ -215,7 +233,9 @@ class Follower {
       throw e;
     }
     this.#state = 'following';
-    this.#schedule(this.#interval);
+    // A follower started beside a writer that is shipping catches up at the active pace.
+    this.#appliedAt = this.#lastProbeAt = performance.now();
+    this.#schedule(this.#pollInterval());
   }
 
   async stop(): Promise<void> {
@@ -249,7 +269,13 @@ class Follower {
       lastApplyAt: this.#lastApplyAt,
       lastError: this.#lastError,
       requests: { ...this.#requests },
+      pollIntervalMs: this.#pollInterval(),
     };
+  }
+
+  /** `activeIntervalMs` for ACTIVE_FOR_MS after a segment was applied, `intervalMs` otherwise. */
+  #pollInterval(): number {
+    return this.#activeInterval > 0 && performance.now() - this.#appliedAt < ACTIVE_FOR_MS ? this.#activeInterval : this.#interval;
   }
 
   #schedule(ms: number): void {
@@ -258,7 +284,7 @@ class Follower {
       this.#timer = null;
       this.#running = this.#tick().finally(() => {
         this.#running = null;
-        this.#schedule(this.#interval);
+        this.#schedule(this.#pollInterval());
       });
     }, ms);
   }
@@ -280,12 +306,14 @@ class Follower {
       }
       const applied = await this.#pollSegments();
       if (applied > 0) {
-        this.#emptyPolls = 0;
         this.#lastProgress = Date.now();
+        this.#appliedAt = this.#lastProbeAt = performance.now();
         return;
       }
-      this.#emptyPolls++;
-      if (this.#emptyPolls % this.#probeEvery === 0 && (await this.#probe())) {
+      // Probes are paced by time, not by polls: fast polls after a segment must not multiply them.
+      const probeDue = performance.now() - this.#lastProbeAt >= this.#probeEvery * this.#interval - this.#interval / 2;
+      if (probeDue) this.#lastProbeAt = performance.now();
+      if (probeDue && (await this.#probe())) {
         await this.#resync(false);
         return;
       }
