@@ -331,6 +331,11 @@ const SABOTAGES = {
     edits: [['packages/storage/src/errors.ts', 'if (expected === undefined || got === undefined || bareEtag(expected) === bareEtag(got)) return;', 'return;']],
     tests: ['storage-contract'],
   },
+  'follow-active-pace': {
+    what: 'follow polls at intervalMs only: a segment that lands right after another waits for the next quiet poll (seconds with the default, an hour in the test)',
+    edits: [['packages/restore/src/follow.ts', 'return this.#activeInterval > 0 && performance.now() - this.#appliedAt < ACTIVE_FOR_MS ? this.#activeInterval : this.#interval;', 'return this.#interval;']],
+    tests: ['restore-follow'],
+  },
   'worker-stall-watchdog': {
     what: 'the shipper no longer notices an encoder worker that is stuck: a flush waits forever, writes go on, status() says running',
     edits: [['packages/shipper/src/encoder.ts', '      const timer = setTimeout(() => {\n        this.fail(', '      const timer = setTimeout(() => {\n        return;\n        this.fail(']],
