@@ -336,6 +336,11 @@ const SABOTAGES = {
     edits: [['packages/restore/src/follow.ts', 'return this.#activeInterval > 0 && performance.now() - this.#appliedAt < ACTIVE_FOR_MS ? this.#activeInterval : this.#interval;', 'return this.#interval;']],
     tests: ['restore-follow'],
   },
+  'replica-disk-cache-etag': {
+    what: "the replica's disk cache names a chunk by key and range only: a reopen after the object was rewritten under its key reads the old version's chunks from disk",
+    edits: [['packages/restore/src/replica-disk-cache.ts', '\\n${object.etag ?? \'\'}\\n${start}-${end}', '\\n${start}-${end}']],
+    tests: ['restore/dist/replica-disk-cache.test'],
+  },
   'worker-stall-watchdog': {
     what: 'the shipper no longer notices an encoder worker that is stuck: a flush waits forever, writes go on, status() says running',
     edits: [['packages/shipper/src/encoder.ts', '      const timer = setTimeout(() => {\n        this.fail(', '      const timer = setTimeout(() => {\n        return;\n        this.fail(']],
@@ -348,7 +353,7 @@ const SABOTAGES = {
   },
   'worker-failure-refuses-writes': {
     what: 'a dead or stuck encoder worker stops replication but writes go on being accepted (committed, never shipped, not refused)',
-    edits: [['packages/shipper/src/shipper.ts', "    if (this.state !== 'starting') this.raw.setWriteBarrier(e);\n", '']],
+    edits: [['packages/shipper/src/shipper.ts', "    this.raw.setWriteBarrier(e);\n    this.fail(e);\n  }", "    this.fail(e);\n  }"]],
     tests: ['shipper-worker'],
   },
   'worker-start-check': {

@@ -53,9 +53,13 @@ export class DiskCache {
     this.#evict(0);
   }
 
-  /** The file name of a stored chunk: a hash of the replica's location, the object key and the byte range. */
-  name(key: string, start: number, end: number): string {
-    return `${createHash('sha256').update(`${this.#namespace}\n${key}\n${start}-${end}`).digest('hex')}.chunk`;
+  /**
+   * The file name of a stored chunk: a hash of the replica's location, the object key, its ETag (the
+   * version whose index the replica read: a rewritten object never gets the old version's chunks)
+   * and the byte range.
+   */
+  name(object: { key: string; etag: string | undefined }, start: number, end: number): string {
+    return `${createHash('sha256').update(`${this.#namespace}\n${object.key}\n${object.etag ?? ''}\n${start}-${end}`).digest('hex')}.chunk`;
   }
 
   has(name: string): boolean {

@@ -49,7 +49,7 @@ export class Hydrator {
       while (!stop && next < this.#work.length) {
         const { object, chunk } = this.#work[next++] as { object: ReplicaObject; chunk: number };
         const range = object.pages.chunkRange(chunk);
-        const name = this.#disk.name(object.key, range.start, range.end);
+        const name = this.#disk.name(object, range.start, range.end);
         if (!this.#disk.has(name)) {
           if (!this.#disk.fits(range.end - range.start)) {
             stop = true;

@@ -328,7 +328,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
       } catch (e) {
         throw objectFailure(e, object.key, 'reading pages of');
       }
-      this.#disk?.write(this.#disk.name(object.key, range.start, range.end), bytes.subarray(range.start - start, range.end - start));
+      this.#disk?.write(this.#disk.name(object, range.start, range.end), bytes.subarray(range.start - start, range.end - start));
       const key = cacheKey(o, c);
       if (!this.#fetched.has(key)) {
         this.#fetched.add(key);
@@ -348,7 +348,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     const disk = this.#disk;
     if (disk === null) return null;
     const range = object.pages.chunkRange(chunk);
-    const name = disk.name(object.key, range.start, range.end);
+    const name = disk.name(object, range.start, range.end);
     const stored = disk.read(name);
     if (stored === null) return null;
     let raw: Uint8Array;

@@ -92,7 +92,13 @@ export function segmentBody(job: SegmentJob, keyring: Keyring | undefined): () =
           const t = batch[i]!;
           const pages = run ? pagesInRun(walPath, run, t) : t.pages!;
           enc.beginTransaction({ txid: t.txid, timestamp: t.timestamp, commitSize: t.commitSize, postChecksum: t.postChecksum, pageCount: t.pageCount });
-          for (const p of pages) enc.writePage(p.pgno, p.data);
+          // Chunks leave as they complete, inside a large transaction too: the worker keeps
+          // answering (the stall watchdog) and holds about one chunk, not the transaction.
+          for (let j = 0; j < pages.length; j++) {
+            const p = pages[j]!;
+            enc.writePage(p.pgno, p.data);
+            if ((j & 255) === 255) yield* enc.take();
+          }
           enc.endTransaction();
           yield* enc.take();
         }

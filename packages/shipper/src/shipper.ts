@@ -512,8 +512,10 @@ export class Shipper {
    * ships on the next open.
    */
   encoderFailed(e: WalshipError): void {
-    if (this.fatal) return;
-    if (this.state !== 'starting') this.raw.setWriteBarrier(e);
+    // While starting, start() applies it once the database is open (it reads encoder.failure):
+    // failing here would let start() set 'running' after it, with no write barrier.
+    if (this.fatal || this.state === 'starting') return;
+    this.raw.setWriteBarrier(e);
     this.fail(e);
   }
 
