@@ -152,7 +152,7 @@ describe('damaged and forged objects', () => {
         assert.throws(read, (e: Error & { code?: string; details?: { key?: string } }) => {
           assert.equal(e.code, 'ERR_STORAGE_OBJECT_CHANGED', e.message);
           assert.equal(e.details?.key, f.snapshot.key);
-          assert.match(e.message, /another object was written under its key/);
+          assert.match(e.message, /written again under its key after the replica read its index/);
           return true;
         });
       }

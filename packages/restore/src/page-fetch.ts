@@ -98,7 +98,7 @@ export class SyncFetcher {
       e.code === 'ERR_OBJECT_MISSING'
         ? '; it was deleted after the replica was opened (retention, compaction): open it again'
         : e.code === 'ERR_STORAGE_OBJECT_CHANGED'
-          ? '; another object was written under its key after the replica was opened: none of its pages are used. Find out who writes under this prefix, then open the replica again'
+          ? '; the object was written again under its key after the replica read its index (a writer retrying an upload whose answer was lost, or another writer under this prefix): none of the new version\u2019s pages are used. Open the replica again'
           : '';
     throw new WalshipError(e.code, `${this.#location}: reading pages of ${key} failed: ${e.message}${hint}`, { details: { ...e.details, key } });
   }
