@@ -150,20 +150,12 @@ export class CheckpointGate {
       txns,
     );
     this.spoolMax = last.txid;
+    // From here these transactions are acknowledged (acknowledge cannot be taken back), so any
+    // later checkpoint, the application's too, may copy them into the file: when this one fails or
+    // finds the WAL busy, the spool stays and keeps them until they are durable (afterDurable).
     this.host.raw().acknowledge(last.txid);
-    let r: CheckpointResult;
-    try {
-      r = this.checkpointNow();
-    } catch (e) {
-      removeSpool(this.host.path);
-      this.spoolMax = null;
-      throw e;
-    }
-    if (!r.checkpointed) {
-      removeSpool(this.host.path);
-      this.spoolMax = null;
-      return false;
-    }
+    const r = this.checkpointNow();
+    if (!r.checkpointed) return false;
     this.host.metrics.spooled.inc(txns.length);
     this.host.log.debug('checkpointed through the spool', { spooled: txns.length, txid: r.lastTxid });
     return true;
