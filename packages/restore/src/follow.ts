@@ -299,9 +299,10 @@ class Follower {
   async #tick(): Promise<void> {
     this.#lastPollAt = new Date().toISOString();
     try {
-      // A damaged object that stays damaged must not turn every poll into a LIST.
-      if (this.#needResync && Date.now() - this.#lastResyncAt >= Math.max(5000, this.#interval * this.#probeEvery)) {
-        await this.#resync(false);
+      // A damaged object that stays damaged must not turn every poll into a LIST, nor (at the
+      // active pace) into a GET of the same object 20 times a second: only the resync repairs it.
+      if (this.#needResync) {
+        if (Date.now() - this.#lastResyncAt >= Math.max(5000, this.#interval * this.#probeEvery)) await this.#resync(false);
         return;
       }
       const applied = await this.#pollSegments();
