@@ -577,6 +577,8 @@ class Follower {
     const tip = this.#tip;
     const epochs = new Map([...(catalog.generations.find((g) => g.id === plan.generation)?.epochs ?? new Map<number, { startTxid: number }>())].map(([e, m]) => [e, m.startTxid]));
     this.#needResync = false;
+    // A new writer or generation (or a repair) was found: its next segments come at the active pace.
+    if (!initial) this.#appliedAt = performance.now();
     if (tip && tip.generation === plan.generation && onChain(plan, tip.txid, tip.checksum)) {
       tip.epochs = epochs;
       tip.maxEpoch = maxEpoch;
