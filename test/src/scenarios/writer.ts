@@ -208,8 +208,16 @@ const commit = (): boolean => {
   commits++;
   out(`C ${n} ${db.txid}`);
   if (config.appCheckpointEvery && commits % config.appCheckpointEvery === 0) {
-    // Refused ('not-durable') while uploads are pending; never an error.
-    db.checkpoint();
+    // Refused ('not-durable') while uploads are pending. A full disk or an I/O error fails it as it
+    // fails a write (the checkpoint's marker transaction is rolled back): the application's error,
+    // not a crash. Anything else is.
+    try {
+      db.checkpoint();
+    } catch (e) {
+      const code = (e as { code?: string }).code ?? '';
+      if (!/^SQLITE_(FULL|IOERR)/.test(code)) throw e;
+      process.stderr.write(`scenario writer: db.checkpoint() failed with ${code}\n`);
+    }
   }
   return true;
 };
@@ -223,7 +231,17 @@ for (;;) {
       process.exit(3);
     }
     out(`Z ${n} ${db.txid}`);
-    await db.close();
+    try {
+      await db.close();
+    } catch (e) {
+      // close() checkpoints; a full disk or an I/O error fails that checkpoint (its marker rolled
+      // back, every transaction durable): a typed failure of the application's call, exit 4.
+      const code = (e as { code?: string }).code ?? '';
+      if (!/^SQLITE_(FULL|IOERR)/.test(code)) throw e;
+      out(`X ${code} close`);
+      process.stderr.write(`scenario writer: close failed with ${code}\n`);
+      process.exit(4);
+    }
     process.exit(0);
   }
   if (config.mode === 'steady') {
