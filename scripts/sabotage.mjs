@@ -364,6 +364,16 @@ const SABOTAGES = {
     ],
     tests: ['shipper-worker'],
   },
+  'close-checkpoint-marker': {
+    what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
+    edits: [['packages/vfs/src/open.ts', '(this.sink ? capture.lastTxid === this.checkpointedThrough : true)', 'true']],
+    tests: ['shipper-heal'],
+  },
+  'close-on-full-disk': {
+    what: 'close() gives up when its last checkpoint fails on a full disk: it rejects before releasing the lease or closing the handle',
+    edits: [['packages/shipper/src/checkpoints.ts', 'if (!isLocalIoError(e)) throw e;', 'if (e) throw e;']],
+    tests: ['shipper-heal'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -5,7 +5,7 @@
 // If another writer took over meanwhile, it stops for good with ERR_LEASE_LOST. Real servers:
 // s3rver and dynalite, each behind a fault proxy.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -15,7 +15,7 @@ import { openReplicated, type ReplicatedDatabase, type ReplicatedOptions } from 
 import { restore } from '@walship/restore';
 import { createS3Storage } from '@walship/storage';
 import { loadFormat, parseObjectKey } from '@walship/format';
-import { openDatabase } from '@walship/vfs';
+import { nodeFs, openDatabase, type FsOps } from '@walship/vfs';
 import { startDynalite, startFaultProxy, startS3rver, type DynamoServer, type FaultProxy, type S3Server } from './servers/index.js';
 
 const TABLE = 'walship-leases';
@@ -176,4 +176,67 @@ describe('the writer heals after a DynamoDB outage', () => {
       await db.close().catch(() => undefined);
     }
   });
+});
+
+/** node:fs whose next `failNext` writes fail with ENOSPC, as a full disk does; counts the failures. */
+function fullDisk(): { fs: FsOps; failNext: number; failures: number } {
+  const state = { fs: { ...nodeFs } as FsOps, failNext: 0, failures: 0 };
+  state.fs.writeSync = (fd, buf, off, len, pos) => {
+    if (state.failNext > 0) {
+      state.failNext--;
+      state.failures++;
+      throw Object.assign(new Error('ENOSPC: injected'), { code: 'ENOSPC', errno: -28, syscall: 'write' });
+    }
+    return nodeFs.writeSync(fd, buf, off, len, pos);
+  };
+  return state;
+}
+
+describe('close() on a full disk', () => {
+  // 'through close': every write fails until close() returns. 'one write': only the checkpoint's
+  // first write fails, so the disk has room again by the time the handle closes (a checkpoint there
+  // that wrote its own marker would put a txid in the file the replica never gets).
+  for (const [name, failNext] of [['through close', 1e9], ['one write', 1]] as const) {
+    test(`${name}: the checkpoint at close fails, close() still releases the lease, and the next open continues the replica`, async () => {
+      const prefix = `heal-full/${randomBytes(3).toString('hex')}`;
+      const path = join(dir, `full-${failNext}.db`);
+      const disk = fullDisk();
+      const db = await openReplicated(path, { ...options(prefix), database: { fs: disk.fs } });
+      db.exec('CREATE TABLE t(x INTEGER PRIMARY KEY)');
+      const insert = db.prepare('INSERT INTO t VALUES (?)');
+      for (let x = 1; x <= 20; x++) insert.run(x);
+      const { txid } = await db.flush();
+      disk.failNext = failNext;
+      await db.close();
+      disk.failNext = 0;
+      assert.ok(disk.failures > 0, 'the checkpoint at close hit the full disk');
+      assert.ok(statSync(`${path}-wal`).size > 0, 'the WAL keeps its frames');
+
+      const other = createDynamoLease({ table: TABLE, ...dynamoConnection(dynamo.endpoint), key: `s3://${s3.bucket}/${prefix}`, leaseMs: LEASE_MS, logger: () => undefined });
+      try {
+        // A lease close() did not release would make this wait out the holder's deadline (waitMs 0: refused).
+        const g = await other.acquire({ waitMs: 0 });
+        assert.ok(g.epoch > 0);
+        await other.release();
+      } finally {
+        other.close();
+      }
+
+      const again = await openReplicated(path, options(prefix));
+      try {
+        assert.equal(again.txid, txid, 'the WAL recovered every transaction, and no more');
+        again.prepare('INSERT INTO t VALUES (?)').run(21);
+        await again.flush();
+      } finally {
+        await again.close();
+      }
+      const r = await restore({ s3: s3Options(prefix, s3.endpoint), path: join(dir, `full-${failNext}-restored.db`) });
+      const check = await openDatabase(r.path, { capture: false, create: false });
+      try {
+        assert.deepEqual(check.prepare('SELECT x FROM t ORDER BY x').pluck().all(), Array.from({ length: 21 }, (_, i) => i + 1));
+      } finally {
+        check.close();
+      }
+    });
+  }
 });

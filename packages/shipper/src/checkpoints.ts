@@ -203,6 +203,23 @@ export class CheckpointGate {
     return r;
   }
 
+  /**
+   * The last checkpoint of close(). A full disk or an I/O error fails only the tidy-up: the marker
+   * was rolled back, the WAL keeps every frame and the next open recovers them; it is noted and
+   * logged, and close() goes on to release the lease. Other errors are thrown.
+   */
+  closingCheckpoint(): boolean {
+    try {
+      return this.checkpointNow().checkpointed;
+    } catch (e) {
+      if (!isLocalIoError(e)) throw e;
+      const err = e as Error & { code: string };
+      this.host.noteError({ code: err.code, message: `the checkpoint at close failed: ${err.message}`, at: new Date().toISOString() });
+      this.host.log.warn('the checkpoint at close failed; the WAL keeps its frames and the next open recovers them', { code: err.code, error: err.message });
+      return false;
+    }
+  }
+
   private checkpointed(txid: number): void {
     const { ledger } = this.host;
     // Restore, retention and the lineage read expect a snapshot's txid to start a level-0 segment,

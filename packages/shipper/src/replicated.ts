@@ -231,10 +231,14 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
         const { flushed } = await s.stop(timeoutMs);
         await endpoint?.close();
         const status = s.status();
-        rawClose();
-        if (lease) {
-          if (lease.state === 'held') await lease.release().catch((e: unknown) => log.warn('lease release failed; it runs out at its deadline', { error: (e as Error).message }));
-          lease.close();
+        try {
+          rawClose();
+        } finally {
+          // The handle is closed even when closing it throws: the lease goes too.
+          if (lease) {
+            if (lease.state === 'held') await lease.release().catch((e: unknown) => log.warn('lease release failed; it runs out at its deadline', { error: (e as Error).message }));
+            lease.close();
+          }
         }
         if (!flushed) {
           throw new WalshipError(

@@ -587,9 +587,11 @@ export class Shipper {
     let flushed = await this.flushWithin(deadline);
     if (flushed && this.fatal === null) {
       await Promise.allSettled([this.snapshots.periodic]);
-      const r = this.checkpointNow();
-      // Its marker, or one an automatic checkpoint wrote during the flush above, ships too.
-      if (r.checkpointed || this.ledger.durableTxid < this.ledger.committedTxid) flushed = await this.flushWithin(deadline);
+      // Its marker, or one an automatic checkpoint wrote during the flush above, ships too. A
+      // checkpoint that fails (a full disk) leaves the WAL as it is: every transaction is durable,
+      // the next open finds them there, and the close goes on (lease released, handle closed).
+      const checkpointed = this.checkpoints.closingCheckpoint();
+      if (checkpointed || this.ledger.durableTxid < this.ledger.committedTxid) flushed = await this.flushWithin(deadline);
     }
     this.uploads.stop();
     this.leaseLoss?.stop();

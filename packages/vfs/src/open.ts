@@ -720,10 +720,21 @@ class OpenContext {
     if (this.closed) return;
     this.closed = true;
     try {
-      if (this.capture && !this.capture.failed && (!this.sink || this.durableTxid >= this.capture.lastTxid)) {
-        // Leave a clean database file and an empty WAL behind when nothing would be lost by it.
+      const capture = this.capture;
+      // Leave a clean database file and an empty WAL behind when nothing would be lost by it. With a
+      // sink, the shipper took the last checkpoint (and shipped its marker) before closing: a marker
+      // written here would put a txid in the file that the replica never gets (the next open would
+      // find the file diverged), so only an already-checkpointed WAL is truncated.
+      const tidy = capture && !capture.failed && (this.sink ? capture.lastTxid === this.checkpointedThrough : true);
+      if (tidy) {
         this.closing = true;
-        this.checkpoint();
+        try {
+          this.checkpoint();
+        } catch (e) {
+          // As in SQLite's own close: a checkpoint that fails (a full disk, an I/O error) leaves the
+          // WAL with every frame, and the next open recovers it. Anything else is a bug: thrown.
+          if (!(e instanceof SqliteError)) throw e;
+        }
       }
     } finally {
       this.capture?.suspend();

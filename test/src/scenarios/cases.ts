@@ -410,8 +410,7 @@ function fsFaultScenario(errno: 'ENOSPC' | 'EIO'): Scenario {
         ctx.counters.faults += w.fsFaults;
         rejected += w.rejected;
         if (r === 'killed') ctx.counters.violations.push(`${label}: the writer hung after the injected ${errno}`);
-        // Exit 0: it finished; 4: the open, or the checkpoint inside close(), failed with a typed
-        // error. Anything else (a crash, or
+        // Exit 0: it finished; 4: the open failed with a typed error. Anything else (a crash, or
         // replication giving up for good on a transient disk error) is a violation.
         else if (exit.code !== 0 && exit.code !== 4) ctx.counters.violations.push(`${label}: the writer stopped (exit ${exit.code}, ${w.failedWith ?? 'no code'}) after the injected ${errno}: ${w.stderr.slice(0, 1500)}`);
         // Whatever happened, a writer without faults on the same file finishes the job and the
