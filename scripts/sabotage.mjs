@@ -366,7 +366,7 @@ const SABOTAGES = {
   },
   'close-checkpoint-marker': {
     what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
-    edits: [['packages/vfs/src/open.ts', '(this.sink ? capture.lastTxid === this.checkpointedThrough : true)', 'true']],
+    edits: [['packages/shipper/src/replicated.ts', 'onCommit: s.onCommit, markerOnClose: false,', 'onCommit: s.onCommit,']],
     tests: ['shipper-heal'],
   },
   'close-on-full-disk': {

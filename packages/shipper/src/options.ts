@@ -98,7 +98,7 @@ export interface ReplicatedOptions {
    */
   encoder?: { thread?: 'worker' | 'main'; stallMs?: number; workerUrl?: URL };
   /** Passed to the VFS (page size of a new database, synchronous, ...). onCommit and durableTxid are the shipper's. */
-  database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture'>;
+  database?: Omit<OpenOptions, 'onCommit' | 'durableTxid' | 'baseTxid' | 'capture' | 'markerOnClose'>;
 }
 
 export interface ResolvedOptions {

@@ -187,7 +187,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
   let baseTxid: number | undefined;
   try {
     baseTxid = await provenBase(abs, lineage, log);
-    db = await openDatabase(abs, { ...(options.database ?? {}), onCommit: s.onCommit, ...(baseTxid !== undefined ? { baseTxid, durableTxid: baseTxid } : {}) });
+    db = await openDatabase(abs, { ...(options.database ?? {}), onCommit: s.onCommit, markerOnClose: false, ...(baseTxid !== undefined ? { baseTxid, durableTxid: baseTxid } : {}) });
   } catch (e) {
     await releaseOnFailure();
     throw e;

@@ -24,6 +24,13 @@ export interface OpenOptions {
   /** Transactions up to this txid are already durable downstream: not emitted again on open. */
   durableTxid?: number;
   /**
+   * With a sink: may close() checkpoint a WAL with transactions in it, writing the marker transaction
+   * the sink then receives (default true)? false: the sink's owner takes the last checkpoint itself
+   * before closing (a shipper, whose sink has stopped by then), and close() only truncates a WAL
+   * already checkpointed through its last transaction.
+   */
+  markerOnClose?: boolean;
+  /**
    * The database file is the state after this txid (a database restored from a replica, whose
    * checksum the caller has matched). Only valid while the WAL holds no committed transaction; it
    * overrides the txid marker row, and open records it with a marker transaction (txid + 1).
@@ -231,6 +238,7 @@ function validateOptions(o: OpenOptions): void {
   if (o.sectorSize !== undefined && (!Number.isInteger(o.sectorSize) || o.sectorSize < 512 || (o.sectorSize & (o.sectorSize - 1)) !== 0)) bad('sectorSize', 'must be a power of two >= 512', o.sectorSize);
   if (o.onCommit !== undefined && typeof o.onCommit !== 'function') bad('onCommit', 'must be a function', typeof o.onCommit);
   if (o.onCommit && o.capture === false) bad('onCommit', 'needs capture on', 'capture: false');
+  if (o.markerOnClose !== undefined && typeof o.markerOnClose !== 'boolean') bad('markerOnClose', 'must be a boolean', o.markerOnClose);
 }
 
 const SQLITE_HEADER = 'SQLite format 3\0';
@@ -721,11 +729,12 @@ class OpenContext {
     this.closed = true;
     try {
       const capture = this.capture;
-      // Leave a clean database file and an empty WAL behind when nothing would be lost by it. With a
-      // sink, the shipper took the last checkpoint (and shipped its marker) before closing: a marker
-      // written here would put a txid in the file that the replica never gets (the next open would
-      // find the file diverged), so only an already-checkpointed WAL is truncated.
-      const tidy = capture && !capture.failed && (this.sink ? capture.lastTxid === this.checkpointedThrough : true);
+      // Leave a clean database file and an empty WAL behind when nothing would be lost by it. A sink
+      // whose owner took the last checkpoint (markerOnClose: false; a shipper, which ships that
+      // checkpoint's marker before closing) never gets a marker written here: it would put a txid in
+      // the file that the replica never gets (the next open would find the file diverged).
+      const markerAllowed = !this.sink || (this.options.markerOnClose ?? true);
+      const tidy = capture && !capture.failed && (markerAllowed || capture.lastTxid === this.checkpointedThrough);
       if (tidy) {
         this.closing = true;
         try {
