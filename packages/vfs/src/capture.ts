@@ -54,6 +54,33 @@ export interface CaptureOptions {
 }
 
 const MIRROR_LIMIT = 64 * 1024 * 1024;
+const MIRROR_INITIAL = 256 * 1024;
+/** A mirror grown past this by a large transaction goes back to MIRROR_INITIAL once it is empty. */
+const MIRROR_SHRINK_ABOVE = 8 * 1024 * 1024;
+
+/** What the mirror's ArrayBuffer needs to grow and shrink in place (ES2024; not in this lib). */
+interface ResizableBuffer {
+  readonly resizable?: boolean;
+  readonly maxByteLength?: number;
+  resize(byteLength: number): void;
+}
+
+/**
+ * The mirror's memory: a resizable ArrayBuffer where the runtime has them (Node 20+, Deno 2), so a
+ * large transaction grows it in place (no copy, and only the bytes it uses are touched: fresh pages
+ * cost a page fault each, which made mirroring a 35 MB transaction cost about half of it) and it
+ * can give the memory back afterwards. Elsewhere a plain array that grows by copying.
+ */
+function mirrorBuffer(): Uint8Array {
+  try {
+    const Resizable = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer;
+    const buffer = new Resizable(MIRROR_INITIAL, { maxByteLength: MIRROR_LIMIT });
+    if ((buffer as unknown as ResizableBuffer).resizable === true) return new Uint8Array(buffer);
+  } catch {
+    // A runtime without resizable ArrayBuffers: the copying mirror below.
+  }
+  return new Uint8Array(MIRROR_INITIAL);
+}
 
 /**
  * Turns the write stream of a `-wal` file into committed transactions.
@@ -70,7 +97,8 @@ export class WalCapture implements WalObserver {
   private state: WalScanState | null = null;
   private headerBytes: Uint8Array | null = null;
   private headerDirty = false;
-  private mirror = new Uint8Array(256 * 1024);
+  /** Length-tracking over a resizable buffer where available (see mirrorBuffer). */
+  private mirror = mirrorBuffer();
   private mirrorBase = WAL_HEADER_SIZE;
   private mirrorEnd = WAL_HEADER_SIZE;
   /** The first byte the next scan can need (mirrorBase <= mirrorKeep <= mirrorEnd). */
@@ -198,6 +226,11 @@ export class WalCapture implements WalObserver {
     if (this.mirrorValid && keepFrom >= this.mirrorBase && keepFrom <= this.mirrorEnd) {
       // Bytes before keepFrom are no longer needed; they are dropped when the mirror runs out of room.
       this.mirrorKeep = keepFrom;
+      if (keepFrom === this.mirrorEnd && this.mirror.length > MIRROR_SHRINK_ABOVE) {
+        // Nothing left that a scan needs, after a large transaction: give its memory back.
+        this.resetMirror(keepFrom, true);
+        this.resizeMirror(MIRROR_INITIAL);
+      }
     } else {
       this.resetMirror(frameOffset(next, header.pageSize), true);
     }
@@ -264,6 +297,18 @@ export class WalCapture implements WalObserver {
     this.mirrorValid = valid;
   }
 
+  /** Grows (keeping the bytes in use) or shrinks the mirror: in place when its buffer is resizable. */
+  private resizeMirror(size: number): void {
+    const buffer = this.mirror.buffer as unknown as ResizableBuffer;
+    if (buffer.resizable === true) {
+      buffer.resize(size);
+      return;
+    }
+    const next = new Uint8Array(size);
+    next.set(this.mirror.subarray(0, Math.min(size, this.mirrorEnd - this.mirrorBase)));
+    this.mirror = next;
+  }
+
   private mirrorWrite(data: Uint8Array, offset: number): void {
     if (!this.mirrorValid) return;
     if (offset < this.mirrorBase || offset > this.mirrorEnd) {
@@ -285,9 +330,7 @@ export class WalCapture implements WalObserver {
       }
       let size = this.mirror.length * 2;
       while (size < need) size *= 2;
-      const grown = new Uint8Array(Math.min(size, MIRROR_LIMIT));
-      grown.set(this.mirror.subarray(0, this.mirrorEnd - this.mirrorBase));
-      this.mirror = grown;
+      this.resizeMirror(Math.min(size, MIRROR_LIMIT));
     }
     this.mirror.set(data, offset - this.mirrorBase);
     if (end > this.mirrorEnd) this.mirrorEnd = end;
