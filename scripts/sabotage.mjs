@@ -364,6 +364,11 @@ const SABOTAGES = {
     ],
     tests: ['shipper-worker'],
   },
+  'replica-follow-active-pace': {
+    what: 'openReplica({ follow: true }) polls only every followIntervalMs: no active pace after the open or a new state',
+    edits: [['packages/restore/src/replica-follow.ts', 'return activeIntervalMs > 0 && performance.now() - this.#activeSince < ACTIVE_FOR_MS ? Math.min(activeIntervalMs, intervalMs) : intervalMs;', 'return intervalMs;']],
+    tests: ['replica-follow'],
+  },
   'close-checkpoint-marker': {
     what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
     edits: [['packages/shipper/src/replicated.ts', 'onCommit: s.onCommit, markerOnClose: false,', 'onCommit: s.onCommit,']],

@@ -109,6 +109,36 @@ test('follows a live writer: at every state it reaches, the rows equal the oracl
   }
 });
 
+test('follow polls every followActiveIntervalMs for 5 s after the open or a new state, then every followIntervalMs', async () => {
+  const prefix = newPrefix('replica-follow-active');
+  const work = new Workload(78);
+  const writer = await openReplicated(join(dir, 'active.db'), s3Options(server, prefix, { batchWindowMs: 0 }));
+  let replica: ReplicaDatabase | null = null;
+  try {
+    work.setup(writer);
+    await writer.flush();
+    // An hour between quiet polls: only the active pace can show anything within this test.
+    replica = await openReplica({ ...source(server, prefix), follow: true, followIntervalMs: 3_600_000, followActiveIntervalMs: 20 });
+    assert.equal(replica.status().follow?.pollIntervalMs, 20, 'active right after the open');
+    for (let i = 0; i < 10; i++) work.step(writer);
+    await writer.flush();
+    await reach(replica, writer.txid);
+    assert.deepEqual(rows(replica), oracleRows(work, writer.txid));
+    assert.equal(replica.status().follow?.pollIntervalMs, 20, 'active after a new state');
+    await sleep(5600);
+    assert.equal(replica.status().follow?.pollIntervalMs, 3_600_000, 'quiet 5 s after the last new state');
+    const polls = replica.status().follow?.polls;
+    for (let i = 0; i < 10; i++) work.step(writer);
+    await writer.flush();
+    await sleep(1500);
+    assert.ok(replica.txid < writer.txid, `quiet: the next segment waits for the hourly poll (replica at ${replica.txid}, writer at ${writer.txid})`);
+    assert.equal(replica.status().follow?.polls, polls, 'no poll while quiet');
+  } finally {
+    replica?.close();
+    await writer.close();
+  }
+});
+
 test('a read transaction keeps its state while a newer one is staged; the next one sees it', async () => {
   const prefix = newPrefix('replica-follow-tx');
   const work = new Workload(77);
@@ -120,7 +150,7 @@ test('a read transaction keeps its state while a newer one is staged; the next o
     await writer.flush();
     const t0 = writer.txid;
     // Polls only when asked (poll()), so the test decides when a newer state lands.
-    replica = await openReplica({ ...source(server, prefix), follow: true, followIntervalMs: 3_600_000 });
+    replica = await openReplica({ ...source(server, prefix), follow: true, followIntervalMs: 3_600_000, followActiveIntervalMs: 0 });
     const before = oracleRows(work, t0);
     replica.exec('BEGIN');
     assert.deepEqual(rows(replica), before);
@@ -159,7 +189,7 @@ test('a damaged new segment: ERR_CORRUPT_OBJECT in status().follow, the replica 
     for (let i = 0; i < 20; i++) work.step(writer);
     await writer.flush();
     const t0 = writer.txid;
-    replica = await openReplica({ ...source(server, prefix), follow: true, followIntervalMs: 3_600_000 });
+    replica = await openReplica({ ...source(server, prefix), follow: true, followIntervalMs: 3_600_000, followActiveIntervalMs: 0 });
     const known = new Set((await replicaTransactions(storage, prefix)).segments.map((s) => s.key));
     for (let i = 0; i < 20; i++) work.step(writer);
     await writer.flush();

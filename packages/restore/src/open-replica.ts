@@ -38,7 +38,13 @@ export interface OpenReplicaOptions extends PlanOptions {
   follow?: boolean;
   /** With follow: ms between polls (default 1000; each is one HEAD of the predicted next segment). */
   followIntervalMs?: number;
-  /** With follow: polls between full listings, which find new epochs and generations (default 10). */
+  /**
+   * With follow: ms between polls for 5 s after the open and after each new state (default 50; 0:
+   * always followIntervalMs), so a segment is seen about this long after it lands while the writer
+   * ships. Costs up to 1000 / followActiveIntervalMs HEADs a second while it does.
+   */
+  followActiveIntervalMs?: number;
+  /** With follow: a full listing (which finds new epochs and generations) every followProbeEvery x followIntervalMs (default 10). */
   followProbeEvery?: number;
 }
 
@@ -216,6 +222,8 @@ function validate(o: OpenReplicaOptions): ReturnType<typeof validatePlanOptions>
   if (o.hydrate === true && o.cacheDir === undefined) bad('hydrate', 'copies the replica into the disk cache: give cacheDir (and a cacheDirBytes that holds the database)', o.hydrate);
   if (o.follow !== undefined && typeof o.follow !== 'boolean') bad('follow', 'must be a boolean', o.follow);
   checkInteger('followIntervalMs', o.followIntervalMs, 10, 3_600_000);
+  checkInteger('followActiveIntervalMs', o.followActiveIntervalMs, 0, 3_600_000);
+  if (o.followActiveIntervalMs !== undefined && o.followActiveIntervalMs > 0 && o.followActiveIntervalMs < 10) bad('followActiveIntervalMs', 'must be 0 (off) or at least 10 ms', o.followActiveIntervalMs);
   checkInteger('followProbeEvery', o.followProbeEvery, 1, 1_000_000);
   if (o.follow === true && stop.kind !== 'latest') bad('follow', 'shows the latest state: it cannot be combined with txid or timestamp', o.follow);
   return stop;
@@ -300,6 +308,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
           pages,
           objects,
           intervalMs: options.followIntervalMs ?? 1000,
+          activeIntervalMs: options.followActiveIntervalMs ?? 50,
           probeEvery: options.followProbeEvery ?? 10,
           generation: options.generation,
           concurrency,

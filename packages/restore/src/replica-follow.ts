@@ -11,6 +11,8 @@ import { buildView, loadObjects, type ReplicaObject, type ReplicaPages } from '.
 
 /** Bytes one GET of a new segment's chunks may hold while they are verified. */
 const VERIFY_PIECE_BYTES = 4 * 1024 * 1024;
+/** How long after the open or a new state the follower polls every `activeIntervalMs` (as follow()). */
+const ACTIVE_FOR_MS = 5000;
 
 export interface ReplicaFollowStatus {
   state: 'following' | 'stopped';
@@ -22,6 +24,8 @@ export interface ReplicaFollowStatus {
   /** Milliseconds from the commit of `txid` (the writer's clock) to now. */
   lagMs: number;
   polls: number;
+  /** The current time between polls: `activeIntervalMs` for 5 s after the open or a new state, else `intervalMs`. */
+  pollIntervalMs: number;
   /** States switched to since the open. */
   updates: number;
   lastPollAt: string | null;
@@ -36,7 +40,9 @@ export interface ReplicaFollowerOptions {
   /** The objects whose indexes are read, by key (those of the current state). */
   objects: ReplicaObject[];
   intervalMs: number;
-  /** Polls between full listings when the predicted next segment is not there (a new epoch or generation). */
+  /** Time between polls for 5 s after the open or a new state (0: always intervalMs). */
+  activeIntervalMs: number;
+  /** A full listing every probeEvery x intervalMs (by time) when the predicted next segment is not there (a new epoch or generation). */
   probeEvery: number;
   /** Follow this generation only (the open's `generation` option). */
   generation: string | undefined;
@@ -55,6 +61,9 @@ export class ReplicaFollower {
   #lastPollAt: string | null = null;
   #lastUpdateAt: string | null = null;
   #lastError: ReplicaFollowStatus['lastError'] = null;
+  /** When the open or the last new state was (performance.now()): the active pace runs for ACTIVE_FOR_MS after it. */
+  #activeSince = performance.now();
+  #lastListAt = performance.now();
 
   constructor(o: ReplicaFollowerOptions) {
     this.#o = o;
@@ -66,7 +75,14 @@ export class ReplicaFollower {
   }
 
   start(): void {
+    this.#activeSince = this.#lastListAt = performance.now();
     this.#schedule();
+  }
+
+  /** `activeIntervalMs` for ACTIVE_FOR_MS after the open or a new state, `intervalMs` otherwise. */
+  #interval(): number {
+    const { activeIntervalMs, intervalMs } = this.#o;
+    return activeIntervalMs > 0 && performance.now() - this.#activeSince < ACTIVE_FOR_MS ? Math.min(activeIntervalMs, intervalMs) : intervalMs;
   }
 
   stop(): void {
@@ -85,6 +101,7 @@ export class ReplicaFollower {
       stagedTxid: this.#o.pages.staged?.meta.txid ?? null,
       lagMs: Math.max(0, Date.now() - plan.timestamp),
       polls: this.#polls,
+      pollIntervalMs: this.#interval(),
       updates: this.#updates,
       lastPollAt: this.#lastPollAt,
       lastUpdateAt: this.#lastUpdateAt,
@@ -115,7 +132,7 @@ export class ReplicaFollower {
         await this.#running;
       };
       void run().finally(() => this.#schedule());
-    }, this.#o.intervalMs);
+    }, this.#interval());
     // A replica that is only followed must not keep the process alive.
     this.#timer.unref();
   }
@@ -142,7 +159,8 @@ export class ReplicaFollower {
     const { source, pages } = this.#o;
     const signal = this.#abort.signal;
     const cur = this.#latest();
-    let replan = force || this.#polls % this.#o.probeEvery === 0;
+    // Full listings are paced by time, so the active pace does not multiply them.
+    let replan = force || performance.now() - this.#lastListAt >= this.#o.probeEvery * this.#o.intervalMs - this.#o.intervalMs / 2;
     if (!replan) {
       // The cheap check: one HEAD of the key the writer's next segment will have.
       const last = cur.objects[cur.objects.length - 1];
@@ -154,6 +172,7 @@ export class ReplicaFollower {
       }
     }
     if (!replan) return;
+    this.#lastListAt = performance.now();
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency: this.#o.concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
     const headers = new HeaderReader(source.storage, catalog.manifest, signal);
     const plan = await planFromCatalog(catalog, {
@@ -188,6 +207,8 @@ export class ReplicaFollower {
     if (this.#stopped) return;
     this.#objects = new Map(inPlan.map((o) => [o.key, o]));
     pages.stage(view);
+    // The writer is shipping: poll at the active pace, its next segment is likely a window away.
+    this.#activeSince = performance.now();
   }
 
   /** GETs every chunk of `object` (pieces of up to 4 MiB), verifies each and keeps it in the cache. */
