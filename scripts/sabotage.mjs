@@ -369,6 +369,11 @@ const SABOTAGES = {
     edits: [['packages/restore/src/replica-follow.ts', 'return activeIntervalMs > 0 && performance.now() - this.#activeSince < ACTIVE_FOR_MS ? Math.min(activeIntervalMs, intervalMs) : intervalMs;', 'return intervalMs;']],
     tests: ['replica-follow'],
   },
+  'replica-header-cache-etag': {
+    what: "a followed replica's header cache reuses a header by key alone: an object replaced under the same key keeps its old header in every later plan",
+    edits: [['packages/restore/src/replica.ts', 'if (seen && seen.etag === entry.etag && seen.size === entry.size) {', 'if (seen) {']],
+    tests: ['replica-follow'],
+  },
   'close-checkpoint-marker': {
     what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
     edits: [['packages/shipper/src/replicated.ts', 'onCommit: s.onCommit, markerOnClose: false,', 'onCommit: s.onCommit,']],

@@ -6,7 +6,7 @@ import { bucketTip, isBehind, readMark, replicaBehind } from './mark.js';
 import { bad, checkInteger, resolveSource, type ReplicaSource } from './options.js';
 import { SyncFetcher } from './page-fetch.js';
 import { planFromCatalog, validatePlanOptions, type PlanOptions, type RestorePlan } from './plan.js';
-import { HeaderReader, missing, scanReplica } from './replica.js';
+import { HeaderReader, missing, scanReplica, type KnownHeaders } from './replica.js';
 import { DiskCache, type DiskCacheCounters } from './replica-disk-cache.js';
 import { ReplicaFollower, type ReplicaFollowStatus } from './replica-follow.js';
 import { Hydrator, type HydrationStatus } from './replica-hydrate.js';
@@ -267,7 +267,9 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
     const mark = await readMark(options);
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
     const listed = at();
-    const headers = new HeaderReader(source.storage, catalog.manifest, signal);
+    // Headers read here are the follower's first known ones: its first plan GETs only new objects.
+    const knownHeaders: KnownHeaders = new Map();
+    const headers = new HeaderReader(source.storage, catalog.manifest, signal, knownHeaders);
     const plan = await planFromCatalog(catalog, { storage: source.storage, keyring: source.keyring, stop, generation: options.generation, concurrency, signal, headers });
     if (mark && isBehind(mark, { generation: plan.generation, txid: plan.txid })) {
       const latest = stop.kind === 'latest' && options.generation === undefined;
@@ -307,6 +309,7 @@ export async function openReplica(options: OpenReplicaOptions): Promise<ReplicaD
           source,
           pages,
           objects,
+          knownHeaders,
           intervalMs: options.followIntervalMs ?? 1000,
           activeIntervalMs: options.followActiveIntervalMs ?? 50,
           probeEvery: options.followProbeEvery ?? 10,

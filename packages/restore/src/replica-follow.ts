@@ -6,7 +6,7 @@ import { segmentKey } from '@walship/format';
 import { objectFailure, restoreError, storageFailure } from './errors.js';
 import type { ResolvedSource } from './options.js';
 import { planFromCatalog, type RestorePlan } from './plan.js';
-import { HeaderReader, missing, scanReplica } from './replica.js';
+import { HeaderReader, missing, scanReplica, type KnownHeaders } from './replica.js';
 import { buildView, loadObjects, type ReplicaObject, type ReplicaPages } from './replica-pages.js';
 
 /** Bytes one GET of a new segment's chunks may hold while they are verified. */
@@ -39,6 +39,8 @@ export interface ReplicaFollowerOptions {
   pages: ReplicaPages<RestorePlan>;
   /** The objects whose indexes are read, by key (those of the current state). */
   objects: ReplicaObject[];
+  /** Headers the open read (the follower adds to it). */
+  knownHeaders: KnownHeaders;
   intervalMs: number;
   /** Time between polls for 5 s after the open or a new state (0: always intervalMs). */
   activeIntervalMs: number;
@@ -64,10 +66,13 @@ export class ReplicaFollower {
   /** When the open or the last new state was (performance.now()): the active pace runs for ACTIVE_FOR_MS after it. */
   #activeSince = performance.now();
   #lastListAt = performance.now();
+  /** Headers of the objects planned so far: a full plan GETs only the headers of new objects. */
+  readonly #knownHeaders: KnownHeaders;
 
   constructor(o: ReplicaFollowerOptions) {
     this.#o = o;
     this.#objects = new Map(o.objects.map((x) => [x.key, x]));
+    this.#knownHeaders = o.knownHeaders;
     o.pages.onSwitch = () => {
       this.#updates++;
       this.#lastUpdateAt = new Date().toISOString();
@@ -174,7 +179,7 @@ export class ReplicaFollower {
     if (!replan) return;
     this.#lastListAt = performance.now();
     const catalog = await scanReplica(source.storage, source.prefix, { signal, concurrency: this.#o.concurrency, keyring: source.keyring, originalPrefix: source.originalPrefix });
-    const headers = new HeaderReader(source.storage, catalog.manifest, signal);
+    const headers = new HeaderReader(source.storage, catalog.manifest, signal, this.#knownHeaders);
     const plan = await planFromCatalog(catalog, {
       storage: source.storage,
       keyring: source.keyring,
@@ -206,6 +211,9 @@ export class ReplicaFollower {
     const view = buildView(inPlan, plan.objects, { commitSize: plan.commitSize, meta: plan });
     if (this.#stopped) return;
     this.#objects = new Map(inPlan.map((o) => [o.key, o]));
+    // Only headers of objects still in the listing are kept.
+    const listed = new Set(catalog.generations.flatMap((g) => [...g.snapshots, ...g.segments].map((e) => e.key)));
+    for (const key of this.#knownHeaders.keys()) if (!listed.has(key)) this.#knownHeaders.delete(key);
     pages.stage(view);
     // The writer is shipping: poll at the active pace, its next segment is likely a window away.
     this.#activeSince = performance.now();

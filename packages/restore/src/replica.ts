@@ -62,6 +62,8 @@ export interface ObjectEntry {
   epoch: number;
   size: number;
   lastModified: Date | undefined;
+  /** The listing's ETag, when the store gives one. */
+  etag?: string;
 }
 
 export interface GenerationEntry {
@@ -273,6 +275,7 @@ export async function scanReplica(
             epoch: parsed.epoch,
             size: info.size,
             lastModified: info.lastModified,
+            ...(info.etag !== undefined ? { etag: info.etag } : {}),
           });
           break;
         case 'segment':
@@ -286,6 +289,7 @@ export async function scanReplica(
             epoch: parsed.epoch,
             size: info.size,
             lastModified: info.lastModified,
+            ...(info.etag !== undefined ? { etag: info.etag } : {}),
           });
           break;
       }
@@ -316,6 +320,9 @@ export async function scanReplica(
  * Reads object headers with ranged GETs and checks each against its key and the database
  * manifest, caching them: a plan reads each header at most once.
  */
+/** Headers kept across plans (a follower's polls), by key. */
+export type KnownHeaders = Map<string, { etag: string; size: number; header: ObjectHeader }>;
+
 export class HeaderReader {
   readonly #storage: ObjectStorage;
   readonly #manifest: DatabaseManifest | null;
@@ -328,17 +335,38 @@ export class HeaderReader {
   /** Ranged GETs made (for tests and cost accounting). */
   requests = 0;
 
-  constructor(storage: ObjectStorage, manifest: DatabaseManifest | null, signal?: AbortSignal) {
+  readonly #known: KnownHeaders | undefined;
+
+  /**
+   * `known`: headers read by earlier readers (a follower's polls). One is reused only for the same
+   * key, size and listing ETag (objects are write-once; a replaced one has another ETag), and is
+   * checked again against its key and this database; headers read here are added to it.
+   */
+  constructor(storage: ObjectStorage, manifest: DatabaseManifest | null, signal?: AbortSignal, known?: KnownHeaders) {
     this.#storage = storage;
     this.#manifest = manifest;
     this.#signal = signal;
+    this.#known = known;
     this.databaseId = manifest?.databaseId ?? null;
   }
 
   header(entry: ObjectEntry): Promise<ObjectHeader> {
     let p = this.#headers.get(entry.key);
     if (!p) {
-      p = this.#read(entry);
+      const seen = entry.etag !== undefined ? this.#known?.get(entry.key) : undefined;
+      if (seen && seen.etag === entry.etag && seen.size === entry.size) {
+        p = Promise.resolve().then(() => {
+          this.check(entry, seen.header);
+          return seen.header;
+        });
+      } else {
+        p = this.#read(entry);
+        if (this.#known && entry.etag !== undefined) {
+          const known = this.#known;
+          const etag = entry.etag;
+          p.then((header) => known.set(entry.key, { etag, size: entry.size, header }), () => undefined);
+        }
+      }
       this.#headers.set(entry.key, p);
       // A failed read is reported once, to whoever awaits it; do not let the cache hold a rejection unobserved.
       p.catch(() => undefined);
