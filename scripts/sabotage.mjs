@@ -374,6 +374,11 @@ const SABOTAGES = {
     edits: [['packages/restore/src/replica.ts', 'if (seen && seen.etag === entry.etag && seen.size === entry.size) {', 'if (seen) {']],
     tests: ['replica-follow'],
   },
+  'integrity-thread-answer': {
+    what: "restore's integrity_check thread (files of 32 MiB and more) reports ok whatever SQLite found",
+    edits: [['packages/restore/src/integrity-worker.ts', "post({ type: 'done', rows: rows.map((r) => String(Object.values(r)[0])) });", "post({ type: 'done', rows: rows.length >= 0 ? ['ok'] : [] });"]],
+    tests: ['integrity.test'],
+  },
   'close-checkpoint-marker': {
     what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
     edits: [['packages/shipper/src/replicated.ts', 'onCommit: s.onCommit, markerOnClose: false,', 'onCommit: s.onCommit,']],

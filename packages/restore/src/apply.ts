@@ -1,7 +1,6 @@
 import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync } from 'node:fs';
-import { PageHashes, decodeObject, loadFormat, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
+import { PageHashes, decodeObject, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { openDatabase } from '@walship/vfs';
 import { abortedError, objectFailure, restoreError } from './errors.js';
 import { missing } from './replica.js';
 import type { PlannedObject } from './plan.js';
@@ -310,17 +309,3 @@ export function hashFile(path: string, pageSize: number): { checksum: bigint; pa
   }
 }
 
-/**
- * `PRAGMA integrity_check` through walship's VFS with capture off, which reads the file without
- * writing it (the caller re-hashes the file afterwards to prove that).
- */
-export async function integrityCheck(path: string): Promise<string[]> {
-  await loadFormat();
-  const db = await openDatabase(path, { capture: false, create: false });
-  try {
-    const rows = db.pragma('integrity_check') as Record<string, unknown>[];
-    return rows.map((r) => String(Object.values(r)[0]));
-  } finally {
-    db.close();
-  }
-}

@@ -1,0 +1,46 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openDatabase } from '@walship/vfs';
+import { integrityCheck } from './integrity.js';
+
+/** A file of about `mib` MiB: a table and an index on it. */
+async function build(path: string, mib: number): Promise<void> {
+  const db = await openDatabase(path, { capture: false, pageSize: 4096 });
+  db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b BLOB); CREATE INDEX ta ON t(a)');
+  const insert = db.prepare('INSERT INTO t(a, b) VALUES (?, randomblob(1000))');
+  db.transaction(() => {
+    for (let i = 0; i < mib * 1010; i++) insert.run((i * 7919) % 100003);
+  })();
+  db.checkpoint();
+  db.close();
+}
+
+/** Declares the index descending: its entries, stored ascending, are then missing from it. */
+async function breakIndex(path: string): Promise<void> {
+  const db = await openDatabase(path, { capture: false });
+  db.pragma('writable_schema = ON');
+  db.exec("UPDATE sqlite_schema SET sql = 'CREATE INDEX ta ON t(a DESC)' WHERE name = 'ta'");
+  db.close();
+}
+
+for (const [name, mib, expected] of [['a large file, in a thread', 34, 'thread'], ['a small file, inline', 2, 'inline']] as const) {
+  test(`integrity_check of ${name}: ok for a sound file, SQLite's findings for a broken index`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'walship-integrity-'));
+    try {
+      const path = join(dir, 'a.db');
+      await build(path, mib);
+      const runs: string[] = [];
+      assert.deepEqual(await integrityCheck(path, { onRun: (how) => runs.push(how) }), ['ok']);
+      await breakIndex(path);
+      const found = await integrityCheck(path, { onRun: (how) => runs.push(how) });
+      assert.deepEqual(runs, [expected, expected]);
+      assert.ok(found.length > 0 && found[0] !== 'ok', JSON.stringify(found.slice(0, 3)));
+      assert.match(found[0]!, /missing from index ta/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
