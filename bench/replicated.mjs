@@ -10,7 +10,9 @@
 //           in one transaction, 100,000 PK reads; --reps repetitions, order rotated), steady (1,000
 //           commits/s paced: lag p50/p99 commit -> durable, segment PUTs per batch window), outage (S3
 //           down behind the fault proxy: RSS per waiting transaction)
-// Options: --reps N (default 3, --quick 1)   --compare-encoder (table: a 4th engine, openReplicated with encoder: { thread: 'main' })   --outage-commits N (default 60000, --quick 20000)   --no-save   --out FILE
+// Options: --reps N (default 3, --quick 1)   --compare-encoder (table: a 4th engine, openReplicated with encoder: { thread: 'main' })
+//          --baseline DIR (table: another engine, openReplicated from DIR/packages/*/dist: another build, e.g. a worktree of an older commit)
+//          --outage-commits N (default 60000, --quick 20000)   --no-save   --out FILE
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, writeSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -44,10 +46,10 @@ const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
 const require = createRequire(import.meta.url);
 const SECTIONS = ['table', 'steady', 'outage'];
-const LABEL = { 'better-sqlite3': 'better-sqlite3 12', replicated: 'walship openReplicated', off: 'walship, replication off', 'main-thread': "openReplicated, encoder: { thread: 'main' }" };
+const LABEL = { 'better-sqlite3': 'better-sqlite3 12', replicated: 'walship openReplicated', off: 'walship, replication off', 'main-thread': "openReplicated, encoder: { thread: 'main' }", 'baseline-build': 'openReplicated, --baseline build' };
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, reps: null, outageCommits: null, child: null, compareEncoder: false };
+  const a = { quick: false, only: null, save: true, out: null, reps: null, outageCommits: null, child: null, compareEncoder: false, baseline: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -63,6 +65,7 @@ function parseArgs(argv) {
       case '--outage-commits': a.outageCommits = positive(value()); break;
       case '--no-save': a.save = false; break;
       case '--compare-encoder': a.compareEncoder = true; break;
+      case '--baseline': a.baseline = value(); break;
       case '--out': a.out = value(); break;
       case '--child': a.child = value(); break;
       case '-h':
@@ -84,7 +87,8 @@ function positive(s) {
 }
 
 const args = parseArgs(process.argv.slice(2));
-const ENGINES = ['better-sqlite3', 'replicated', 'off', ...(args.compareEncoder ? ['main-thread'] : [])];
+const ENGINES = ['better-sqlite3', 'replicated', 'off', ...(args.compareEncoder ? ['main-thread'] : []), ...(args.baseline ? ['baseline-build'] : [])];
+const BASELINE = args.baseline ?? process.env.WALSHIP_BENCH_BASELINE ?? null;
 const Q = args.quick;
 const P = {
   reps: args.reps ?? (Q ? 1 : 3),
@@ -107,9 +111,9 @@ const P = {
 
 const s3env = () => JSON.parse(process.env.WALSHIP_BENCH_S3 ?? 'null');
 
-async function loadWalship() {
-  const shipper = await import(pathToFileURL(join(repo, 'packages/shipper/dist/index.js')).href);
-  const vfs = await import(pathToFileURL(join(repo, 'packages/vfs/dist/index.js')).href);
+async function loadWalship(root = repo) {
+  const shipper = await import(pathToFileURL(join(root, 'packages/shipper/dist/index.js')).href);
+  const vfs = await import(pathToFileURL(join(root, 'packages/vfs/dist/index.js')).href);
   return { shipper, vfs };
 }
 
@@ -133,7 +137,7 @@ async function openEngine(engine, file, extra = {}) {
     db.pragma(`cache_size = -${CACHE_KIB}`);
     return { db, flush: async () => undefined, settle: () => db.pragma('wal_checkpoint(TRUNCATE)'), close: async () => db.close(), events: [] };
   }
-  const { shipper, vfs } = await loadWalship();
+  const { shipper, vfs } = await loadWalship(engine === 'baseline-build' ? BASELINE : repo);
   if (engine === 'off') {
     const db = await vfs.openDatabase(file, { capture: false, pageSize: PAGE_SIZE, synchronous: 'NORMAL' });
     db.pragma(`cache_size = -${CACHE_KIB}`);
@@ -352,7 +356,7 @@ async function child(task) {
 function runChild(task, s3) {
   return new Promise((resolve, reject) => {
     const argv = [fileURLToPath(import.meta.url), '--child', task, ...(Q ? ['--quick'] : []), ...(args.outageCommits ? ['--outage-commits', String(args.outageCommits)] : [])];
-    const c = spawn(process.execPath, argv, { env: { ...process.env, WALSHIP_BENCH_S3: JSON.stringify(s3), NODE_NO_WARNINGS: '1' }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const c = spawn(process.execPath, argv, { env: { ...process.env, WALSHIP_BENCH_S3: JSON.stringify(s3), NODE_NO_WARNINGS: '1', ...(BASELINE ? { WALSHIP_BENCH_BASELINE: BASELINE } : {}) }, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d) => (out += d));
     c.on('error', reject);
@@ -396,15 +400,18 @@ async function sectionTable(s3) {
   emit(`Each cell: median of ${P.reps} child processes (one per engine and repetition, engine order rotated each repetition; spread in brackets). Every child: fresh file in a temporary directory on the same disk, page_size ${PAGE_SIZE}, cache_size -${CACHE_KIB}, WAL, synchronous NORMAL; ${P.commitsWarm} untimed commits, then (a), (b), (c) in that order on the same table; \`sync\` + gc before each. replicated = \`openReplicated\` with default options (1 s window, zstd, 4 MiB checkpoints), lease off, s3rver on loopback; it is flushed (untimed) after (a) and (b). off = \`openDatabase(file, { capture: false })\`: walship's VFS, no replication, SQLite's autocheckpoint.`);
   emit('');
   const cmp = args.compareEncoder;
-  emit(`| workload | ${ENGINES.map((e) => LABEL[e]).join(' | ')} | replicated / better-sqlite3 | goal | replicated / off |${cmp ? ' worker / main thread |' : ''}`);
-  emit(`|---|${ENGINES.map(() => '---:|').join('')}---:|---:|---:|${cmp ? '---:|' : ''}`);
+  const base = args.baseline !== null;
+  if (base) emit(`--baseline build: ${args.baseline} (${gitHead(args.baseline)}).`);
+  emit(`| workload | ${ENGINES.map((e) => LABEL[e]).join(' | ')} | replicated / better-sqlite3 | goal | replicated / off |${cmp ? ' worker / main thread |' : ''}${base ? ' this build / baseline build | baseline / better-sqlite3 |' : ''}`);
+  emit(`|---|${ENGINES.map(() => '---:|').join('')}---:|---:|---:|${cmp ? '---:|' : ''}${base ? '---:|---:|' : ''}`);
   const ratios = {};
   for (const [name, k, n, label, goal] of W) {
     const r = rate('replicated', k, n) / rate('better-sqlite3', k, n);
     const onOff = rate('replicated', k, n) / rate('off', k, n);
     ratios[name] = { r, onOff, goal };
     const vsMain = cmp ? ` ${fmtX(rate('replicated', k, n) / rate('main-thread', k, n))} |` : '';
-    emit(`| ${label} | ${ENGINES.map((e) => `${fmtInt(rate(e, k, n))} (${spread(e, k, n)})`).join(' | ')} | ${fmtX(r)} | >= ${goal.toFixed(1)}x: ${verdict(r >= goal)} | ${fmtX(onOff)} |${vsMain}`);
+    const vsBase = base ? ` ${fmtX(rate('replicated', k, n) / rate('baseline-build', k, n))} | ${fmtX(rate('baseline-build', k, n) / rate('better-sqlite3', k, n))} |` : '';
+    emit(`| ${label} | ${ENGINES.map((e) => `${fmtInt(rate(e, k, n))} (${spread(e, k, n)})`).join(' | ')} | ${fmtX(r)} | >= ${goal.toFixed(1)}x: ${verdict(r >= goal)} | ${fmtX(onOff)} |${vsMain}${vsBase}`);
   }
   const rep = runs.filter((r) => r.engine === 'replicated');
   emit('');
@@ -491,3 +498,12 @@ async function main() {
 
 if (args.child) await child(args.child);
 else await main();
+
+/** The short commit of a checkout (for the --baseline line), or 'not a git checkout'. */
+function gitHead(dir) {
+  try {
+    return execFileSync('git', ['-C', dir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'not a git checkout';
+  }
+}
