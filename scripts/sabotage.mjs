@@ -379,6 +379,11 @@ const SABOTAGES = {
     edits: [['packages/restore/src/integrity-worker.ts', "post({ type: 'done', rows: rows.map((r) => String(Object.values(r)[0])) });", "post({ type: 'done', rows: rows.length >= 0 ? ['ok'] : [] });"]],
     tests: ['integrity.test'],
   },
+  'open-wal-only': {
+    what: 'openDatabase opens a database file without pages whose -wal holds the commits (SQLite then deletes that -wal)',
+    edits: [['packages/vfs/src/open.ts', '    if (walBytes > 0) {\n      throw new WalshipError(\n        \'ERR_WAL_ONLY\',', '    if (walBytes < 0) {\n      throw new WalshipError(\n        \'ERR_WAL_ONLY\',']],
+    tests: ['vfs/dist/standalone.test'],
+  },
   'close-checkpoint-marker': {
     what: "the VFS's own checkpoint at close writes a marker without the shipper's continuity note (after the shipper's last checkpoint failed on a full disk): the file gets a txid the replica never does",
     edits: [['packages/shipper/src/replicated.ts', 'onCommit: s.onCommit, markerOnClose: false,', 'onCommit: s.onCommit,']],

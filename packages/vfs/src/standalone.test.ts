@@ -91,7 +91,7 @@ test('new Database() on a WAL-mode file refuses while walship has it open, and o
   (await openDatabase(path)).close();
 });
 
-test('a database whose pages are all still in its -wal is never opened by new Database() (SQLite would delete that -wal)', async () => {
+test('a database whose pages are all still in its -wal is never opened by new Database() or openDatabase() (SQLite would delete that -wal)', async () => {
   using t = tempDir();
   const path = join(t.dir, 'live.db');
   const live = await openDatabase(path);
@@ -104,6 +104,9 @@ test('a database whose pages are all still in its -wal is never opened by new Da
   assert.ok(wal.length > 0);
   for (const readonly of [true, false]) {
     assert.throws(() => new Database(copy, { readonly }), (e: unknown) => (e as { code?: string }).code === 'ERR_WAL_ONLY' && (e as { details: { walBytes: number } }).details.walBytes === wal.length);
+  }
+  for (const capture of [true, false]) {
+    await assert.rejects(openDatabase(copy, { capture }), (e: unknown) => (e as { code?: string }).code === 'ERR_WAL_ONLY' && (e as { details: { walBytes: number } }).details.walBytes === wal.length);
   }
   assert.deepEqual(readFileSync(`${copy}-wal`), wal, 'the -wal is untouched');
   assert.equal(existsSync(`${copy}.walship-lock`), false);
