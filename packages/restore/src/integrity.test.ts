@@ -6,10 +6,10 @@ import { join } from 'node:path';
 import { openDatabase } from '@walship/vfs';
 import { integrityCheck } from './integrity.js';
 
-/** A file of about `mib` MiB: a table and an index on it. */
-async function build(path: string, mib: number): Promise<void> {
+/** A file of about `mib` MiB: a table, and an index on it unless `index` is false. */
+async function build(path: string, mib: number, index = true): Promise<void> {
   const db = await openDatabase(path, { capture: false, pageSize: 4096 });
-  db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b BLOB); CREATE INDEX ta ON t(a)');
+  db.exec(`CREATE TABLE t(id INTEGER PRIMARY KEY, a INTEGER, b BLOB);${index ? ' CREATE INDEX ta ON t(a)' : ''}`);
   const insert = db.prepare('INSERT INTO t(a, b) VALUES (?, randomblob(1000))');
   db.transaction(() => {
     for (let i = 0; i < mib * 1010; i++) insert.run((i * 7919) % 100003);
@@ -44,3 +44,16 @@ for (const [name, mib, expected] of [['a large file, in a thread', 34, 'thread']
     }
   });
 }
+
+test('integrity_check of a large file without indexes runs inline (it reads each page about once whatever the cache)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'walship-integrity-'));
+  try {
+    const path = join(dir, 'a.db');
+    await build(path, 34, false);
+    const runs: string[] = [];
+    assert.deepEqual(await integrityCheck(path, { onRun: (how) => runs.push(how) }), ['ok']);
+    assert.deepEqual(runs, ['inline']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
