@@ -299,7 +299,7 @@ const SABOTAGES = {
   },
   'plain-open-wal-only': {
     what: 'new Database(filename) opens a pageless file whose -wal holds the commits (SQLite deletes that -wal)',
-    edits: [['packages/vfs/src/standalone.ts', 'if (size < 512 && walBytes > 0) {', 'if (false && size < 512 && walBytes > 0) {']],
+    edits: [['packages/vfs/src/standalone.ts', "refuseWalOnly(filename, size, 'filename');", '']],
     tests: ['vfs/dist/standalone.test'],
   },
   'existing-file-base': {
@@ -381,7 +381,7 @@ const SABOTAGES = {
   },
   'open-wal-only': {
     what: 'openDatabase opens a database file without pages whose -wal holds the commits (SQLite then deletes that -wal)',
-    edits: [['packages/vfs/src/open.ts', '    if (walBytes > 0) {\n      throw new WalshipError(\n        \'ERR_WAL_ONLY\',', '    if (walBytes < 0) {\n      throw new WalshipError(\n        \'ERR_WAL_ONLY\',']],
+    edits: [['packages/vfs/src/open.ts', "refuseWalOnly(abs, st.size, 'path');", '']],
     tests: ['vfs/dist/standalone.test'],
   },
   'close-checkpoint-marker': {

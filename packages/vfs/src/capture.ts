@@ -61,7 +61,6 @@ const MIRROR_SHRINK_ABOVE = 8 * 1024 * 1024;
 /** What the mirror's ArrayBuffer needs to grow and shrink in place (ES2024; not in this lib). */
 interface ResizableBuffer {
   readonly resizable?: boolean;
-  readonly maxByteLength?: number;
   resize(byteLength: number): void;
 }
 

@@ -7,6 +7,7 @@ import { WalCapture, type CommittedTransaction } from './capture.js';
 import { Database } from './database.js';
 import { SqliteError, WalshipError } from './errors.js';
 import { acquireProcessLock } from './process-lock.js';
+import { refuseWalOnly } from './wal-only.js';
 import { scanWalFile, type WalScanState } from './wal/scanner.js';
 import { WAL_HEADER_SIZE, parseWalHeader, type WalHeader } from './wal/format.js';
 
@@ -257,22 +258,7 @@ function checkTarget(abs: string, create: boolean): void {
   }
   if (st.isDirectory()) throw new WalshipError('ERR_CANTOPEN', `${abs} is a directory, not a database file`, { details: { path: abs } });
   if (!st.isFile()) throw new WalshipError('ERR_CANTOPEN', `${abs} is not a regular file`, { details: { path: abs } });
-  if (st.size < 512) {
-    // SQLite deletes the -wal of a database file that has no pages, and that -wal may hold every commit.
-    let walBytes = 0;
-    try {
-      walBytes = statSync(`${abs}-wal`).size;
-    } catch {
-      // No -wal.
-    }
-    if (walBytes > 0) {
-      throw new WalshipError(
-        'ERR_WAL_ONLY',
-        `${abs} has no pages (${st.size} bytes) but its -wal holds ${walBytes} bytes; SQLite would delete that -wal on open. Nothing was opened: copy the -wal aside and open the database with the tool that wrote it`,
-        { details: { path: abs, fileBytes: st.size, walBytes } },
-      );
-    }
-  }
+  refuseWalOnly(abs, st.size, 'path');
   if (st.size === 0) return;
   const head = new Uint8Array(16);
   let fd: number;

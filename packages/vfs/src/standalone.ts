@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { SqliteError, WalshipError, WalshipRangeError, WalshipTypeError } from './errors.js';
 import { NodeVfs } from './node-vfs.js';
 import { acquireProcessLock } from './process-lock.js';
+import { refuseWalOnly } from './wal-only.js';
 import { loadedSqlite, type Sqlite3 } from './sqlite.js';
 import type { DatabaseHandle, FileOptions } from './types.js';
 
@@ -124,13 +125,7 @@ function lockIfWal(filename: string): { release: () => void } | undefined {
   }
   const walHeader = got === header.length && (header[18] === WAL_VERSION || header[19] === WAL_VERSION);
   if (!walHeader && walBytes === 0) return undefined;
-  if (size < 512 && walBytes > 0) {
-    throw new WalshipError(
-      'ERR_WAL_ONLY',
-      `${filename} has no pages (${size} bytes) but its -wal holds ${walBytes} bytes; SQLite would delete that -wal on open. Nothing was opened: copy the -wal aside and open the database with the tool that wrote it`,
-      { details: { filename, fileBytes: size, walBytes } },
-    );
-  }
+  refuseWalOnly(filename, size, 'filename');
   return { release: acquireProcessLock(resolve(filename)) };
 }
 
