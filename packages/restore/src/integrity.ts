@@ -3,14 +3,14 @@ import { Worker } from 'node:worker_threads';
 import { loadFormat } from '@walship/format';
 import { openDatabase } from '@walship/vfs';
 
-/** @internal Restore's thread to the integrity thread: the file to check, once it is finished. */
-export interface ToIntegrityThread {
+/** @internal What the integrity thread is started with. */
+export interface IntegrityWorkerData {
   path: string;
   cacheKiB: number;
 }
 
-/** @internal The integrity thread's answers: ready (SQLite loaded), then the check's rows or its failure. */
-export type FromIntegrityThread = { type: 'ready' } | { type: 'done'; rows: string[] } | { type: 'failed'; code: string; message: string };
+/** @internal The integrity thread's one answer. */
+export type FromIntegrityThread = { type: 'done'; rows: string[] } | { type: 'failed'; code: string; message: string };
 
 /** Databases from this size are checked in a thread with a larger page cache. */
 export const INTEGRITY_THREAD_FROM_BYTES = 32 * 1024 * 1024;
@@ -19,60 +19,21 @@ export const INTEGRITY_CACHE_MAX_BYTES = 128 * 1024 * 1024;
 
 export type IntegrityRun = 'thread' | 'inline' | 'inline-after-thread-failure';
 
-/**
- * A worker thread with its own SQLite that runs PRAGMA integrity_check on the file it is given.
- * Its page cache is freed with the thread. Any failure of the thread itself makes `check` resolve
- * null: the caller checks inline instead.
- */
-export class IntegrityThread {
-  readonly #worker: Worker;
-  #answer: ((m: FromIntegrityThread | null) => void) | null = null;
-  #ended = false;
-
-  constructor() {
-    this.#worker = new Worker(new URL('./integrity-worker.js', import.meta.url));
-    const end = (): void => {
-      this.#ended = true;
-      this.#answer?.(null);
-      this.#answer = null;
+/** integrity_check's rows from a worker thread with its own SQLite; rejects when the thread or the check fails. */
+function inThread(path: string, cacheKiB: number): Promise<string[]> {
+  return new Promise<string[]>((resolve, reject) => {
+    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, cacheKiB } satisfies IntegrityWorkerData });
+    let settled = false;
+    const settle = (f: () => void): void => {
+      if (settled) return;
+      settled = true;
+      f();
+      void worker.terminate();
     };
-    this.#worker.on('message', (m: FromIntegrityThread) => {
-      if (m.type === 'ready') return;
-      this.#answer?.(m);
-      this.#answer = null;
-    });
-    this.#worker.on('error', end);
-    this.#worker.on('exit', end);
-  }
-
-  /** The rows of integrity_check, an error the check itself threw, or null when the thread could not run it. */
-  async check(path: string, cacheKiB: number): Promise<string[] | null> {
-    if (this.#ended) return null;
-    const m = await new Promise<FromIntegrityThread | null>((resolve) => {
-      this.#answer = resolve;
-      this.#worker.postMessage({ path, cacheKiB } satisfies ToIntegrityThread);
-    });
-    this.close();
-    if (m === null || m.type === 'ready') return null;
-    if (m.type === 'failed') throw Object.assign(new Error(m.message), { code: m.code });
-    return m.rows;
-  }
-
-  close(): void {
-    if (this.#ended) return;
-    this.#ended = true;
-    void this.#worker.terminate();
-  }
-}
-
-/** A thread for a database of `bytes`, or null when it is checked inline (small). The caller closes it. */
-export function integrityThreadFor(bytes: number): IntegrityThread | null {
-  if (bytes < INTEGRITY_THREAD_FROM_BYTES) return null;
-  try {
-    return new IntegrityThread();
-  } catch {
-    return null;
-  }
+    worker.on('message', (m: FromIntegrityThread) => settle(() => (m.type === 'done' ? resolve(m.rows) : reject(Object.assign(new Error(m.message), { code: m.code })))));
+    worker.on('error', (e) => settle(() => reject(e)));
+    worker.on('exit', (code) => settle(() => reject(new Error(`the integrity check thread exited with code ${code}`))));
+  });
 }
 
 /**
@@ -94,9 +55,7 @@ export async function integrityCheck(path: string, options: { onRun?: (how: Inte
     const indexes = size >= INTEGRITY_THREAD_FROM_BYTES ? (db.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'index'").pluck().get() as number) : 0;
     if (indexes > 0) {
       db.close();
-      const thread = integrityThreadFor(size);
-      const rows = thread ? await thread.check(path, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024)).catch(() => null) : null;
-      thread?.close();
+      const rows = await inThread(path, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024)).catch(() => null);
       if (rows !== null) {
         options.onRun?.('thread');
         return rows;
