@@ -394,6 +394,11 @@ const SABOTAGES = {
     edits: [['packages/shipper/src/checkpoints.ts', 'if (!isLocalIoError(e)) throw e;', 'if (e) throw e;']],
     tests: ['shipper-heal'],
   },
+  's3rver-atomic-put': {
+    what: "the test harness runs s3rver's own putObject, which overwrites an object's file in place and can answer before the bytes are written (a GET right after a PUT read a truncated database.json in CI)",
+    edits: [['test/src/servers/s3rver.ts', 'FilesystemStore.prototype.putObject = async function putObject', 'FilesystemStore.prototype.unusedPutObject = async function putObject']],
+    tests: ['servers.test'],
+  },
 };
 
 const args = process.argv.slice(2);

@@ -27,8 +27,40 @@ const NAME = 's3rver';
 const INSTALL = 'pnpm install in /work/main (test/package.json depends on s3rver 3.7.1)';
 
 // argv: [node, modulePath, directory, silent]
+//
+// s3rver 3.7.1 answers a PUT when its hashing stream finishes, before the file stream has written the
+// bytes, and writes over the object's file in place: a GET right after the PUT's answer can read a
+// truncated object (seen in CI: a database.json just written read back as invalid JSON). S3 is
+// read-after-write consistent and replaces an object atomically, so the launcher replaces the store's
+// putObject with one that writes a temporary file, waits for it to close, and renames it into place.
 const CHILD_SRC = `
+const path = require('node:path');
+const fs = require('node:fs');
+const crypto = require('node:crypto');
+const { Transform } = require('node:stream');
+const { pipeline } = require('node:stream/promises');
 const S3rver = require(process.argv[1]);
+const FilesystemStore = require(path.join(path.dirname(process.argv[1]), 'stores', 'filesystem.js'));
+let putSeq = 0;
+FilesystemStore.prototype.putObject = async function putObject(object) {
+  const objectPath = this.getResourcePath(object.bucket, object.key, 'object');
+  await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
+  const temp = objectPath + '.walship-put-' + (++putSeq);
+  const md5 = crypto.createHash('md5');
+  let size = 0;
+  const count = new Transform({ transform(chunk, encoding, done) { md5.update(chunk); size += chunk.length; done(null, chunk); } });
+  const source = Buffer.isBuffer(object.content) ? [object.content] : object.content;
+  try {
+    await pipeline(source, count, fs.createWriteStream(temp));
+    await fs.promises.rename(temp, objectPath);
+  } catch (e) {
+    await fs.promises.rm(temp, { force: true });
+    throw e;
+  }
+  const digest = md5.digest('hex');
+  await this.putMetadata(object.bucket, object.key, object.metadata, digest);
+  return { size, md5: digest };
+};
 const server = new S3rver({
   address: '127.0.0.1',
   port: 0,

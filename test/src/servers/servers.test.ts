@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
+import { Readable } from 'node:stream';
 import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
@@ -232,6 +233,42 @@ test('s3rver: a given dir keeps the bucket and its objects across a restart', as
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('s3rver: an overwrite is atomic: a GET during the PUT reads the old object, after it the new one', async () => {
+  // s3rver 3.7.1 wrote over the object's file in place and could answer the PUT before the bytes were
+  // written (CI read a just-written database.json back as invalid JSON). The launcher's putObject writes
+  // a temporary file and renames it. Hold a PUT's body half sent: the old object must still read whole.
+  const server = await startS3rver({ bucket: 'raw' });
+  const s3 = new S3Client(server.s3ClientConfig());
+  const read = async (): Promise<Buffer> => Buffer.from(await (await s3.send(new GetObjectCommand({ Bucket: 'raw', Key: 'k' }))).Body!.transformToByteArray());
+  try {
+    const v1 = Buffer.alloc(1 << 20, 1);
+    const v2 = Buffer.alloc(2 << 20, 2);
+    await s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'k', Body: v1 }));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const body = Readable.from(
+      (async function* () {
+        yield v2.subarray(0, 1 << 20);
+        await released;
+        yield v2.subarray(1 << 20);
+      })(),
+    );
+    const put = s3.send(new PutObjectCommand({ Bucket: 'raw', Key: 'k', Body: body, ContentLength: v2.length }));
+    await sleep(300); // the first half reaches the server (in place, it would be in the file by now)
+    const during = await read();
+    assert.ok(during.equals(v1), `during the PUT: the old object (got ${during.length} bytes, first byte ${during[0]})`);
+    release();
+    await put;
+    const after = await read();
+    assert.ok(after.equals(v2), `after the PUT: the new object (got ${after.length} bytes)`);
+    const listed = await s3.send(new ListObjectsV2Command({ Bucket: 'raw' }));
+    assert.deepEqual((listed.Contents ?? []).map((o) => o.Key), ['k'], 'no temporary file is listed');
+  } finally {
+    s3.destroy();
+    await server.stop();
   }
 });
 
