@@ -170,8 +170,11 @@ for (const label of ['plain', 'encrypted'] as const) {
         assert.match(v.checksum, /^[0-9a-f]{16}$/);
         assert.ok(v.pages >= 1);
         const s = db.status();
-        assert.ok(s.chunksFetched > before.chunksFetched && s.chunksFetched <= s.chunksTotal, `chunks fetched ${s.chunksFetched} of ${s.chunksTotal}`);
-        assert.ok(s.gets > before.gets && s.bytes > before.bytes, JSON.stringify(s));
+        // A tip that is one chunk (a snapshot of a small database, as writer timing sometimes leaves
+        // it) was all fetched at open: verify then has nothing left to GET.
+        const allAtOpen = before.chunksFetched === s.chunksTotal;
+        assert.ok((allAtOpen || s.chunksFetched > before.chunksFetched) && s.chunksFetched <= s.chunksTotal, `chunks fetched ${s.chunksFetched} of ${s.chunksTotal} (${before.chunksFetched} at open)`);
+        if (!allAtOpen) assert.ok(s.gets > before.gets && s.bytes > before.bytes, JSON.stringify(s));
         rows(db);
         assert.ok(db.status().cacheHits > s.cacheHits, 'a second pass over the pages is served from the cache');
         assert.equal(db.status().gets, s.gets, 'and makes no GET (the database fits in the default cache)');
