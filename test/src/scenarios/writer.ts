@@ -74,8 +74,21 @@ if (!config) {
   process.stderr.write('scenario writer: set WALSHIP_SCENARIO_WRITER to its JSON configuration (or to stdin and send it as one line)\n');
   process.exit(2);
 }
+// Lines go out synchronously (a kill -9 right after must not lose them). stdout is a pipe the
+// harness reads; when it is full (the harness busy under load) a write answers EAGAIN: wait 1 ms
+// and write the rest (seen in CI: the writer died on EAGAIN and counted as a crash).
+const pause = new Int32Array(new SharedArrayBuffer(4));
 const out = (line: string): void => {
-  writeSync(1, `${line}\n`);
+  const bytes = Buffer.from(`${line}\n`);
+  let done = 0;
+  while (done < bytes.length) {
+    try {
+      done += writeSync(1, bytes, done, bytes.length - done);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
 };
 let seed = config.seed | 0 || 1;
 const rand = (n: number): number => {
