@@ -537,6 +537,13 @@ async function sectionOutage(results) {
       curve: samples.filter((_, i) => (i + 1) % Math.max(1, Math.round(samples.length / 10)) === 0).map((s) => `${Math.round(s.t / 1000)} s ${(s.rss / 2 ** 20).toFixed(0)}`),
     };
     r.growth = r.endRss - r.baseRss;
+    // After the first minute (JIT, SQLite's page cache and the allocators settle): the slope per
+    // waiting transaction, RSS and its parts.
+    const at60 = samples.find((x) => x.t >= 60_000);
+    if (at60 && last.t > at60.t + 30_000) {
+      const txns = (r.rate * (last.t - at60.t)) / 1000;
+      r.slope = { from: at60.t, txns, rss: (last.rss - at60.rss) / txns, external: (last.external - at60.external) / txns, wasm: (last.wasm - at60.wasm) / txns, heap: (last.heapUsed - at60.heapUsed) / txns };
+    }
     // Back up: how long until everything committed during the outage is durable.
     const target = db.txid;
     proxy.setDown(false);
@@ -593,6 +600,7 @@ async function sectionOutage(results) {
   emit(`| RSS growth (end - first ${P.rssBaselineS} s average) | ${fmtMiB(r.growth)} (${(r.growth / 1e6).toFixed(1)} MB) |`);
   emit(`| RSS peak during the outage / during catch-up | ${fmtMiB(r.peakRss)} / ${fmtMiB(r.catchupPeakRss)} |`);
   emit(`| RSS over time (MiB) | ${r.curve.join(', ')} |`);
+  if (r.slope) emit(`| after the first minute, per waiting transaction (${fmtInt(r.slope.txns)} of them): RSS / external (SQLite wasm memory) / heapUsed | ${r.slope.rss.toFixed(1)} B / ${r.slope.external.toFixed(1)} B (${r.slope.wasm.toFixed(1)} B) / ${r.slope.heap.toFixed(1)} B |`);
   emit(`| pending at the end: transactions, WAL bytes; -wal file | ${fmtInt(r.pending)}, ${fmtMiB(r.pendingWal)}; ${fmtMiB(r.walAtEnd)} |`);
   emit(`| failed requests during the outage; walLimitReached | ${fmtInt(r.failedDuring)}; ${r.walLimitReached} |`);
   emit(`| catch-up after setDown(false) | ${r.caughtUp ? `${(r.catchupMs / 1000).toFixed(1)} s` : `NOT caught up after ${(r.catchupMs / 1000).toFixed(0)} s (durable ${fmtInt(r.durableAtGiveUp)} of ${fmtInt(r.target)}; state ${r.state}; last error ${r.lastErrorAfter})`} |`);

@@ -399,6 +399,16 @@ const SABOTAGES = {
     edits: [['test/src/servers/s3rver.ts', 'FilesystemStore.prototype.putObject = async function putObject', 'FilesystemStore.prototype.unusedPutObject = async function putObject']],
     tests: ['servers.test'],
   },
+  'pending-overflow-off': {
+    what: "the pending queue keeps every chunk of its list of waiting transactions in memory (48 bytes a transaction for as long as S3 is down)",
+    edits: [['packages/shipper/src/pending.ts', 'if (this.overflow && ci - 1 >= FRONT_CHUNKS) this.overflow.spill', 'if (this.overflow && ci < 0) this.overflow.spill']],
+    tests: ['shipper/dist/pending.test'],
+  },
+  'pending-overflow-slot': {
+    what: 'the overflow file writes every chunk at offset 0: chunks read back hold another chunk\'s transactions',
+    edits: [['packages/shipper/src/pending-chunks.ts', 'bytes.byteLength - done, slot * CHUNK_BYTES + done);', 'bytes.byteLength - done, done);']],
+    tests: ['shipper/dist/pending.test'],
+  },
 };
 
 const args = process.argv.slice(2);

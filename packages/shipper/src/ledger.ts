@@ -24,8 +24,9 @@ export class CommitLedger {
 
   private inCheckpoint = false;
 
-  constructor(private readonly o: { maxPendingMemoryBytes: number; maxSegmentBytes: number }) {
-    this.queue = new PendingQueue(o.maxPendingMemoryBytes);
+  /** `overflowPath`: where the queue's list of waiting transactions goes past its first chunks (S3 down for long). */
+  constructor(private readonly o: { maxPendingMemoryBytes: number; maxSegmentBytes: number; overflowPath?: string | null }) {
+    this.queue = new PendingQueue(o.maxPendingMemoryBytes, { overflowPath: o.overflowPath ?? null });
   }
 
   /** One committed transaction, from inside SQLite's commit. */

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PendingQueue, pagesInRun, readWalRun, type PendingTxn } from './pending.js';
@@ -60,6 +60,73 @@ describe('PendingQueue', () => {
     assert.equal(q.first(), undefined);
     q.push(txn(42, 1, 2, false));
     assert.equal(q.first()!.txid, 42, 'an emptied queue starts again at any txid');
+  });
+
+  test('with an overflow file, only the front chunks and the tail stay in memory; every field comes back, in order and in the middle', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'walship-pending-overflow-'));
+    const path = join(dir, 'x.db-walship-pending');
+    const q = new PendingQueue(0, { overflowPath: path });
+    try {
+      const all: PendingTxn[] = [];
+      let frame = 1;
+      const n = 4096 * 9 + 100; // ten chunks: two front, seven spilled, the tail
+      for (let txid = 1; txid <= n; txid++) {
+        const t = txn(txid, frame, 1 + (txid % 3), false);
+        frame += t.pageCount;
+        all.push(t);
+        q.push(t);
+      }
+      assert.equal(q.spilledChunks, 7, 'chunks 3..9 wait in the file');
+      assert.equal(q.overflowFailure, null);
+      assert.equal(existsSync(path), false, 'the file is unlinked once open');
+      const same = (i: number): void => assert.deepEqual(q.at(i), all[i], `transaction ${all[i]!.txid}`);
+      // A look into the middle (a spilled chunk) leaves it where it is.
+      for (const i of [0, 8191, 8192, 12_000, 20_480, 36_863, 36_864, n - 1]) same(i);
+      assert.equal(q.spilledChunks, 7);
+      // The front moves on: the chunks come back as it reaches them, the rest stay in the file.
+      let seen = 0;
+      q.dropThrough(4096 * 3 + 10, () => seen++);
+      assert.equal(seen, 4096 * 3 + 10);
+      assert.equal(q.spilledChunks, 4, 'a chunk came back to the front at each of the three steps');
+      for (let i = 0; i < q.length; i += 997) assert.deepEqual(q.at(i), all[4096 * 3 + 10 + i]);
+      // More commits while the middle is in the file: slots are reused, nothing is mixed up.
+      for (let txid = n + 1; txid <= n + 4096 * 3; txid++) {
+        const t = txn(txid, frame, 1, false);
+        frame += 1;
+        all.push(t);
+        q.push(t);
+      }
+      assert.equal(q.spilledChunks, 7, 'each full tail went to the file');
+      const base = 4096 * 3 + 10;
+      for (let i = 0; i < q.length; i += 331) assert.deepEqual(q.at(i), all[base + i], `after reuse: ${all[base + i]!.txid}`);
+      q.dropThrough(1e9);
+      assert.equal(q.length, 0);
+      assert.equal(q.spilledChunks, 0);
+      q.push(txn(all.length + 1, frame, 1, false));
+      assert.equal(q.first()!.txid, all.length + 1, 'an emptied queue starts again');
+    } finally {
+      q.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('an overflow file that cannot be written keeps the chunks in memory; a chunk that cannot be read back is a typed error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'walship-pending-overflow-'));
+    try {
+      const q = new PendingQueue(0, { overflowPath: join(dir, 'no-such-dir', 'x-walship-pending') });
+      for (let txid = 1; txid <= 4096 * 5; txid++) q.push(txn(txid, txid, 1, false));
+      assert.equal(q.spilledChunks, 0);
+      assert.equal((q.overflowFailure as NodeJS.ErrnoException | null)?.code, 'ENOENT');
+      assert.equal(q.at(4096 * 4)!.txid, 4096 * 4 + 1);
+      q.close();
+      const lost = new PendingQueue(0, { overflowPath: join(dir, 'y-walship-pending') });
+      for (let txid = 1; txid <= 4096 * 5; txid++) lost.push(txn(txid, txid, 1, false));
+      assert.equal(lost.spilledChunks, 2);
+      lost.close(); // the file is gone with its descriptor: what was in it cannot come back
+      assert.throws(() => lost.at(4096 * 3), (e: Error & { code?: string }) => e.code === 'ERR_PENDING_OVERFLOW_LOST' && /waiting for the store/.test(e.message));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('refuses a gap in txids (the txid is the position) and a WAL location it could not rebuild', () => {

@@ -1,6 +1,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import type { CapturedPage, CommittedTransaction, WalLocation } from '@walship/vfs';
 import { WalshipError } from '@walship/vfs';
+import { CHUNK, Chunk, ChunkFile, U32_FIELDS } from './pending-chunks.js';
 
 const FRAME_HEADER = 24;
 const WAL_HEADER = 32;
@@ -44,17 +45,12 @@ export function pendingFrom(txn: CommittedTransaction, postChecksum: bigint): Pe
   };
 }
 
-/** Transactions per chunk of the queue's columns. */
-const CHUNK = 4096;
-/** Per transaction: commitSize, pageCount, firstFrame (0: no WAL frames), frame count, salt1, salt2. */
-const U32_FIELDS = 6;
+/** Chunks at the front of the queue that stay in memory (the next batches read them). */
+const FRONT_CHUNKS = 2;
 
-/** One chunk of columns: 48 bytes per transaction, allocated CHUNK at a time. */
-class Chunk {
-  readonly timestamp = new Float64Array(CHUNK);
-  readonly committedAt = new Float64Array(CHUNK);
-  readonly postChecksum = new BigUint64Array(CHUNK);
-  readonly u32 = new Uint32Array(CHUNK * U32_FIELDS);
+export interface PendingQueueOptions {
+  /** A file beside the database for the chunks between the front and the tail (null: all in memory). */
+  overflowPath?: string | null;
 }
 
 /**
@@ -65,7 +61,9 @@ class Chunk {
  * While S3 is down the queue grows by one entry per commit for as long as the outage lasts, so an
  * entry is 48 bytes in typed-array columns (txids are consecutive, so the txid is the position),
  * not an object with its own WAL location and checksum: about 29 MB for 10 minutes at 1k
- * commits/s. Page images, while within the budget, sit in a map beside it.
+ * commits/s. With an overflow file, only the first FRONT_CHUNKS chunks and the tail stay in memory
+ * (4,096 entries, 192 KiB, a chunk); the ones between wait in the file and come back as the front
+ * reaches them. Page images, while within the budget, sit in a map beside it.
  */
 export class PendingQueue {
   private readonly chunks: Chunk[] = [];
@@ -78,8 +76,31 @@ export class PendingQueue {
   private readonly pages = new Map<number, CapturedPage[]>();
   private memoryBytes = 0;
   private walBytes = 0;
+  private readonly overflow: ChunkFile | null;
+  /** The last chunk read from the overflow file without taking it back (loops over the queue). */
+  private peeked: { chunk: Chunk; copy: Chunk } | null = null;
 
-  constructor(private readonly budgetBytes: number) {}
+  constructor(
+    private readonly budgetBytes: number,
+    options: PendingQueueOptions = {},
+  ) {
+    this.overflow = options.overflowPath ? new ChunkFile(options.overflowPath) : null;
+  }
+
+  /** Chunks whose columns are in the overflow file now. */
+  get spilledChunks(): number {
+    return this.chunks.reduce((n, c) => n + (c.resident ? 0 : 1), 0);
+  }
+
+  /** Why the overflow file could not be written (the chunks then stay in memory), or null. */
+  get overflowFailure(): Error | null {
+    return this.overflow?.failure ?? null;
+  }
+
+  /** Closes the overflow file. */
+  close(): void {
+    this.overflow?.close();
+  }
 
   get length(): number {
     return this.count;
@@ -117,7 +138,11 @@ export class PendingQueue {
     }
     const at = this.head + this.count;
     const ci = Math.floor(at / CHUNK);
-    if (ci === this.chunks.length) this.chunks.push(new Chunk());
+    if (ci === this.chunks.length) {
+      // The tail so far is full: past the front, it waits in the overflow file.
+      if (this.overflow && ci - 1 >= FRONT_CHUNKS) this.overflow.spill(this.chunks[ci - 1]!);
+      this.chunks.push(new Chunk());
+    }
     const c = this.chunks[ci]!;
     const i = at % CHUNK;
     c.timestamp[i] = txn.timestamp;
@@ -156,7 +181,7 @@ export class PendingQueue {
   at(i: number): PendingTxn | undefined {
     if (i < 0 || i >= this.count) return undefined;
     const at = this.head + i;
-    const c = this.chunks[Math.floor(at / CHUNK)]!;
+    const c = this.columns(this.chunks[Math.floor(at / CHUNK)]!);
     const j = at % CHUNK;
     const u = j * U32_FIELDS;
     const txid = this.firstTxid + i;
@@ -211,14 +236,26 @@ export class PendingQueue {
       if (++this.head === CHUNK) {
         this.chunks.shift();
         this.head = 0;
+        // The front moved on: its chunks come back from the overflow file.
+        for (let k = 0; k < FRONT_CHUNKS && k < this.chunks.length; k++) if (!this.chunks[k]!.resident) this.overflow!.load(this.chunks[k]!);
+        this.peeked = null;
       }
     }
     if (this.count === 0) {
       // Keep one chunk for the next commits; drop the rest.
       this.chunks.length = Math.min(this.chunks.length, 1);
       this.head = 0;
+      this.overflow?.clear();
+      this.peeked = null;
     }
     return n;
+  }
+
+  /** A chunk's columns: its own, or a copy read from the overflow file (kept for the next look). */
+  private columns(chunk: Chunk): Chunk {
+    if (chunk.resident) return chunk;
+    if (this.peeked?.chunk !== chunk) this.peeked = { chunk, copy: this.overflow!.peek(chunk) };
+    return this.peeked.copy;
   }
 }
 

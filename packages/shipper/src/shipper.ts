@@ -46,6 +46,7 @@ export class Shipper {
   private timer: NodeJS.Timeout | null = null;
   private needGeneration: NewGeneration | null = null;
   private walLimitReached = false;
+  private overflowNoted = false;
   private fatal: Error | null = null;
   private lastUpload: ReplicationStatus['lastUpload'] = null;
   private maintenance: Maintenance | null = null;
@@ -60,7 +61,7 @@ export class Shipper {
   private readonly leaseLoss: LeaseResponder | null;
 
   constructor(private readonly ctx: ShipperContext) {
-    this.ledger = new CommitLedger(ctx.options);
+    this.ledger = new CommitLedger({ ...ctx.options, overflowPath: `${ctx.path}-walship-pending` });
     this.keys = formatKeys(ctx.options.prefix);
     this.uploads = new UploadPipeline(ctx, () => this.epoch);
     this.checkpoints = new CheckpointGate({
@@ -162,6 +163,7 @@ export class Shipper {
 
   private track(txn: CommittedTransaction): void {
     this.ledger.record(txn);
+    if (!this.overflowNoted && this.ledger.queue.overflowFailure !== null) this.noteOverflowFailure();
     this.ctx.metrics.committed.inc();
     if (this.ledger.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
       this.walLimitReached = true;
@@ -413,6 +415,14 @@ export class Shipper {
     }
   }
 
+  /** Once: the queue's overflow file could not be written, so its list of waiting transactions stays in memory. */
+  private noteOverflowFailure(): void {
+    const failure = this.ledger.queue.overflowFailure;
+    if (failure === null) return;
+    this.overflowNoted = true;
+    this.ctx.log.warn("the list of transactions waiting for the store cannot go to its file beside the database; it stays in memory (48 bytes a transaction) until the store answers", { error: failure.message });
+  }
+
   private header(kind: 'segment' | 'snapshot', txns: ObjectRange): ObjectHeaderInit {
     return this.markers.header(kind, this.ledger.hashes!.pageSize, txns);
   }
@@ -598,6 +608,7 @@ export class Shipper {
     if (this.timer) clearTimeout(this.timer);
     await Promise.allSettled([this.pump, this.snapshots.periodic, this.maintenance?.stop()]);
     await this.ctx.encoder.close();
+    this.ledger.queue.close();
     const err = new WalshipError('ERR_CLOSED', `${this.ctx.path} closed before transactions ${this.ledger.durableTxid + 1}..${this.ledger.committedTxid} were durable; they stay in the WAL and ship on the next open`, {
       details: { durableTxid: this.ledger.durableTxid, committedTxid: this.ledger.committedTxid },
     });
