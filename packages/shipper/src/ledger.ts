@@ -1,6 +1,6 @@
 import type { CommittedTransaction } from '@walship/vfs';
 import type { PageHashes } from '@walship/format';
-import { PendingQueue, pendingFrom, type PendingTxn } from './pending.js';
+import { PendingQueue, pendingFrom, type PendingQueueOptions, type PendingTxn } from './pending.js';
 
 /**
  * The commit-path ledger: synchronous bookkeeping of what is committed, what waits for the store
@@ -24,9 +24,12 @@ export class CommitLedger {
 
   private inCheckpoint = false;
 
-  /** `overflowPath`: where the queue's list of waiting transactions goes past its first chunks (S3 down for long). */
-  constructor(private readonly o: { maxPendingMemoryBytes: number; maxSegmentBytes: number; overflowPath?: string | null }) {
-    this.queue = new PendingQueue(o.maxPendingMemoryBytes, { overflowPath: o.overflowPath ?? null });
+  /** `overflow`: where the queue's list of waiting transactions goes past its first chunks (S3 down for long). */
+  constructor(
+    private readonly o: { maxPendingMemoryBytes: number; maxSegmentBytes: number },
+    overflow: PendingQueueOptions = {},
+  ) {
+    this.queue = new PendingQueue(o.maxPendingMemoryBytes, overflow);
   }
 
   /** One committed transaction, from inside SQLite's commit. */

@@ -70,11 +70,15 @@ export class ChunkFile {
   /** Set when the file could not be written: chunks stay in memory from then on. */
   failure: Error | null = null;
 
-  constructor(private readonly path: string) {}
+  /** `onFailure`: told once, when the file cannot be written. */
+  constructor(
+    private readonly path: string,
+    private readonly onFailure: (error: Error) => void = () => undefined,
+  ) {}
 
-  /** Writes `chunk` out and detaches it; false (and the chunk stays in memory) when the file cannot be written. */
-  spill(chunk: Chunk): boolean {
-    if (this.failure) return false;
+  /** Writes `chunk` out and detaches it; when the file cannot be written the chunk stays in memory. */
+  spill(chunk: Chunk): void {
+    if (this.failure) return;
     try {
       if (this.fd === null) this.open();
       const slot = this.free.pop() ?? this.slots++;
@@ -82,10 +86,9 @@ export class ChunkFile {
       let done = 0;
       while (done < bytes.byteLength) done += writeSync(this.fd!, bytes, done, bytes.byteLength - done, slot * CHUNK_BYTES + done);
       chunk.detach(slot);
-      return true;
     } catch (e) {
       this.failure = e as Error;
-      return false;
+      this.onFailure(this.failure);
     }
   }
 

@@ -113,9 +113,11 @@ describe('PendingQueue', () => {
   test('an overflow file that cannot be written keeps the chunks in memory; a chunk that cannot be read back is a typed error', () => {
     const dir = mkdtempSync(join(tmpdir(), 'walship-pending-overflow-'));
     try {
-      const q = new PendingQueue(0, { overflowPath: join(dir, 'no-such-dir', 'x-walship-pending') });
+      const told: Error[] = [];
+      const q = new PendingQueue(0, { overflowPath: join(dir, 'no-such-dir', 'x-walship-pending'), onOverflowFailure: (e) => told.push(e) });
       for (let txid = 1; txid <= 4096 * 5; txid++) q.push(txn(txid, txid, 1, false));
       assert.equal(q.spilledChunks, 0);
+      assert.equal(told.length, 1, 'the failure is told once');
       assert.equal((q.overflowFailure as NodeJS.ErrnoException | null)?.code, 'ENOENT');
       assert.equal(q.at(4096 * 4)!.txid, 4096 * 4 + 1);
       q.close();

@@ -48,9 +48,14 @@ export function pendingFrom(txn: CommittedTransaction, postChecksum: bigint): Pe
 /** Chunks at the front of the queue that stay in memory (the next batches read them). */
 const FRONT_CHUNKS = 2;
 
+/** The queue's overflow file beside the database (unlinked once open). */
+export const pendingOverflowPath = (dbPath: string): string => `${dbPath}-walship-pending`;
+
 export interface PendingQueueOptions {
   /** A file beside the database for the chunks between the front and the tail (null: all in memory). */
   overflowPath?: string | null;
+  /** Told once when the overflow file cannot be written (the chunks then stay in memory). */
+  onOverflowFailure?: (error: Error) => void;
 }
 
 /**
@@ -84,7 +89,7 @@ export class PendingQueue {
     private readonly budgetBytes: number,
     options: PendingQueueOptions = {},
   ) {
-    this.overflow = options.overflowPath ? new ChunkFile(options.overflowPath) : null;
+    this.overflow = options.overflowPath ? new ChunkFile(options.overflowPath, options.onOverflowFailure) : null;
   }
 
   /** Chunks whose columns are in the overflow file now. */

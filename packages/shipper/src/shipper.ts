@@ -8,7 +8,7 @@ import type { Lineage } from './lineage.js';
 import type { FlushOptions, ReplicationStatus, ShipperContext, ShipperState } from './types.js';
 import { hashPages } from './local.js';
 import { readSpool, removeSpool } from './spool.js';
-import { pendingFrom, type PendingQueue, type PendingTxn } from './pending.js';
+import { pendingFrom, pendingOverflowPath, type PendingQueue, type PendingTxn } from './pending.js';
 import { CommitLedger } from './ledger.js';
 import { Maintenance } from './maintenance.js';
 import { UploadPipeline } from './upload.js';
@@ -46,7 +46,6 @@ export class Shipper {
   private timer: NodeJS.Timeout | null = null;
   private needGeneration: NewGeneration | null = null;
   private walLimitReached = false;
-  private overflowNoted = false;
   private fatal: Error | null = null;
   private lastUpload: ReplicationStatus['lastUpload'] = null;
   private maintenance: Maintenance | null = null;
@@ -61,7 +60,10 @@ export class Shipper {
   private readonly leaseLoss: LeaseResponder | null;
 
   constructor(private readonly ctx: ShipperContext) {
-    this.ledger = new CommitLedger({ ...ctx.options, overflowPath: `${ctx.path}-walship-pending` });
+    this.ledger = new CommitLedger(ctx.options, {
+      overflowPath: pendingOverflowPath(ctx.path),
+      onOverflowFailure: (error) => ctx.log.warn('the list of transactions waiting for the store cannot go to its file beside the database; it stays in memory (48 bytes a transaction) until the store answers', { error: error.message }),
+    });
     this.keys = formatKeys(ctx.options.prefix);
     this.uploads = new UploadPipeline(ctx, () => this.epoch);
     this.checkpoints = new CheckpointGate({
@@ -163,7 +165,6 @@ export class Shipper {
 
   private track(txn: CommittedTransaction): void {
     this.ledger.record(txn);
-    if (!this.overflowNoted && this.ledger.queue.overflowFailure !== null) this.noteOverflowFailure();
     this.ctx.metrics.committed.inc();
     if (this.ledger.queue.pendingWalBytes > this.ctx.options.walLimitBytes && !this.walLimitReached) {
       this.walLimitReached = true;
@@ -413,14 +414,6 @@ export class Shipper {
       if (this.leaseLoss?.leaseless) return;
       this.fail(e as Error);
     }
-  }
-
-  /** Once: the queue's overflow file could not be written, so its list of waiting transactions stays in memory. */
-  private noteOverflowFailure(): void {
-    const failure = this.ledger.queue.overflowFailure;
-    if (failure === null) return;
-    this.overflowNoted = true;
-    this.ctx.log.warn("the list of transactions waiting for the store cannot go to its file beside the database; it stays in memory (48 bytes a transaction) until the store answers", { error: failure.message });
   }
 
   private header(kind: 'segment' | 'snapshot', txns: ObjectRange): ObjectHeaderInit {
