@@ -364,8 +364,12 @@ const sigstopTakeover: Scenario = {
       try {
         epochA = (await a.opened).epoch;
         await until(() => a.durable > 5, 20_000, 'A to make something durable');
+        // Stop A only once the network holds at least one of its uploads: a fixed pause before the
+        // SIGSTOP sometimes saw no request from A at all, and the trial then tested no late upload.
+        const lateBefore = proxy.counts.late;
         proxy.setFaultRate(0.5, ['late']);
-        await sleep(50 + ctx.random(200));
+        await until(() => proxy.counts.late > lateBefore, 20_000, 'an upload of A to be held in the network');
+        await sleep(ctx.random(150));
         a.child.kill('SIGSTOP');
         await sleep(100); // lines A wrote before it stopped are read
         a.fenced = true;
