@@ -409,6 +409,16 @@ const SABOTAGES = {
     edits: [['packages/shipper/src/pending-chunks.ts', 'bytes.byteLength - done, slot * CHUNK_BYTES + done);', 'bytes.byteLength - done, done);']],
     tests: ['shipper/dist/pending.test'],
   },
+  'pending-overflow-off-e2e': {
+    what: 'the same as pending-overflow-off, against the end-to-end test only (S3 down for 30,000 commits through the real shipper)',
+    edits: [['packages/shipper/src/pending.ts', 'if (this.overflow && ci - 1 >= FRONT_CHUNKS) this.overflow.spill', 'if (this.overflow && ci < 0) this.overflow.spill']],
+    tests: ['test/dist/shipper-e2e'],
+  },
+  'pending-overflow-slot-e2e': {
+    what: 'the same as pending-overflow-slot, against the end-to-end test only: the replica must not silently hold wrong transactions',
+    edits: [['packages/shipper/src/pending-chunks.ts', 'bytes.byteLength - done, slot * CHUNK_BYTES + done);', 'bytes.byteLength - done, done);']],
+    tests: ['test/dist/shipper-e2e'],
+  },
 };
 
 const args = process.argv.slice(2);

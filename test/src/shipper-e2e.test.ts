@@ -4,7 +4,7 @@
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -329,6 +329,51 @@ describe('shipper through a fault proxy', () => {
     assert.ok(txid >= committed);
     assert.equal(db.status().walLimitReached, false);
     ins.run(randomBytes(10));
+    } finally {
+      proxy.setDown(false);
+      await db.close();
+    }
+    await assertReplicaEqualsFile(prefix, path);
+  });
+
+  test('S3 down for 30,000 commits: the waiting queue spills to its overflow file and every commit ships in order once S3 is back', async () => {
+    const prefix = newPrefix('overflow');
+    const path = join(dir, 'overflow.db');
+    const db = await openReplicated(path, s3Options(prefix, proxy.endpoint, { batchWindowMs: 0, uploadBackoff: { baseMs: 5, maxMs: 50 } }));
+    const COMMITS = 30_000;
+    try {
+      db.exec('CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER)');
+      await db.flush();
+      const durable = db.status().durableTxid;
+      proxy.setDown(true);
+      const ins = db.prepare('INSERT INTO t(v) VALUES (?)');
+      for (let i = 1; i <= COMMITS; i++) {
+        ins.run(i * 7);
+        if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
+      }
+      const st = db.status();
+      assert.equal(st.durableTxid, durable, 'nothing ships while S3 is down');
+      assert.ok(st.pendingTransactions >= COMMITS, `${st.pendingTransactions} transactions wait`);
+      // 30,000 waiting transactions are more than the queue keeps in memory (its front two chunks of
+      // 4,096 and the tail): the rest are in <db>-walship-pending, held open after its unlink.
+      if (process.platform === 'linux') {
+        const fds = readdirSync('/proc/self/fd').map((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`);
+          } catch {
+            return '';
+          }
+        });
+        assert.ok(fds.includes(`${path}-walship-pending (deleted)`), `the overflow file is open and unlinked (${fds.filter((f) => f.includes('walship')).join(', ')})`);
+      }
+      assert.equal(existsSync(`${path}-walship-pending`), false, 'the overflow file has no name to clean up');
+      proxy.setDown(false);
+      const committed = db.txid;
+      const { txid } = await db.flush({ timeoutMs: 120_000 });
+      assert.ok(txid >= committed);
+      assert.equal(db.status().pendingTransactions, 0);
+      const sum = db.prepare('SELECT count(*) AS n, sum(v) AS s FROM t').get() as { n: number; s: number };
+      assert.deepEqual(sum, { n: COMMITS, s: (7 * COMMITS * (COMMITS + 1)) / 2 });
     } finally {
       proxy.setDown(false);
       await db.close();
