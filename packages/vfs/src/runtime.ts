@@ -34,6 +34,7 @@ export interface RawExports {
   sqlite3_stmt_status(p: number, op: number, resetFlag: number): number;
   sqlite3_changes64(db: number): bigint;
   sqlite3_total_changes64(db: number): bigint;
+  sqlite3_total_changes(db: number): number;
   sqlite3_last_insert_rowid(db: number): bigint;
   sqlite3_errmsg(db: number): number;
   sqlite3_get_autocommit(db: number): number;
@@ -101,6 +102,7 @@ export class Runtime {
   /** Reusable buffer for bound strings/blobs (SQLite copies them: SQLITE_TRANSIENT). */
   scratch = 0;
   scratchSize = 0;
+  private scratchBytes: Uint8Array | undefined;
   /** Set when a value was handed to SQLite in its own allocation (large values): clear it after the run. */
   ownedBound = false;
   /** Two pointer-sized out slots, e.g. for `ppStmt` and `pzTail`. */
@@ -163,6 +165,14 @@ export class Runtime {
     if (this.scratch) this.dealloc(this.scratch);
     this.scratch = p;
     this.scratchSize = size;
+    this.scratchBytes = undefined;
+  }
+
+  /** A byte view of the whole scratch buffer, kept between calls (one allocation less per bound string). */
+  scratchView(): Uint8Array {
+    let v = this.scratchBytes;
+    if (v === undefined || v.byteLength === 0) v = this.scratchBytes = new Uint8Array(this.memory.buffer, this.scratch, this.scratchSize);
+    return v;
   }
 
   /** A copy of heap bytes as a Buffer where the runtime has one (Node, Deno's node compat), else a Uint8Array. */

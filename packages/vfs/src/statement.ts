@@ -191,14 +191,16 @@ export class Statement {
     const p = this.#start(params);
     const x = this.#x;
     const pDb = this.#conn.pDb;
-    const totalBefore = x.sqlite3_total_changes64(pDb);
+    // The 32-bit total (no BigInt per run): equal totals mean no change unless one statement made
+    // an exact multiple of 2^32 changes; a count that moved is read in 64 bits below.
+    const totalBefore = x.sqlite3_total_changes(pDb);
     const rc = x.sqlite3_step(p);
     if (rc !== SQLITE_DONE && rc !== SQLITE_ROW) throw this.#stepError(rc);
     // Reset before reading the counters: an INSERT ... RETURNING only halts (and counts) on reset.
     this.#reset(p);
     // sqlite3_changes() keeps the count of the last INSERT/UPDATE/DELETE, so a statement that
     // changes nothing (CREATE TABLE, SELECT) would report it again: 0 unless the total moved.
-    const changes = x.sqlite3_total_changes64(pDb) === totalBefore ? 0 : Number(x.sqlite3_changes64(pDb));
+    const changes = x.sqlite3_total_changes(pDb) === totalBefore ? 0 : Number(x.sqlite3_changes64(pDb));
     const rowid = x.sqlite3_last_insert_rowid(pDb);
     return { changes, lastInsertRowid: this.#safe ? rowid : Number(rowid) };
   }

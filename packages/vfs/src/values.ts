@@ -76,7 +76,7 @@ function bindText(rt: Runtime, p: number, i: number, s: string): number {
     }
     len = j === n ? n : j + rt.encoder.encodeInto(j === 0 ? s : s.slice(j), h.subarray(ptr + j, ptr + rt.scratchSize)).written;
   } else {
-    len = rt.encoder.encodeInto(s, h.subarray(ptr, ptr + rt.scratchSize)).written;
+    len = rt.encoder.encodeInto(s, rt.scratchView()).written;
   }
   return rt.x.sqlite3_bind_text(p, i, ptr, len, SQLITE_TRANSIENT);
 }
