@@ -388,3 +388,27 @@ test('close() with an unfinished iterate() checkpoints and releases the file: th
   assert.deepEqual(db.prepare('SELECT count(*) AS n FROM t').get(), { n: 3 });
   db.close();
 });
+
+test('a checkpoint truncates a WAL larger than journal_size_limit (64 MiB) itself, so the next commit does not', async () => {
+  using t = tempDir();
+  const path = join(t.dir, 'a.db');
+  const seen: CommittedTransaction[] = [];
+  const db = await openDatabase(path, { onCommit: (txn) => seen.push({ ...txn, pages: [] }) });
+  db.exec('CREATE TABLE t(x BLOB)');
+  const ins = db.prepare('INSERT INTO t VALUES (randomblob(?))');
+  db.transaction(() => {
+    for (let i = 0; i < 70; i++) ins.run(1024 * 1024);
+  })();
+  const big = statSync(`${path}-wal`).size;
+  assert.ok(big > 64 * 1024 * 1024, `the WAL is past the limit (${big} bytes)`);
+  db.acknowledge(db.txid);
+  assert.equal(db.checkpoint().checkpointed, true);
+  assert.equal(statSync(`${path}-wal`).size, 0, 'the checkpoint truncated the WAL');
+  db.acknowledge(db.txid);
+  db.exec('INSERT INTO t VALUES (x\'01\')');
+  assert.ok(statSync(`${path}-wal`).size < 1024 * 1024, 'the next commit starts a small WAL');
+  assert.equal(seen.at(-1)!.txid, db.txid, 'and is captured');
+  assert.equal(db.prepare('SELECT count(*) FROM t').pluck().get(), 71);
+  db.acknowledge(db.txid);
+  db.close();
+});
