@@ -9,7 +9,8 @@
 // Sections, in run order: outage (5: RSS while S3 is down, then time to catch up), commits (1: commits/s
 //           replication on vs off), lag (2: commit-to-durable p50/p99, window 1 s and 0), bytes (3: segment
 //           bytes per WAL byte), puts (4: PUTs per minute loaded and idle)
-// Options: --only outage,commits,lag,bytes,puts   --outage-seconds N (default 600, --quick 60)   --outage-control (S3 stays up: what the same load grows by anyway)   --no-save   --out FILE
+// Options: --only outage,commits,lag,bytes,puts   --outage-seconds N (default 600, --quick 60)   --outage-control (S3 stays up: what the same load grows by anyway)
+//          --outage-warm N (first N rows with S3 up, flushed and checkpointed: SQLite's page cache is full when the outage starts, as in a running application)   --no-save   --out FILE
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync, writeSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
@@ -31,7 +32,7 @@ const repo = join(here, '..');
 const SECTIONS = ['outage', 'commits', 'lag', 'bytes', 'puts'];
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, outageSeconds: null, outageControl: false };
+  const a = { quick: false, only: null, save: true, out: null, outageSeconds: null, outageControl: false, outageWarm: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -45,6 +46,7 @@ function parseArgs(argv) {
       case '--only': a.only = value().split(',').map((s) => (SECTIONS.includes(s.trim()) ? s.trim() : fail(`unknown section ${s}`))); break;
       case '--outage-seconds': a.outageSeconds = positive(value()); break;
       case '--outage-control': a.outageControl = true; break;
+      case '--outage-warm': a.outageWarm = positive(value()); break;
       case '--no-save': a.save = false; break;
       case '--out': a.out = value(); break;
       case '-h':
@@ -482,6 +484,19 @@ async function sectionOutage(results) {
     h = await openFresh('outage', { walLimitBytes: P.outageWalLimit }, proxy.endpoint);
     const { db, events } = h;
     const insert = inserter(db);
+    if (args.outageWarm > 0) {
+      // --outage-warm: a table bigger than SQLite's page cache before the outage, so the cache is
+      // full when it starts (as in an application that has been running) and does not grow during it.
+      for (let i = 0; i < args.outageWarm; ) {
+        db.exec('BEGIN');
+        for (let j = 0; j < 10_000 && i < args.outageWarm; j++, i++) insert();
+        db.exec('COMMIT');
+        await yieldLoop();
+      }
+      await db.flush();
+      db.checkpoint();
+      log(`[outage] warmed: ${fmtInt(args.outageWarm)} rows, SQLite wasm memory ${fmtMiB(wasmBytes())}`);
+    }
     gc();
     // --outage-control: the same load and samples with S3 up (what SQLite and the allocator grow by anyway).
     if (!args.outageControl) proxy.setDown(true);
@@ -590,7 +605,7 @@ async function sectionOutage(results) {
   emit(`## (5) RSS during an S3 outage, then catch-up${args.outageControl ? ' (CONTROL RUN: --outage-control, S3 stays up)' : ''}`);
   emit('');
   if (args.outageControl) emit('Control run: everything below as for the outage, but the proxy is never set down, so transactions become durable and checkpoints run; "pending" and "catch-up" then describe the end of a normal run.\n');
-  emit(`Fault proxy in front of s3rver; openReplicated through it (default window, walLimitBytes ${fmtInt(P.outageWalLimit / 2 ** 30)} GiB so the limit does not trip: ${P.outageMs / 1000} s at ${fmtInt(P.outageRate)} commits/s is ~${((P.outageMs / 1000) * P.outageRate * (PAGE_SIZE + 24) / 1e9).toFixed(1)} GB of WAL), schema + flush, gc(), setDown(true), then ${fmtInt(P.outageRate)} single-row commits/s paced for ${P.outageMs / 1000} s${Q ? ' (--quick: 60 s, not the 10 minutes of the target)' : ''}.`);
+  emit(`Fault proxy in front of s3rver; openReplicated through it (default window, walLimitBytes ${fmtInt(P.outageWalLimit / 2 ** 30)} GiB so the limit does not trip: ${P.outageMs / 1000} s at ${fmtInt(P.outageRate)} commits/s is ~${((P.outageMs / 1000) * P.outageRate * (PAGE_SIZE + 24) / 1e9).toFixed(1)} GB of WAL), schema + flush, ${args.outageWarm ? `${fmtInt(args.outageWarm)} rows in transactions of 10,000 with S3 up, flush, checkpoint (--outage-warm: SQLite's page cache is full before the outage, as in a running application), ` : ''}gc(), setDown(true), then ${fmtInt(P.outageRate)} single-row commits/s paced for ${P.outageMs / 1000} s${Q ? ' (--quick: 60 s, not the 10 minutes of the target)' : ''}.`);
   emit(`process.memoryUsage() of this process every 1 s (s3rver is a child process and not counted; the fault proxy runs in this process and only resets connections while down). Growth = RSS at the end minus the average of the first ${P.rssBaselineS} samples. Then setDown(false) with the writes stopped; catch-up = until status().durableTxid reaches the last txid (polled every 100 ms).`);
   emit('');
   emit('| | value |');
