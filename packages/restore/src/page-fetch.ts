@@ -30,6 +30,8 @@ export class SyncFetcher {
   readonly #timeoutMs: number;
   #closed = false;
   #waitedMs = 0;
+  /** The data buffer of the last request that succeeded, for the next one. */
+  #spare: SharedArrayBuffer | null = null;
 
   constructor(s3: NonNullable<ReplicaSource['s3']>, options: { location: string }) {
     const { client: _client, ...plain } = s3;
@@ -68,13 +70,17 @@ export class SyncFetcher {
   }
 
   /**
-   * Performs the GETs and returns their bytes, laid out by each range's `at`; throws a typed error.
+   * Performs the GETs and returns their bytes, laid out by each range's `at`, valid until the next
+   * call (its buffer is reused); throws a typed error.
    * `prefetch` ranges are started in the background for a later call (read-ahead).
    */
   fetch(ranges: FetchRange[], size: number, prefetch: FetchRange[] = []): Uint8Array {
     if (this.#closed) throw new WalshipError('ERR_CLOSED', `${this.#location}: the replica is closed; open it again to query it`);
     const control = new SharedArrayBuffer(8);
-    const data = new SharedArrayBuffer(size);
+    // The last request's buffer again when it is large enough (its pages are touched already); a
+    // request that failed or timed out may still be written by the fetch thread, so its buffer is not kept.
+    const data = this.#spare !== null && this.#spare.byteLength >= size ? this.#spare : new SharedArrayBuffer(size);
+    this.#spare = null;
     const error = new SharedArrayBuffer(ERROR_BYTES);
     const ctrl = new Int32Array(control);
     this.#worker.postMessage({ ranges, prefetch, control, data, error } satisfies FetchRequest);
@@ -90,7 +96,10 @@ export class SyncFetcher {
       }
     }
     this.#waitedMs += performance.now() - t0;
-    if (Atomics.load(ctrl, 0) === 1) return new Uint8Array(data);
+    if (Atomics.load(ctrl, 0) === 1) {
+      this.#spare = data;
+      return new Uint8Array(data, 0, size);
+    }
     const text = new TextDecoder().decode(new Uint8Array(error, 0, ctrl[1]));
     const e = JSON.parse(text) as { code: string; message: string; details: Record<string, unknown> };
     const key = ranges[0]?.key;

@@ -145,7 +145,11 @@ export class Signer {
 export interface RangeReader {
   /** Bytes start..end (inclusive) of `key`, or null when the object does not exist. */
   /** `etag` and `onEtag` as in GetOptions: an answer of another version fails with ERR_STORAGE_OBJECT_CHANGED. */
-  get(key: string, range: { start: number; end: number }, options?: { signal?: AbortSignal; etag?: string; onEtag?: (etag: string | undefined) => void }): Promise<Uint8Array | null>;
+  /**
+   * `into`: where the bytes go (exactly the range's length): a store's answer of that range is read
+   * straight into it and `into` is returned; any other answer is read as without it.
+   */
+  get(key: string, range: { start: number; end: number }, options?: { signal?: AbortSignal; etag?: string; onEtag?: (etag: string | undefined) => void; into?: Uint8Array }): Promise<Uint8Array | null>;
   destroy(): void;
 }
 
@@ -165,7 +169,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
   const endpointText = redactUrl(base.href);
   const signer = new Signer(creds, region);
 
-  const attempt = (path: string, range: { start: number; end: number }, signal: AbortSignal): Promise<{ value: { data: Uint8Array; etag: string | undefined } | null; status: number; bytes: number }> =>
+  const attempt = (path: string, range: { start: number; end: number }, signal: AbortSignal, into: Uint8Array | undefined): Promise<{ value: { data: Uint8Array; etag: string | undefined } | null; status: number; bytes: number }> =>
     new Promise((resolve, reject) => {
       const headers = signer.sign({ host, path, range: `bytes=${range.start}-${range.end}`, now: new Date() });
       const req = (secure ? httpsRequest : httpRequest)({ protocol: base.protocol, hostname: base.hostname, port: base.port || undefined, method: 'GET', path, headers, agent, signal });
@@ -173,21 +177,31 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
       req.on('response', (res: IncomingMessage) => {
         const parts: Buffer[] = [];
         let got = 0;
+        // Exactly the range asked for: no buffer of pieces, no concatenation (a fresh copy of every byte).
+        const direct = into !== undefined && res.statusCode === 206 && Number(res.headers['content-length']) === into.length && contentRangeStart(res) === range.start;
         res.on('data', (b: Buffer) => {
-          parts.push(b);
+          if (direct) {
+            if (got + b.length <= into.length) into.set(b, got);
+          } else {
+            parts.push(b);
+          }
           got += b.length;
         });
         res.on('error', reject);
         res.on('aborted', () => reject(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' })));
         res.on('end', () => {
           const status = res.statusCode ?? 0;
+          if (direct) {
+            if (got !== into.length) return reject(new TruncatedBody(got, into.length));
+            const etag = res.headers.etag;
+            return resolve({ value: { data: into, etag: typeof etag === 'string' ? etag : undefined }, status, bytes: got });
+          }
           const body = Buffer.concat(parts, got);
           if (status === 200 || status === 206) {
             const length = Number(res.headers['content-length']);
             if (Number.isFinite(length) && got !== length) return reject(new TruncatedBody(got, length));
             // Trust Content-Range over the request (a store that ignores Range answers 200 whole).
-            const m = status === 206 ? /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? '').trim()) : null;
-            const first = status === 206 ? (m ? Number(m[1]) : range.start) : 0;
+            const first = status === 206 ? (contentRangeStart(res) ?? range.start) : 0;
             let data: Uint8Array = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
             if (first !== range.start || data.byteLength > range.end - range.start + 1) {
               data = data.subarray(range.start - first, Math.max(range.start - first, Math.min(range.end - first + 1, data.byteLength)));
@@ -214,7 +228,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
       const path = `${basePath}/${segments.map(encodeSegment).join('/')}`;
       return runWithRetry(
         { operation: 'get', event: 'get', key, bucket: options.bucket, target: `s3://${options.bucket}/${key}`, endpoint: endpointText, policy, signal: opts.signal, onRequest: options.onRequest },
-        (signal) => attempt(path, range, signal),
+        (signal) => attempt(path, range, signal, opts.into !== undefined && opts.into.length === range.end - range.start + 1 ? opts.into : undefined),
       ).then((r) => {
         if (r === null) return null;
         checkEtag(opts.etag, r.etag, { key, bucket: options.bucket, status: 206 });
@@ -226,4 +240,10 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
       agent.destroy();
     },
   };
+}
+
+/** The first byte of a 206 answer's Content-Range, or null when it has none that parses. */
+function contentRangeStart(res: IncomingMessage): number | null {
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? '').trim());
+  return m ? Number(m[1]) : null;
 }
