@@ -55,30 +55,35 @@ const prefetched = new Map<string, Prefetched>();
 let prefetchedBytes = 0;
 
 /**
- * Buffers of prefetched bodies given back once copied out, by capacity (powers of two), for the
- * next prefetch: read-ahead batches differ in size by a little, and fresh memory costs a page fault
- * per 4 KiB on first touch.
+ * Buffers of prefetched bodies given back once copied out, for the next prefetches (as many as are
+ * started ahead): fresh memory costs a page fault per 4 KiB on first touch. Read-ahead batches
+ * differ in size by a little, so a spare buffer serves any size up to its own and at most 1 MiB or
+ * a quarter smaller.
  */
-const spare = new Map<number, ArrayBuffer[]>();
-let spareBytes = 0;
-
-const capacityOf = (size: number): number => 2 ** Math.ceil(Math.log2(Math.max(size, 64 * 1024)));
+const SPARE_BUFFERS = 4;
+const spare: ArrayBuffer[] = [];
+/** The buffers made here (a body the reader could not read into one is its own, maybe a slice of Node's pool). */
+const ours = new WeakSet<ArrayBuffer>();
 
 function buffer(size: number): Uint8Array {
-  const capacity = capacityOf(size);
-  const b = spare.get(capacity)?.pop();
-  if (b === undefined) return new Uint8Array(new ArrayBuffer(capacity), 0, size);
-  spareBytes -= capacity;
-  return new Uint8Array(b, 0, size);
+  let best = -1;
+  for (let i = 0; i < spare.length; i++) {
+    const n = (spare[i] as ArrayBuffer).byteLength;
+    if (n >= size && n - size <= Math.max(1024 * 1024, size / 4) && (best < 0 || n < (spare[best] as ArrayBuffer).byteLength)) best = i;
+  }
+  if (best < 0) {
+    const b = new ArrayBuffer(Math.ceil(size / 65536) * 65536);
+    ours.add(b);
+    return new Uint8Array(b, 0, size);
+  }
+  const [b] = spare.splice(best, 1);
+  return new Uint8Array(b as ArrayBuffer, 0, size);
 }
 
 function giveBack(view: Uint8Array): void {
   const b = view.buffer;
-  if (!(b instanceof ArrayBuffer) || b.byteLength !== capacityOf(view.byteLength) || spareBytes + b.byteLength > PREFETCH_BYTES) return;
-  const list = spare.get(b.byteLength) ?? [];
-  list.push(b);
-  spare.set(b.byteLength, list);
-  spareBytes += b.byteLength;
+  if (!(b instanceof ArrayBuffer) || !ours.has(b) || spare.length >= SPARE_BUFFERS) return;
+  spare.push(b);
 }
 
 /** The range's bytes, read straight into `into` when given (exactly the range's length). */
