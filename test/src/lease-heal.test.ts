@@ -106,14 +106,19 @@ describe('lease healing on dynalite', () => {
       const before = await readItem(config, TABLE, key);
       assert.equal(before?.epoch, 1);
       const g = await lease.reacquire();
+      // Checked before anything else awaits: the new grant is not renewed until startRenewing(), and
+      // under load (CI runs three suites at once) its 600 ms could run out during the reads below,
+      // after which a second reacquire() is rightly accepted.
+      const state = lease.state;
+      const again = lease.reacquire();
+      lease.startRenewing();
+      await assert.rejects(again, (e) => isLeaseError(e, 'ERR_LEASE_STATE'), 'only a lost lease is re-acquired');
+      assert.equal(state, 'held');
       assert.equal(g.how, 'reacquire');
       assert.equal(g.epoch, 2, 'a new epoch: whatever the lost grant still had in flight is fenced');
-      assert.equal(lease.state, 'held');
       const item = await readItem(config, TABLE, key);
       assert.equal(item?.epoch, 2);
       assert.equal(item?.owner, lease.owner);
-      await assert.rejects(lease.reacquire(), (e) => isLeaseError(e, 'ERR_LEASE_STATE'), 'only a lost lease is re-acquired');
-      lease.startRenewing();
       await lease.renew();
       assert.equal(lease.current()?.epoch, 2);
       await lease.release();
