@@ -486,16 +486,25 @@ for (const lane of lanes) {
       const key3 = newKey('injected');
       let boost = 0;
       const silent = open(key3, { owner: 's', leaseMs: 800 });
-      const eager = open(key3, { owner: 'e', leaseMs: 800, clock: () => performance.now() + boost });
-      await silent.acquire();
-      const t0 = performance.now();
-      const pending = eager.acquire({ waitMs: 5000 });
-      await sleep(60);
-      boost = 10 * 800;
-      const g3 = await pending;
-      assert.equal(g3.epoch, 2);
-      assert.ok(performance.now() - t0 < 800, 'took over before 800 ms of real time');
-      await assert.rejects(silent.renew(), (e) => e instanceof LeaseLostError && e.details.reason === 'taken-over');
+      // The contender reads through a proxy so the test sees its requests: its clock is pushed only
+      // after its first read of the holder's item has come back (its second request is sent after
+      // that). A fixed pause was not enough under load: when the first read came back after the
+      // push, the wait started then and was already past its deadline (ERR_LEASE_HELD).
+      const proxy = await startFaultProxy({ target: server.endpoint });
+      try {
+        const eager = open(key3, { owner: 'e', leaseMs: 800, endpoint: proxy.endpoint, requestTimeoutMs: 700, clock: () => performance.now() + boost });
+        await silent.acquire();
+        const pending = eager.acquire({ waitMs: 5000 });
+        await waitUntil('the contender to read the holder\u2019s item and read again', () => (proxy.stats.received >= 2 ? true : undefined), 10_000);
+        const pushed = performance.now();
+        boost = 10 * 800;
+        const g3 = await pending;
+        assert.equal(g3.epoch, 2);
+        assert.ok(performance.now() - pushed < 800, 'took over before 800 ms of real time after its clock moved on');
+        await assert.rejects(silent.renew(), (e) => e instanceof LeaseLostError && e.details.reason === 'taken-over');
+      } finally {
+        await proxy.stop();
+      }
     });
 
     test('table checks: missing table, wrong key schema; never created implicitly', async () => {
