@@ -227,6 +227,12 @@ export function bareEtag(etag: string | undefined): string | undefined {
   return etag?.replace(/^(?:W\/)?"|"$/g, '');
 }
 
+/** The first byte offset of a `Content-Range: bytes a-b/total` header (the SDK client and the ranged reader read answers with it). */
+export function contentRangeStart(header: string | undefined): number | undefined {
+  const m = header === undefined ? null : /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header.trim());
+  return m ? Number(m[1]) : undefined;
+}
+
 /**
  * The check behind GetOptions.etag: an answer whose ETag is not the expected one is of another
  * version of the object (replaced after the caller learned its ETag).

@@ -14,7 +14,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { checkEtag, redactUrl } from './errors.js';
+import { checkEtag, contentRangeStart, redactUrl } from './errors.js';
 import { resolveRetry, runWithRetry, type RetryOptions, type RetryPolicy } from './retry.js';
 import type { RequestEvent } from './types.js';
 
@@ -178,7 +178,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
         const parts: Buffer[] = [];
         let got = 0;
         // Exactly the range asked for: no buffer of pieces, no concatenation (a fresh copy of every byte).
-        const direct = into !== undefined && res.statusCode === 206 && Number(res.headers['content-length']) === into.length && contentRangeStart(res) === range.start;
+        const direct = into !== undefined && res.statusCode === 206 && Number(res.headers['content-length']) === into.length && contentRangeStart(rangeHeader(res)) === range.start;
         res.on('data', (b: Buffer) => {
           if (direct) {
             if (got + b.length <= into.length) into.set(b, got);
@@ -201,7 +201,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
             const length = Number(res.headers['content-length']);
             if (Number.isFinite(length) && got !== length) return reject(new TruncatedBody(got, length));
             // Trust Content-Range over the request (a store that ignores Range answers 200 whole).
-            const first = status === 206 ? (contentRangeStart(res) ?? range.start) : 0;
+            const first = status === 206 ? (contentRangeStart(rangeHeader(res)) ?? range.start) : 0;
             let data: Uint8Array = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);
             if (first !== range.start || data.byteLength > range.end - range.start + 1) {
               data = data.subarray(range.start - first, Math.max(range.start - first, Math.min(range.end - first + 1, data.byteLength)));
@@ -242,8 +242,7 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
   };
 }
 
-/** The first byte of a 206 answer's Content-Range, or null when it has none that parses. */
-function contentRangeStart(res: IncomingMessage): number | null {
-  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(String(res.headers['content-range'] ?? '').trim());
-  return m ? Number(m[1]) : null;
-}
+const rangeHeader = (res: IncomingMessage): string | undefined => {
+  const h = res.headers['content-range'];
+  return typeof h === 'string' ? h : undefined;
+};

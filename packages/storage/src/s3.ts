@@ -20,7 +20,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { StorageError, checkEtag, classify, isStorageError, redactUrl, type StorageOperation } from './errors.js';
+import { StorageError, checkEtag, classify, contentRangeStart, isStorageError, redactUrl, type StorageOperation } from './errors.js';
 import { abortedError, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
 
@@ -168,12 +168,6 @@ async function readBody(body: unknown, signal: AbortSignal): Promise<Uint8Array>
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
-}
-
-/** The first byte offset of a `Content-Range: bytes a-b/total` header. */
-function contentRangeStart(header: string | undefined): number | undefined {
-  const m = header === undefined ? null : /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header.trim());
-  return m ? Number(m[1]) : undefined;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

@@ -431,7 +431,6 @@ class OpenContext {
       db.pragma('foreign_keys = ON');
       if (this.capture) {
         db.pragma('wal_autocheckpoint = 0');
-        // After a RESTART checkpoint SQLite cuts a WAL file larger than this back to it.
         db.pragma(`journal_size_limit = ${JOURNAL_SIZE_LIMIT}`);
         const rc = this.sqlite3.capi.sqlite3_db_config(this.pDb, this.sqlite3.capi.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, 0);
         // Without this, closing would checkpoint frames that may not be durable downstream yet.
