@@ -287,6 +287,17 @@ const SABOTAGES = {
     edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
     tests: ['shipper-retention'],
   },
+  'retention-delete-order': {
+    what: 'retention deletes the segments below its base before the snapshots below it: a pass cut short leaves an old snapshot whose level-0 chain has a hole',
+    edits: [
+      [
+        'packages/shipper/src/maintenance.ts',
+        "const groups = [plan.doomed.filter((d) => d.key.endsWith('.snap')), plan.doomed.filter((d) => !d.key.endsWith('.snap')), ...older.groups];",
+        "const groups = [plan.doomed.filter((d) => !d.key.endsWith('.snap')), plan.doomed.filter((d) => d.key.endsWith('.snap')), ...older.groups];",
+      ],
+    ],
+    tests: ['shipper-retention'],
+  },
   'plain-open-replicated': {
     what: 'new Database(filename) opens a replicated database read-write: its writes reach the file outside capture',
     edits: [['packages/vfs/src/database.ts', 'if (standalone.wal && !this.#readonly) refuseReplicated(this, this.#name);', '']],

@@ -388,6 +388,28 @@ class CrashingStorage implements ObjectStorage {
   };
 }
 
+/** Passes the storage through, but the delete request after the first `allowed` ones fails. */
+class DeleteStopsStorage implements ObjectStorage {
+  readonly deleted: string[][] = [];
+  constructor(
+    private readonly inner: ObjectStorage,
+    private readonly allowed: number,
+  ) {}
+  get location(): string {
+    return this.inner.location;
+  }
+  put: ObjectStorage['put'] = (key, body, o) => this.inner.put(key, body, o);
+  get: ObjectStorage['get'] = (key, o) => this.inner.get(key, o);
+  head: ObjectStorage['head'] = (key, o) => this.inner.head(key, o);
+  list: ObjectStorage['list'] = (o) => this.inner.list(o);
+  putStream: ObjectStorage['putStream'] = (key, body, o) => this.inner.putStream(key, body, o);
+  delete: ObjectStorage['delete'] = async (keys, o) => {
+    if (this.deleted.length >= this.allowed) throw new Error('simulated stop before this delete');
+    this.deleted.push([...keys]);
+    return this.inner.delete(keys, o);
+  };
+}
+
 function compactionOf(r: MaintenanceResult): NonNullable<MaintenanceResult['compaction']> {
   assert.ok(r.compaction, `the pass compacted (errors: ${r.errors.join('; ')})`);
   return r.compaction;
@@ -680,5 +702,48 @@ describe('retention and compaction on s3rver', () => {
       assert.equal(viaL1.image.sha(), viaL0.image.sha(), `txid ${t}: both paths agree`);
       if (t === tip || t % 11 === 0) oracleCheck(viaL1.image, work.digestAt(t), `txid ${t}`);
     }
+  });
+
+  test('a retention pass cut short after its first delete leaves no snapshot with a hole after it', async () => {
+    const prefix = newPrefix('cut');
+    const storage = storageFor(prefix);
+    const replica = new Replica(storage, prefix);
+    const work = new Workload(5);
+    const db = await openReplicated(join(dir, 'cut.db'), options(prefix, { snapshotIntervalMs: 200 }));
+    db.exec('CREATE TABLE kv(k INTEGER PRIMARY KEY, v BLOB, n INTEGER)');
+    work.record(db);
+    let first: Catalog | undefined;
+    for (let round = 0; round < 20 && (first === undefined || first.snapshots.length < 4); round++) {
+      await writeFor(db, work, 1000);
+      await db.flush();
+      first = await replica.catalog((await replica.generations())[0] as string);
+    }
+    await db.close();
+    const [gen] = await replica.generations();
+    const full = await replica.catalog(gen as string);
+    assert.ok(full.snapshots.length >= 4, `snapshots (${full.snapshots.length})`);
+    const tip = Math.max(...full.l0.map((o) => o.header.maxTxid));
+
+    // Everything is older than the cutoff: the newest snapshot is the base, all below it can go.
+    const stops = new DeleteStopsStorage(storage, 1);
+    const r = await runMaintenancePass({ prefix, storage: stops, retentionMs: 1, now: Date.now() + 60_000, compaction: false, logLevel: 'silent' });
+    assert.equal(stops.deleted.length, 1, 'one delete request went out');
+    assert.match(r.errors.join('; '), /simulated stop/);
+    const cut = await replica.catalog(gen as string);
+    assert.ok(cut.snapshots.length < full.snapshots.length, 'the first delete took snapshots below the base');
+    assert.equal(cut.l0.length, full.l0.length, 'no segment went before the snapshots that start at them');
+    // Every snapshot left restores every txid from it to the tip through level 0.
+    for (let t = (cut.snapshots[0] as Obj).header.maxTxid; t <= tip; t++) restoreTo(cut, t, 'l0');
+    for (const snap of cut.snapshots) {
+      const view = { ...cut, snapshots: [snap] };
+      assert.equal(restoreTo(view, tip, 'l0').image.sha(), restoreTo(cut, tip, 'l0').image.sha(), `${snap.key} reaches the tip`);
+    }
+
+    // The next pass finishes the job.
+    const r2 = await runMaintenancePass({ prefix, storage, retentionMs: 1, now: Date.now() + 60_000, compaction: false, logLevel: 'silent' });
+    assert.deepEqual(r2.errors, []);
+    const done = await replica.catalog(gen as string);
+    assert.equal(done.snapshots.length, 1, 'only the base snapshot is left');
+    oracleCheck(restoreTo(done, tip, 'l0').image, work.digestAt(tip), `txid ${tip}`);
   });
 });

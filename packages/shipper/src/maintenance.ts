@@ -221,8 +221,12 @@ async function retention(ctx: MaintenanceContext, view: GenerationView, now: num
 
   const older = await olderGenerations(ctx, gen, cutoff);
   out.kept.push(...older.kept);
-  // Below-base objects of this generation first, snapshots last among them; then older generations.
-  const groups = [plan.doomed.filter((d) => !d.key.endsWith('.snap')), plan.doomed.filter((d) => d.key.endsWith('.snap')), ...older.groups];
+  // Below-base snapshots first (oldest first), then the segments below the base, then older
+  // generations. A pass cut short (close() aborts it, a delete fails) so never leaves a snapshot
+  // whose level-0 chain to the tip has a hole: what is left below the base is either a snapshot
+  // that still restores every txid after it, or segments no snapshot starts, which no restore picks
+  // and the next pass deletes.
+  const groups = [plan.doomed.filter((d) => d.key.endsWith('.snap')), plan.doomed.filter((d) => !d.key.endsWith('.snap')), ...older.groups];
   for (const group of groups) {
     if (group.length === 0) continue;
     checkAbort(ctx.signal);
