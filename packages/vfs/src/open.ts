@@ -7,6 +7,7 @@ import { WalCapture, type CommittedTransaction } from './capture.js';
 import { Database } from './database.js';
 import { SqliteError, WalshipError } from './errors.js';
 import { acquireProcessLock } from './process-lock.js';
+import { WalFile } from './wal-file.js';
 import { refuseWalOnly } from './wal-only.js';
 import { scanWalFile, type WalScanState } from './wal/scanner.js';
 import { WAL_HEADER_SIZE, parseWalHeader, type WalHeader } from './wal/format.js';
@@ -341,7 +342,7 @@ class OpenContext {
   private db: WalshipDatabase | null = null;
   private internal = false;
   private lastEmitted: CommittedTransaction | null = null;
-  private walFd: number | null = null;
+  private readonly wal: WalFile;
   private closed = false;
   private closing = false;
   private checkpointedThrough = -1;
@@ -354,6 +355,7 @@ class OpenContext {
     this.options = options;
     this.releaseLock = releaseLock;
     this.fs = options.fs ?? nodeFs;
+    this.wal = new WalFile(this.fs, path);
     this.durableTxid = options.durableTxid ?? 0;
   }
 
@@ -369,7 +371,7 @@ class OpenContext {
     const sectorSize = this.options.sectorSize ?? 4096;
     if (captureOn) {
       this.capture = new WalCapture({
-        readWal: (offset, length) => this.readWal(offset, length),
+        readWal: (offset, length) => this.wal.read(offset, length),
         // Always apply the padding rule, whatever powersafeOverwrite is now: a WAL written by an
         // earlier open with other settings must be counted the same way (txids must not shift).
         paddingSectorSize: sectorSize,
@@ -444,7 +446,7 @@ class OpenContext {
     const db = this.db!;
     const capture = this.capture!;
     // The first statement made SQLite recover the WAL; now read the same file the same way.
-    const scan = scanWalFile((offset, length) => this.readWal(offset, length), {
+    const scan = scanWalFile((offset, length) => this.wal.read(offset, length), {
       sectorSize: this.options.sectorSize ?? 4096,
     });
     const hasMeta = this.runInternal(() => db.prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '${META_TABLE}'`).get() !== undefined);
@@ -499,7 +501,7 @@ class OpenContext {
       for (const commit of commits) {
         const txid = firstWalTxid + commit.index - 1;
         if (!this.sink || (durable !== undefined && txid <= durable)) continue;
-        this.emit(capture.buildTransaction(header, commit, true, txid, (o, l) => this.readWal(o, l)));
+        this.emit(capture.buildTransaction(header, commit, true, txid, (o, l) => this.wal.read(o, l)));
         reemitted++;
       }
     }
@@ -669,7 +671,7 @@ class OpenContext {
     // still numbered correctly on open: the marker names their WAL's salts. A WAL past
     // journal_size_limit is truncated here, by the checkpoint: after RESTART, SQLite would cut it
     // inside the application's next commit (41 ms of a 590 ms commit after a 170 MB WAL).
-    const mode = this.closing || this.walFileSize() > JOURNAL_SIZE_LIMIT ? 'TRUNCATE' : 'RESTART';
+    const mode = this.closing || this.wal.size() > JOURNAL_SIZE_LIMIT ? 'TRUNCATE' : 'RESTART';
     const row = this.runInternal(() => db.pragma(`wal_checkpoint(${mode})`)) as { busy: number }[];
     if (row[0]?.busy) return result(false, 'busy');
     this.checkpointedThrough = capture.lastTxid;
@@ -706,9 +708,7 @@ class OpenContext {
   }
 
   syncWal(): void {
-    const fd = this.walFd ?? this.openWalFd();
-    if (fd === null) return;
-    this.fs.fdatasyncSync(fd);
+    this.wal.sync();
   }
 
   status(): DatabaseStatus {
@@ -752,7 +752,7 @@ class OpenContext {
       }
     } finally {
       this.capture?.suspend();
-      this.closeWalFd();
+      this.wal.close();
       this.vfs.unregisterDatabase(this.path);
     }
   }
@@ -769,48 +769,9 @@ class OpenContext {
     } catch {
       // Best effort: the open already failed with a better error.
     }
-    this.closeWalFd();
+    this.wal.close();
     this.vfs.unregisterDatabase(this.path);
     this.releaseLock();
-  }
-
-  private openWalFd(): number | null {
-    try {
-      this.walFd = this.fs.openSync(`${this.path}-wal`, fsc.O_RDONLY);
-      return this.walFd;
-    } catch (e) {
-      if ((e as { code?: string }).code === 'ENOENT') return null;
-      throw e;
-    }
-  }
-
-  private closeWalFd(): void {
-    if (this.walFd !== null) {
-      try {
-        this.fs.closeSync(this.walFd);
-      } catch {
-        // Closing a read-only descriptor cannot lose data.
-      }
-      this.walFd = null;
-    }
-  }
-
-  private walFileSize(): number {
-    const fd = this.walFd ?? this.openWalFd();
-    return fd === null ? 0 : this.fs.fstatSync(fd).size;
-  }
-
-  private readWal(offset: number, length: number): Uint8Array {
-    const fd = this.walFd ?? this.openWalFd();
-    if (fd === null) return new Uint8Array(0);
-    const buf = new Uint8Array(length);
-    let got = 0;
-    while (got < length) {
-      const r = this.fs.readSync(fd, buf, got, length - got, offset + got);
-      if (r === 0) break;
-      got += r;
-    }
-    return got === length ? buf : buf.subarray(0, got);
   }
 }
 
