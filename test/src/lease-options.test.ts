@@ -103,7 +103,7 @@ test('an endpoint that refuses connections: ERR_LEASE_UNAVAILABLE quickly, after
     assert.ok(e.cause, 'the last SDK error is the cause');
     return true;
   });
-  assert.ok(performance.now() - t0 < 1500, `failed within ${(performance.now() - t0).toFixed(0)} ms`);
+  assert.ok(performance.now() - t0 < 15_000, `failed after its retries, without hanging (${(performance.now() - t0).toFixed(0)} ms)`);
   assert.equal(lease.state, 'idle');
   lease.close();
   await assert.rejects(checkLeaseTable({ ...base, endpoint: `http://127.0.0.1:${port}`, requestTimeoutMs: 200 }), (e) => isLeaseError(e, 'ERR_LEASE_UNAVAILABLE'));
