@@ -358,15 +358,9 @@ function oracleCheck(image: Image, expected: string, what: string): void {
   }
 }
 
-/** Passes the storage through, but "crashes" right after the n-th level-1 upload lands (optionally damaged). */
-class CrashingStorage implements ObjectStorage {
-  readonly landed: string[] = [];
-  private count = 0;
-  constructor(
-    private readonly inner: ObjectStorage,
-    private readonly at: number,
-    private readonly damage: boolean,
-  ) {}
+/** Passes every call through to `inner`; the wrappers below change one operation each. */
+class PassThroughStorage implements ObjectStorage {
+  constructor(protected readonly inner: ObjectStorage) {}
   get location(): string {
     return this.inner.location;
   }
@@ -375,7 +369,21 @@ class CrashingStorage implements ObjectStorage {
   head: ObjectStorage['head'] = (key, o) => this.inner.head(key, o);
   list: ObjectStorage['list'] = (o) => this.inner.list(o);
   delete: ObjectStorage['delete'] = (keys, o) => this.inner.delete(keys, o);
-  putStream: ObjectStorage['putStream'] = async (key, body, o) => {
+  putStream: ObjectStorage['putStream'] = (key, body, o) => this.inner.putStream(key, body, o);
+}
+
+/** "Crashes" right after the n-th level-1 upload lands (optionally damaged). */
+class CrashingStorage extends PassThroughStorage {
+  readonly landed: string[] = [];
+  private count = 0;
+  constructor(
+    inner: ObjectStorage,
+    private readonly at: number,
+    private readonly damage: boolean,
+  ) {
+    super(inner);
+  }
+  override putStream: ObjectStorage['putStream'] = async (key, body, o) => {
     if (!key.includes('/l1/') || ++this.count < this.at) return this.inner.putStream(key, body, o);
     const parts: Uint8Array[] = [];
     for await (const p of body) parts.push(p);
@@ -388,22 +396,16 @@ class CrashingStorage implements ObjectStorage {
   };
 }
 
-/** Passes the storage through, but the delete request after the first `allowed` ones fails. */
-class DeleteStopsStorage implements ObjectStorage {
+/** The delete request after the first `allowed` ones fails. */
+class DeleteStopsStorage extends PassThroughStorage {
   readonly deleted: string[][] = [];
   constructor(
-    private readonly inner: ObjectStorage,
+    inner: ObjectStorage,
     private readonly allowed: number,
-  ) {}
-  get location(): string {
-    return this.inner.location;
+  ) {
+    super(inner);
   }
-  put: ObjectStorage['put'] = (key, body, o) => this.inner.put(key, body, o);
-  get: ObjectStorage['get'] = (key, o) => this.inner.get(key, o);
-  head: ObjectStorage['head'] = (key, o) => this.inner.head(key, o);
-  list: ObjectStorage['list'] = (o) => this.inner.list(o);
-  putStream: ObjectStorage['putStream'] = (key, body, o) => this.inner.putStream(key, body, o);
-  delete: ObjectStorage['delete'] = async (keys, o) => {
+  override delete: ObjectStorage['delete'] = async (keys, o) => {
     if (this.deleted.length >= this.allowed) throw new Error('simulated stop before this delete');
     this.deleted.push([...keys]);
     return this.inner.delete(keys, o);
