@@ -130,12 +130,14 @@ describe('lease healing on dynalite', () => {
 
   test('startRenewing() late (a slow open after the grant) renews at once, not renewEveryMs after the call', async () => {
     const key = newKey('late-start');
-    const lease = open(key, { leaseMs: 800, renewEveryMs: 250 });
+    // A first renewal due 2 s after the grant, a deadline 4 s after it: room for a loaded machine.
+    const lease = open(key, { leaseMs: 4000, renewEveryMs: 2000, requestTimeoutMs: 1000 });
     const g = await lease.acquire();
-    // Past the first renewal's due time, but before the deadline.
-    await sleep(550);
+    // Past the first renewal's due time, 1.5 s before the deadline.
+    await sleep(g.deadline - 1500 - performance.now());
     lease.startRenewing();
-    // The deadline of the grant passes; a first beat scheduled renewEveryMs after the call would be too late.
+    // The deadline of the grant passes; a first beat scheduled renewEveryMs after the call would
+    // come 500 ms after it: only a beat at once is in time.
     await sleep(g.deadline - performance.now() + 150);
     assert.equal(lease.state, 'held', 'the first beat ran in time');
     assert.ok(lease.current()!.deadline > g.deadline);
