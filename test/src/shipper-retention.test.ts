@@ -449,14 +449,16 @@ describe('retention and compaction on s3rver', () => {
     db = await openReplicated(join(dir, 'second.db'), options(prefix));
     work.record(db);
     await writeFor(db, work, 1600);
-    // Snapshots come later than their interval on a loaded machine: write on until there are four
-    // (a liveness bound, not a latency claim).
-    const snapshotsOf = async (): Promise<number> => {
+    // Snapshots come later than their interval on a loaded machine, and fewer segments fit in a
+    // compaction bucket: write on until there are four snapshots and 40 segments (a liveness bound,
+    // not a latency claim).
+    const enough = async (): Promise<boolean> => {
       await db.flush();
       const gens = await replica.generations();
-      return (await replica.catalog(gens[gens.length - 1] as string)).snapshots.length;
+      const cat = await replica.catalog(gens[gens.length - 1] as string);
+      return cat.snapshots.length >= 4 && cat.l0.length >= 40;
     };
-    for (const started = Date.now(); (await snapshotsOf()) < 4 && Date.now() - started < 30_000; ) await writeFor(db, work, 400);
+    for (const started = Date.now(); !(await enough()) && Date.now() - started < 30_000; ) await writeFor(db, work, 400);
     await db.close();
 
     const [gen1, gen2] = await replica.generations();

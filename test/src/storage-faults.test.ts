@@ -124,7 +124,8 @@ describe('storage through the fault proxy (s3rver)', () => {
   });
 
   it('a response held past the timeout gives a retry, not a hang; always held gives ERR_STORAGE_TIMEOUT', async () => {
-    const storage = open({ attempts: 3, baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 300 });
+    // A timeout long enough that an attempt meant to succeed does not time out on a loaded machine.
+    const storage = open({ attempts: 3, baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 1000 });
     const key = `${prefix}delay/a`;
     const body = randomBytes(4096);
     proxy.setFaultRate(0);
@@ -134,6 +135,7 @@ describe('storage through the fault proxy (s3rver)', () => {
     let t0 = performance.now();
     await storage.put(key, body);
     const elapsed = performance.now() - t0;
+    // A put that waited out the delay would take at least DELAY_MS.
     assert.ok(elapsed < DELAY_MS, `put finished in ${elapsed.toFixed(0)} ms, before the ${DELAY_MS} ms delay`);
     const puts = events.slice(from);
     assert.deepEqual(
@@ -143,7 +145,7 @@ describe('storage through the fault proxy (s3rver)', () => {
         [2, 200, true],
       ],
     );
-    assert.ok(puts[0]!.durationMs >= 290 && puts[0]!.durationMs < DELAY_MS, `the first attempt was cut at its 300 ms timeout, not by the ${DELAY_MS} ms delay (${puts[0]!.durationMs.toFixed(0)} ms)`);
+    assert.ok(puts[0]!.durationMs >= 990 && puts[0]!.durationMs < DELAY_MS, `the first attempt was cut at its 1000 ms timeout, not by the ${DELAY_MS} ms delay (${puts[0]!.durationMs.toFixed(0)} ms)`);
 
     proxy.script('delay', 'delay', 'delay');
     from = events.length;
@@ -154,7 +156,8 @@ describe('storage through the fault proxy (s3rver)', () => {
       assert.match(e.message, /requestTimeoutMs/);
       return true;
     });
-    assert.ok(performance.now() - t0 < DELAY_MS, 'three timeouts, no hang');
+    // Three attempts that waited out the delay would take 3 x DELAY_MS.
+    assert.ok(performance.now() - t0 < 3 * DELAY_MS, 'three timeouts, no hang');
     assert.equal(events.length - from, 3);
 
     // A body cut short of its Content-Length is retried, not returned short.

@@ -134,7 +134,8 @@ test('each attempt is cut at requestTimeoutMs; all timing out gives ERR_STORAGE_
     runWithRetry(c, (signal) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(Object.assign(new Error('aborted'), { name: 'AbortError' }))))),
     (e) => e instanceof StorageError && e.code === 'ERR_STORAGE_TIMEOUT' && e.details.attempts === 2,
   );
-  assert.ok(performance.now() - t0 < 1000);
+  // Not hung (two 50 ms attempts; a liveness bound on a loaded machine).
+  assert.ok(performance.now() - t0 < 5000);
   assert.ok(c.events.every((e) => e.durationMs >= 45));
 });
 
@@ -157,7 +158,7 @@ test('the caller aborting during an attempt or a backoff gives ERR_STORAGE_ABORT
     }),
     (e) => e instanceof StorageError && e.code === 'ERR_STORAGE_ABORTED',
   );
-  assert.ok(performance.now() - t0 < 1000, 'the backoff sleep was interrupted');
+  assert.ok(performance.now() - t0 < 5000, 'the 10 s backoff sleep was interrupted');
 
   const pre = new AbortController();
   pre.abort();

@@ -288,8 +288,8 @@ const dynamoDown: Scenario = {
         const refusedBefore = a.rejectedBy.get('ERR_LEASE_NOT_HELD') ?? 0;
         dproxy.setDown(true);
         const leaseless = () => a.states.slice(seen).some((s) => s.state === 'leaseless') && (a.rejectedBy.get('ERR_LEASE_NOT_HELD') ?? 0) > refusedBefore;
-        await until(() => leaseless() || !a.running, 6000, 'A to refuse writes').catch(() => undefined);
-        if (!leaseless()) ctx.counters.violations.push(`${label}: with DynamoDB down the writer ${a.running ? 'did not turn leaseless and refuse writes with ERR_LEASE_NOT_HELD within 6 s' : `exited with ${a.failedWith}`}`);
+        await until(() => leaseless() || !a.running, 20_000, 'A to refuse writes').catch(() => undefined);
+        if (!leaseless()) ctx.counters.violations.push(`${label}: with DynamoDB down the writer ${a.running ? 'did not turn leaseless and refuse writes with ERR_LEASE_NOT_HELD within 20 s' : `exited with ${a.failedWith}`}`);
         a.fenced = true;
         // B (DynamoDB reachable) waits out A's lease and takes over; then A's DynamoDB answers again.
         await takeOver(ctx, label, prefix, history, epochA, `dd-b-${trial}.db`, async () => {
