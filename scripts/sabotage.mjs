@@ -298,6 +298,11 @@ const SABOTAGES = {
     ],
     tests: ['shipper-retention'],
   },
+  'snapshot-pieces-held': {
+    what: 'the snapshot thread gives a piece back as soon as it takes it: the download reads the next pieces into buffers the decoder still reads',
+    edits: [['packages/restore/src/snapshot-worker.ts', '    if (held.length > data.piecesHeld) {', '    if (held.length > 0) {']],
+    tests: ['restore-large-snapshot'],
+  },
   'plain-open-replicated': {
     what: 'new Database(filename) opens a replicated database read-write: its writes reach the file outside capture',
     edits: [['packages/vfs/src/database.ts', 'if (standalone.wal && !this.#readonly) refuseReplicated(this, this.#name);', '']],
