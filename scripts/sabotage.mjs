@@ -303,6 +303,19 @@ const SABOTAGES = {
     edits: [['packages/restore/src/snapshot-worker.ts', '    if (held.length > data.piecesHeld) {', '    if (held.length > 0) {']],
     tests: ['restore-large-snapshot'],
   },
+  'follow-spare-version': {
+    what: 'a follower that rebuilt its file keeps the spare copied from the file before: the next segments are applied to the old file',
+    edits: [
+      [
+        'packages/restore/src/follow.ts',
+        `      this.#fileVersion++;
+      // At start, start() makes the first spare once the follower is running.
+      if (!initial) this.#spare.prepare(this.#fileVersion);`,
+        '',
+      ],
+    ],
+    tests: ['restore-follow'],
+  },
   'plain-open-replicated': {
     what: 'new Database(filename) opens a replicated database read-write: its writes reach the file outside capture',
     edits: [['packages/vfs/src/database.ts', 'if (standalone.wal && !this.#readonly) refuseReplicated(this, this.#name);', '']],

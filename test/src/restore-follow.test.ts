@@ -131,6 +131,9 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     // with allowRollback): rebuilt from its snapshot.
     const local = await openDatabase(origin);
     for (let i = 0; i < 10; i++) work.transfer(local);
+    // Pages no later segment rewrites (overflow pages of large rows): a file built on a copy of the
+    // file from before the rebuild would lack them.
+    for (let i = 0; i < 5; i++) work.run(local, [{ text: 'INSERT OR REPLACE INTO kv VALUES (?, ?, ?)', params: [1000 + i, new Uint8Array(30_000).fill(i + 1), i] }]);
     local.close();
     db = await openReplicated(origin, { ...options, allowRollback: true });
     const generation2 = db.status().generation;
@@ -142,6 +145,18 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     assert.equal(follower.status().generation, generation2);
     assert.ok(applied.some((e) => e.kind === 'restore' && e.generation === generation2), 'the new generation was rebuilt');
     assert.ok(follower.status().txid >= final);
+
+    // Segments after the rebuild are applied to a copy of the rebuilt file (the spare the follower
+    // copies ahead), never to a copy of the file from before it.
+    const restores = follower.status().restores;
+    db = await openReplicated(origin, options);
+    await writeFor(db, work, 400);
+    await db.flush();
+    const afterRebuild = db.txid;
+    await db.close();
+    await converge(follower, afterRebuild, 'segments after the rebuild');
+    assert.equal(follower.status().restores, restores, 'applied as segments, not rebuilt');
+    assertMatchesOracle(replica, work, follower.status().txid, 'follower file after segments that follow a rebuild');
 
     readerReport = await reader.stop();
   } finally {

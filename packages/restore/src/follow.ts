@@ -24,6 +24,7 @@ import { planFromCatalog, type RestorePlan } from './plan.js';
 import { acceptable, readEpochMarker, scanReplica, type ReplicaCatalog } from './replica.js';
 import { buildDatabase, checkTarget, moveIntoPlace, removeScratch, scratchPath } from './restore.js';
 import { DEFAULT_FILE_MODE, checkMode, removeStaleScratch } from './scratch.js';
+import { SpareCopy } from './follow-spare.js';
 
 export interface FollowOptions extends ReplicaSource {
   /** The read replica file kept current. */
@@ -200,10 +201,14 @@ class Follower {
   /** The predicted next key when it last read short or failed its checksums, and since when. */
   #unsettled: { key: string; since: number; reads: number } | null = null;
   readonly #abort = new AbortController();
+  /** The next batch's scratch file, copied ahead (see SpareCopy), and the state of the file it must copy. */
+  readonly #spare: SpareCopy;
+  #fileVersion = 0;
 
   constructor(o: FollowOptions) {
     this.#o = o;
     this.#path = resolve(o.path);
+    this.#spare = new SpareCopy(this.#path, { mode: o.mode ?? DEFAULT_FILE_MODE });
     const source = resolveSource(o);
     this.#storage = source.storage;
     this.#prefix = source.prefix;
@@ -233,6 +238,7 @@ class Follower {
       throw e;
     }
     this.#state = 'following';
+    this.#spare.prepare(this.#fileVersion);
     // A follower started beside a writer that is shipping catches up at the active pace.
     this.#appliedAt = this.#lastProbeAt = performance.now();
     this.#schedule(this.#pollInterval());
@@ -245,6 +251,7 @@ class Follower {
     this.#timer = null;
     this.#abort.abort();
     await this.#running?.catch(() => undefined);
+    await this.#spare.close();
     this.#state = 'stopped';
     this.#closeSource();
   }
@@ -457,16 +464,20 @@ class Follower {
     }
   }
 
-  /** Copies the file, applies the verified segments to the copy, and renames it over the file. */
+  /**
+   * Applies the verified segments to a copy of the file (the spare made after the last change, else
+   * a copy made now) and renames it over the file.
+   */
   async #applyBatch(batch: Fetched[]): Promise<void> {
     const tip = this.#tip as Tip;
-    const scratch = scratchPath(this.#path, 'follow');
+    const spare = await this.#spare.take(this.#fileVersion);
+    const scratch = spare ?? scratchPath(this.#path, 'follow');
     const fromTxid = tip.txid;
     let file: PageFile | null = null;
     let ok = false;
     try {
       // A reflink where the filesystem has them (btrfs, xfs), a kernel copy elsewhere.
-      copyFileSync(this.#path, scratch, fsConstants.COPYFILE_FICLONE);
+      if (spare === null) copyFileSync(this.#path, scratch, fsConstants.COPYFILE_FICLONE);
       file = new PageFile(scratch, tip.pageSize, { create: false, hashes: tip.hashes, mode: this.#o.mode ?? DEFAULT_FILE_MODE });
       let txid = tip.txid;
       let commitSize = tip.commitSize;
@@ -488,6 +499,7 @@ class Follower {
       file = null;
       if (this.#state !== 'following') return;
       moveIntoPlace(scratch, this.#path, { overwrite: true, keepWal: true });
+      this.#fileVersion++;
       ok = true;
       tip.txid = txid;
       tip.checksum = tip.hashes.value;
@@ -508,6 +520,7 @@ class Follower {
           this.#needResync = true;
         }
       }
+      if (this.#state === 'following') this.#spare.prepare(this.#fileVersion);
     }
   }
 
@@ -610,6 +623,9 @@ class Follower {
       // At start the file being replaced may be any database, whose WAL must not survive it; later
       // the -wal and -shm beside the file are its readers'.
       moveIntoPlace(scratch, this.#path, { overwrite: true, keepWal: !initial });
+      this.#fileVersion++;
+      // At start, start() makes the first spare once the follower is running.
+      if (!initial) this.#spare.prepare(this.#fileVersion);
       const fromTxid = tip?.txid ?? 0;
       this.#tip = { ...tipOf(plan, epochs, maxEpoch), hashes };
       this.#behind = 0;
