@@ -98,8 +98,8 @@ export function decompress(compression: Compression, stored: Uint8Array, rawLeng
 }
 
 /**
- * Node's own zstd (node:zlib, Node 22.15 and later): about twice as fast to decompress as the WASM
- * binding, which stays for compression (one encoder whatever the runtime) and where it is missing
+ * Node's own zstd (node:zlib, Node 22.15 and later): faster to decompress than the WASM binding
+ * (469 against 323 MiB/s for 1 MiB chunks of half-random pages on Node 24), which stays for compression (one encoder whatever the runtime) and where it is missing
  * (Node 20, and Deno when its node:zlib has none). Both read the same standard frames.
  */
 const nativeZstd = typeof (zlib as { zstdDecompressSync?: unknown }).zstdDecompressSync === 'function'
