@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import * as zlib from 'node:zlib';
 import zstd from '@bokuweb/zstd-wasm';
 import { FormatError } from './errors.js';
 import type { Compression } from './format.js';
@@ -85,33 +84,12 @@ export function decompress(compression: Compression, stored: Uint8Array, rawLeng
       requireLoaded();
       const size = zstdContentSize(stored);
       if (size !== rawLength) throw new Error(`the zstd frame declares ${size ?? 'no'} content size, the chunk header ${rawLength}`);
-      if (nativeZstd !== null) {
-        // A plain Uint8Array over the Buffer's bytes, as the WASM binding returns.
-        const b = nativeZstd(stored, { maxOutputLength: rawLength });
-        raw = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-      } else raw = zstd.decompress(stored);
+      raw = zstd.decompress(stored);
       break;
     }
   }
   if (raw.length !== rawLength) throw new Error(`decompressed to ${raw.length} bytes, the chunk header says ${rawLength}`);
   return raw;
-}
-
-/**
- * Node's own zstd (node:zlib, Node 22.15 and later): faster to decompress than the WASM binding
- * (469 against 323 MiB/s for 1 MiB chunks of half-random pages on Node 24), which stays for compression (one encoder whatever the runtime) and where it is missing
- * (Node 20, and Deno when its node:zlib has none). Both read the same standard frames.
- */
-const nativeZstd = typeof (zlib as { zstdDecompressSync?: unknown }).zstdDecompressSync === 'function'
-  ? ((zlib as unknown as { zstdDecompressSync(data: Uint8Array, options: { maxOutputLength: number }): Uint8Array }).zstdDecompressSync)
-  : null;
-
-/** The largest chunk decompressInto() decompresses with Node's zstd (a default chunk is 1 MiB). */
-const NATIVE_INTO_MAX = 2 * 1024 * 1024;
-
-/** Which zstd decompresses: 'native' (node:zlib) or 'wasm'. */
-export function zstdDecoder(): 'native' | 'wasm' {
-  return nativeZstd !== null ? 'native' : 'wasm';
 }
 
 interface ZstdHeap {
@@ -155,9 +133,7 @@ export function decompressInto(compression: Compression, stored: Uint8Array, out
   requireLoaded();
   const size = zstdContentSize(stored);
   if (size !== out.length) throw new Error(`the zstd frame declares ${size ?? 'no'} content size, the chunk header ${out.length}`);
-  // Node's zstd returns a new buffer per call: for chunks above NATIVE_INTO_MAX the WASM heap
-  // path stays, which allocates nothing (16 MiB chunks of garbage passed restore's memory bound).
-  const m = nativeZstd === null || out.length > NATIVE_INTO_MAX ? zstdHeap() : null;
+  const m = zstdHeap();
   if (m === null) {
     out.set(decompress(compression, stored, out.length));
     return;

@@ -7,7 +7,7 @@ export type { FormatErrorCode } from './errors.js';
 export { PageHashes, isValidPageSize, loadChecksum, lockPageNumber } from './checksum.js';
 export type { Checksum, StreamingHash } from './checksum.js';
 
-export { COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_ZSTD_LEVEL, loadCodecs, zstdDecoder } from './codec.js';
+export { COMPRESSIONS, DEFAULT_COMPRESSION, DEFAULT_ZSTD_LEVEL, loadCodecs } from './codec.js';
 
 export { Keyring } from './crypto.js';
 export type { KeyringInit, KeyringKey } from './crypto.js';
