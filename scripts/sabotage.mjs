@@ -298,11 +298,6 @@ const SABOTAGES = {
     ],
     tests: ['shipper-retention'],
   },
-  'snapshot-pieces-held': {
-    what: 'the snapshot thread gives a piece back as soon as it takes it: the download reads the next pieces into buffers the decoder still reads',
-    edits: [['packages/restore/src/snapshot-worker.ts', '    if (held.length > data.piecesHeld) {', '    if (held.length > 0) {']],
-    tests: ['restore-large-snapshot'],
-  },
   'follow-spare-version': {
     what: 'a follower that rebuilt its file keeps the spare copied from the file before: the next segments are applied to the old file',
     edits: [

@@ -24,17 +24,8 @@ export const PIECES_AHEAD = 8;
  * before the one being consumed (at most (ahead + 1) x PIECE_SIZE held); a single GET when it is
  * small. Downloading the next pieces while one is decoded and written is what lets a large
  * snapshot restore near the speed of the network rather than of one request at a time.
- * `spare(length)` may lend a buffer of exactly `length` bytes for a piece to be read into (buffers
- * the consumer is done with: fresh memory costs a page fault per 4 KiB and garbage collections).
  */
-export async function* objectBytes(
-  storage: ObjectStorage,
-  key: string,
-  size: number,
-  signal?: AbortSignal,
-  ahead = 1,
-  spare?: (length: number) => Uint8Array | undefined,
-): AsyncGenerator<Uint8Array> {
+export async function* objectBytes(storage: ObjectStorage, key: string, size: number, signal?: AbortSignal, ahead = 1): AsyncGenerator<Uint8Array> {
   if (size <= PIECE_SIZE) {
     const bytes = await storage.get(key, signal ? { signal } : {});
     if (bytes === null) throw missing(storage, key);
@@ -46,8 +37,7 @@ export async function* objectBytes(
   const launch = (): void => {
     while (inflight.length < Math.max(1, ahead) && start < size) {
       const end = Math.min(size, start + PIECE_SIZE) - 1;
-      const into = spare?.(end - start + 1);
-      const promise = storage.get(key, { range: { start, end }, ...(signal ? { signal } : {}), ...(into !== undefined ? { into } : {}) });
+      const promise = storage.get(key, { range: { start, end }, ...(signal ? { signal } : {}) });
       // Awaited in order below; a piece that fails after an earlier one already failed is not unhandled.
       promise.catch(() => undefined);
       inflight.push({ promise, length: end - start + 1 });

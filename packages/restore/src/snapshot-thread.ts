@@ -13,8 +13,6 @@ export interface SnapshotWorkerData {
   name: string;
   objectSize: number;
   pagesPerEvent: number;
-  /** PIECES_HELD (the thread imports no values from here: it starts faster). */
-  piecesHeld: number;
 }
 
 /** @internal Restore's thread to the snapshot thread: the object's bytes in order, then the end. */
@@ -23,21 +21,12 @@ export type ToSnapshotThread = { type: 'piece'; bytes: Uint8Array } | { type: 'e
 /** @internal The snapshot thread to restore's thread. */
 export type FromSnapshotThread =
   | { type: 'consumed' }
-  /** A piece's buffer given back (transferred) once the decoder is past it, for a later piece to be read into. */
-  | { type: 'spare'; buffer: ArrayBuffer }
   | { type: 'header'; header: ObjectHeader }
   | { type: 'done'; ended: boolean; count: number; pgnos: Uint32Array; hashes: BigUint64Array }
   | { type: 'failed'; format: boolean; code: string; message: string; details: Record<string, unknown> };
 
 /** Pieces posted to the snapshot thread and not yet taken by its decoder (on top of the GETs in flight). */
 export const PIECES_QUEUED = 2;
-
-/**
- * Pieces the snapshot thread keeps after handing them to its decoder before it gives a buffer
- * back: a chunk (at most MAX_CHUNK_RAW_LENGTH plus its header and tag, just over 16 MiB) can start
- * in the piece three before the one being read, so the piece four before is past every live view.
- */
-export const PIECES_HELD = 4;
 
 /**
  * Downloads a snapshot on this thread while a worker thread verifies, decompresses and hashes it and
@@ -54,7 +43,7 @@ export async function decodeSnapshotInThread(
   onBytes: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const data: SnapshotWorkerData = { path: file.path, pageSize: file.pageSize, name: object.key, objectSize: object.size, pagesPerEvent: PAGES_PER_EVENT, piecesHeld: PIECES_HELD };
+  const data: SnapshotWorkerData = { path: file.path, pageSize: file.pageSize, name: object.key, objectSize: object.size, pagesPerEvent: PAGES_PER_EVENT };
   const worker = new Worker(new URL('./snapshot-worker.js', import.meta.url), { workerData: data });
   let posted = 0;
   let consumed = 0;
@@ -62,12 +51,6 @@ export async function decodeSnapshotInThread(
   let settle!: { resolve: (m: Extract<FromSnapshotThread, { type: 'done' }>) => void; reject: (e: unknown) => void };
   const finished = new Promise<Extract<FromSnapshotThread, { type: 'done' }>>((resolve, reject) => (settle = { resolve, reject }));
   let failure: unknown = null;
-  // Buffers the snapshot thread gave back, each PIECE_SIZE bytes, lent to the next GETs.
-  const spares: ArrayBuffer[] = [];
-  const spare = (length: number): Uint8Array | undefined => {
-    const b = length === PIECE_SIZE ? spares.pop() : undefined;
-    return b === undefined ? undefined : new Uint8Array(b);
-  };
   const fail = (e: unknown): void => {
     if (failure === null) failure = e;
     settle.reject(e);
@@ -79,8 +62,6 @@ export async function decodeSnapshotInThread(
     if (m.type === 'consumed') {
       consumed++;
       wake?.();
-    } else if (m.type === 'spare') {
-      if (m.buffer.byteLength === PIECE_SIZE && spares.length < PIECES_HELD) spares.push(m.buffer);
     } else if (m.type === 'header') {
       if (!sameHeader(m.header, object.header)) fail(changed(object.key));
     } else if (m.type === 'done') {
@@ -97,7 +78,7 @@ export async function decodeSnapshotInThread(
   worker.on('error', (e) => fail(new WalshipError('ERR_SNAPSHOT_THREAD', `${object.key}: the snapshot thread stopped: ${e.message}; run the restore again`, { details: { key: object.key }, cause: e })));
   worker.on('exit', (code) => fail(new WalshipError('ERR_SNAPSHOT_THREAD', `${object.key}: the snapshot thread exited (code ${code}) before it finished; run the restore again`, { details: { key: object.key, exitCode: code } })));
   try {
-    for await (const piece of objectBytes(storage, object.key, object.size, signal, PIECES_AHEAD, spare)) {
+    for await (const piece of objectBytes(storage, object.key, object.size, signal, PIECES_AHEAD)) {
       if (signal?.aborted) throw abortedError(signal.reason);
       if (failure !== null) break;
       onBytes(piece.length);

@@ -21,21 +21,11 @@ port.on('message', (m: ToSnapshotThread) => {
 });
 
 async function* pieces(): AsyncGenerator<Uint8Array> {
-  // Pieces handed to the decoder, newest last; the first is never given back (the decoder keeps a
-  // view of the object's header in it).
-  const held: Uint8Array[] = [];
-  let taken = 0;
   for (;;) {
     while (queue.length === 0) await new Promise<void>((resolve) => (wake = resolve));
     const piece = queue.shift() as Uint8Array | null;
     if (piece === null) return;
     post({ type: 'consumed' });
-    if (taken++ > 0) held.push(piece);
-    if (held.length > data.piecesHeld) {
-      const old = held.shift() as Uint8Array;
-      const b = old.buffer;
-      if (b instanceof ArrayBuffer && old.byteOffset === 0 && old.byteLength === b.byteLength) post({ type: 'spare', buffer: b }, [b]);
-    }
     yield piece;
   }
 }

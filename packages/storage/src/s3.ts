@@ -142,14 +142,7 @@ class TruncatedBodyError extends Error {
   }
 }
 
-/**
- * Reads a response body. With the length the response announced (`expected`), each chunk is copied
- * into one buffer of that length as it arrives (`into` when it has exactly that length): the
- * socket's chunks then die young instead of being held until the end, which made a large ranged
- * read cost a full garbage collection per few pieces. A body that runs past `expected` is read
- * whole all the same (the caller compares lengths); a short one is returned short.
- */
-async function readBody(body: unknown, signal: AbortSignal, expected?: number, into?: Uint8Array): Promise<Uint8Array> {
+async function readBody(body: unknown, signal: AbortSignal): Promise<Uint8Array> {
   if (body === undefined || body === null) return new Uint8Array(0);
   const stream = body as AsyncIterable<Uint8Array> & { destroy?: (e?: Error) => void };
   // The handler destroys the request on abort, but a response already handed over is not always
@@ -158,27 +151,20 @@ async function readBody(body: unknown, signal: AbortSignal, expected?: number, i
   signal.addEventListener('abort', onAbort, { once: true });
   try {
     if (signal.aborted) onAbort();
-    let out: Uint8Array | null = expected === undefined || !(expected >= 0) ? null : into !== undefined && into.length === expected ? into : new Uint8Array(expected);
     const chunks: Uint8Array[] = [];
     let total = 0;
     for await (const chunk of stream) {
-      if (out !== null && total + chunk.byteLength <= out.length) out.set(chunk, total);
-      else {
-        if (out !== null) chunks.push(out.slice(0, total));
-        out = null;
-        chunks.push(chunk);
-      }
+      chunks.push(chunk);
       total += chunk.byteLength;
     }
-    if (out !== null) return total === out.length ? out : out.subarray(0, total);
     if (chunks.length === 1) return chunks[0]!;
-    const whole = new Uint8Array(total);
+    const out = new Uint8Array(total);
     let off = 0;
     for (const c of chunks) {
-      whole.set(c, off);
+      out.set(c, off);
       off += c.byteLength;
     }
-    return whole;
+    return out;
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
@@ -380,7 +366,7 @@ export class S3Storage implements ObjectStorage {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
-    const r = await this.getObject('get', key, options.range, options.signal, options.into);
+    const r = await this.getObject('get', key, options.range, options.signal);
     if (r === null) return null;
     checkEtag(options.etag, r.etag, { key, bucket: this.bucket, status: options.range ? 206 : 200 });
     options.onEtag?.(r.etag);
@@ -392,7 +378,6 @@ export class S3Storage implements ObjectStorage {
     key: string,
     range: GetOptions['range'],
     callerSignal: AbortSignal | undefined,
-    into?: Uint8Array,
   ): Promise<{ data: Uint8Array; etag?: string } | null> {
     if (range && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
       throw this.invalid(operation, key, `range must be integers with 0 <= start <= end, got ${JSON.stringify(range)}`);
@@ -408,7 +393,7 @@ export class S3Storage implements ObjectStorage {
         if (isNotFound(e)) return { value: null, status: 404, bytes: 0 };
         throw e;
       }
-      let data = await readBody(out.Body, signal, out.ContentLength, into);
+      let data = await readBody(out.Body, signal);
       if (out.ContentLength !== undefined && data.byteLength !== out.ContentLength) throw new TruncatedBodyError(data.byteLength, out.ContentLength);
       const status = statusOf(out);
       if (range) {

@@ -35,12 +35,6 @@ export interface GetOptions {
   etag?: string;
   /** Told the ETag of the answer (undefined when the store sent none), to pass as `etag` to later reads. */
   onEtag?: (etag: string | undefined) => void;
-  /**
-   * A buffer to read the body into (a caller that reuses its buffers): used when the answer's
-   * length is exactly `into.length`, and then the bytes returned are `into` (or a view of it);
-   * any other answer is read into a new buffer. A store may ignore it.
-   */
-  into?: Uint8Array;
 }
 
 export interface ListOptions {
