@@ -155,8 +155,9 @@ test('follow: consistent reads under a live writer, convergence, a new epoch wit
     const afterRebuild = db.txid;
     await db.close();
     await converge(follower, afterRebuild, 'segments after the rebuild');
+    // The file itself is compared with the oracle at the end, once the reader has stopped (an
+    // oracle opened beside the reader can meet its lock: 'database is locked').
     assert.equal(follower.status().restores, restores, 'applied as segments, not rebuilt');
-    assertMatchesOracle(replica, work, follower.status().txid, 'follower file after segments that follow a rebuild');
 
     readerReport = await reader.stop();
   } finally {
