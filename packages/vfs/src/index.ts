@@ -10,3 +10,6 @@ export type { FsOps } from './fs-ops.js';
 export { nodeFs } from './fs-ops.js';
 export { loadSqlite } from './sqlite.js';
 export { processAlive } from './process-lock.js';
+export { O_DIRECT, alignedBuffer, directRefused, openDirect } from './direct-io.js';
+export type { ReadWindowOptions } from './read-window.js';
+export { WindowReader } from './read-window.js';

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import type { Sqlite3 } from './sqlite.js';
 import { nodeFs, type FsOps } from './fs-ops.js';
+import { WindowReader, type ReadWindowOptions } from './read-window.js';
 
 /** What the VFS tells the owner of a database about the files of that database. */
 export interface WalObserver {
@@ -24,6 +25,8 @@ export interface DatabaseRegistration {
   powersafeOverwrite: boolean;
   sectorSize: number;
   fs: FsOps;
+  /** Serve reads of the main file from large windows (see read-window.ts); the main file is then read-only. */
+  readWindow?: ReadWindowOptions;
 }
 
 // SQLite constants used here; values are fixed by SQLite's ABI.
@@ -90,6 +93,8 @@ interface OpenFile {
    */
   pendingAt: number;
   frame: Uint8Array;
+  /** Main file of a registration with readWindow: its reads, and no writes. */
+  window: WindowReader | null;
 }
 
 /** SQLite writes each WAL frame as this many header bytes, then the page (see wal/README.md). */
@@ -247,7 +252,11 @@ export class NodeVfs {
           try {
             this.flushHeader(f);
           } finally {
-            f.fs.closeSync(f.fd);
+            try {
+              f.window?.close();
+            } finally {
+              f.fs.closeSync(f.fd);
+            }
           }
           if (f.deleteOnClose) f.fs.unlinkSync(f.path);
           return SQLITE_OK;
@@ -262,7 +271,13 @@ export class NodeVfs {
           this.flushHeader(f);
           const target = heap().subarray(pDest, pDest + n);
           const pos = Number(offset);
-          let got = 0;
+          let got = f.window ? f.window.read(target, pos) : -1;
+          if (got >= 0 && got < n) {
+            target.fill(0, got);
+            return SQLITE_IOERR_SHORT_READ;
+          }
+          if (got === n) return SQLITE_OK;
+          got = 0;
           while (got < n) {
             const r = f.fs.readSync(f.fd, target, got, n - got, pos + got);
             if (r === 0) break;
@@ -281,6 +296,7 @@ export class NodeVfs {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_WRITE;
         const pos = Number(offset);
+        if (f.window) return this.fail(new Error('the database is open read-only (read through windows)'), SQLITE_IOERR_WRITE, `write ${n} bytes at ${pos} of ${f.path}`);
         try {
           const source = heap().subarray(pSrc, pSrc + n);
           const observer = f.isWal ? f.registration?.observer : undefined;
@@ -303,6 +319,7 @@ export class NodeVfs {
       xTruncate: (pFile: number, size: bigint): number => {
         const f = files.get(pFile);
         if (!f) return SQLITE_IOERR_TRUNCATE;
+        if (f.window) return this.fail(new Error('the database is open read-only (read through windows)'), SQLITE_IOERR_TRUNCATE, `truncate ${f.path} to ${size}`);
         try {
           this.flushHeader(f);
           f.fs.ftruncateSync(f.fd, Number(size));
@@ -402,6 +419,15 @@ export class NodeVfs {
               throw new Error('is a directory');
             }
           }
+          let window: WindowReader | null = null;
+          if (flags & SQLITE_OPEN_MAIN_DB && registration?.readWindow) {
+            try {
+              window = new WindowReader(fsOps, path, fd, registration.readWindow);
+            } catch (e) {
+              fsOps.closeSync(fd);
+              throw e;
+            }
+          }
           files.set(pFile, {
             path,
             fd,
@@ -414,6 +440,7 @@ export class NodeVfs {
             lockLevel: 0,
             pendingAt: -1,
             frame: (flags & SQLITE_OPEN_WAL) !== 0 ? new Uint8Array(WAL_FRAME_HEADER + 8192) : new Uint8Array(0),
+            window,
           });
           const file = new capi.sqlite3_file(pFile);
           file.$pMethods = ioMethods.pointer;

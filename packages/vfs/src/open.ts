@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { loadSqlite, type Sqlite3 } from './sqlite.js';
 import { NodeVfs } from './node-vfs.js';
 import { nodeFs, type FsOps } from './fs-ops.js';
+import { checkReadWindow, type ReadWindowOptions } from './read-window.js';
 import { WalCapture, type CommittedTransaction } from './capture.js';
 import { Database } from './database.js';
 import { SqliteError, WalshipError } from './errors.js';
@@ -52,6 +53,11 @@ export interface OpenOptions {
   create?: boolean;
   /** File operations (default node:fs). A seam for fault-injection tests. */
   fs?: FsOps;
+  /**
+   * @internal Read the file through large windows, read-only (capture off only): for a check that
+   * reads a whole file nobody else writes (a restore's integrity check). See read-window.ts.
+   */
+  readWindow?: ReadWindowOptions;
 }
 
 export interface CheckpointResult {
@@ -243,6 +249,12 @@ function validateOptions(o: OpenOptions): void {
   if (o.onCommit !== undefined && typeof o.onCommit !== 'function') bad('onCommit', 'must be a function', typeof o.onCommit);
   if (o.onCommit && o.capture === false) bad('onCommit', 'needs capture on', 'capture: false');
   if (o.markerOnClose !== undefined && typeof o.markerOnClose !== 'boolean') bad('markerOnClose', 'must be a boolean', o.markerOnClose);
+  if (o.readWindow !== undefined) {
+    if (typeof o.readWindow !== 'object' || o.readWindow === null) bad('readWindow', 'must be an object', o.readWindow);
+    if (o.capture !== false) bad('readWindow', 'needs capture off', 'capture: true');
+    const why = checkReadWindow(o.readWindow);
+    if (why !== null) bad('readWindow', why, { windowBytes: o.readWindow.windowBytes, windows: o.readWindow.windows });
+  }
 }
 
 const SQLITE_HEADER = 'SQLite format 3\0';
@@ -384,6 +396,7 @@ class OpenContext {
       powersafeOverwrite: powersafe,
       sectorSize,
       fs: this.fs,
+      ...(this.options.readWindow ? { readWindow: this.options.readWindow } : {}),
     });
     this.openHandle();
   }
