@@ -27,7 +27,7 @@ const SABOTAGES = {
       ['packages/restore/src/apply.ts', 'if (this.hashes.value !== t.postChecksum) {', 'if (false && this.hashes.value !== t.postChecksum) {'],
       ['packages/restore/src/apply.ts', 'if (file.hashes.value !== object.postChecksum) {', 'if (false && file.hashes.value !== object.postChecksum) {'],
       ['packages/restore/src/restore.ts', 'if (file.hashes.value !== plan.checksum) {', 'if (false && file.hashes.value !== plan.checksum) {'],
-      ['packages/restore/src/restore.ts', 'disk.size !== plan.commitSize * plan.pageSize || disk.checksum !== plan.checksum', 'false'],
+      ['packages/restore/src/restore.ts', 'size !== plan.commitSize * plan.pageSize || checksum !== plan.checksum', 'false'],
     ],
     scenarios: [['damaged-objects', 40]],
   },
@@ -398,9 +398,22 @@ const SABOTAGES = {
     edits: [['packages/restore/src/replica.ts', 'if (seen && seen.etag === entry.etag && seen.size === entry.size) {', 'if (seen) {']],
     tests: ['replica-follow'],
   },
+  'read-window-writes': {
+    what: "a database opened to be read through windows (restore's integrity check) lets SQLite write its main file, so the check could change what it checks and its windows go stale",
+    edits: [['packages/vfs/src/node-vfs.ts', "        if (f.window) return this.fail(new Error('the database is open read-only (read through windows)'), SQLITE_IOERR_WRITE, `write ${n} bytes at ${pos} of ${f.path}`);\n", '']],
+    tests: ['packages/vfs/dist/read-window.test'],
+  },
+  'direct-io-fallback': {
+    what: 'a file system that refuses O_DIRECT (EINVAL at the first transfer) fails the restore instead of falling back to buffered reads and writes',
+    edits: [
+      ['packages/restore/src/run-writer.ts', 'if (!directRefused(e) || at > 0) throw e;', 'throw e;'],
+      ['packages/vfs/src/read-window.ts', 'if (!directRefused(e) || got > 0) throw e;', 'throw e;'],
+    ],
+    tests: ['packages/restore/dist/run-writer.test', 'packages/vfs/dist/read-window.test'],
+  },
   'integrity-thread-answer': {
     what: "restore's integrity_check thread (files of 32 MiB and more) reports ok whatever SQLite found",
-    edits: [['packages/restore/src/integrity-worker.ts', "post({ type: 'done', rows: rows.map((r) => String(Object.values(r)[0])) });", "post({ type: 'done', rows: rows.length >= 0 ? ['ok'] : [] });"]],
+    edits: [['packages/restore/src/integrity-worker.ts', "check: await checkFileHere(data.path, data.pageSize, data.cacheKiB) }", "check: { ...(await checkFileHere(data.path, data.pageSize, data.cacheKiB)), rows: ['ok'] } }"]],
     tests: ['integrity.test'],
   },
   'open-wal-only': {

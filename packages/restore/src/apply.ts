@@ -114,7 +114,7 @@ export class PageFile {
     fchmodSync(this.#fd, mode);
     this.hashes = options.hashes ?? new PageHashes(pageSize);
     this.#pages = Math.floor(fstatSync(this.#fd).size / pageSize);
-    this.#run = new RunWriter(this.#fd, pageSize);
+    this.#run = new RunWriter(this.#fd, pageSize, options.create ? { directPath: path } : {});
   }
 
   /** A page of a sequential stream (a snapshot). `hash`: H(pgno, data) when the decoder computed it already. */
@@ -211,16 +211,25 @@ export class PageFile {
     }
   }
 
-  /** Sets the final length (commit size, lock page included) and makes it durable. */
-  finish(commitSize: number): void {
+  /**
+   * Sets the final length (commit size, lock page included) and makes it durable; with `sync: false`
+   * the caller makes it durable itself (a restore: in the background while the file is checked).
+   */
+  finish(commitSize: number, options: { sync?: boolean } = {}): void {
     this.#writeStaged();
     ftruncateSync(this.#fd, commitSize * this.pageSize);
-    fsyncSync(this.#fd);
+    if (options.sync ?? true) fsyncSync(this.#fd);
+  }
+
+  /** Waits for the background syncs of long runs written with O_DIRECT (see RunWriter); throws a failed one's error. */
+  settle(): Promise<void> {
+    return this.#run.settle();
   }
 
   /** Without finish() first (a failed restore) pending pages are dropped: the scratch file goes anyway. */
   close(): void {
     this.#run.discard();
+    this.#run.close();
     this.#staged.clear();
     this.#stagedBytes = 0;
     if (this.#fd >= 0) {

@@ -1,28 +1,115 @@
-import { statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { loadFormat } from '@walship/format';
-import { openDatabase } from '@walship/vfs';
+import { loadChecksum, loadFormat, lockPageNumber } from '@walship/format';
+import { WindowReader, nodeFs, openDatabase, type ReadWindowOptions } from '@walship/vfs';
 
 /** @internal What the integrity thread is started with. */
 export interface IntegrityWorkerData {
   path: string;
+  pageSize: number;
   cacheKiB: number;
 }
 
 /** @internal The integrity thread's one answer. */
-export type FromIntegrityThread = { type: 'done'; rows: string[] } | { type: 'failed'; code: string; message: string };
+export type FromIntegrityThread = { type: 'done'; check: FileCheck } | { type: 'failed'; code: string; message: string };
 
 /** Databases from this size are checked in a thread with a larger page cache. */
 export const INTEGRITY_THREAD_FROM_BYTES = 32 * 1024 * 1024;
 /** The most page cache the check's thread gets (transient: freed with the thread). */
 export const INTEGRITY_CACHE_MAX_BYTES = 128 * 1024 * 1024;
+/** Bytes per read of the file during the check (see @walship/vfs read-window.ts). */
+export const CHECK_WINDOW_BYTES = 1024 * 1024;
 
 export type IntegrityRun = 'thread' | 'inline' | 'inline-after-thread-failure';
 
-/** integrity_check's rows from a worker thread with its own SQLite; rejects when the thread or the check fails. */
-function inThread(path: string, cacheKiB: number): Promise<string[]> {
-  return new Promise<string[]>((resolve, reject) => {
-    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, cacheKiB } satisfies IntegrityWorkerData });
+/** What one read of a file found: integrity_check's rows, and the size and checksum of the bytes read. */
+export interface FileCheck {
+  rows: string[];
+  /** The file's size in bytes. */
+  size: number;
+  /** XOR of the page hashes of every page read from the file (the lock page left out), as PageHashes computes it. */
+  checksum: bigint;
+  /** Windows read from the file, the hashing pass over the ones the check did not read included. */
+  windowsRead: number;
+}
+
+/**
+ * Hashes every page of a file once, from the windows the check reads (the first time each is
+ * read), then reads the windows the check never touched (free pages, say).
+ */
+class WindowHasher {
+  readonly #pageSize: number;
+  readonly #lockPage: number;
+  readonly #pageHash: (pgno: number, data: Uint8Array) => bigint;
+  readonly #hashed = new Set<number>();
+  checksum = 0n;
+  windowsRead = 0;
+
+  constructor(pageSize: number, pageHash: (pgno: number, data: Uint8Array) => bigint) {
+    this.#pageSize = pageSize;
+    this.#lockPage = lockPageNumber(pageSize);
+    this.#pageHash = pageHash;
+  }
+
+  readonly onRead = (data: Uint8Array, offset: number): void => {
+    this.windowsRead++;
+    if (this.#hashed.has(offset)) return;
+    this.#hashed.add(offset);
+    const first = offset / this.#pageSize + 1;
+    const pages = Math.floor(data.length / this.#pageSize);
+    for (let i = 0; i < pages; i++) {
+      const pgno = first + i;
+      if (pgno !== this.#lockPage) this.checksum ^= this.#pageHash(pgno, data.subarray(i * this.#pageSize, (i + 1) * this.#pageSize));
+    }
+  };
+
+  /** Reads and hashes the windows of the file not hashed yet; returns the file's size. */
+  finish(path: string): number {
+    const fd = openSync(path, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const reader = new WindowReader(nodeFs, path, fd, { windowBytes: CHECK_WINDOW_BYTES, windows: 1, onRead: this.onRead });
+      try {
+        const one = new Uint8Array(1);
+        for (let at = 0; at < size; at += CHECK_WINDOW_BYTES) if (!this.#hashed.has(at)) reader.read(one, at);
+      } finally {
+        reader.close();
+      }
+      return size;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/**
+ * `PRAGMA integrity_check` on a file nobody else is writing (a restore's scratch file), reading it
+ * through the VFS's read windows (read-only, O_DIRECT where the file system takes it: what the
+ * device holds, not a cached copy) and hashing each page once as it goes. One read of the file thus
+ * proves both that it is a sound database and that the disk kept what was written; the VFS refuses
+ * writes to a file opened this way, so the check cannot change what it checks. `cacheKiB`: the
+ * check's page cache (SQLite's default when omitted).
+ */
+export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number): Promise<FileCheck> {
+  const sums = await loadChecksum();
+  const hasher = new WindowHasher(pageSize, sums.pageHash);
+  const readWindow: ReadWindowOptions = { windowBytes: CHECK_WINDOW_BYTES, onRead: hasher.onRead };
+  const db = await openDatabase(path, { capture: false, create: false, readWindow });
+  let rows: string[];
+  try {
+    if (cacheKiB !== undefined) db.pragma(`cache_size = -${cacheKiB}`);
+    rows = (db.pragma('integrity_check') as Record<string, unknown>[]).map((r) => String(Object.values(r)[0]));
+  } finally {
+    db.close();
+  }
+  const size = hasher.finish(path);
+  return { rows, size, checksum: hasher.checksum, windowsRead: hasher.windowsRead };
+}
+
+/** The check from a worker thread with its own SQLite; rejects when the thread or the check fails. */
+function inThread(path: string, pageSize: number, cacheKiB: number): Promise<FileCheck> {
+  return new Promise<FileCheck>((resolve, reject) => {
+    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, pageSize, cacheKiB } satisfies IntegrityWorkerData });
     let settled = false;
     const settle = (f: () => void): void => {
       if (settled) return;
@@ -30,43 +117,67 @@ function inThread(path: string, cacheKiB: number): Promise<string[]> {
       f();
       void worker.terminate();
     };
-    worker.on('message', (m: FromIntegrityThread) => settle(() => (m.type === 'done' ? resolve(m.rows) : reject(Object.assign(new Error(m.message), { code: m.code })))));
+    worker.on('message', (m: FromIntegrityThread) => settle(() => (m.type === 'done' ? resolve(m.check) : reject(Object.assign(new Error(m.message), { code: m.code })))));
     worker.on('error', (e) => settle(() => reject(e)));
     worker.on('exit', (code) => settle(() => reject(new Error(`the integrity check thread exited with code ${code}`))));
   });
 }
 
 /**
- * `PRAGMA integrity_check` through walship's VFS with capture off, which reads the file without
- * writing it (the caller re-hashes the file afterwards to prove that). SQLite's default 2 MiB page
- * cache makes the check of an index read the file's pages many times over (every row is looked up
- * in it): a file of 32 MiB or more that has indexes is checked in a worker thread whose own SQLite
- * gets a cache of up to INTEGRITY_CACHE_MAX_BYTES, released when the thread ends (the process's
- * SQLite heap never shrinks, so it is not grown for this). A file without indexes is read about once
- * whatever the cache, so it is checked here (a thread and a large cache only cost it time). When
- * the thread cannot run, the check runs here with the default cache: slower, the same answer.
+ * checkFileHere, in the right place. SQLite's default 2 MiB page cache makes the check of an index
+ * read the file's pages many times over (every row is looked up in it): a file of 32 MiB or more
+ * that has indexes is checked in a worker thread whose own SQLite gets a cache of up to
+ * INTEGRITY_CACHE_MAX_BYTES, released when the thread ends (the process's SQLite heap never
+ * shrinks, so it is not grown for this). A file without indexes is read about twice whatever the
+ * cache, so it is checked here (a thread and a large cache only cost it time). When the thread
+ * cannot run, the check runs here with the default cache: slower, the same answer.
  */
-export async function integrityCheck(path: string, options: { onRun?: (how: IntegrityRun) => void } = {}): Promise<string[]> {
+export async function checkFile(path: string, options: { pageSize: number; onRun?: (how: IntegrityRun) => void }): Promise<FileCheck> {
   await loadFormat();
-  const size = statSync(path).size;
+  const size = (() => {
+    const fd = openSync(path, 'r');
+    try {
+      return fstatSync(fd).size;
+    } finally {
+      closeSync(fd);
+    }
+  })();
   let how: IntegrityRun = 'inline';
-  let db = await openDatabase(path, { capture: false, create: false });
-  try {
-    const indexes = size >= INTEGRITY_THREAD_FROM_BYTES ? (db.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'index'").pluck().get() as number) : 0;
-    if (indexes > 0) {
+  if (size >= INTEGRITY_THREAD_FROM_BYTES) {
+    const db = await openDatabase(path, { capture: false, create: false, readWindow: { windowBytes: CHECK_WINDOW_BYTES, windows: 1 } });
+    let indexes: number;
+    try {
+      indexes = db.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'index'").pluck().get() as number;
+    } finally {
       db.close();
-      const rows = await inThread(path, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024)).catch(() => null);
-      if (rows !== null) {
+    }
+    if (indexes > 0) {
+      const check = await inThread(path, options.pageSize, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024)).catch(() => null);
+      if (check !== null) {
         options.onRun?.('thread');
-        return rows;
+        return check;
       }
       how = 'inline-after-thread-failure';
-      db = await openDatabase(path, { capture: false, create: false });
     }
-    options.onRun?.(how);
-    const rows = db.pragma('integrity_check') as Record<string, unknown>[];
-    return rows.map((r) => String(Object.values(r)[0]));
-  } finally {
-    if (db.open) db.close();
   }
+  options.onRun?.(how);
+  return checkFileHere(path, options.pageSize);
+}
+
+/** The page size an SQLite file's header gives (bytes 16-17; 1 means 65536), 4096 when it has none. */
+function headerPageSize(path: string): number {
+  const fd = openSync(path, 'r');
+  try {
+    const head = new Uint8Array(18);
+    if (readSync(fd, head, 0, 18, 0) < 18) return 4096;
+    const v = ((head[16] as number) << 8) | (head[17] as number);
+    return v === 1 ? 65536 : v >= 512 && (v & (v - 1)) === 0 ? v : 4096;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** integrity_check's rows (checkFile without the checksum). */
+export async function integrityCheck(path: string, options: { onRun?: (how: IntegrityRun) => void } = {}): Promise<string[]> {
+  return (await checkFile(path, { pageSize: headerPageSize(path), ...(options.onRun ? { onRun: options.onRun } : {}) })).rows;
 }

@@ -38,8 +38,10 @@ async function run(): Promise<void> {
   let count = 0;
   let ended = false;
   const fd = openSync(data.path, 'r+');
+  let writer: RunWriter | null = null;
   try {
-    const writer = new RunWriter(fd, data.pageSize);
+    // Long runs bypass the page cache (see RunWriter): nothing reads the scratch file until it is finished.
+    writer = new RunWriter(fd, data.pageSize, { directPath: data.path });
     for await (const event of decodeObject(pieces(), { name: data.name, objectSize: data.objectSize, maxPagesPerEvent: data.pagesPerEvent, reuseBuffers: true })) {
       if (event.type === 'header') {
         post({ type: 'header', header: event.header });
@@ -63,7 +65,9 @@ async function run(): Promise<void> {
       }
     }
     writer.flush();
+    await writer.settle();
   } finally {
+    writer?.close();
     closeSync(fd);
   }
   post({ type: 'done', ended, count, pgnos, hashes }, [pgnos.buffer as ArrayBuffer, hashes.buffer as ArrayBuffer]);
