@@ -7,6 +7,8 @@
 //   node bench/replica.mjs --size-mib 1024 --page-sizes 4096        the issue's size, one page size
 // Options: --size-mib N (default 256)   --page-sizes A,B (default 4096,65536)   --cache-mib N
 //          (openReplica's cacheBytes, default 64)   --lookups N (random lookups after the first, default 20)
+//          --reps N (full scans and raw downloads, alternating, default 3; medians compared)
+//          --profile DIR (one more scan per page size under the V8 profiler: DIR/scan-<page size>.cpuprofile)
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -26,7 +28,7 @@ const storageLib = await imp('packages/storage/dist/index.js');
 const servers = await imp('test/dist/servers/index.js');
 
 function parse(argv) {
-  const a = { sizeMiB: 256, pageSizes: [4096, 65536], cacheMiB: 64, lookups: 20 };
+  const a = { sizeMiB: 256, pageSizes: [4096, 65536], cacheMiB: 64, lookups: 20, reps: 3, profile: null };
   for (let i = 0; i < argv.length; i++) {
     const v = () => argv[++i];
     switch (argv[i]) {
@@ -34,6 +36,8 @@ function parse(argv) {
       case '--page-sizes': a.pageSizes = v().split(',').map(Number); break;
       case '--cache-mib': a.cacheMiB = Number(v()); break;
       case '--lookups': a.lookups = Number(v()); break;
+      case '--reps': a.reps = Number(v()); break;
+      case '--profile': a.profile = v(); break;
       default: throw new Error(`unknown argument ${argv[i]}`);
     }
   }
@@ -43,6 +47,7 @@ const args = parse(process.argv.slice(2));
 const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
 const now = () => performance.now();
 const MiB = 1024 * 1024;
+const f = (n, d = 0) => (n === null ? '-' : n.toFixed(d));
 
 const s3 = await servers.startS3rver();
 const dir = mkdtempSync(join(tmpdir(), 'walship-bench-replica-'));
@@ -108,6 +113,48 @@ async function rawDownload(prefix) {
   return { ms, bytes, objects: p.objects.length };
 }
 
+/** One full-table scan on a fresh replica: wall time, GETs and bytes fetched. */
+async function scan(options, rows) {
+  const db = await restoreLib.openReplica(options);
+  try {
+    const s0 = db.status();
+    const t1 = now();
+    const sum = db.prepare('SELECT count(*) AS n, sum(length(b)) AS bytes FROM t').get();
+    const ms = now() - t1;
+    const s1 = db.status();
+    if (sum.n !== rows) throw new Error(`scan counted ${sum.n} rows of ${rows}`);
+    return { ms, gets: s1.gets - s0.gets, bytes: s1.bytes - s0.bytes, readWaitMs: s1.readWaitMs - s0.readWaitMs };
+  } finally {
+    db.close();
+  }
+}
+
+function median(xs, key) {
+  const sorted = [...xs].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+/** One more scan under the V8 profiler (this thread: SQLite, the VFS and the decoder); the profile goes to args.profile. */
+async function profileScan(options, rows, pageSize) {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  let r;
+  try {
+    r = await scan(options, rows);
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    mkdirSync(args.profile, { recursive: true });
+    writeFileSync(join(args.profile, `scan-${pageSize}.cpuprofile`), JSON.stringify(profile));
+  }
+  log(`[${pageSize}] profiled scan: ${f(r.ms / 1000, 2)} s, of which waiting for GETs ${f(r.readWaitMs / 1000, 2)} s; ${join(args.profile, `scan-${pageSize}.cpuprofile`)}`);
+}
+
 const results = [];
 for (const pageSize of args.pageSizes) {
   const b = await build(pageSize);
@@ -136,17 +183,22 @@ for (const pageSize of args.pageSizes) {
   const afterLookups = db.status();
   db.close();
   if (first?.n !== 1000) throw new Error(`lookup returned ${JSON.stringify(first)}`);
-  // (b) full scan on a fresh replica vs the raw download of the same objects
-  const scanDb = await restoreLib.openReplica(options);
-  const s0 = scanDb.status();
-  const t1 = now();
-  const sum = scanDb.prepare('SELECT count(*) AS n, sum(length(b)) AS bytes FROM t').get();
-  const tScan = now() - t1;
-  const s1 = scanDb.status();
-  scanDb.close();
-  if (sum.n !== b.rows) throw new Error(`scan counted ${sum.n} rows of ${b.rows}`);
-  const raw = await rawDownload(b.prefix);
-  const scanBytes = s1.bytes - s0.bytes;
+  // (b) full scan on a fresh replica vs the raw download of the same objects, args.reps times
+  // alternating; the medians are compared (one scan and one download each swung 0.71-0.86 apart).
+  const scans = [];
+  const raws = [];
+  for (let rep = 0; rep < args.reps; rep++) {
+    scans.push(await scan(options, b.rows));
+    raws.push(await rawDownload(b.prefix));
+    log(`[${pageSize}] rep ${rep + 1}: scan ${f(scans.at(-1).ms / 1000, 2)} s, raw ${f(raws.at(-1).ms / 1000, 2)} s`);
+  }
+  if (args.profile) await profileScan(options, b.rows, pageSize);
+  const scanMid = median(scans, (x) => x.ms);
+  const raw = median(raws, (x) => x.ms);
+  const tScan = scanMid.ms;
+  const scanBytes = scanMid.bytes;
+  const s1 = { gets: scanMid.gets };
+  const s0 = { gets: 0 };
   const r = {
     pageSize,
     dbMiB: b.bytes / MiB,
@@ -164,13 +216,14 @@ for (const pageSize of args.pageSizes) {
     rawMs: raw.ms,
     rawMiBps: raw.bytes / MiB / (raw.ms / 1000),
     objects: raw.objects,
+    scanSeconds: scans.map((x) => x.ms / 1000),
+    rawSeconds: raws.map((x) => x.ms / 1000),
   };
   r.ratio = r.scanMiBps / r.rawMiBps;
   results.push(r);
   log(`[${pageSize}] ${JSON.stringify(r)}`);
 }
 
-const f = (n, d = 0) => (n === null ? '-' : n.toFixed(d));
 const out = [
   `walship instant replica bench: ${new Date().toISOString()}, node ${process.version}, ${cpus().length} CPUs, load ${loadavg().map((x) => x.toFixed(2)).join(' ')}, s3rver on loopback, cacheBytes ${args.cacheMiB} MiB, zstd, no encryption`,
   '',

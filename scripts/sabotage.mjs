@@ -411,6 +411,11 @@ const SABOTAGES = {
     ],
     tests: ['packages/restore/dist/run-writer.test', 'packages/vfs/dist/read-window.test'],
   },
+  'replica-spare-shared': {
+    what: "an instant replica hands the same spare chunk buffer to two chunks it opens (the buffer is not taken off the spare list), so one chunk's pages are served from another's bytes",
+    edits: [['packages/restore/src/replica-pages.ts', '(this.#spare.splice(at, 1)[0] as Uint8Array)', '(this.#spare[at] as Uint8Array)']],
+    tests: ['replica-faults'],
+  },
   'integrity-thread-answer': {
     what: "restore's integrity_check thread (files of 32 MiB and more) reports ok whatever SQLite found",
     edits: [['packages/restore/src/integrity-worker.ts', "check: await checkFileHere(data.path, data.pageSize, data.cacheKiB) }", "check: { ...(await checkFileHere(data.path, data.pageSize, data.cacheKiB)), rows: ['ok'] } }"]],

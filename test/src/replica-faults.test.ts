@@ -33,10 +33,10 @@ interface Fixture {
   tip: number;
   extra: { keys?: typeof keys };
 }
-const fixtures = {} as Record<'plain' | 'encrypted' | 'other', Fixture>;
+const fixtures = {} as Record<'plain' | 'encrypted' | 'other' | 'twelve', Fixture>;
 
-/** A database with ~6 MiB of incompressible rows, replicated from then on: a snapshot of all of it, then one segment. */
-async function write(label: keyof typeof fixtures): Promise<void> {
+/** A database with ~6 MiB (`rows` x 100 KB) of incompressible rows, replicated from then on: a snapshot of all of it, then one segment. */
+async function write(label: keyof typeof fixtures, rows = 60): Promise<void> {
   const prefix = newPrefix(`replica-${label}`);
   const encrypted = label === 'encrypted';
   const options = s3Options(server, prefix, encrypted ? { encryption: { keys } } : {});
@@ -45,7 +45,7 @@ async function write(label: keyof typeof fixtures): Promise<void> {
   const local = await openDatabase(path, { onCommit: () => undefined });
   local.exec('CREATE TABLE blobs(id INTEGER PRIMARY KEY, v BLOB NOT NULL)');
   const insert = local.prepare('INSERT INTO blobs(v) VALUES (?)');
-  for (let i = 0; i < 60; i++) insert.run(randomBytes(100_000));
+  for (let i = 0; i < rows; i++) insert.run(randomBytes(100_000));
   local.acknowledge(local.txid);
   local.checkpoint();
   local.close();
@@ -68,6 +68,7 @@ before(async () => {
   await write('plain');
   await write('encrypted');
   await write('other');
+  await write('twelve', 130);
 });
 
 after(async () => {
@@ -226,6 +227,29 @@ describe('S3 faults during page reads', () => {
 });
 
 describe('cache bounded by cacheBytes', () => {
+  test('chunks opened into the buffers of evicted ones: a scan forwards then backwards reads every row as a restore has it', async () => {
+    const f = fixtures.twelve;
+    // Three of the thirteen 1 MiB chunks fit: the backward scan starts on chunks still cached, all
+    // opened into the buffers of chunks evicted before them.
+    const db = await openReplica({ ...source(server, f.prefix), cacheBytes: 3.5 * 1024 * 1024 });
+    const path = join(dir, 'restored-reuse.db');
+    await restore({ ...source(server, f.prefix), path });
+    const oracle = openOracle(path, { readonly: true });
+    try {
+      const sql = 'SELECT id, hex(v) AS v FROM blobs ORDER BY id';
+      const want = oracle.prepare(sql).all().map((r) => ({ ...(r as object) }));
+      assert.deepEqual(db.prepare(sql).all(), want);
+      assert.ok(db.status().buffersReused > 0, `buffers reused: ${db.status().buffersReused}`);
+      // SQLite's own page cache (2 MiB) is shrunk first, or it would serve the first pages back.
+      db.pragma('cache_size = -16');
+      assert.deepEqual(db.prepare(`${sql} DESC`).all(), [...want].reverse());
+      db.verify();
+    } finally {
+      oracle.close();
+      db.close();
+    }
+  });
+
   test('a full scan of a 6 MiB database with a 1 MiB cache evicts, stays within cacheBytes and equals a restore', async () => {
     const f = fixtures.plain;
     const cacheBytes = 1024 * 1024;
@@ -248,6 +272,7 @@ describe('cache bounded by cacheBytes', () => {
       const s = db.status();
       max = Math.max(max, s.cachedBytes);
       assert.ok(s.evictions > 0, `evictions: ${s.evictions}`);
+      assert.ok(s.buffersReused > 0, `evicted chunks' buffers reused for the next ones (and the rows still equal the restore's): ${s.buffersReused}`);
       assert.ok(max <= cacheBytes, `cached ${max} bytes, cacheBytes ${cacheBytes}`);
       assert.equal(s.cacheBytes, cacheBytes);
     } finally {

@@ -387,7 +387,11 @@ export class ChunkOpener {
     return { offset, index, flags, final, storedLength, rawLength, dataChecksum: v.getBigUint64(CHUNK.dataChecksum), head };
   }
 
-  open(frame: ChunkFrame, stored: Uint8Array): Uint8Array {
+  /**
+   * The chunk's raw bytes, verified. `into` (exactly frame.rawLength bytes): where a compressed
+   * chunk is decompressed, returned; a stored one is returned as it is (the caller copies it).
+   */
+  open(frame: ChunkFrame, stored: Uint8Array, into?: Uint8Array): Uint8Array {
     const name = this.#name;
     const details = { offset: frame.offset, chunk: frame.index };
     const actual = this.#sums.xxh64(stored);
@@ -413,6 +417,10 @@ export class ChunkOpener {
     }
     if ((frame.flags & CHUNK_FLAG_STORED) !== 0 || this.#header.compression === 'none') return payload;
     try {
+      if (into !== undefined && into.length === frame.rawLength) {
+        decompressInto(this.#header.compression, payload, into);
+        return into;
+      }
       if (!this.#reuse) return decompress(this.#header.compression, payload, frame.rawLength);
       if (this.#out.length < frame.rawLength) this.#out = new Uint8Array(frame.rawLength);
       const out = this.#out.subarray(0, frame.rawLength);

@@ -8,7 +8,6 @@ import {
   MAX_CHUNK_RAW_LENGTH,
   PAGE_RECORD_HEADER_SIZE,
   TRANSACTION_RECORD_SIZE,
-  viewOf,
 } from './format.js';
 import type { IndexTransaction, ObjectHeader, ObjectIndex, ObjectTrailer } from './format.js';
 
@@ -107,9 +106,11 @@ export class ObjectPages {
 
   /**
    * Verifies, decrypts and decompresses the bytes of chunk `chunk` (object offsets start..end-1 of
-   * locate()) and returns its raw bytes, whose length the index must predict.
+   * locate()) and returns its raw bytes, whose length the index must predict. `into`: a buffer of
+   * exactly that length to put them in (returned), so a reader that opens many chunks can reuse its
+   * buffers; otherwise a new one.
    */
-  openChunk(chunk: number, bytes: Uint8Array): Uint8Array {
+  openChunk(chunk: number, bytes: Uint8Array, into?: Uint8Array): Uint8Array {
     const range = this.chunkRange(chunk);
     const c = { objectOffset: range.start };
     const rawLength = range.rawEnd - range.rawStart;
@@ -125,15 +126,22 @@ export class ObjectPages {
         { offset: c.objectOffset, chunk },
       );
     }
-    const raw = this.#opener.open(frame, bytes.subarray(CHUNK_HEADER_SIZE));
+    const target = into !== undefined && into.length === rawLength ? into : undefined;
+    const raw = this.#opener.open(frame, bytes.subarray(CHUNK_HEADER_SIZE), target);
+    if (raw === target) return raw;
     // A stored, unencrypted chunk is a view of `bytes`: copy it, so the caller may keep the chunk without the whole read.
-    return raw.buffer === bytes.buffer ? raw.slice() : raw;
+    if (raw.buffer !== bytes.buffer) return raw;
+    if (target === undefined) return raw.slice();
+    target.set(raw);
+    return target;
   }
 
   /** The page at `location` in the chunk's raw bytes, after checking its page number is `pgno`. */
   page(raw: Uint8Array, location: PageLocation, pgno: number): Uint8Array {
     const at = location.at;
-    const found = at >= PAGE_RECORD_HEADER_SIZE && at + this.header.pageSize <= raw.length ? viewOf(raw).getUint32(at - PAGE_RECORD_HEADER_SIZE) : -1;
+    // The record's page number, big-endian, read without a DataView (this runs for every page a replica reads).
+    const h = at - PAGE_RECORD_HEADER_SIZE;
+    const found = h >= 0 && at + this.header.pageSize <= raw.length ? (((raw[h] as number) << 24) | ((raw[h + 1] as number) << 16) | ((raw[h + 2] as number) << 8) | (raw[h + 3] as number)) >>> 0 : -1;
     if (found !== pgno) {
       throw objectError('ERR_CORRUPT_OBJECT', this.#name, `chunk ${location.chunk}: the record where the index puts page ${pgno} holds page ${found}`, {
         chunk: location.chunk,

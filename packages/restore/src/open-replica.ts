@@ -64,6 +64,8 @@ export interface ReplicaStatus {
   cacheHits: number;
   cacheMisses: number;
   evictions: number;
+  /** Chunks opened into the buffer of an evicted chunk rather than a new one (a scan allocates little once the cache is full). */
+  buffersReused: number;
   cacheBytes: number;
   /** Decoded chunk bytes in memory now (never above cacheBytes). */
   cachedBytes: number;
@@ -164,6 +166,7 @@ export class ReplicaDatabase extends Database {
       cacheHits: c.cacheHits,
       cacheMisses: c.cacheMisses,
       evictions: c.evictions,
+      buffersReused: c.buffersReused,
       cacheBytes: this.#state.cacheBytes,
       cachedBytes: pages.cachedBytes,
       gets: opening.gets + fetcher.gets,

@@ -13,6 +13,8 @@ import type { DiskCache } from './replica-disk-cache.js';
 const SMALL_OBJECT = 64 * 1024;
 /** Chunks one read-ahead batch may hold. */
 const READ_AHEAD_CHUNKS = 8;
+/** Evicted chunk buffers kept for reuse (a read-ahead batch is at most READ_AHEAD_CHUNKS). */
+const SPARE_CHUNKS = READ_AHEAD_CHUNKS + 2;
 /** Batches the fetch thread fetches ahead of a scan; with a batch at most cacheBytes / 8, they hold at most half of cacheBytes. */
 const PREFETCH_BATCHES = 4;
 
@@ -96,6 +98,8 @@ export interface PageCounters {
   cacheMisses: number;
   /** Chunks evicted to stay within cacheBytes. */
   evictions: number;
+  /** Chunks opened into the buffer of an evicted one instead of a new buffer. */
+  buffersReused: number;
   /** Distinct chunks fetched at least once, and the chunks the database's pages live in. */
   chunksFetched: number;
   chunksTotal: number;
@@ -187,6 +191,19 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
   #cached = 0;
   /** Cache key of the last chunk a miss fetched (null before the first). */
   #lastMiss: number | null = null;
+  /**
+   * The chunk the last read was served from: a scan reads every page of a chunk in a row (64 of
+   * them in 256 KiB of 4 KiB pages), and those reads skip the cache's lookup and reordering (it is
+   * the most recently used entry already). Holds at most one chunk beyond cacheBytes.
+   */
+  #recent: { object: ReplicaObject; chunk: number; raw: Uint8Array } | null = null;
+  /**
+   * Buffers of chunks this cache opened and then evicted, for the next chunks it opens: a scan of
+   * 1 GiB opens 1 GiB of chunks, and a new buffer for each cost the scan GC and, on a VM, faulting
+   * in fresh memory. Only buffers opened here (#owned) are reused: nobody else holds them.
+   */
+  readonly #spare: Uint8Array[] = [];
+  readonly #owned = new WeakSet<Uint8Array>();
   /** Consecutive misses, each on the chunk after the previous one's last. */
   #streak = 0;
   /** Called when a staged view becomes the current one. */
@@ -199,7 +216,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     this.#fetcher = options.fetcher;
     this.#cacheBytes = options.cacheBytes;
     this.#view = view;
-    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, chunksFetched: 0, chunksTotal: view.chunksTotal };
+    this.counters = { reads: 0, cacheHits: 0, cacheMisses: 0, evictions: 0, buffersReused: 0, chunksFetched: 0, chunksTotal: view.chunksTotal };
   }
 
   get pageCount(): number {
@@ -241,6 +258,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     this.#view = view;
     this.#version++;
     this.#lastMiss = null;
+    this.#recent = null;
     this.#streak = 0;
     this.counters.chunksTotal = view.chunksTotal;
     this.onSwitch?.(view);
@@ -276,15 +294,23 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     }
     const object = view.objects[o - 1] as ReplicaObject;
     const location = object.pages.locate(view.positionOf[pgno] as number);
-    const key = cacheKey(this.#id(object), location.chunk);
-    let raw = this.#cache.get(key);
-    if (raw !== undefined) {
+    const recent = this.#recent;
+    let raw: Uint8Array | undefined;
+    if (recent !== null && recent.object === object && recent.chunk === location.chunk) {
       this.counters.cacheHits++;
-      this.#cache.delete(key);
-      this.#cache.set(key, raw);
+      raw = recent.raw;
     } else {
-      this.counters.cacheMisses++;
-      raw = this.#miss(object, location.chunk);
+      const key = cacheKey(this.#id(object), location.chunk);
+      raw = this.#cache.get(key);
+      if (raw !== undefined) {
+        this.counters.cacheHits++;
+        this.#cache.delete(key);
+        this.#cache.set(key, raw);
+      } else {
+        this.counters.cacheMisses++;
+        raw = this.#miss(object, location.chunk);
+      }
+      this.#recent = { object, chunk: location.chunk, raw };
     }
     try {
       out.set(object.pages.page(raw, location, pgno));
@@ -324,7 +350,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
       const range = object.pages.chunkRange(c);
       let raw: Uint8Array;
       try {
-        raw = object.pages.openChunk(c, bytes.subarray(range.start - start, range.end - start));
+        raw = this.#open(object, c, bytes.subarray(range.start - start, range.end - start));
       } catch (e) {
         throw objectFailure(e, object.key, 'reading pages of');
       }
@@ -353,7 +379,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     if (stored === null) return null;
     let raw: Uint8Array;
     try {
-      raw = object.pages.openChunk(chunk, stored);
+      raw = this.#open(object, chunk, stored);
     } catch {
       disk.reject(name);
       return null;
@@ -397,7 +423,7 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     const bytes = await get(object, location.start, location.end);
     let raw: Uint8Array;
     try {
-      raw = object.pages.openChunk(location.chunk, bytes);
+      raw = this.#open(object, location.chunk, bytes);
     } catch (e) {
       throw objectFailure(e, object.key, 'reading pages of');
     }
@@ -409,19 +435,47 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
     this.#insert(key, raw);
   }
 
+  /** openChunk into a spare buffer of the chunk's raw length when there is one. */
+  #open(object: ReplicaObject, chunk: number, bytes: Uint8Array): Uint8Array {
+    const range = object.pages.chunkRange(chunk);
+    const length = range.rawEnd - range.rawStart;
+    const at = this.#spare.findIndex((b) => b.length === length);
+    const into = at >= 0 ? (this.#spare.splice(at, 1)[0] as Uint8Array) : undefined;
+    let raw: Uint8Array;
+    try {
+      raw = object.pages.openChunk(chunk, bytes, into);
+    } catch (e) {
+      if (into !== undefined) this.#spare.push(into);
+      throw e;
+    }
+    if (raw === into) this.counters.buffersReused++;
+    else if (into !== undefined) this.#spare.push(into);
+    if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength) this.#owned.add(raw);
+    return raw;
+  }
+
+  /** A buffer leaving the cache: kept for reuse when this cache made it (and the last read is not served from it). */
+  #release(raw: Uint8Array): void {
+    if (this.#recent !== null && this.#recent.raw === raw) this.#recent = null;
+    if (this.#owned.has(raw) && this.#spare.length < SPARE_CHUNKS && !this.#spare.includes(raw)) this.#spare.push(raw);
+  }
+
   #insert(key: number, raw: Uint8Array): void {
     if (raw.length > this.#cacheBytes) return;
     const old = this.#cache.get(key);
     if (old !== undefined) {
       this.#cache.delete(key);
       this.#cached -= old.length;
+      if (old !== raw) this.#release(old);
     }
     while (this.#cached + raw.length > this.#cacheBytes) {
       const oldest = this.#cache.keys().next();
       if (oldest.done) break;
-      this.#cached -= (this.#cache.get(oldest.value) as Uint8Array).length;
+      const evicted = this.#cache.get(oldest.value) as Uint8Array;
+      this.#cached -= evicted.length;
       this.#cache.delete(oldest.value);
       this.counters.evictions++;
+      this.#release(evicted);
     }
     this.#cache.set(key, raw);
     this.#cached += raw.length;
@@ -429,6 +483,8 @@ export class ReplicaPages<Meta = unknown> implements PageSource {
 
   /** Empties the cache (close). */
   clear(): void {
+    this.#recent = null;
+    this.#spare.length = 0;
     this.#cache.clear();
     this.#cached = 0;
   }
