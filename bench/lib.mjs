@@ -1,10 +1,11 @@
-// Helpers shared by the benchmarks in this folder (shipper.mjs, vfs.mjs, replicated.mjs): data,
-// pacing, quiescing, Prometheus text, formatting. No benchmark logic lives here.
+// Helpers shared by the benchmarks in this folder (shipper.mjs, vfs.mjs, replicated.mjs, restore.mjs,
+// replica.mjs): data, pacing, quiescing, profiling, Prometheus text, formatting. No benchmark logic lives here.
 import { statSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { execFileSync } from 'node:child_process';
 import { runInNewContext } from 'node:vm';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Session } from 'node:inspector/promises';
 
 export const PAGE_SIZE = 8192; // walship's default for new files and sqlite-wasm's default; set on better-sqlite3 too
 export const CACHE_KIB = 16384; // sqlite-wasm's default cache (-16384); better-sqlite3's build default is -16000
@@ -157,3 +158,21 @@ export function fileSize(path) {
 /** onRequest events: a PUT (single or multipart) and a 2xx answer. */
 export const isPut = (e) => e.op === 'put' || e.op === 'multipart';
 export const ok = (e) => e.status >= 200 && e.status < 300;
+
+/** Runs `fn` under the V8 sampling profiler (this thread only, 200 us interval): its result and the profile. */
+export async function profiled(fn) {
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 200 });
+  await session.post('Profiler.start');
+  let result;
+  let profile;
+  try {
+    result = await fn();
+  } finally {
+    ({ profile } = await session.post('Profiler.stop'));
+    session.disconnect();
+  }
+  return { result, profile };
+}

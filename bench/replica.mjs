@@ -9,7 +9,8 @@
 //          (openReplica's cacheBytes, default 64)   --lookups N (random lookups after the first, default 20)
 //          --reps N (full scans and raw downloads, alternating, default 3; medians compared)
 //          --profile DIR (one more scan per page size under the V8 profiler: DIR/scan-<page size>.cpuprofile)
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { profiled } from './lib.mjs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -136,22 +137,9 @@ function median(xs, key) {
 
 /** One more scan under the V8 profiler (this thread: SQLite, the VFS and the decoder); the profile goes to args.profile. */
 async function profileScan(options, rows, pageSize) {
-  const { Session } = await import('node:inspector/promises');
-  const { writeFileSync, mkdirSync } = await import('node:fs');
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
-  let r;
-  try {
-    r = await scan(options, rows);
-  } finally {
-    const { profile } = await session.post('Profiler.stop');
-    session.disconnect();
-    mkdirSync(args.profile, { recursive: true });
-    writeFileSync(join(args.profile, `scan-${pageSize}.cpuprofile`), JSON.stringify(profile));
-  }
+  const { result: r, profile } = await profiled(() => scan(options, rows));
+  mkdirSync(args.profile, { recursive: true });
+  writeFileSync(join(args.profile, `scan-${pageSize}.cpuprofile`), JSON.stringify(profile));
   log(`[${pageSize}] profiled scan: ${f(r.ms / 1000, 2)} s, of which waiting for GETs ${f(r.readWaitMs / 1000, 2)} s; ${join(args.profile, `scan-${pageSize}.cpuprofile`)}`);
 }
 

@@ -28,7 +28,7 @@ import { randomFillSync } from 'node:crypto';
 import { setFlagsFromString } from 'node:v8';
 import { execFileSync } from 'node:child_process';
 import { runInNewContext } from 'node:vm';
-import { Session } from 'node:inspector/promises';
+import { profiled } from './lib.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..');
@@ -291,22 +291,6 @@ async function timedPlan(prefix, target = {}) {
 }
 
 /** Runs `fn` under the V8 sampling profiler of this process; returns its result and the profile. */
-async function profiled(fn) {
-  const session = new Session();
-  session.connect();
-  await session.post('Profiler.enable');
-  await session.post('Profiler.setSamplingInterval', { interval: 200 });
-  await session.post('Profiler.start');
-  let result;
-  let profile;
-  try {
-    result = await fn();
-  } finally {
-    ({ profile } = await session.post('Profiler.stop'));
-    session.disconnect();
-  }
-  return { result, profile };
-}
 
 /**
  * Where restore's time goes: the functions that matter, inclusive (samples with the function

@@ -4,7 +4,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '@walship/vfs';
-import { integrityCheck } from './integrity.js';
+import { checkFile, type IntegrityRun } from './integrity.js';
+
+/** integrity_check's rows for a file built here (4 KiB pages). */
+const integrityCheck = async (path: string, o: { onRun: (how: IntegrityRun) => void }): Promise<string[]> => (await checkFile(path, { pageSize: 4096, ...o })).rows;
 
 /** A file of about `mib` MiB: a table, and an index on it unless `index` is false. */
 async function build(path: string, mib: number, index = true): Promise<void> {

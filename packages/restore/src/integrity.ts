@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { loadChecksum, loadFormat, lockPageNumber } from '@walship/format';
 import { WindowReader, nodeFs, openDatabase, type ReadWindowOptions } from '@walship/vfs';
@@ -134,14 +134,7 @@ function inThread(path: string, pageSize: number, cacheKiB: number): Promise<Fil
  */
 export async function checkFile(path: string, options: { pageSize: number; onRun?: (how: IntegrityRun) => void }): Promise<FileCheck> {
   await loadFormat();
-  const size = (() => {
-    const fd = openSync(path, 'r');
-    try {
-      return fstatSync(fd).size;
-    } finally {
-      closeSync(fd);
-    }
-  })();
+  const size = statSync(path).size;
   let how: IntegrityRun = 'inline';
   if (size >= INTEGRITY_THREAD_FROM_BYTES) {
     const db = await openDatabase(path, { capture: false, create: false, readWindow: { windowBytes: CHECK_WINDOW_BYTES, windows: 1 } });
@@ -162,22 +155,4 @@ export async function checkFile(path: string, options: { pageSize: number; onRun
   }
   options.onRun?.(how);
   return checkFileHere(path, options.pageSize);
-}
-
-/** The page size an SQLite file's header gives (bytes 16-17; 1 means 65536), 4096 when it has none. */
-function headerPageSize(path: string): number {
-  const fd = openSync(path, 'r');
-  try {
-    const head = new Uint8Array(18);
-    if (readSync(fd, head, 0, 18, 0) < 18) return 4096;
-    const v = ((head[16] as number) << 8) | (head[17] as number);
-    return v === 1 ? 65536 : v >= 512 && (v & (v - 1)) === 0 ? v : 4096;
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** integrity_check's rows (checkFile without the checksum). */
-export async function integrityCheck(path: string, options: { onRun?: (how: IntegrityRun) => void } = {}): Promise<string[]> {
-  return (await checkFile(path, { pageSize: headerPageSize(path), ...(options.onRun ? { onRun: options.onRun } : {}) })).rows;
 }
