@@ -411,6 +411,11 @@ const SABOTAGES = {
     ],
     tests: ['packages/restore/dist/run-writer.test', 'packages/vfs/dist/read-window.test'],
   },
+  'background-write-error': {
+    what: "a restore's background write that fails is forgotten: the snapshot thread goes on and the restore reports success for a file missing a run of pages",
+    edits: [['packages/restore/src/run-writer.ts', '        this.#writeError ??= e;\n', '']],
+    tests: ['packages/restore/dist/run-writer.test'],
+  },
   'replica-spare-shared': {
     what: "an instant replica hands the same spare chunk buffer to two chunks it opens (the buffer is not taken off the spare list), so one chunk's pages are served from another's bytes",
     edits: [['packages/restore/src/replica-pages.ts', '(this.#spare.splice(at, 1)[0] as Uint8Array)', '(this.#spare[at] as Uint8Array)']],

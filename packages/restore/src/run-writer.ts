@@ -1,4 +1,4 @@
-import { constants, fdatasync } from 'node:fs';
+import { constants, fdatasync, write } from 'node:fs';
 import { alignedBuffer, directRefused, nodeFs, openDirect, type FsOps } from '@walship/vfs/direct-io';
 
 /** Bytes of contiguous pages gathered before one write. */
@@ -22,6 +22,22 @@ export interface RunWriterOptions {
   directPath?: string;
   /** File operations (default node:fs): a seam for tests that refuse O_DIRECT. */
   fs?: FsOps;
+  /**
+   * Runs that may wait to be written while the next one fills (default 0: flush() writes before it
+   * returns). Above 0 the writes happen in the background, one at a time and in order, so a thread
+   * that decodes pages is not held up by the device: its owner awaits room() between batches of
+   * appends and settle() before anything else touches the file.
+   */
+  background?: number;
+}
+
+/** A run waiting to be written in the background: its own buffer (a run buffer, or a copy of a short run). */
+interface Queued {
+  bytes: Uint8Array;
+  length: number;
+  offset: number;
+  /** A run buffer, returned to the pool once written (a short run's copy is dropped). */
+  pooled: boolean;
 }
 
 /**
@@ -32,8 +48,17 @@ export class RunWriter {
   readonly #fd: number;
   readonly #fs: FsOps;
   readonly #pageSize: number;
-  readonly #run: Uint8Array;
+  #run: Uint8Array;
+  readonly #runBytes: number;
   #direct: number | null;
+  readonly #background: number;
+  /** Run buffers not in use. */
+  readonly #pool: Uint8Array[] = [];
+  /** Runs handed to the background and not written yet, oldest first; the first is being written. */
+  readonly #queue: Queued[] = [];
+  #writing = false;
+  #writeError: unknown = null;
+  #waiters: (() => void)[] = [];
   #runStart = 0;
   #runPages = 0;
   #written = 0;
@@ -48,10 +73,15 @@ export class RunWriter {
     this.#fd = fd;
     this.#fs = options.fs ?? nodeFs;
     this.#pageSize = pageSize;
-    const bytes = Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize));
+    this.#runBytes = Math.max(pageSize, RUN_BYTES - (RUN_BYTES % pageSize));
+    this.#background = options.background ?? 0;
     this.#direct = options.directPath !== undefined ? openDirect(this.#fs, options.directPath, constants.O_WRONLY) : null;
-    // O_DIRECT transfers need an aligned buffer; the run buffer is one.
-    this.#run = this.#direct !== null ? alignedBuffer(bytes) : new Uint8Array(bytes);
+    this.#run = this.#newRun();
+  }
+
+  /** O_DIRECT transfers need an aligned buffer; a run buffer is one. */
+  #newRun(): Uint8Array {
+    return this.#direct !== null ? alignedBuffer(this.#runBytes) : new Uint8Array(this.#runBytes);
   }
 
   /** Pages waiting to be written. */
@@ -78,33 +108,113 @@ export class RunWriter {
     this.#runPages++;
   }
 
-  /** Writes the pending run. */
+  /** Writes the pending run, or with `background` hands it to the background writer. */
   flush(): void {
     if (this.#runPages === 0) return;
     const length = this.#runPages * this.#pageSize;
     const offset = (this.#runStart - 1) * this.#pageSize;
-    if (!(this.#direct !== null && length >= DIRECT_RUN_BYTES && this.#writeDirect(length, offset))) {
-      let at = 0;
-      while (at < length) at += this.#fs.writeSync(this.#fd, this.#run, at, length - at, offset + at);
-    }
-    this.#written += length;
     this.#runPages = 0;
+    if (this.#background === 0) {
+      if (!(this.#direct !== null && length >= DIRECT_RUN_BYTES && this.#writeDirect(this.#run, length, offset))) {
+        let at = 0;
+        while (at < length) at += this.#fs.writeSync(this.#fd, this.#run, at, length - at, offset + at);
+      }
+      this.#written += length;
+      return;
+    }
+    if (this.#writeError !== null) throw this.#writeError;
+    if (length >= DIRECT_RUN_BYTES) {
+      this.#queue.push({ bytes: this.#run, length, offset, pooled: true });
+      this.#run = this.#pool.pop() ?? this.#newRun();
+    } else {
+      // A short run is copied: a run buffer per scattered page would hold megabytes for kilobytes.
+      this.#queue.push({ bytes: this.#run.slice(0, length), length, offset, pooled: false });
+    }
+    this.#pump();
   }
 
   /** The run through the O_DIRECT descriptor; false (and direct writes off) when the kernel refuses it. */
-  #writeDirect(length: number, offset: number): boolean {
+  #writeDirect(bytes: Uint8Array, length: number, offset: number): boolean {
     let at = 0;
     try {
-      while (at < length) at += this.#fs.writeSync(this.#direct as number, this.#run, at, length - at, offset + at);
+      while (at < length) at += this.#fs.writeSync(this.#direct as number, bytes, at, length - at, offset + at);
     } catch (e) {
       if (!directRefused(e) || at > 0) throw e;
       this.#closeDirect();
       return false;
     }
+    this.#wroteDirect(length);
+    return true;
+  }
+
+  #wroteDirect(length: number): void {
     this.#directWritten += length;
     this.#sinceSync += length;
     if (this.#sinceSync >= SYNC_EVERY_BYTES && this.#syncing === null) this.#startSync(this.#direct as number);
-    return true;
+  }
+
+  /** Starts writing the oldest queued run unless one is being written; each completion starts the next. */
+  #pump(): void {
+    if (this.#writing || this.#queue.length === 0) return;
+    this.#writing = true;
+    const run = this.#queue[0] as Queued;
+    this.#writeQueued(run).then(
+      () => {
+        this.#queue.shift();
+        this.#written += run.length;
+        if (run.pooled && this.#pool.length < this.#background) this.#pool.push(run.bytes);
+        this.#writing = false;
+        this.#wake();
+        this.#pump();
+      },
+      (e: unknown) => {
+        // Nothing more is written after a failed write: the owner sees the error and gives the file up.
+        this.#writeError ??= e;
+        this.#queue.length = 0;
+        this.#writing = false;
+        this.#wake();
+      },
+    );
+  }
+
+  async #writeQueued(run: Queued): Promise<void> {
+    if (this.#direct !== null && run.length >= DIRECT_RUN_BYTES) {
+      let at = 0;
+      try {
+        while (at < run.length) at += await this.#writeAsync(this.#direct, run.bytes, at, run.length - at, run.offset + at);
+        this.#wroteDirect(run.length);
+        return;
+      } catch (e) {
+        if (!directRefused(e) || at > 0) throw e;
+        this.#closeDirect();
+      }
+    }
+    let at = 0;
+    while (at < run.length) at += await this.#writeAsync(this.#fd, run.bytes, at, run.length - at, run.offset + at);
+  }
+
+  /** One write off this thread (libuv's pool); through an injected `fs`, its synchronous write on a later tick. */
+  #writeAsync(fd: number, bytes: Uint8Array, offset: number, length: number, position: number): Promise<number> {
+    if (this.#fs !== nodeFs) return new Promise((resolve) => setImmediate(resolve)).then(() => this.#fs.writeSync(fd, bytes, offset, length, position));
+    return new Promise((resolve, reject) => write(fd, bytes, offset, length, position, (e, n) => (e ? reject(e) : resolve(n))));
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w();
+    this.#closeWhenIdle();
+  }
+
+  /** With `background`: resolves once fewer than `background` runs wait to be written; throws a failed write's error. */
+  async room(): Promise<void> {
+    while (this.#queue.length >= Math.max(1, this.#background) && this.#writeError === null) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    if (this.#writeError !== null) throw this.#writeError;
+  }
+
+  /** Resolves once no run waits to be written (failed or not): the descriptors may be closed then. */
+  async idle(): Promise<void> {
+    while (this.#writing || this.#queue.length > 0) await new Promise<void>((resolve) => this.#waiters.push(resolve));
   }
 
   #startSync(fd: number): void {
@@ -113,15 +223,7 @@ export class RunWriter {
       fdatasync(fd, (e) => {
         if (e && this.#syncError === null) this.#syncError = e;
         this.#syncing = null;
-        if (this.#closeAfterSync !== null) {
-          const closing = this.#closeAfterSync;
-          this.#closeAfterSync = null;
-          try {
-            this.#fs.closeSync(closing);
-          } catch {
-            // A descriptor written only with O_DIRECT and already synced: nothing is lost with it.
-          }
-        }
+        this.#closeWhenIdle();
         resolve();
       }),
     );
@@ -132,6 +234,8 @@ export class RunWriter {
    * fsync only, so a later fsync through another descriptor may not see it: this is where it is seen.
    */
   async settle(): Promise<void> {
+    await this.idle();
+    if (this.#writeError !== null) throw this.#writeError;
     if (this.#syncing !== null) await this.#syncing;
     if (this.#syncError !== null) throw this.#syncError;
   }
@@ -141,7 +245,10 @@ export class RunWriter {
     this.#runPages = 0;
   }
 
-  /** Closes the O_DIRECT descriptor (the caller's `fd` stays open). */
+  /**
+   * Closes the O_DIRECT descriptor (the caller's `fd` stays open); one still in use by a background
+   * write or sync is closed when that ends. The caller closes `fd` only after idle() or settle().
+   */
   close(): void {
     this.#closeDirect();
   }
@@ -150,7 +257,18 @@ export class RunWriter {
     if (this.#direct === null) return;
     const fd = this.#direct;
     this.#direct = null;
-    if (this.#syncing !== null) this.#closeAfterSync = fd;
-    else this.#fs.closeSync(fd);
+    this.#closeAfterSync = fd;
+    this.#closeWhenIdle();
+  }
+
+  #closeWhenIdle(): void {
+    if (this.#closeAfterSync === null || this.#syncing !== null || this.#writing) return;
+    const fd = this.#closeAfterSync;
+    this.#closeAfterSync = null;
+    try {
+      this.#fs.closeSync(fd);
+    } catch {
+      // A descriptor written only with O_DIRECT, its writes finished and synced: nothing is lost with it.
+    }
   }
 }

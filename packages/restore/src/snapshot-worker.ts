@@ -7,6 +7,9 @@ import { decodeObject, isFormatError, loadChecksum, loadFormat } from '@walship/
 import { RunWriter } from './run-writer.js';
 import type { FromSnapshotThread, SnapshotWorkerData, ToSnapshotThread } from './snapshot-thread.js';
 
+/** Runs (4 MiB each) that may wait for the device while the next ones are decoded. */
+const WRITES_BEHIND = 2;
+
 const data = workerData as SnapshotWorkerData;
 const port = parentPort as NonNullable<typeof parentPort>;
 const post = (m: FromSnapshotThread, transfer: ArrayBuffer[] = []): void => port.postMessage(m, transfer);
@@ -40,8 +43,9 @@ async function run(): Promise<void> {
   const fd = openSync(data.path, 'r+');
   let writer: RunWriter | null = null;
   try {
-    // Long runs bypass the page cache (see RunWriter): nothing reads the scratch file until it is finished.
-    writer = new RunWriter(fd, data.pageSize, { directPath: data.path });
+    // Long runs bypass the page cache (see RunWriter): nothing reads the scratch file until it is
+    // finished. They are written in the background, so decoding goes on while the device writes.
+    writer = new RunWriter(fd, data.pageSize, { directPath: data.path, background: WRITES_BEHIND });
     for await (const event of decodeObject(pieces(), { name: data.name, objectSize: data.objectSize, maxPagesPerEvent: data.pagesPerEvent, reuseBuffers: true })) {
       if (event.type === 'header') {
         post({ type: 'header', header: event.header });
@@ -60,6 +64,7 @@ async function run(): Promise<void> {
           hashes[count] = p.hash ?? sums.pageHash(p.pgno, p.data);
           count++;
         }
+        await writer.room();
       } else {
         ended = true;
       }
@@ -67,7 +72,12 @@ async function run(): Promise<void> {
     writer.flush();
     await writer.settle();
   } finally {
-    writer?.close();
+    if (writer !== null) {
+      writer.discard();
+      // Its background writes use `fd`: it is closed only once they have ended.
+      await writer.idle();
+      writer.close();
+    }
     closeSync(fd);
   }
   post({ type: 'done', ended, count, pgnos, hashes }, [pgnos.buffer as ArrayBuffer, hashes.buffer as ArrayBuffer]);
