@@ -416,6 +416,14 @@ const SABOTAGES = {
     edits: [['packages/restore/src/run-writer.ts', '        this.#writeError ??= e;\n', '']],
     tests: ['packages/restore/dist/run-writer.test'],
   },
+  'read-ahead-unfinished': {
+    what: "the check's read-ahead thread's slots are served whatever their state: a window the thread is still reading (or failed to read) is handed to SQLite with another window's bytes",
+    edits: [
+      ['packages/vfs/src/read-ahead.ts', 'if (found >= 0 && Atomics.load(c, slotState(found)) === READING) {', 'if (found < -1) {'],
+      ['packages/vfs/src/read-ahead.ts', '=== READY && c[slotIndex(found)] === index) {', '!== FREE) {'],
+    ],
+    tests: ['packages/vfs/dist/read-window.test'],
+  },
   'replica-spare-shared': {
     what: "an instant replica hands the same spare chunk buffer to two chunks it opens (the buffer is not taken off the spare list), so one chunk's pages are served from another's bytes",
     edits: [['packages/restore/src/replica-pages.ts', '(this.#spare.splice(at, 1)[0] as Uint8Array)', '(this.#spare[at] as Uint8Array)']],

@@ -19,6 +19,8 @@ export const INTEGRITY_THREAD_FROM_BYTES = 32 * 1024 * 1024;
 export const INTEGRITY_CACHE_MAX_BYTES = 128 * 1024 * 1024;
 /** Bytes per read of the file during the check (see @walship/vfs read-window.ts). */
 export const CHECK_WINDOW_BYTES = 1024 * 1024;
+/** Windows a helper thread reads ahead of the check (see @walship/vfs read-ahead.ts). */
+export const CHECK_READ_AHEAD = 8;
 
 export type IntegrityRun = 'thread' | 'inline' | 'inline-after-thread-failure';
 
@@ -68,7 +70,7 @@ class WindowHasher {
     const fd = openSync(path, 'r');
     try {
       const size = fstatSync(fd).size;
-      const reader = new WindowReader(nodeFs, path, fd, { windowBytes: CHECK_WINDOW_BYTES, windows: 1, onRead: this.onRead });
+      const reader = new WindowReader(nodeFs, path, fd, { windowBytes: CHECK_WINDOW_BYTES, windows: 1, readAhead: CHECK_READ_AHEAD, onRead: this.onRead });
       try {
         const one = new Uint8Array(1);
         for (let at = 0; at < size; at += CHECK_WINDOW_BYTES) if (!this.#hashed.has(at)) reader.read(one, at);
@@ -93,7 +95,7 @@ class WindowHasher {
 export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number): Promise<FileCheck> {
   const sums = await loadChecksum();
   const hasher = new WindowHasher(pageSize, sums.pageHash);
-  const readWindow: ReadWindowOptions = { windowBytes: CHECK_WINDOW_BYTES, onRead: hasher.onRead };
+  const readWindow: ReadWindowOptions = { windowBytes: CHECK_WINDOW_BYTES, readAhead: CHECK_READ_AHEAD, onRead: hasher.onRead };
   const db = await openDatabase(path, { capture: false, create: false, readWindow });
   let rows: string[];
   try {

@@ -125,3 +125,38 @@ test('WindowReader: reads at the end of a file are short, a range across two win
     }
   }
 });
+
+test('WindowReader with readAhead: every window read forwards, backwards, out of order or at random is the file\'s, most of them read by the thread', () => {
+  using t = tempDir();
+  const W = 65536;
+  const count = 48;
+  const path = join(t.dir, 'windows');
+  const file = new Uint8Array(count * W + 1000);
+  for (let i = 0; i < file.length; i++) file[i] = (Math.floor(i / W) * 37 + i * 7 + (i >> 9)) & 0xff;
+  writeFileSync(path, file);
+  const forward = Array.from({ length: count + 1 }, (_, i) => i);
+  const backward = [...forward].reverse();
+  // integrity_check's order: the tree from its last cell down, a few windows swapped here and there.
+  const sqliteLike = backward.map((w, i) => backward[i % 4 === 1 && i + 2 < backward.length ? i + 2 : i % 4 === 3 ? i - 2 : i] as number);
+  let seed = 7;
+  const random = Array.from({ length: 60 }, () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % (count + 1));
+  const fd = nodeFs.openSync(path, 0);
+  const reader = new WindowReader(nodeFs, path, fd, { windowBytes: W, windows: 1, readAhead: 4 });
+  let reads = 0;
+  try {
+    for (const [name, order] of [['forward', forward], ['backward', backward], ['sqlite-like', sqliteLike], ['random', random], ['forward again', forward]] as const) {
+      for (const w of order) {
+        const into = new Uint8Array(W).fill(0xee);
+        const n = reader.read(into, w * W);
+        const want = file.subarray(w * W, Math.min(file.length, (w + 1) * W));
+        assert.equal(n, want.length, `${name}: window ${w} length`);
+        assert.ok(Buffer.from(into.subarray(0, n)).equals(want), `${name}: window ${w} holds the file's bytes`);
+        reads++;
+      }
+    }
+    assert.ok(reader.windowsReadAhead >= reads / 4, `${reader.windowsReadAhead} of ${reads} windows came from the read-ahead thread`);
+  } finally {
+    reader.close();
+    nodeFs.closeSync(fd);
+  }
+});

@@ -1,6 +1,7 @@
 import { constants as fsc } from 'node:fs';
 import { alignedBuffer, directRefused, openDirect } from './direct-io.js';
 import type { FsOps } from './fs-ops.js';
+import { ReadAhead } from './read-ahead.js';
 
 /**
  * Reads of a main database file served from a few large windows, each read from the file with one
@@ -17,6 +18,11 @@ export interface ReadWindowOptions {
   windows?: number;
   /** Every window as read from the file (`data` is a view valid during the call), before a page of it is served. */
   onRead?: (data: Uint8Array, offset: number) => void;
+  /**
+   * Windows a helper thread reads ahead of the last one missed (default 0: none; see read-ahead.ts),
+   * for a reader that goes through the file in order. Without threads, the reads are the reader's.
+   */
+  readAhead?: number;
 }
 
 export const DEFAULT_WINDOW_BYTES = 1024 * 1024;
@@ -28,6 +34,7 @@ export function checkReadWindow(o: ReadWindowOptions): string | null {
   if (!Number.isInteger(bytes) || bytes < 65536 || bytes % 65536 !== 0 || bytes > 64 * 1024 * 1024) return 'windowBytes must be a multiple of 65536 up to 64 MiB';
   if (!Number.isInteger(count) || count < 1 || count > 64) return 'windows must be an integer from 1 to 64';
   if (o.onRead !== undefined && typeof o.onRead !== 'function') return 'onRead must be a function';
+  if (o.readAhead !== undefined && (!Number.isInteger(o.readAhead) || o.readAhead < 0 || o.readAhead > 16)) return 'readAhead must be an integer from 0 to 16';
   return null;
 }
 
@@ -43,6 +50,7 @@ export class WindowReader {
   readonly #used: Float64Array;
   #clock = 0;
   readonly #onRead: ((data: Uint8Array, offset: number) => void) | undefined;
+  readonly #ahead: ReadAhead | null;
   /** Windows read from the file (counted for tests and diagnostics). */
   windowsRead = 0;
 
@@ -58,6 +66,12 @@ export class WindowReader {
     this.#length = new Uint32Array(count);
     this.#used = new Float64Array(count);
     this.#onRead = options.onRead;
+    this.#ahead = options.readAhead ? ReadAhead.start(path, fs.fstatSync(fd).size, this.#bytes, options.readAhead) : null;
+  }
+
+  /** Windows the read-ahead thread had read when they were wanted. */
+  get windowsReadAhead(): number {
+    return this.#ahead?.served ?? 0;
   }
 
   /**
@@ -96,6 +110,10 @@ export class WindowReader {
   }
 
   #fill(view: Uint8Array, start: number): number {
+    if (this.#ahead !== null) {
+      const n = this.#ahead.take(start / this.#bytes, view);
+      if (n >= 0) return n;
+    }
     if (this.#direct !== null) {
       let got = 0;
       try {
@@ -120,8 +138,9 @@ export class WindowReader {
     return got;
   }
 
-  /** Closes the O_DIRECT descriptor (the VFS closes its own). */
+  /** Closes the O_DIRECT descriptor (the VFS closes its own) and ends the read-ahead thread. */
   close(): void {
+    this.#ahead?.close();
     this.#closeDirect();
   }
 
