@@ -424,6 +424,11 @@ const SABOTAGES = {
     ],
     tests: ['packages/vfs/dist/read-window.test'],
   },
+  'read-back-check': {
+    what: "a restored file's size and checksum, read back from the device, are no longer compared with the replica's: a disk that lost a write passes (with --integrity-check none, nothing else would see it)",
+    edits: [['packages/restore/src/restore.ts', 'if (differs(check.size, check.checksum)) throw mismatch(', 'if (differs(check.size, check.checksum) && Number.isNaN(0)) throw mismatch(']],
+    tests: ['packages/restore/dist/verify-file.test'],
+  },
   'replica-spare-shared': {
     what: "an instant replica hands the same spare chunk buffer to two chunks it opens (the buffer is not taken off the spare list), so one chunk's pages are served from another's bytes",
     edits: [['packages/restore/src/replica-pages.ts', '(this.#spare.splice(at, 1)[0] as Uint8Array)', '(this.#spare[at] as Uint8Array)']],
@@ -431,7 +436,7 @@ const SABOTAGES = {
   },
   'integrity-thread-answer': {
     what: "restore's integrity_check thread (files of 32 MiB and more) reports ok whatever SQLite found",
-    edits: [['packages/restore/src/integrity-worker.ts', "check: await checkFileHere(data.path, data.pageSize, data.cacheKiB) }", "check: { ...(await checkFileHere(data.path, data.pageSize, data.cacheKiB)), rows: ['ok'] } }"]],
+    edits: [['packages/restore/src/integrity-worker.ts', "check: await checkFileHere(data.path, data.pageSize, data.cacheKiB, data.mode) }", "check: { ...(await checkFileHere(data.path, data.pageSize, data.cacheKiB, data.mode)), rows: ['ok'] } }"]],
     tests: ['integrity.test'],
   },
   'open-wal-only': {

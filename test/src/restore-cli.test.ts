@@ -135,6 +135,16 @@ describe('walship CLI', () => {
     const ts = walship(['restore', url, join(dir, 'r3.db'), '--timestamp', new Date(result.timestamp).toISOString(), '--json']);
     expectExit(ts, 0, '--timestamp');
     assert.equal((JSON.parse(ts.stdout) as { txid: number }).txid, result.txid);
+
+    assert.equal((result as { integrityCheck?: string }).integrityCheck, 'full', 'the default check is integrity_check');
+    assert.match(again.stdout, /checked\s+size, checksum \(read back\), PRAGMA integrity_check/);
+    for (const mode of ['quick', 'none'] as const) {
+      const m = walship(['restore', url, join(dir, `r-${mode}.db`), '--integrity-check', mode, '--json']);
+      expectExit(m, 0, `--integrity-check ${mode}`);
+      const got = JSON.parse(m.stdout) as { txid: number; checksum: string; integrityCheck: string };
+      assert.deepEqual([got.integrityCheck, got.txid, got.checksum], [mode, result.txid, result.checksum]);
+      assertMatchesOracle(join(dir, `r-${mode}.db`), work, result.txid);
+    }
   });
 
   test('verify: 0 on a sound replica, 1 with the error on a damaged one', async () => {
@@ -170,6 +180,7 @@ describe('walship CLI', () => {
       ['restore', url, join(dir, 'u.db'), '--txid', '5', '--timestamp', '2026-01-01T00:00:00Z'],
       ['restore', url, join(dir, 'u.db'), '--timestamp', 'yesterday'],
       ['restore', url, join(dir, 'u.db'), '--bogus'],
+      ['restore', url, join(dir, 'u.db'), '--integrity-check', 'fast'],
       ['restore', 'http://bucket/prefix', join(dir, 'u.db')],
       ['ls'],
       ['frobnicate'],

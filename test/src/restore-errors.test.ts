@@ -305,6 +305,7 @@ describe('options and targets', () => {
       { path: join(dir, 'x.db'), timestamp: 'yesterday' },
       { path: '' },
       { path: join(dir, 'x.db'), concurrency: 0 },
+      { path: join(dir, 'x.db'), integrityCheck: 'fast' },
       { path: join(dir, 'x.db'), generation: 'nope' },
     ];
     for (const c of cases) {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import type { GenerationDescription, ObjectDescription, ReplicaDescription } from './inspect.js';
 import { COMMON, LEASE, TARGET, fileMode, leaseFrom, leaseKey, sourceFrom, target } from './cli-args.js';
 import { checkBucketRoot } from './cli-bucket.js';
+import { CHECKED, INTEGRITY_CHECK_MODES, type IntegrityCheckMode } from './check-modes.js';
 import { EXIT, UsageError, exitCodeFor, failureOf, reportFailure } from './cli-errors.js';
 import { FOLLOW_USAGE } from './cli-follow.js';
 import { ProgressLine, formatAge, formatBytes, iso, json, type CliIo } from './cli-output.js';
@@ -18,7 +19,7 @@ const USAGE: Record<string, string> = {
 
 Usage:
   walship restore <s3-url> <path> [--txid N | --timestamp ISO] [--overwrite] [--if-db-not-exists]
-                 [--if-replica-exists] [--lease-table T] [--json]
+                 [--if-replica-exists] [--integrity-check full|quick|none] [--lease-table T] [--json]
   walship follow <s3-url> <path> [--interval MS] [--status-interval S] [--json]
   walship ls <s3-url> [--json]
   walship query <s3-url> "<SQL>" [--txid N | --timestamp ISO] [--json]   (no restore: pages on demand)
@@ -45,8 +46,8 @@ s3-url (ERR_NO_REPLICA). With --json, an error is also one JSON object on stdout
 
 Restores the database to <path>: the latest state, or the state after a txid, or the state after
 the last transaction committed at or before a time. Every object is verified before it is applied;
-the file is built beside <path> and renamed into place only after its checksum and
-PRAGMA integrity_check pass.
+the file is built beside <path>, read back from the disk, and renamed into place only after its
+size and checksum are the replica's and PRAGMA integrity_check passes.
 
 Options:
   --txid N          restore the state right after transaction N
@@ -62,6 +63,11 @@ Options:
                     deleted behind the high-water mark is still an error
   --mode OCTAL      permission bits of the restored file (default 600: owner only; e.g. 640),
                     set whatever the umask
+  --integrity-check full|quick|none
+                    the SQLite check of the finished file: full (default) PRAGMA integrity_check,
+                    quick PRAGMA quick_check (index entries not matched against their rows), none
+                    (the read-back size and checksum only; every object and transaction is still
+                    verified)
   --concurrency N   objects downloaded in parallel (default 8)
   --lease-table T   the writer's lease table (or WALSHIP_LEASE_TABLE): ERR_REPLICA_BEHIND when the
                     bucket does not reach the durable high-water mark its item records
@@ -117,6 +123,7 @@ const RESTORE_OPTIONS = {
   ...LEASE,
   overwrite: { type: 'boolean' },
   mode: { type: 'string' },
+  'integrity-check': { type: 'string' },
   'if-db-not-exists': { type: 'boolean' },
   'if-replica-exists': { type: 'boolean' },
 } as const;
@@ -134,9 +141,11 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
   if (positionals.length !== 2) throw new UsageError('restore takes <s3-url> <path>');
   if (values.overwrite && values['if-db-not-exists']) throw new UsageError('--overwrite and --if-db-not-exists are exclusive (one replaces the file, the other keeps it)');
   const mode = fileMode(values.mode);
+  const check = values['integrity-check'];
+  if (check !== undefined && !(INTEGRITY_CHECK_MODES as readonly string[]).includes(check)) throw new UsageError(`--integrity-check must be one of ${INTEGRITY_CHECK_MODES.join(', ')}, not ${JSON.stringify(check)}`);
   const path = positionals[1] as string;
   const source = { ...(await sourceFrom(positionals[0], io.env)), ...leaseFrom(values, io.env, positionals[0]) };
-  const options = { ...target(values), overwrite: values.overwrite ?? false, ...(mode !== undefined ? { mode } : {}) };
+  const options = { ...target(values), overwrite: values.overwrite ?? false, ...(mode !== undefined ? { mode } : {}), ...(check !== undefined ? { integrityCheck: check as IntegrityCheckMode } : {}) };
   if (values['if-db-not-exists'] && existsSync(path)) {
     return skipped(io, values.json, 'db-exists', `${path} exists; nothing restored (--if-db-not-exists)`, { path });
   }
@@ -149,7 +158,7 @@ async function cmdRestore(args: string[], io: CliIo): Promise<number> {
     if (values.json) json(io, result);
     else {
       io.stdout.write(
-        `restored ${result.path}\n  txid        ${result.txid}\n  committed   ${iso(result.timestamp)}\n  generation  ${result.generation}\n  objects     ${result.objects} (${formatBytes(result.bytes)})\n  checksum    ${result.checksum}\n  took        ${result.durationMs} ms\n` +
+        `restored ${result.path}\n  txid        ${result.txid}\n  committed   ${iso(result.timestamp)}\n  generation  ${result.generation}\n  objects     ${result.objects} (${formatBytes(result.bytes)})\n  checksum    ${result.checksum}\n  checked     ${CHECKED[result.integrityCheck]}\n  took        ${result.durationMs} ms\n` +
           `Open it with openDatabase(path, { baseTxid: ${result.txid} }) or continue the replica with openReplicated.\n`,
       );
     }

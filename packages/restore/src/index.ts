@@ -7,6 +7,8 @@ export type { ReplicaLease, HighWaterMark } from './mark.js';
 export type { RestoreErrorCode } from './errors.js';
 export { restore } from './restore.js';
 export type { RestoreOptions, RestoreResult, RestoreProgress, RestorePhase } from './restore.js';
+export { INTEGRITY_CHECK_MODES } from './check-modes.js';
+export type { IntegrityCheckMode } from './check-modes.js';
 export { follow } from './follow.js';
 export type { FollowOptions, FollowHandle, FollowStatus, FollowState, FollowApplyEvent } from './follow.js';
 export { describeReplica } from './inspect.js';

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from '@walship/vfs';
@@ -42,6 +42,17 @@ for (const [name, mib, expected] of [['a large file, in a thread', 34, 'thread']
       assert.deepEqual(runs, [expected, expected]);
       assert.ok(found.length > 0 && found[0] !== 'ok', JSON.stringify(found.slice(0, 3)));
       assert.match(found[0]!, /missing from index ta/);
+      // The other modes on the same file: quick_check does not match index entries against rows;
+      // none reads the file back (same size and checksum as the full check's read) and asks SQLite nothing.
+      const full = await checkFile(path, { pageSize: 4096 });
+      const other: IntegrityRun[] = [];
+      const quick = await checkFile(path, { pageSize: 4096, mode: 'quick', onRun: (how) => other.push(how) });
+      const none = await checkFile(path, { pageSize: 4096, mode: 'none', onRun: (how) => other.push(how) });
+      assert.deepEqual(quick.rows, ['ok']);
+      assert.deepEqual(none.rows, []);
+      assert.deepEqual(other, [expected, 'read-back']);
+      assert.equal(full.size, statSync(path).size);
+      for (const c of [quick, none]) assert.deepEqual([c.size, c.checksum], [full.size, full.checksum]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -2,12 +2,20 @@ import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { loadChecksum, loadFormat, lockPageNumber } from '@walship/format';
 import { WindowReader, nodeFs, openDatabase, type ReadWindowOptions } from '@walship/vfs';
+import type { IntegrityCheckMode } from './check-modes.js';
+
+export { INTEGRITY_CHECK_MODES, type IntegrityCheckMode } from './check-modes.js';
+
+/** The pragma each SQLite-checking mode runs. */
+const PRAGMA = { full: 'integrity_check', quick: 'quick_check' } as const;
+type CheckingMode = keyof typeof PRAGMA;
 
 /** @internal What the integrity thread is started with. */
 export interface IntegrityWorkerData {
   path: string;
   pageSize: number;
   cacheKiB: number;
+  mode: CheckingMode;
 }
 
 /** @internal The integrity thread's one answer. */
@@ -22,9 +30,9 @@ export const CHECK_WINDOW_BYTES = 1024 * 1024;
 /** Windows a helper thread reads ahead of the check (see @walship/vfs read-ahead.ts). */
 export const CHECK_READ_AHEAD = 8;
 
-export type IntegrityRun = 'thread' | 'inline' | 'inline-after-thread-failure';
+export type IntegrityRun = 'thread' | 'inline' | 'inline-after-thread-failure' | 'read-back';
 
-/** What one read of a file found: integrity_check's rows, and the size and checksum of the bytes read. */
+/** What one read of a file found: the check's rows (none for mode `none`), and the size and checksum of the bytes read. */
 export interface FileCheck {
   rows: string[];
   /** The file's size in bytes. */
@@ -85,14 +93,14 @@ class WindowHasher {
 }
 
 /**
- * `PRAGMA integrity_check` on a file nobody else is writing (a restore's scratch file), reading it
+ * `PRAGMA integrity_check` (`quick_check` with mode `quick`) on a file nobody else is writing (a restore's scratch file), reading it
  * through the VFS's read windows (read-only, O_DIRECT where the file system takes it: what the
  * device holds, not a cached copy) and hashing each page once as it goes. One read of the file thus
  * proves both that it is a sound database and that the disk kept what was written; the VFS refuses
  * writes to a file opened this way, so the check cannot change what it checks. `cacheKiB`: the
  * check's page cache (SQLite's default when omitted).
  */
-export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number): Promise<FileCheck> {
+export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number, mode: CheckingMode = 'full'): Promise<FileCheck> {
   const sums = await loadChecksum();
   const hasher = new WindowHasher(pageSize, sums.pageHash);
   const readWindow: ReadWindowOptions = { windowBytes: CHECK_WINDOW_BYTES, readAhead: CHECK_READ_AHEAD, onRead: hasher.onRead };
@@ -100,7 +108,7 @@ export async function checkFileHere(path: string, pageSize: number, cacheKiB?: n
   let rows: string[];
   try {
     if (cacheKiB !== undefined) db.pragma(`cache_size = -${cacheKiB}`);
-    rows = (db.pragma('integrity_check') as Record<string, unknown>[]).map((r) => String(Object.values(r)[0]));
+    rows = (db.pragma(PRAGMA[mode]) as Record<string, unknown>[]).map((r) => String(Object.values(r)[0]));
   } finally {
     db.close();
   }
@@ -109,9 +117,9 @@ export async function checkFileHere(path: string, pageSize: number, cacheKiB?: n
 }
 
 /** The check from a worker thread with its own SQLite; rejects when the thread or the check fails. */
-function inThread(path: string, pageSize: number, cacheKiB: number): Promise<FileCheck> {
+function inThread(path: string, pageSize: number, cacheKiB: number, mode: CheckingMode): Promise<FileCheck> {
   return new Promise<FileCheck>((resolve, reject) => {
-    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, pageSize, cacheKiB } satisfies IntegrityWorkerData });
+    const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, pageSize, cacheKiB, mode } satisfies IntegrityWorkerData });
     let settled = false;
     const settle = (f: () => void): void => {
       if (settled) return;
@@ -134,8 +142,13 @@ function inThread(path: string, pageSize: number, cacheKiB: number): Promise<Fil
  * cache, so it is checked here (a thread and a large cache only cost it time). When the thread
  * cannot run, the check runs here with the default cache: slower, the same answer.
  */
-export async function checkFile(path: string, options: { pageSize: number; onRun?: (how: IntegrityRun) => void }): Promise<FileCheck> {
+export async function checkFile(path: string, options: { pageSize: number; mode?: IntegrityCheckMode; onRun?: (how: IntegrityRun) => void }): Promise<FileCheck> {
   await loadFormat();
+  const mode = options.mode ?? 'full';
+  if (mode === 'none') {
+    options.onRun?.('read-back');
+    return readBack(path, options.pageSize);
+  }
   const size = statSync(path).size;
   let how: IntegrityRun = 'inline';
   if (size >= INTEGRITY_THREAD_FROM_BYTES) {
@@ -147,7 +160,7 @@ export async function checkFile(path: string, options: { pageSize: number; onRun
       db.close();
     }
     if (indexes > 0) {
-      const check = await inThread(path, options.pageSize, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024)).catch(() => null);
+      const check = await inThread(path, options.pageSize, Math.ceil(Math.min(size, INTEGRITY_CACHE_MAX_BYTES) / 1024), mode).catch(() => null);
       if (check !== null) {
         options.onRun?.('thread');
         return check;
@@ -156,5 +169,13 @@ export async function checkFile(path: string, options: { pageSize: number; onRun
     }
   }
   options.onRun?.(how);
-  return checkFileHere(path, options.pageSize);
+  return checkFileHere(path, options.pageSize, undefined, mode);
+}
+
+/** The file read once from the device (windows, read ahead) and every page hashed; no SQLite. */
+async function readBack(path: string, pageSize: number): Promise<FileCheck> {
+  const sums = await loadChecksum();
+  const hasher = new WindowHasher(pageSize, sums.pageHash);
+  const size = hasher.finish(path);
+  return { rows: [], size, checksum: hasher.checksum, windowsRead: hasher.windowsRead };
 }

@@ -5,7 +5,7 @@ import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
 import { PIECES_AHEAD, PageFile, hashFile, hex64 } from './apply.js';
-import { checkFile, type FileCheck } from './integrity.js';
+import { INTEGRITY_CHECK_MODES, checkFile, type FileCheck, type IntegrityCheckMode } from './integrity.js';
 import { restoreSnapshot } from './snapshot-thread.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
@@ -38,6 +38,12 @@ export interface RestoreOptions extends PlanOptions {
   concurrency?: number;
   /** Permission bits of the restored file, its scratch copy and note (default 0o600), set whatever the umask. */
   mode?: number;
+  /**
+   * The check of the finished file before it is moved into place (default `full`: PRAGMA
+   * integrity_check; `quick`: PRAGMA quick_check; `none`: no SQLite check). Whatever the mode, the
+   * file is read back from the device and its size and checksum must be the replica's.
+   */
+  integrityCheck?: IntegrityCheckMode;
   onProgress?: (progress: RestoreProgress) => void;
 }
 
@@ -57,6 +63,8 @@ export interface RestoreResult {
   commitSize: number;
   /** The mark the lease item records (with the `lease` option), which the bucket was checked to reach; else null. */
   highWaterMark: HighWaterMark | null;
+  /** The SQLite check the file passed (`none`: only its size and checksum, read back from the device). */
+  integrityCheck: IntegrityCheckMode;
 }
 
 function validateRestoreOptions(o: RestoreOptions): ReturnType<typeof validatePlanOptions> {
@@ -65,6 +73,7 @@ function validateRestoreOptions(o: RestoreOptions): ReturnType<typeof validatePl
   if (o.overwrite !== undefined && typeof o.overwrite !== 'boolean') bad('overwrite', 'must be a boolean', o.overwrite);
   checkInteger('concurrency', o.concurrency, 1, 256);
   checkMode('mode', o.mode);
+  if (o.integrityCheck !== undefined && !INTEGRITY_CHECK_MODES.includes(o.integrityCheck)) bad('integrityCheck', `must be one of ${INTEGRITY_CHECK_MODES.join(', ')}`, o.integrityCheck);
   if (o.onProgress !== undefined && typeof o.onProgress !== 'function') bad('onProgress', 'must be a function', typeof o.onProgress);
   return stop;
 }
@@ -150,6 +159,7 @@ export interface BuildOptions {
   keyring: Keyring | undefined;
   concurrency: number;
   mode?: number | undefined;
+  integrityCheck?: IntegrityCheckMode | undefined;
   signal?: AbortSignal | undefined;
   onProgress?: ((p: RestoreProgress) => void) | undefined;
 }
@@ -216,7 +226,7 @@ export async function buildDatabase(plan: RestorePlan, tmp: string, o: BuildOpti
   // 0.6 s of waiting on the host); the rename waits for both.
   const durable = fsyncPath(tmp);
   try {
-    await verifyFile(tmp, plan);
+    await verifyFile(tmp, plan, o.integrityCheck ?? 'full');
   } finally {
     await durable.catch(() => undefined);
   }
@@ -243,14 +253,16 @@ function fsyncPath(path: string): Promise<void> {
   );
 }
 
+const PRAGMA_OF = { full: 'integrity_check', quick: 'quick_check' } as const;
+
 /**
- * The checks on the finished file: PRAGMA integrity_check, reading the file once (from the
+ * The checks on the finished file: PRAGMA integrity_check (quick_check, or none, as `mode` says), reading the file once (from the
  * device where the file system allows it) and hashing every page as it is read, so the same read
  * proves that the disk kept what was written (size and checksum) and that the database is sound.
  * The check's VFS refuses writes to the file (see checkFile). A disk that did not keep the bytes is
  * reported first: integrity_check's findings on such a file say less than that.
  */
-export async function verifyFile(path: string, plan: { pageSize: number; commitSize: number; checksum: bigint; txid: number }): Promise<void> {
+export async function verifyFile(path: string, plan: { pageSize: number; commitSize: number; checksum: bigint; txid: number }, mode: IntegrityCheckMode = 'full'): Promise<void> {
   const mismatch = (size: number, checksum: bigint, when: string): Error =>
     restoreError(
       'ERR_VERIFY_FAILED',
@@ -260,17 +272,22 @@ export async function verifyFile(path: string, plan: { pageSize: number; commitS
   const differs = (size: number, checksum: bigint): boolean => size !== plan.commitSize * plan.pageSize || checksum !== plan.checksum;
   let check: FileCheck;
   try {
-    check = await checkFile(path, { pageSize: plan.pageSize });
+    check = await checkFile(path, { pageSize: plan.pageSize, mode });
   } catch (e) {
     const disk = hashFile(path, plan.pageSize);
     if (differs(disk.size, disk.checksum)) throw mismatch(disk.size, disk.checksum, 'read back');
-    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check could not run: ${(e as Error).message}`, { path, txid: plan.txid }, e);
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: ${mode === 'none' ? 'the file could not be read back' : `PRAGMA ${PRAGMA_OF[mode]} could not run`}: ${(e as Error).message}`, { path, txid: plan.txid, integrityCheck: mode }, e);
   } finally {
     for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
   }
-  if (differs(check.size, check.checksum)) throw mismatch(check.size, check.checksum, 'read back during integrity_check');
-  if (check.rows.length !== 1 || check.rows[0] !== 'ok') {
-    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA integrity_check at txid ${plan.txid} reports: ${check.rows.slice(0, 10).join('; ')}`, { path, txid: plan.txid, integrity: check.rows.slice(0, 100) });
+  if (differs(check.size, check.checksum)) throw mismatch(check.size, check.checksum, mode === 'none' ? 'read back' : `read back during ${PRAGMA_OF[mode]}`);
+  if (mode !== 'none' && (check.rows.length !== 1 || check.rows[0] !== 'ok')) {
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA ${PRAGMA_OF[mode]} at txid ${plan.txid} reports: ${check.rows.slice(0, 10).join('; ')}`, {
+      path,
+      txid: plan.txid,
+      integrityCheck: mode,
+      integrity: check.rows.slice(0, 100),
+    });
   }
 }
 
@@ -316,6 +333,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
   const concurrency = options.concurrency ?? 8;
   const signal = options.signal;
   const mode = options.mode ?? DEFAULT_FILE_MODE;
+  const integrityCheck = options.integrityCheck ?? 'full';
   checkTarget(path, overwrite);
   removeStaleScratch(dirname(path), basename(path));
   const source = resolveSource(options);
@@ -335,7 +353,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
     if (mark) await checkMark(mark, { catalog, plan: p, latest: stop.kind === 'latest' && options.generation === undefined, headers });
     mkdirSync(dirname(path), { recursive: true });
     tmp = scratchPath(path, 'restore');
-    const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, mode, signal, onProgress: progress });
+    const bytes = await buildDatabase(p, tmp, { storage: source.storage, keyring: source.keyring, concurrency, mode, integrityCheck, signal, onProgress: progress });
     if (signal?.aborted) throw abortedError(signal.reason);
     progress?.({ phase: 'rename', objectsDone: p.objects.length, objectsTotal: p.objects.length, bytesDone: bytes, bytesTotal: p.bytes, txid: p.txid, targetTxid: p.txid });
     rmSync(restoredNotePath(path), { force: true });
@@ -355,6 +373,7 @@ export async function restore(options: RestoreOptions): Promise<RestoreResult> {
       pageSize: p.pageSize,
       commitSize: p.commitSize,
       highWaterMark: mark,
+      integrityCheck,
     };
   } catch (e) {
     // Whatever an abort interrupted (a request, a decode), the caller asked for it: say so.

@@ -5,7 +5,7 @@ import { bad } from './options.js';
 import { restore, type RestoreOptions, type RestoreResult } from './restore.js';
 import { verifyScratchDir } from './scratch.js';
 
-export interface VerifyOptions extends Omit<RestoreOptions, 'path' | 'overwrite'> {
+export interface VerifyOptions extends Omit<RestoreOptions, 'path' | 'overwrite' | 'integrityCheck'> {
   /** Directory for the scratch restore (default: the OS temp directory). A private directory is made in it and removed afterwards. */
   dir?: string;
 }
@@ -39,7 +39,8 @@ export async function verify(options: VerifyOptions): Promise<VerifyResult> {
   // 0700, named with the pid: one left by a killed verify is removed by the next.
   const scratch = verifyScratchDir(options.dir ?? tmpdir());
   try {
-    const result = await restore({ ...options, path: join(scratch, 'verify.db'), overwrite: false });
+    // A verify runs every check there is, whatever a caller passed.
+    const result = await restore({ ...options, path: join(scratch, 'verify.db'), overwrite: false, integrityCheck: 'full' });
     return { ok: true, result, checks: [...VERIFY_CHECKS], error: null };
   } catch (e) {
     const err = e as { code?: unknown; message?: unknown; details?: unknown };
