@@ -123,6 +123,23 @@ function quiesce() {
 }
 
 const now = () => performance.now();
+/**
+ * CPU time the whole machine spent busy (every process: s3rver included), in core-seconds, from
+ * /proc/stat; null where there is none. Restore and the raw download share the cores with s3rver.
+ */
+function machineBusy() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const ticks = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0); // all but idle and iowait
+    return ticks / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return null;
+  }
+}
+const busySince = (b0) => {
+  const b1 = machineBusy();
+  return b0 === null || b1 === null ? null : b1 - b0;
+};
 const log = (...m) => process.stderr.write(`${m.join(' ')}\n`);
 const out = [];
 /** A report line: printed at once (so a crash still leaves the sections done) and saved at the end. */
@@ -215,9 +232,11 @@ async function timedRestore(prefix, target = {}, lib = restoreLib) {
   const marks = {};
   const req = { get: 0, list: 0, head: 0, getBytes: 0 };
   quiesce();
+  const b0 = machineBusy();
   const t0 = now();
   let result;
   let ms;
+  let busy;
   try {
     result = await lib.restore({
       s3: s3Location(prefix),
@@ -234,11 +253,13 @@ async function timedRestore(prefix, target = {}, lib = restoreLib) {
     });
   } finally {
     ms = now() - t0;
+    busy = busySince(b0);
     rmSync(rdir, { recursive: true, force: true });
   }
   const at = (k) => marks[k] ?? t0 + ms;
   return {
     ms,
+    busy,
     result,
     dbBytes: result.commitSize * result.pageSize,
     phases: {
@@ -267,6 +288,7 @@ async function rawDownload(prefix, objects, concurrency) {
   quiesce();
   let next = 0;
   let bytes = 0;
+  const b0 = machineBusy();
   const t0 = now();
   const worker = async () => {
     while (next < pieces.length) {
@@ -281,7 +303,8 @@ async function rawDownload(prefix, objects, concurrency) {
   } finally {
     storage.destroy?.();
   }
-  return { ms: now() - t0, bytes, requests: pieces.length, concurrency };
+  const ms = now() - t0;
+  return { ms, busy: busySince(b0), bytes, requests: pieces.length, concurrency };
 }
 
 async function timedPlan(prefix, target = {}) {
@@ -459,6 +482,7 @@ async function sectionSize(results) {
   if (baselineLib) await timedRestore(b.prefix, {}, baselineLib);
   const raws = [];
   const rests = [];
+  const nones = [];
   const seqs = [];
   const bases = [];
   for (let r = 0; r < P.reps; r++) {
@@ -468,6 +492,9 @@ async function sectionSize(results) {
     const y = await timedRestore(b.prefix);
     rests.push(y);
     log(`[size] rep ${r + 1} restore: ${fmtS(y.ms)} s, ${fmtMBs(y.dbBytes, y.ms)} MB/s (${phaseText(y.phases)})`);
+    const n = await timedRestore(b.prefix, { integrityCheck: 'none' });
+    nones.push(n);
+    log(`[size] rep ${r + 1} restore --integrity-check none: ${fmtS(n.ms)} s (${phaseText(n.phases)})`);
     if (baselineLib) {
       const w = await timedRestore(b.prefix, {}, baselineLib);
       bases.push(w);
@@ -494,15 +521,24 @@ async function sectionSize(results) {
   emit(`Replica: ${objects.length} objects in the latest plan, ${fmtInt(objectBytes)} bytes (${fmtMiB(objectBytes)}): snapshot ${fmtInt(snap.size)} bytes for a ${fmtInt(pl.plan.commitSize)}-page database (${fmtInt(dbBytes)} bytes), **objects / database bytes = ${(objectBytes / dbBytes).toFixed(3)}** (zstd on random blobs: the pages' headers and free space are what compresses). plan() alone: ${fmtS(pl.ms)} s.`);
   emit(`Timed, after an untimed warm-up of each: ${P.reps} repetitions of [raw download, restore(), raw download one request at a time], gc() + sync before each; restore concurrency ${P.concurrency} (its default), raw ${P.concurrency} GETs in flight over ${raws[0].requests} requests (objects above ${fmtMiB(PIECE_SIZE)} as ranged GETs of ${fmtMiB(PIECE_SIZE)}, as restore splits them). The restored file goes to a fresh directory on the same disk (deleted after each run). MB = 10^6 bytes.`);
   emit('');
-  emit('| rep | raw download, s | raw MB/s (object bytes) | restore(), s | restore MB/s (database bytes) | restore phases, s | raw 1 request at a time, s |');
-  emit('|---|---:|---:|---:|---:|---|---:|');
+  const cores = cpus().length;
+  const busyText = (x) => (x.busy === null ? '-' : `${x.busy.toFixed(1)} (${Math.round((100 * x.busy) / (cores * (x.ms / 1000)))}%)`);
+  emit(`| rep | raw download, s | raw MB/s (object bytes) | machine CPU during raw, core-s (% of ${cores} cores) | restore(), s | restore MB/s (database bytes) | machine CPU during restore, core-s | restore phases, s | raw 1 request at a time, s |`);
+  emit('|---|---:|---:|---:|---:|---:|---:|---|---:|');
   for (let r = 0; r < P.reps; r++) {
     const x = raws[r];
     const y = rests[r];
-    emit(`| ${r + 1} | ${fmtS(x.ms)} | ${fmtMBs(x.bytes, x.ms)} | ${fmtS(y.ms)} | ${fmtMBs(y.dbBytes, y.ms)} | ${phaseText(y.phases)} | ${fmtS(seqs[r].ms)} (${fmtMBs(seqs[r].bytes, seqs[r].ms)} MB/s) |`);
+    emit(`| ${r + 1} | ${fmtS(x.ms)} | ${fmtMBs(x.bytes, x.ms)} | ${busyText(x)} | ${fmtS(y.ms)} | ${fmtMBs(y.dbBytes, y.ms)} | ${busyText(y)} | ${phaseText(y.phases)} | ${fmtS(seqs[r].ms)} (${fmtMBs(seqs[r].bytes, seqs[r].ms)} MB/s) |`);
   }
-  emit(`| median | ${fmtS(rawMs)} | ${rawMBs.toFixed(1)} | ${fmtS(restMs)} | ${restMBs.toFixed(1)} | | ${fmtS(seqMs)} (${fmtMBs(objectBytes, seqMs)} MB/s) |`);
+  emit(`| median | ${fmtS(rawMs)} | ${rawMBs.toFixed(1)} | | ${fmtS(restMs)} | ${restMBs.toFixed(1)} | | | ${fmtS(seqMs)} (${fmtMBs(objectBytes, seqMs)} MB/s) |`);
   emit('');
+  if (raws.every((x) => x.busy !== null) && rests.every((x) => x.busy !== null)) {
+    const rawBusy = median(raws.map((x) => x.busy));
+    const restBusy = median(rests.map((x) => x.busy));
+    const floor = (restBusy / cores) * 1000;
+    emit(`Machine CPU (every process, s3rver included; /proc/stat), medians: the raw download kept the ${cores} cores ${Math.round((100 * rawBusy) / (cores * (rawMs / 1000)))}% busy (${rawBusy.toFixed(1)} core-s); a restore used ${restBusy.toFixed(1)} core-s, ${(restBusy / rawBusy).toFixed(2)}x the raw download's. On these cores a restore cannot take less than ${fmtS(floor)} s (its core-seconds / ${cores}) however well it overlaps its work: **${fmtX(rawMs / floor)} of the raw download's time at best** while s3rver shares the machine.`);
+    emit('');
+  }
   emit(`restore() requests (median run): ${fmtInt(medRest.req.list)} LIST, ${fmtInt(medRest.req.get)} GET (${fmtMiB(medRest.req.getBytes)}); result: txid ${fmtInt(medRest.result.txid)}, ${medRest.result.objects} objects, ${fmtInt(medRest.result.bytes)} bytes downloaded, durationMs ${fmtInt(medRest.result.durationMs)}.`);
   emit('');
   if (bases.length > 0) {
@@ -511,6 +547,11 @@ async function sectionSize(results) {
     emit(`Baseline restore() from ${relative(repo, args.baseline)} in the same repetitions (right after this build's): ${bases.map((x) => `${fmtS(x.ms)} s (${phaseText(x.phases)})`).join('; ')}; median ${fmtS(baseMs)} s, ${baseMBs.toFixed(1)} MB/s: **${fmtX(baseMBs / rawMBs)}** of raw (this build: ${fmtX(ratio)}); this build / baseline wall time: ${fmtX(restMs / baseMs)}.`);
     emit('');
   }
+  const noneMs = median(nones.map((x) => x.ms));
+  const noneBusy = nones.every((x) => x.busy !== null) ? ` using ${median(nones.map((x) => x.busy)).toFixed(1)} core-s` : '';
+  emit(`Restore with \`integrityCheck: 'none'\` (no SQLite check; every object, transaction and the read-back size and checksum still verified), right after each default restore: ${nones.map((x) => `${fmtS(x.ms)} s (${phaseText(x.phases)})`).join('; ')}; median ${fmtS(noneMs)} s${noneBusy}, ${fmtMBs(dbBytes, noneMs)} MB/s: **${fmtX(dbBytes / 1e6 / (noneMs / 1000) / rawMBs)}** of raw by the MB/s measure, ${fmtX(rawMs / noneMs)} by time.`);
+  emit('');
+  results.size.noneMs = noneMs;
   emit(`(1) restore ${restMBs.toFixed(1)} MB/s (database bytes / wall time) vs raw ${rawMBs.toFixed(1)} MB/s (object bytes / wall time), medians of this run: **${fmtX(ratio)}**; target >= 0.8x: ${verdict(ratio >= 0.8)}. As a time ratio (same objects, raw s / restore s): ${fmtX(timeRatio)}.`);
   emit('');
   if (args.profile) await profileRestore(b.prefix, {}, 'size', `latest of the ${fmtMiB(dbBytes)} database`);
@@ -678,6 +719,10 @@ function summaryTable(results, errors) {
     '>= 0.8x',
     s ? verdict(s.ratio >= 0.8) : '-',
   ]);
+  if (s?.noneMs !== undefined) {
+    const noneRatio = s.dbBytes / 1e6 / (s.noneMs / 1000) / s.rawMBs;
+    rows.push(['1n', `the same restore with \`integrityCheck: 'none'\` (read-back size and checksum only): ${fmtS(s.noneMs)} s`, `${fmtX(noneRatio)}`, '- (not the default)', '-']);
+  }
   const g = results.segments;
   if (g) {
     for (const [k, t] of [['2a', g.last], ['2b', g.mid]]) {
