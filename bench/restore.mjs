@@ -129,9 +129,10 @@ const now = () => performance.now();
  */
 function machineBusy() {
   try {
+    // user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user)
     const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-    const ticks = f.reduce((a, b) => a + b, 0) - (f[3] ?? 0) - (f[4] ?? 0); // all but idle and iowait
-    return ticks / 100; // USER_HZ is 100 on Linux
+    const ticks = f[0] + f[1] + f[2] + f[5] + f[6]; // steal (the host running others) is not ours
+    return Number.isFinite(ticks) ? ticks / 100 : null; // USER_HZ is 100 on Linux
   } catch {
     return null;
   }
@@ -552,7 +553,7 @@ async function sectionSize(results) {
   emit(`Restore with \`integrityCheck: 'none'\` (no SQLite check; every object, transaction and the read-back size and checksum still verified), right after each default restore: ${nones.map((x) => `${fmtS(x.ms)} s (${phaseText(x.phases)})`).join('; ')}; median ${fmtS(noneMs)} s${noneBusy}, ${fmtMBs(dbBytes, noneMs)} MB/s: **${fmtX(dbBytes / 1e6 / (noneMs / 1000) / rawMBs)}** of raw by the MB/s measure, ${fmtX(rawMs / noneMs)} by time.`);
   emit('');
   results.size.noneMs = noneMs;
-  emit(`(1) restore ${restMBs.toFixed(1)} MB/s (database bytes / wall time) vs raw ${rawMBs.toFixed(1)} MB/s (object bytes / wall time), medians of this run: **${fmtX(ratio)}**; target >= 0.8x: ${verdict(ratio >= 0.8)}. As a time ratio (same objects, raw s / restore s): ${fmtX(timeRatio)}.`);
+  emit(`(1) Medians of this run, as the issue measures it (the same objects, raw download time / restore time): **${fmtX(timeRatio)}**; target >= 0.8x: ${verdict(timeRatio >= 0.8)}. By MB/s (restore ${restMBs.toFixed(1)} MB/s of database bytes vs raw ${rawMBs.toFixed(1)} MB/s of object bytes; the database is ${(dbBytes / objectBytes).toFixed(2)}x the objects, so this flatters restore): ${fmtX(ratio)}.`);
   emit('');
   if (args.profile) await profileRestore(b.prefix, {}, 'size', `latest of the ${fmtMiB(dbBytes)} database`);
 }
@@ -714,14 +715,14 @@ function summaryTable(results, errors) {
   const s = results.size;
   rows.push([
     '1',
-    s ? `restore of a ${fmtMiB(s.dbBytes)} database (${s.objects} objects, ${fmtMiB(s.objectBytes)}): restore ${s.restMBs.toFixed(1)} MB/s (${fmtS(s.restMs)} s) vs raw parallel download ${s.rawMBs.toFixed(1)} MB/s (${fmtS(s.rawMs)} s)` : 'restore vs raw download',
-    s ? `**${fmtX(s.ratio)}**` : errors.size ? 'error' : '-',
-    '>= 0.8x',
-    s ? verdict(s.ratio >= 0.8) : '-',
+    s ? `restore of a ${fmtMiB(s.dbBytes)} database (${s.objects} objects, ${fmtMiB(s.objectBytes)}): restore ${fmtS(s.restMs)} s vs raw parallel download ${fmtS(s.rawMs)} s (by MB/s: ${fmtX(s.ratio)})` : 'restore vs raw download',
+    s ? `**${fmtX(s.timeRatio)}**` : errors.size ? 'error' : '-',
+    '>= 0.8x (by time)',
+    s ? verdict(s.timeRatio >= 0.8) : '-',
   ]);
   if (s?.noneMs !== undefined) {
     const noneRatio = s.dbBytes / 1e6 / (s.noneMs / 1000) / s.rawMBs;
-    rows.push(['1n', `the same restore with \`integrityCheck: 'none'\` (read-back size and checksum only): ${fmtS(s.noneMs)} s`, `${fmtX(noneRatio)}`, '- (not the default)', '-']);
+    rows.push(['1n', `the same restore with \`integrityCheck: 'none'\` (read-back size and checksum only): ${fmtS(s.noneMs)} s (by MB/s: ${fmtX(noneRatio)})`, `${fmtX(s.rawMs / s.noneMs)}`, '- (not the default)', '-']);
   }
   const g = results.segments;
   if (g) {
