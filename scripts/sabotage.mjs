@@ -429,6 +429,11 @@ const SABOTAGES = {
     edits: [['packages/restore/src/restore.ts', 'if (differs(check.size, check.checksum)) throw mismatch(', 'if (differs(check.size, check.checksum) && Number.isNaN(0)) throw mismatch(']],
     tests: ['packages/restore/dist/verify-file.test'],
   },
+  'background-room': {
+    what: "the background writer never makes its owner wait (room() returns at once): a snapshot decoded faster than the disk writes piles its runs up in memory without bound",
+    edits: [['packages/restore/src/run-writer.ts', 'while (this.#queue.length >= Math.max(1, this.#background) && this.#writeError === null)', 'while (Number.isNaN(0) && this.#writeError === null)']],
+    tests: ['packages/restore/dist/run-writer.test'],
+  },
   'replica-spare-shared': {
     what: "an instant replica hands the same spare chunk buffer to two chunks it opens (the buffer is not taken off the spare list), so one chunk's pages are served from another's bytes",
     edits: [['packages/restore/src/replica-pages.ts', '(this.#spare.splice(at, 1)[0] as Uint8Array)', '(this.#spare[at] as Uint8Array)']],

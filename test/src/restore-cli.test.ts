@@ -150,8 +150,9 @@ describe('walship CLI', () => {
   test('verify: 0 on a sound replica, 1 with the error on a damaged one', async () => {
     const ok = walship(['verify', url, '--json']);
     expectExit(ok, 0, 'verify');
-    const v = JSON.parse(ok.stdout) as { ok: boolean; checks: string[]; result: { txid: number } };
+    const v = JSON.parse(ok.stdout) as { ok: boolean; checks: string[]; result: { txid: number; integrityCheck: string } };
     assert.equal(v.ok, true);
+    assert.equal(v.result.integrityCheck, 'full', 'verify runs every check');
     assert.ok(v.checks.length >= 5);
     expectExit(walship(['verify', url]), 0, 'verify (text)');
 

@@ -78,10 +78,14 @@ class WindowHasher {
     const fd = openSync(path, 'r');
     try {
       const size = fstatSync(fd).size;
-      const reader = new WindowReader(nodeFs, path, fd, { windowBytes: CHECK_WINDOW_BYTES, windows: 1, readAhead: CHECK_READ_AHEAD, onRead: this.onRead });
+      const left: number[] = [];
+      for (let at = 0; at < size; at += CHECK_WINDOW_BYTES) if (!this.#hashed.has(at)) left.push(at);
+      // A thread reads ahead only when there is a run of windows to read (all of them, for a read-back alone).
+      const readAhead = left.length > CHECK_READ_AHEAD ? CHECK_READ_AHEAD : 0;
+      const reader = new WindowReader(nodeFs, path, fd, { windowBytes: CHECK_WINDOW_BYTES, windows: 1, readAhead, onRead: this.onRead });
       try {
         const one = new Uint8Array(1);
-        for (let at = 0; at < size; at += CHECK_WINDOW_BYTES) if (!this.#hashed.has(at)) reader.read(one, at);
+        for (const at of left) reader.read(one, at);
       } finally {
         reader.close();
       }

@@ -20,7 +20,10 @@ async function write(path: string, n: number, fs?: FsOps, background = 0): Promi
     try {
       for (let pgno = 1; pgno <= n; pgno++) {
         w.append(pgno, page(pgno));
-        if (background > 0 && pgno % 100 === 0) await w.room();
+        if (background > 0 && pgno % 100 === 0) {
+          await w.room();
+          assert.ok(w.waiting < background, `room() resolved with ${w.waiting} runs waiting`);
+        }
       }
       w.flush();
       for (const pgno of [3, n - 1]) w.append(pgno, page(pgno + 1000));
@@ -134,6 +137,33 @@ test('RunWriter (writes in the background): a failed write fails room() and sett
     } finally {
       w.discard();
       await w.idle();
+      w.close();
+      closeSync(fd);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('RunWriter (writes in the background): room() returns only once fewer than `background` runs wait', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'walship-runwriter-'));
+  try {
+    const path = join(dir, 'room');
+    const fd = openSync(path, 'w+');
+    // An injected fs: each write happens a tick later, so runs pile up while pages are appended.
+    const w = new RunWriter(fd, PAGE, { directPath: path, background: 2, fs: { ...nodeFs } });
+    try {
+      const runPages = 512;
+      for (let round = 0; round < 3; round++) {
+        for (let i = 1; i <= 4 * runPages; i++) w.append(round * 4 * runPages + i, page(round * 4 * runPages + i));
+        assert.ok(w.waiting >= 3, `round ${round}: ${w.waiting} runs waiting after four were filled`);
+        await w.room();
+        assert.ok(w.waiting < 2, `round ${round}: room() resolved with ${w.waiting} runs waiting`);
+      }
+      w.flush();
+      await w.settle();
+      assert.ok(readFileSync(path).equals(Buffer.concat(Array.from({ length: 12 * runPages }, (_, i) => page(i + 1)))));
+    } finally {
       w.close();
       closeSync(fd);
     }

@@ -13,6 +13,12 @@ export const DIRECT_RUN_BYTES = 256 * 1024;
  */
 export const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
 
+/**
+ * Run buffers kept for reuse once written (with `background`): an event of 256 pages of 64 KiB
+ * fills four runs before its owner waits, and a buffer allocated afresh for each costs page faults.
+ */
+const POOL_MAX = 8;
+
 export interface RunWriterOptions {
   /**
    * The file's path, to write long runs through a descriptor of its own opened with O_DIRECT (see
@@ -89,6 +95,11 @@ export class RunWriter {
     return this.#runPages;
   }
 
+  /** With `background`: runs handed to the background and not written yet. */
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
   /** Page bytes written so far. */
   get bytesWritten(): number {
     return this.#written;
@@ -143,14 +154,15 @@ export class RunWriter {
       this.#closeDirect();
       return false;
     }
-    this.#wroteDirect(length);
+    this.#wroteDirect(length, this.#direct as number);
     return true;
   }
 
-  #wroteDirect(length: number): void {
+  /** Counts a direct write through `fd` and starts a background sync every SYNC_EVERY_BYTES (`fd` stays open until it ends). */
+  #wroteDirect(length: number, fd: number): void {
     this.#directWritten += length;
     this.#sinceSync += length;
-    if (this.#sinceSync >= SYNC_EVERY_BYTES && this.#syncing === null) this.#startSync(this.#direct as number);
+    if (this.#sinceSync >= SYNC_EVERY_BYTES && this.#syncing === null) this.#startSync(fd);
   }
 
   /** Starts writing the oldest queued run unless one is being written; each completion starts the next. */
@@ -162,7 +174,7 @@ export class RunWriter {
       () => {
         this.#queue.shift();
         this.#written += run.length;
-        if (run.pooled && this.#pool.length < this.#background) this.#pool.push(run.bytes);
+        if (run.pooled && this.#pool.length < POOL_MAX) this.#pool.push(run.bytes);
         this.#writing = false;
         this.#wake();
         this.#pump();
@@ -178,15 +190,18 @@ export class RunWriter {
   }
 
   async #writeQueued(run: Queued): Promise<void> {
-    if (this.#direct !== null && run.length >= DIRECT_RUN_BYTES) {
+    // The descriptor is taken once: close() may come while the run is written (it closes the
+    // descriptor only when the write has ended, see #closeWhenIdle).
+    const direct = this.#direct;
+    if (direct !== null && run.length >= DIRECT_RUN_BYTES) {
       let at = 0;
       try {
-        while (at < run.length) at += await this.#writeAsync(this.#direct, run.bytes, at, run.length - at, run.offset + at);
-        this.#wroteDirect(run.length);
+        while (at < run.length) at += await this.#writeAsync(direct, run.bytes, at, run.length - at, run.offset + at);
+        this.#wroteDirect(run.length, direct);
         return;
       } catch (e) {
         if (!directRefused(e) || at > 0) throw e;
-        this.#closeDirect();
+        if (this.#direct === direct) this.#closeDirect();
       }
     }
     let at = 0;

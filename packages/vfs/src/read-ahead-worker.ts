@@ -3,7 +3,7 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { directRefused, O_DIRECT } from './direct-io.js';
-import { C_CLAIMS, C_GEN, C_KICK, C_NEXT, C_STEP, C_STOP, C_WANT, FAILED, FREE, READING, READY, slotIndex, slotLength, slotState, type ReadAheadWorkerData } from './read-ahead.js';
+import { C_GEN, C_KICK, C_NEXT, C_PROGRESS, C_STEP, C_STOP, C_WANT, FAILED, FREE, READING, READY, slotIndex, slotLength, slotState, type ReadAheadWorkerData } from './read-ahead.js';
 
 const d = workerData as ReadAheadWorkerData;
 const ctrl = new Int32Array(d.ctrl);
@@ -21,7 +21,8 @@ function open(): { fd: number; direct: boolean } {
   return { fd: openSync(d.path, constants.O_RDONLY), direct: false };
 }
 
-let file = open();
+/** The thread's descriptor; null once it is closed and could not be opened again (every read then fails, and the reader reads for itself). */
+let file: { fd: number; direct: boolean } | null = open();
 
 /** Window `index` into slot `s`; a direct read the kernel refuses is done again through the page cache. */
 function read(s: number, index: number): number {
@@ -29,6 +30,7 @@ function read(s: number, index: number): number {
   const start = index * d.windowBytes;
   let got = 0;
   for (;;) {
+    if (file === null) throw new Error('the read-ahead descriptor could not be opened again');
     try {
       while (got < view.length) {
         const want = view.length - got;
@@ -41,9 +43,15 @@ function read(s: number, index: number): number {
     } catch (e) {
       if (!(file.direct && directRefused(e) && got === 0)) throw e;
       closeSync(file.fd);
+      file = null;
       file = { fd: openSync(d.path, constants.O_RDONLY), direct: false };
     }
   }
+}
+
+function progress(): void {
+  Atomics.add(ctrl, C_PROGRESS, 1);
+  Atomics.notify(ctrl, C_PROGRESS);
 }
 
 function freeSlot(): number {
@@ -73,8 +81,7 @@ try {
     ctrl[slotIndex(s)] = next;
     Atomics.store(ctrl, slotState(s), READING);
     Atomics.store(ctrl, C_NEXT, next + step);
-    Atomics.add(ctrl, C_CLAIMS, 1);
-    Atomics.notify(ctrl, C_CLAIMS);
+    progress();
     let state = READY;
     try {
       ctrl[slotLength(s)] = read(s, next);
@@ -83,8 +90,9 @@ try {
     }
     Atomics.store(ctrl, slotState(s), state);
     Atomics.notify(ctrl, slotState(s));
+    progress();
     next += step;
   }
 } finally {
-  closeSync(file.fd);
+  if (file !== null) closeSync(file.fd);
 }

@@ -20,14 +20,16 @@ import { Worker } from 'node:worker_threads';
  * | C_STOP           | 1: the thread closes its descriptor and ends                           |
  * | C_STEP           | +1 or -1: the sequence reads forwards or backwards from C_WANT         |
  * | C_NEXT           | the window the thread reads next, in generation C_GEN                  |
- * | C_CLAIMS         | bumped (and notified) by the thread whenever it starts reading a slot  |
+ * | C_PROGRESS       | bumped (and notified) by the thread whenever it starts or ends a read  |
  * | slot base + 0..2 | state (FREE, READING, READY, FAILED), window index, bytes read         |
  *
  * The direction is the reader's: SQLite's integrity_check walks a table's tree from its last cell
  * to its first, then scans the table first to last, so a sequence follows the last two misses.
  * Only a READY slot's bytes are used, and only for the window its index names, so a slot filled for
  * an abandoned sequence costs a read, never a wrong byte. A read the thread fails (FAILED) is done
- * again by the reader, which then sees the error itself.
+ * again by the reader, which then sees the error itself. A thread that makes no progress while the
+ * reader waits for it (it died, or never started: its 'error' event cannot run while the reader is
+ * inside a synchronous check) turns the read-ahead off after two waits of 50 ms.
  */
 
 export const C_GEN = 0;
@@ -36,7 +38,7 @@ export const C_KICK = 2;
 export const C_STOP = 3;
 export const C_STEP = 4;
 export const C_NEXT = 5;
-export const C_CLAIMS = 6;
+export const C_PROGRESS = 6;
 const SLOT_BASE = 7;
 const SLOT_INTS = 4;
 export const FREE = 0;
@@ -63,6 +65,10 @@ export interface ReadAheadWorkerData {
 
 /** How long the reader waits for a window the thread is reading before it reads it itself. */
 const WAIT_MS = 5000;
+/** How long the reader waits for the thread to start the window it is about to read. */
+const UPCOMING_MS = 50;
+/** Waits for an upcoming window that saw no progress of the thread at all, before the read-ahead is off. */
+const STALLS_MAX = 2;
 
 declare const WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: true }) => { buffer: SharedArrayBuffer } };
 
@@ -73,6 +79,7 @@ export class ReadAhead {
   readonly #data: Uint8Array;
   readonly #worker: Worker;
   #off = false;
+  #stalls = 0;
   /** The window last wanted: the next miss below it reads backwards. */
   #last = -1;
   /** Windows served from the thread's reads (for tests and diagnostics). */
@@ -94,8 +101,9 @@ export class ReadAhead {
     this.#worker.on('error', () => this.#stop());
   }
 
-  /** A read-ahead thread for `path`, or null when threads or shared memory are not available here. */
+  /** A read-ahead thread for `path`, or null when the file is too small to be worth one or threads or shared memory are not available here. */
   static start(path: string, size: number, windowBytes: number, slots: number): ReadAhead | null {
+    if (size <= 2 * windowBytes) return null;
     try {
       return new ReadAhead(path, size, windowBytes, slots);
     } catch {
@@ -125,9 +133,16 @@ export class ReadAhead {
     let found = this.#find(index);
     // The thread is about to read it: wait for it to start rather than read it twice.
     for (let tries = 0; found < 0 && tries < 20 && this.#upcoming(index); tries++) {
-      const claims = Atomics.load(c, C_CLAIMS);
+      const progress = Atomics.load(c, C_PROGRESS);
       if ((found = this.#find(index)) >= 0) break;
-      if (Atomics.wait(c, C_CLAIMS, claims, 50) === 'timed-out') break;
+      if (Atomics.wait(c, C_PROGRESS, progress, UPCOMING_MS) === 'timed-out') {
+        if (++this.#stalls >= STALLS_MAX) {
+          this.#stop();
+          return -1;
+        }
+        break;
+      }
+      this.#stalls = 0;
       found = this.#find(index);
     }
     if (found >= 0 && Atomics.load(c, slotState(found)) === READING) {
@@ -183,8 +198,9 @@ export class ReadAhead {
   #upcoming(index: number): boolean {
     const c = this.#ctrl;
     const step = c[C_STEP] as number;
+    // No sequence asked for yet (step 0): nothing is upcoming.
     const ahead = (index - (Atomics.load(c, C_NEXT) as number)) * step;
-    return Atomics.load(c, C_STOP) === 0 && ahead >= 0 && ahead < this.#slots;
+    return step !== 0 && Atomics.load(c, C_STOP) === 0 && ahead >= 0 && ahead < this.#slots;
   }
 
   #free(s: number): void {

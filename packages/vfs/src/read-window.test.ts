@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openDatabase } from './index.js';
@@ -155,6 +155,29 @@ test('WindowReader with readAhead: every window read forwards, backwards, out of
       }
     }
     assert.ok(reader.windowsReadAhead >= reads / 4, `${reader.windowsReadAhead} of ${reads} windows came from the read-ahead thread`);
+  } finally {
+    reader.close();
+    nodeFs.closeSync(fd);
+  }
+});
+
+test('WindowReader with readAhead: a read-ahead thread that dies at once (its file gone before it opens it) costs nothing but its help', () => {
+  using t = tempDir();
+  const W = 65536;
+  const path = join(t.dir, 'gone');
+  const file = new Uint8Array(40 * W).map((_, i) => (i * 13 + (i >> 16)) & 0xff);
+  writeFileSync(path, file);
+  const fd = nodeFs.openSync(path, 0);
+  const reader = new WindowReader(nodeFs, path, fd, { windowBytes: W, windows: 1, readAhead: 4 });
+  // The reader keeps its descriptor; the thread, still starting, finds no file to open and ends.
+  unlinkSync(path);
+  try {
+    for (const w of [0, 1, 2, 3, 4, 5, 39, 38, 37, 10, 11, 12]) {
+      const into = new Uint8Array(W);
+      assert.equal(reader.read(into, w * W), W);
+      assert.ok(Buffer.from(into).equals(file.subarray(w * W, (w + 1) * W)), `window ${w}`);
+    }
+    assert.equal(reader.windowsReadAhead, 0);
   } finally {
     reader.close();
     nodeFs.closeSync(fd);

@@ -60,13 +60,15 @@ export class WindowReader {
     this.#fd = fd;
     this.#bytes = options.windowBytes ?? DEFAULT_WINDOW_BYTES;
     const count = options.windows ?? DEFAULT_WINDOWS;
+    // Before the O_DIRECT descriptor is opened: nothing to close if it throws.
+    const size = options.readAhead ? fs.fstatSync(fd).size : 0;
     this.#direct = openDirect(fs, path, fsc.O_RDONLY);
     this.#buffer = alignedBuffer(this.#bytes * count);
     this.#start = new Float64Array(count).fill(-1);
     this.#length = new Uint32Array(count);
     this.#used = new Float64Array(count);
     this.#onRead = options.onRead;
-    this.#ahead = options.readAhead ? ReadAhead.start(path, fs.fstatSync(fd).size, this.#bytes, options.readAhead) : null;
+    this.#ahead = options.readAhead ? ReadAhead.start(path, size, this.#bytes, options.readAhead) : null;
   }
 
   /** Windows the read-ahead thread had read when they were wanted. */
