@@ -406,7 +406,8 @@ const SABOTAGES = {
   'direct-io-fallback': {
     what: 'a file system that refuses O_DIRECT (EINVAL at the first transfer) fails the restore instead of falling back to buffered reads and writes',
     edits: [
-      ['packages/restore/src/run-writer.ts', 'if (!directRefused(e) || at > 0) throw e;', 'throw e;'],
+      ['packages/restore/src/run-writer.ts', 'if (!directRefused(e) || at > 0) throw e;\n      this.#closeDirect();', 'throw e;\n      this.#closeDirect();'],
+      ['packages/restore/src/run-writer.ts', 'if (!directRefused(e) || at > 0) throw e;\n        if (this.#direct === direct)', 'throw e;\n        if (this.#direct === direct)'],
       ['packages/vfs/src/read-window.ts', 'if (!directRefused(e) || got > 0) throw e;', 'throw e;'],
     ],
     tests: ['packages/restore/dist/run-writer.test', 'packages/vfs/dist/read-window.test'],
