@@ -3,7 +3,7 @@
 import { closeSync, constants, openSync, readSync } from 'node:fs';
 import { workerData } from 'node:worker_threads';
 import { directRefused, O_DIRECT } from './direct-io.js';
-import { C_GEN, C_KICK, C_NEXT, C_PROGRESS, C_STEP, C_STOP, C_WANT, FAILED, FREE, READING, READY, slotIndex, slotLength, slotState, type ReadAheadWorkerData } from './read-ahead.js';
+import { C_ALIVE, C_GEN, C_KICK, C_NEXT, C_PROGRESS, C_STEP, C_STOP, C_WANT, FAILED, FREE, READING, READY, slotIndex, slotLength, slotState, type ReadAheadWorkerData } from './read-ahead.js';
 
 const d = workerData as ReadAheadWorkerData;
 const ctrl = new Int32Array(d.ctrl);
@@ -23,6 +23,7 @@ function open(): { fd: number; direct: boolean } {
 
 /** The thread's descriptor; null once it is closed and could not be opened again (every read then fails, and the reader reads for itself). */
 let file: { fd: number; direct: boolean } | null = open();
+Atomics.store(ctrl, C_ALIVE, 1);
 
 /** Window `index` into slot `s`; a direct read the kernel refuses is done again through the page cache. */
 function read(s: number, index: number): number {

@@ -21,15 +21,17 @@ import { Worker } from 'node:worker_threads';
  * | C_STEP           | +1 or -1: the sequence reads forwards or backwards from C_WANT         |
  * | C_NEXT           | the window the thread reads next, in generation C_GEN                  |
  * | C_PROGRESS       | bumped (and notified) by the thread whenever it starts or ends a read  |
+ * | C_ALIVE          | 1 once the thread has opened the file: until then the reader never waits for it |
  * | slot base + 0..2 | state (FREE, READING, READY, FAILED), window index, bytes read         |
  *
  * The direction is the reader's: SQLite's integrity_check walks a table's tree from its last cell
  * to its first, then scans the table first to last, so a sequence follows the last two misses.
  * Only a READY slot's bytes are used, and only for the window its index names, so a slot filled for
  * an abandoned sequence costs a read, never a wrong byte. A read the thread fails (FAILED) is done
- * again by the reader, which then sees the error itself. A thread that makes no progress while the
- * reader waits for it (it died, or never started: its 'error' event cannot run while the reader is
- * inside a synchronous check) turns the read-ahead off after two waits of 50 ms.
+ * again by the reader, which then sees the error itself. The reader waits for the thread only once
+ * it is alive (a thread still starting, or one that could not open the file, costs nothing), and a
+ * thread that then makes no progress through STALLS_MAX waits of 50 ms in a row (it died: its
+ * 'error' event cannot run while the reader is inside a synchronous check) turns the read-ahead off.
  */
 
 export const C_GEN = 0;
@@ -39,7 +41,8 @@ export const C_STOP = 3;
 export const C_STEP = 4;
 export const C_NEXT = 5;
 export const C_PROGRESS = 6;
-const SLOT_BASE = 7;
+export const C_ALIVE = 7;
+const SLOT_BASE = 8;
 const SLOT_INTS = 4;
 export const FREE = 0;
 export const READING = 1;
@@ -67,8 +70,8 @@ export interface ReadAheadWorkerData {
 const WAIT_MS = 5000;
 /** How long the reader waits for the thread to start the window it is about to read. */
 const UPCOMING_MS = 50;
-/** Waits for an upcoming window that saw no progress of the thread at all, before the read-ahead is off. */
-const STALLS_MAX = 2;
+/** Waits in a row for an upcoming window that saw no progress of the thread at all, before the read-ahead is off. */
+const STALLS_MAX = 5;
 
 declare const WebAssembly: { Memory: new (d: { initial: number; maximum: number; shared: true }) => { buffer: SharedArrayBuffer } };
 
@@ -200,7 +203,7 @@ export class ReadAhead {
     const step = c[C_STEP] as number;
     // No sequence asked for yet (step 0): nothing is upcoming.
     const ahead = (index - (Atomics.load(c, C_NEXT) as number)) * step;
-    return step !== 0 && Atomics.load(c, C_STOP) === 0 && ahead >= 0 && ahead < this.#slots;
+    return step !== 0 && Atomics.load(c, C_ALIVE) === 1 && Atomics.load(c, C_STOP) === 0 && ahead >= 0 && ahead < this.#slots;
   }
 
   #free(s: number): void {
@@ -225,6 +228,11 @@ export class ReadAhead {
     this.#off = true;
     Atomics.store(this.#ctrl, C_STOP, 1);
     this.#kick();
+  }
+
+  /** Whether the thread has started and opened the file (for tests and diagnostics). */
+  get alive(): boolean {
+    return !this.#off && Atomics.load(this.#ctrl, C_ALIVE) === 1;
   }
 
   /** Ends the thread (it closes its descriptor and exits). */

@@ -126,7 +126,15 @@ test('WindowReader: reads at the end of a file are short, a range across two win
   }
 });
 
-test('WindowReader with readAhead: every window read forwards, backwards, out of order or at random is the file\'s, most of them read by the thread', () => {
+/** Waits (up to 20 s: a loaded machine starts threads slowly) until the reader's read-ahead thread has opened the file. */
+async function threadStarted(reader: WindowReader): Promise<void> {
+  for (let waited = 0; !reader.readAheadAlive; waited += 10) {
+    if (waited > 20_000) throw new Error('the read-ahead thread did not start in 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test('WindowReader with readAhead: every window read forwards, backwards, out of order or at random is the file\'s, most of them read by the thread', async () => {
   using t = tempDir();
   const W = 65536;
   const count = 48;
@@ -144,6 +152,7 @@ test('WindowReader with readAhead: every window read forwards, backwards, out of
   const reader = new WindowReader(nodeFs, path, fd, { windowBytes: W, windows: 1, readAhead: 4 });
   let reads = 0;
   try {
+    await threadStarted(reader);
     for (const [name, order] of [['forward', forward], ['backward', backward], ['sqlite-like', sqliteLike], ['random', random], ['forward again', forward]] as const) {
       for (const w of order) {
         const into = new Uint8Array(W).fill(0xee);
@@ -161,7 +170,7 @@ test('WindowReader with readAhead: every window read forwards, backwards, out of
   }
 });
 
-test('WindowReader with readAhead: a read-ahead thread that dies at once (its file gone before it opens it) costs nothing but its help', () => {
+test('WindowReader with readAhead: a read-ahead thread that dies at once (its file gone before it opens it) costs nothing but its help: every window still read, no wait', () => {
   using t = tempDir();
   const W = 65536;
   const path = join(t.dir, 'gone');
@@ -177,7 +186,8 @@ test('WindowReader with readAhead: a read-ahead thread that dies at once (its fi
       assert.equal(reader.read(into, w * W), W);
       assert.ok(Buffer.from(into).equals(file.subarray(w * W, (w + 1) * W)), `window ${w}`);
     }
-    assert.equal(reader.windowsReadAhead, 0);
+    // (A thread that opened the file before the unlink would have served some windows, correctly.)
+    if (!reader.readAheadAlive) assert.equal(reader.windowsReadAhead, 0);
   } finally {
     reader.close();
     nodeFs.closeSync(fd);

@@ -76,6 +76,11 @@ export class WindowReader {
     return this.#ahead?.served ?? 0;
   }
 
+  /** Whether a read-ahead thread is running and has opened the file (for tests and diagnostics). */
+  get readAheadAlive(): boolean {
+    return this.#ahead?.alive ?? false;
+  }
+
   /**
    * Copies the file's bytes at `pos` into `target`; returns how many there were (fewer at the end
    * of the file), or -1 when the range spans two windows (the caller reads it itself).
