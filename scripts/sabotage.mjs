@@ -22,8 +22,8 @@ const SABOTAGES = {
     what: 'no checksum is verified on read: object trailer, chunk header and data checksums, the rolling checksum after each transaction, of snapshots and of the restored file',
     edits: [
       ['packages/format/src/decoder.ts', 'if (storedSum !== actualSum) {', 'if (false && storedSum !== actualSum) {'],
-      ['packages/format/src/decoder.ts', 'if (stored !== actual) {', 'if (false && stored !== actual) {'],
-      ['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {'],
+      ['packages/format/src/chunk-opener.ts', 'if (stored !== actual) {', 'if (false && stored !== actual) {'],
+      ['packages/format/src/chunk-opener.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {'],
       ['packages/restore/src/apply.ts', 'if (this.hashes.value !== t.postChecksum) {', 'if (false && this.hashes.value !== t.postChecksum) {'],
       ['packages/restore/src/apply.ts', 'if (file.hashes.value !== object.postChecksum) {', 'if (false && file.hashes.value !== object.postChecksum) {'],
       ['packages/restore/src/restore.ts', 'if (file.hashes.value !== plan.checksum) {', 'if (false && file.hashes.value !== plan.checksum) {'],
@@ -66,7 +66,7 @@ const SABOTAGES = {
   'require-encryption': {
     what: 'keys given no longer mean every object must be encrypted: the decoder and the planner accept plaintext objects',
     edits: [
-      ['packages/format/src/decoder.ts', 'options.requireEncryption ?? options.keyring !== undefined', 'options.requireEncryption ?? false'],
+      ['packages/format/src/chunk-opener.ts', 'options.requireEncryption ?? options.keyring !== undefined', 'options.requireEncryption ?? false'],
       ['packages/restore/src/plan.ts', 'if (id === null && keyring) {', 'if (id === null && keyring && false) {'],
     ],
     tests: ['attack-auth'],
@@ -196,7 +196,7 @@ const SABOTAGES = {
     edits: [
       ['packages/format/src/format.ts', 'if (needed <= capacity) return null;', 'if (needed <= capacity || capacity >= 0) return null;'],
       ['packages/format/src/decoder.ts', 'if (expectedLength > limit) {', 'if (expectedLength > limit && limit < 0) {'],
-      ['packages/format/src/decoder.ts', 'if (rawOk && storedOk && !plain && rawLength >', 'if (rawOk && storedOk && plain && !plain && rawLength >'],
+      ['packages/format/src/chunk-opener.ts', 'if (rawOk && storedOk && !plain && rawLength >', 'if (rawOk && storedOk && plain && !plain && rawLength >'],
     ],
     tests: ['attack-memory', 'format/dist/limits.test'],
   },
@@ -218,7 +218,7 @@ const SABOTAGES = {
   },
   'replica-chunk-checksum': {
     what: 'a chunk read by openReplica is decrypted/decompressed without checking its data checksum (a flipped bit in a plain replica becomes a wrong row)',
-    edits: [['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
+    edits: [['packages/format/src/chunk-opener.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
     tests: ['replica-faults'],
   },
   'replica-cache-bound': {
@@ -248,7 +248,7 @@ const SABOTAGES = {
   },
   'replica-disk-cache-verify': {
     what: 'a chunk read back from openReplica\'s disk cache is decoded without checking its data checksum (a changed cache file becomes a wrong row)',
-    edits: [['packages/format/src/decoder.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
+    edits: [['packages/format/src/chunk-opener.ts', 'if (actual !== frame.dataChecksum) {', 'if (false && actual !== frame.dataChecksum) {']],
     tests: ['replica-disk-cache'],
   },
   'replica-disk-cache-mode': {

@@ -1,4 +1,4 @@
-import { ChunkOpener } from './decoder.js';
+import { ChunkOpener } from './chunk-opener.js';
 import type { DecodeOptions } from './decoder.js';
 import { invalidArgument, objectError } from './errors.js';
 import {
