@@ -8,6 +8,10 @@
 export type IntegrityCheckMode = 'full' | 'quick' | 'none';
 export const INTEGRITY_CHECK_MODES: readonly IntegrityCheckMode[] = ['full', 'quick', 'none'];
 
+/** The pragma each mode that asks SQLite runs. */
+export const CHECK_PRAGMA = { full: 'integrity_check', quick: 'quick_check' } as const;
+export type SqliteCheckMode = keyof typeof CHECK_PRAGMA;
+
 /** What the CLI prints for each mode after a restore. */
 export const CHECKED: Readonly<Record<IntegrityCheckMode, string>> = {
   full: 'size, checksum (read back), PRAGMA integrity_check',

@@ -2,20 +2,16 @@ import { closeSync, fstatSync, openSync, statSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { loadChecksum, loadFormat, lockPageNumber } from '@walship/format';
 import { WindowReader, nodeFs, openDatabase, type ReadWindowOptions } from '@walship/vfs';
-import type { IntegrityCheckMode } from './check-modes.js';
+import { CHECK_PRAGMA, type IntegrityCheckMode, type SqliteCheckMode } from './check-modes.js';
 
 export { INTEGRITY_CHECK_MODES, type IntegrityCheckMode } from './check-modes.js';
-
-/** The pragma each SQLite-checking mode runs. */
-const PRAGMA = { full: 'integrity_check', quick: 'quick_check' } as const;
-type CheckingMode = keyof typeof PRAGMA;
 
 /** @internal What the integrity thread is started with. */
 export interface IntegrityWorkerData {
   path: string;
   pageSize: number;
   cacheKiB: number;
-  mode: CheckingMode;
+  mode: SqliteCheckMode;
 }
 
 /** @internal The integrity thread's one answer. */
@@ -104,7 +100,7 @@ class WindowHasher {
  * writes to a file opened this way, so the check cannot change what it checks. `cacheKiB`: the
  * check's page cache (SQLite's default when omitted).
  */
-export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number, mode: CheckingMode = 'full'): Promise<FileCheck> {
+export async function checkFileHere(path: string, pageSize: number, cacheKiB?: number, mode: SqliteCheckMode = 'full'): Promise<FileCheck> {
   const sums = await loadChecksum();
   const hasher = new WindowHasher(pageSize, sums.pageHash);
   const readWindow: ReadWindowOptions = { windowBytes: CHECK_WINDOW_BYTES, readAhead: CHECK_READ_AHEAD, onRead: hasher.onRead };
@@ -112,7 +108,7 @@ export async function checkFileHere(path: string, pageSize: number, cacheKiB?: n
   let rows: string[];
   try {
     if (cacheKiB !== undefined) db.pragma(`cache_size = -${cacheKiB}`);
-    rows = (db.pragma(PRAGMA[mode]) as Record<string, unknown>[]).map((r) => String(Object.values(r)[0]));
+    rows = (db.pragma(CHECK_PRAGMA[mode]) as Record<string, unknown>[]).map((r) => String(Object.values(r)[0]));
   } finally {
     db.close();
   }
@@ -121,7 +117,7 @@ export async function checkFileHere(path: string, pageSize: number, cacheKiB?: n
 }
 
 /** The check from a worker thread with its own SQLite; rejects when the thread or the check fails. */
-function inThread(path: string, pageSize: number, cacheKiB: number, mode: CheckingMode): Promise<FileCheck> {
+function inThread(path: string, pageSize: number, cacheKiB: number, mode: SqliteCheckMode): Promise<FileCheck> {
   return new Promise<FileCheck>((resolve, reject) => {
     const worker = new Worker(new URL('./integrity-worker.js', import.meta.url), { workerData: { path, pageSize, cacheKiB, mode } satisfies IntegrityWorkerData });
     let settled = false;

@@ -5,7 +5,8 @@ import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
 import { PIECES_AHEAD, PageFile, hashFile, hex64 } from './apply.js';
-import { INTEGRITY_CHECK_MODES, checkFile, type FileCheck, type IntegrityCheckMode } from './integrity.js';
+import { CHECK_PRAGMA, INTEGRITY_CHECK_MODES, type IntegrityCheckMode } from './check-modes.js';
+import { checkFile, type FileCheck } from './integrity.js';
 import { restoreSnapshot } from './snapshot-thread.js';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource } from './options.js';
@@ -253,8 +254,6 @@ function fsyncPath(path: string): Promise<void> {
   );
 }
 
-const PRAGMA_OF = { full: 'integrity_check', quick: 'quick_check' } as const;
-
 /**
  * The checks on the finished file: PRAGMA integrity_check (quick_check, or none, as `mode` says), reading the file once (from the
  * device where the file system allows it) and hashing every page as it is read, so the same read
@@ -276,13 +275,13 @@ export async function verifyFile(path: string, plan: { pageSize: number; commitS
   } catch (e) {
     const disk = hashFile(path, plan.pageSize);
     if (differs(disk.size, disk.checksum)) throw mismatch(disk.size, disk.checksum, 'read back');
-    throw restoreError('ERR_VERIFY_FAILED', `${path}: ${mode === 'none' ? 'the file could not be read back' : `PRAGMA ${PRAGMA_OF[mode]} could not run`}: ${(e as Error).message}`, { path, txid: plan.txid, integrityCheck: mode }, e);
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: ${mode === 'none' ? 'the file could not be read back' : `PRAGMA ${CHECK_PRAGMA[mode]} could not run`}: ${(e as Error).message}`, { path, txid: plan.txid, integrityCheck: mode }, e);
   } finally {
     for (const p of [`${path}-wal`, `${path}-shm`]) removeQuietly(p);
   }
-  if (differs(check.size, check.checksum)) throw mismatch(check.size, check.checksum, mode === 'none' ? 'read back' : `read back during ${PRAGMA_OF[mode]}`);
+  if (differs(check.size, check.checksum)) throw mismatch(check.size, check.checksum, mode === 'none' ? 'read back' : `read back during ${CHECK_PRAGMA[mode]}`);
   if (mode !== 'none' && (check.rows.length !== 1 || check.rows[0] !== 'ok')) {
-    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA ${PRAGMA_OF[mode]} at txid ${plan.txid} reports: ${check.rows.slice(0, 10).join('; ')}`, {
+    throw restoreError('ERR_VERIFY_FAILED', `${path}: PRAGMA ${CHECK_PRAGMA[mode]} at txid ${plan.txid} reports: ${check.rows.slice(0, 10).join('; ')}`, {
       path,
       txid: plan.txid,
       integrityCheck: mode,

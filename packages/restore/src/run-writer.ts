@@ -72,8 +72,8 @@ export class RunWriter {
   #sinceSync = 0;
   #syncing: Promise<void> | null = null;
   #syncError: unknown = null;
-  /** The O_DIRECT descriptor, closed by the background sync when it ends (it was in use when close() came). */
-  #closeAfterSync: number | null = null;
+  /** The O_DIRECT descriptor after close(), closed once no background write or sync uses it (see #closeWhenIdle). */
+  #closing: number | null = null;
 
   constructor(fd: number, pageSize: number, options: RunWriterOptions = {}) {
     this.#fd = fd;
@@ -272,14 +272,14 @@ export class RunWriter {
     if (this.#direct === null) return;
     const fd = this.#direct;
     this.#direct = null;
-    this.#closeAfterSync = fd;
+    this.#closing = fd;
     this.#closeWhenIdle();
   }
 
   #closeWhenIdle(): void {
-    if (this.#closeAfterSync === null || this.#syncing !== null || this.#writing) return;
-    const fd = this.#closeAfterSync;
-    this.#closeAfterSync = null;
+    if (this.#closing === null || this.#syncing !== null || this.#writing) return;
+    const fd = this.#closing;
+    this.#closing = null;
     try {
       this.#fs.closeSync(fd);
     } catch {
