@@ -1,5 +1,5 @@
 // The DynamoDB lease against real servers: dynalite always, DynamoDB Local when Java and the jar
-// are installed. Every test uses its own key in one table per server, short leases (300-800 ms),
+// are installed. Every test uses its own key in one table per server, short leases (300-1500 ms),
 // and checks the item with a client of its own.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -140,7 +140,9 @@ for (const lane of lanes) {
     test('8 contender processes at once: one holder per epoch, epochs 1..8 in order, no overlap', async (t) => {
       const key = newKey('contenders');
       const n = 8;
-      const leaseMs = 600;
+      // Timeouts sized for a loaded CI machine (three runtimes' suites at once on two cores):
+      // with 200 ms requests and 4 attempts, DynamoDB Local's GetItem once failed all 4 in 1.3 s.
+      const leaseMs = 1500;
       const procs = Array.from({ length: n }, (_, i) => {
         const cfg = {
           endpoint: server.endpoint,
@@ -151,10 +153,11 @@ for (const lane of lanes) {
           key,
           owner: `contender-${i}`,
           leaseMs,
-          renewEveryMs: 150,
-          requestTimeoutMs: 200,
+          renewEveryMs: 300,
+          requestTimeoutMs: 600,
+          maxAttempts: 8,
           holdMs: 250,
-          waitMs: 40_000,
+          waitMs: 70_000,
           // Half crash while holding (forced takeover after expiry), half release (immediate handover).
           mode: i % 2 === 0 ? 'crash' : 'release',
         };
@@ -174,7 +177,7 @@ for (const lane of lanes) {
         const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
         return { i, mode: cfg.mode, child, lines, exited, stderr: () => stderr };
       });
-      const guard = setTimeout(() => procs.forEach((p) => p.child.kill('SIGKILL')), 45_000);
+      const guard = setTimeout(() => procs.forEach((p) => p.child.kill('SIGKILL')), 80_000);
       const exits = await Promise.all(procs.map((p) => p.exited));
       clearTimeout(guard);
 
