@@ -124,6 +124,24 @@ export function storageContract(t: () => ContractTarget): void {
     assert.ok(tail && Buffer.from(tail).equals(body.subarray(995)));
   });
 
+  it('get reads a body into a given buffer when it fits, and into a new one when it does not', async () => {
+    const { storage } = t();
+    const key = k('get/into');
+    const body = randomBytes(MiB + 5);
+    await storage.put(key, body);
+    const into = new Uint8Array(2 * MiB).fill(7);
+    const whole = await storage.get(key, { into });
+    assert.ok(whole && whole.buffer === into.buffer && whole.byteOffset === 0 && whole.length === body.length, 'a view of the buffer given, of the body’s length');
+    assert.ok(Buffer.from(whole).equals(body));
+    assert.equal(into[body.length], 7, 'nothing written past the body');
+    const range = await storage.get(key, { range: { start: 100, end: 100 + 65535 }, into });
+    assert.ok(range && range.buffer === into.buffer && Buffer.from(range).equals(body.subarray(100, 100 + 65536)), 'a ranged get, into the same buffer');
+    const small = new Uint8Array(1000);
+    const big = await storage.get(key, { into: small });
+    assert.ok(big && big.buffer !== small.buffer && Buffer.from(big).equals(body), 'a body larger than the buffer is read as without it');
+    assert.equal(await storage.get(k('get/into-missing'), { into }), null);
+  });
+
   it('the ranged reader reads a range straight into a given buffer, and reads as before when the buffer does not fit the range', async () => {
     const { storage } = t();
     const key = k('range/into');

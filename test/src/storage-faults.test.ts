@@ -58,10 +58,16 @@ describe('storage through the fault proxy (s3rver)', () => {
     // One at a time: the proxy's seeded draw then meets the requests in a fixed order, so every
     // run injects the same faults into the same requests.
     for (const o of objects) await storage.put(o.key, o.body);
-    for (const o of objects) {
-      const got = await storage.get(o.key);
+    // Every other get reads into one reused buffer (GetOptions.into, as restore's snapshot pieces
+    // are read): an attempt cut mid-body must leave nothing the next attempt does not overwrite.
+    const into = new Uint8Array(300 * 1024);
+    let intoUsed = 0;
+    for (const [i, o] of objects.entries()) {
+      const got = await storage.get(o.key, i % 2 === 1 ? { into } : {});
       assert.ok(got && Buffer.from(got).equals(o.body), `${o.key} is byte-exact`);
+      if (got.buffer === into.buffer) intoUsed++;
     }
+    assert.equal(intoUsed, 100, 'the gets given a buffer read into it');
     const listed: string[] = [];
     for await (const o of storage.list({ prefix: `${prefix}obj/`, pageSize: 50 })) listed.push(o.key);
     assert.deepEqual(listed, objects.map((o) => o.key), 'list through faults sees every key once, in order');

@@ -142,7 +142,11 @@ class TruncatedBodyError extends Error {
   }
 }
 
-async function readBody(body: unknown, signal: AbortSignal): Promise<Uint8Array> {
+/**
+ * A response body's bytes. With `into` and a Content-Length that fits it, they are read straight
+ * into `into` (a view of it is returned); otherwise into one new buffer.
+ */
+async function readBody(body: unknown, signal: AbortSignal, into?: Uint8Array, contentLength?: number): Promise<Uint8Array> {
   if (body === undefined || body === null) return new Uint8Array(0);
   const stream = body as AsyncIterable<Uint8Array> & { destroy?: (e?: Error) => void };
   // The handler destroys the request on abort, but a response already handed over is not always
@@ -153,10 +157,25 @@ async function readBody(body: unknown, signal: AbortSignal): Promise<Uint8Array>
     if (signal.aborted) onAbort();
     const chunks: Uint8Array[] = [];
     let total = 0;
+    let filled = into !== undefined && contentLength !== undefined && contentLength <= into.byteLength ? 0 : -1;
     for await (const chunk of stream) {
+      // An attempt that timed out must not write into a buffer the next attempt fills.
+      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
+      if (filled >= 0 && into !== undefined) {
+        if (filled + chunk.byteLength <= into.byteLength) {
+          into.set(chunk, filled);
+          filled += chunk.byteLength;
+          continue;
+        }
+        // More than the Content-Length said: collect the rest (the caller's length check fails it).
+        chunks.push(into.slice(0, filled));
+        total = filled;
+        filled = -1;
+      }
       chunks.push(chunk);
       total += chunk.byteLength;
     }
+    if (filled >= 0 && into !== undefined) return into.subarray(0, filled);
     if (chunks.length === 1) return chunks[0]!;
     const out = new Uint8Array(total);
     let off = 0;
@@ -366,7 +385,7 @@ export class S3Storage implements ObjectStorage {
   }
 
   async get(key: string, options: GetOptions = {}): Promise<Uint8Array | null> {
-    const r = await this.getObject('get', key, options.range, options.signal);
+    const r = await this.getObject('get', key, options.range, options.signal, options.into);
     if (r === null) return null;
     checkEtag(options.etag, r.etag, { key, bucket: this.bucket, status: options.range ? 206 : 200 });
     options.onEtag?.(r.etag);
@@ -378,6 +397,7 @@ export class S3Storage implements ObjectStorage {
     key: string,
     range: GetOptions['range'],
     callerSignal: AbortSignal | undefined,
+    into?: Uint8Array,
   ): Promise<{ data: Uint8Array; etag?: string } | null> {
     if (range && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
       throw this.invalid(operation, key, `range must be integers with 0 <= start <= end, got ${JSON.stringify(range)}`);
@@ -393,7 +413,7 @@ export class S3Storage implements ObjectStorage {
         if (isNotFound(e)) return { value: null, status: 404, bytes: 0 };
         throw e;
       }
-      let data = await readBody(out.Body, signal);
+      let data = await readBody(out.Body, signal, into, out.ContentLength);
       if (out.ContentLength !== undefined && data.byteLength !== out.ContentLength) throw new TruncatedBodyError(data.byteLength, out.ContentLength);
       const status = statusOf(out);
       if (range) {

@@ -35,6 +35,13 @@ export interface GetOptions {
   etag?: string;
   /** Told the ETag of the answer (undefined when the store sent none), to pass as `etag` to later reads. */
   onEtag?: (etag: string | undefined) => void;
+  /**
+   * A buffer the store may read the body into, and return a view of, when the body fits: a caller
+   * that recycles buffers saves an allocation per GET (and, on Linux, faulting in its fresh pages).
+   * A hint: check `result.buffer === into.buffer` before assuming it was used. Its bytes are
+   * unspecified after a failed or null answer.
+   */
+  into?: Uint8Array;
 }
 
 export interface ListOptions {
