@@ -430,6 +430,16 @@ const SABOTAGES = {
     edits: [['packages/restore/src/restore.ts', 'if (differs(check.size, check.checksum)) throw mismatch(', 'if (differs(check.size, check.checksum) && Number.isNaN(0)) throw mismatch(']],
     tests: ['packages/restore/dist/verify-file.test'],
   },
+  'piece-done-early': {
+    what: "the decoder gives a source piece back as soon as it has read it, before the chunk it holds is opened and its events consumed: restore's snapshot thread would recycle a buffer its pages still come from",
+    edits: [['packages/format/src/decoder.ts', '    const raw = chunks.open(frame, stored);', '    if (options.onPieceDone !== undefined) reader.release(options.onPieceDone);\n    const raw = chunks.open(frame, stored);']],
+    tests: ['packages/format/dist/limits.test'],
+  },
+  'piece-pool-shared': {
+    what: 'the piece pool hands out a free buffer without taking it off its free list: two ranged GETs of a snapshot read into the same memory',
+    edits: [['packages/restore/src/apply.ts', 'const buffer = this.#free.pop() ?? new ArrayBuffer(this.size);', 'const buffer = this.#free.at(-1) ?? new ArrayBuffer(this.size);']],
+    tests: ['restore-large-snapshot'],
+  },
   'background-room': {
     what: "the background writer never makes its owner wait (room() returns at once): a snapshot decoded faster than the disk writes piles its runs up in memory without bound",
     edits: [['packages/restore/src/run-writer.ts', 'while (this.#queue.length >= Math.max(1, this.#background) && this.#writeError === null)', 'while (Number.isNaN(0) && this.#writeError === null)']],

@@ -48,6 +48,13 @@ export interface DecodeOptions extends DecodeContext {
    * reader that writes each event out at once. Memory stays one chunk, with no garbage per chunk.
    */
   reuseBuffers?: boolean;
+  /**
+   * With reuseBuffers and an iterable source: called with each piece the source yielded once the
+   * decoder has read all of it and no event refers to it any more (checked before each chunk is
+   * read), in order, each once; its memory is the caller's again (to reuse or transfer). Pieces
+   * still unread when decoding stops are not passed.
+   */
+  onPieceDone?: (piece: Uint8Array) => void;
 }
 
 export interface HeaderEvent {
@@ -94,7 +101,8 @@ export type ByteSource = Uint8Array | AsyncIterable<Uint8Array> | Iterable<Uint8
 export async function* decodeObject(source: ByteSource, options: DecodeOptions = {}): AsyncGenerator<DecodeEvent, void, undefined> {
   const maxPages = options.maxPagesPerEvent ?? Number.POSITIVE_INFINITY;
   if (!(maxPages >= 1)) throw invalidArgument(`decodeObject: maxPagesPerEvent ${maxPages} must be >= 1`);
-  const reader = new ByteReader(source, options.name);
+  if (options.onPieceDone !== undefined && options.reuseBuffers !== true) throw invalidArgument('decodeObject: onPieceDone needs reuseBuffers (without it, events may refer to any earlier piece)');
+  const reader = new ByteReader(source, options.name, options.onPieceDone !== undefined);
   try {
     yield* decodeFrom(reader, options, maxPages);
   } finally {
@@ -109,7 +117,8 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
   const sums = checksum();
   const objectHash = sums.createXxh64();
 
-  const head = await reader.readUpTo(HEADER_SIZE);
+  // A copy: the chunk opener keeps it (encrypted chunks are authenticated with it) after its piece is done.
+  const head = (await reader.readUpTo(HEADER_SIZE)).slice();
   const header = decodeHeader(head, { name, ...(options.objectSize === undefined ? {} : { objectSize: options.objectSize }) });
   objectHash.update(head);
   const chunks = new ChunkOpener(header, head, options);
@@ -122,6 +131,8 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
   let indexRaw: Uint8Array;
   let indexOffset: number;
   for (;;) {
+    // The previous chunk's events have been consumed: nothing refers to the pieces read so far.
+    if (options.onPieceDone !== undefined) reader.release(options.onPieceDone);
     const offset = reader.offset;
     const chunkHead = await reader.read(CHUNK_HEADER_SIZE, `the header of chunk ${chunkIndex}`);
     const frame = chunks.parseHeader(chunkHead, offset, chunkIndex, records.indexLength(chunkIndex));
@@ -436,9 +447,12 @@ class ByteReader {
   #buffered = 0;
   readonly #iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | null;
   #done = false;
+  /** Pieces read to their end and not yet released; null when not tracked. */
+  readonly #spent: Uint8Array[] | null;
 
-  constructor(source: ByteSource, name: string | undefined) {
+  constructor(source: ByteSource, name: string | undefined, trackSpent = false) {
     this.#name = name;
+    this.#spent = trackSpent ? [] : null;
     if (source instanceof Uint8Array) {
       this.#iterator = null;
       this.#done = true;
@@ -491,6 +505,14 @@ class ByteReader {
     return this.#take(n);
   }
 
+  /** Passes the pieces read to their end since the last call to `done`, in order. */
+  release(done: (piece: Uint8Array) => void): void {
+    const spent = this.#spent;
+    if (spent === null || spent.length === 0) return;
+    const pieces = spent.splice(0, spent.length);
+    for (const piece of pieces) done(piece);
+  }
+
   /** Ends an unfinished source (an HTTP body, a file stream) so that it releases its resources. */
   async close(): Promise<void> {
     if (this.#done || this.#iterator === null) return;
@@ -533,6 +555,7 @@ class ByteReader {
   #advance(piece: Uint8Array, count: number): void {
     this.#head += count;
     if (this.#head === piece.length) {
+      this.#spent?.push(piece);
       this.#pieces[this.#first] = EMPTY;
       this.#first++;
       this.#head = 0;

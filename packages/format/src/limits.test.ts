@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { FormatError, HEADER_SIZE, Keyring, decodeHeader, decodeObject, decodeTrailer, encodeSegment, indexTailSize, loadFormat, readIndex } from './index.js';
 import type { Compression, ObjectHeaderInit, TransactionInput } from './index.js';
 import { CHUNK, HEADER, MAX_ZSTD_EXPANSION, viewOf } from './format.js';
-import { collect, reseal, segmentFixture, snapshotFixture, walkChunks } from './test-util.js';
+import { collect, prng, reseal, segmentFixture, snapshotFixture, splitInto, walkChunks } from './test-util.js';
 
 await loadFormat();
 
@@ -127,3 +127,60 @@ test('reuseBuffers: the same pages, cut at chunk ends, when each event is copied
     assert.deepEqual(got, expected, compression);
   }
 });
+
+test('onPieceDone: every piece passed once, in order, and only when nothing reads it any more', async () => {
+  for (const compression of ['zstd', 'none'] as const) {
+    // 0: one piece per chunk, so each chunk's data is a view of its piece, read to its end.
+    for (const maxPiece of [0, 700, 5000, 40_000]) {
+      const f = segmentFixture({ seed: 11, transactions: 30, maxPagesPerTransaction: 12, pageSize: 4096 });
+      const bytes = encodeSegment({ ...f.header, compression }, f.transactions, { chunkSize: 8192 });
+      const chunkEnds = walkChunks(bytes).map((c) => c.offset + c.length);
+      const expected = f.transactions.flatMap((t) => t.pages.map((p) => `${p.pgno}:${Buffer.from(p.data).toString('hex')}`));
+      const yielded: Uint8Array[] = [];
+      const done: Uint8Array[] = [];
+      async function* source(): AsyncGenerator<Uint8Array> {
+        if (maxPiece === 0) {
+          let at = 0;
+          for (const end of [...chunkEnds.slice(0, -1), bytes.length]) {
+            const piece = bytes.slice(at, end);
+            at = end;
+            yielded.push(piece);
+            yield piece;
+          }
+          return;
+        }
+        for await (const piece of splitInto(bytes, prng(maxPiece), maxPiece)) {
+          yielded.push(piece);
+          yield piece;
+        }
+      }
+      const got: string[] = [];
+      // A done piece is overwritten at once, as a recycled buffer would be: a decoder that still
+      // read it, or an event that still referred to it, would see the garbage.
+      const onPieceDone = (piece: Uint8Array): void => {
+        done.push(piece);
+        piece.fill(0xa5);
+      };
+      for await (const event of decodeObject(source(), { reuseBuffers: true, maxPagesPerEvent: 5, onPieceDone })) {
+        if (event.type === 'transaction') got.push(...event.pages.map((p) => `${p.pgno}:${Buffer.from(p.data).toString('hex')}`));
+      }
+      assert.deepEqual(got, expected, `${compression}, pieces up to ${maxPiece} bytes`);
+      assert.ok(done.length > 0 && done.length <= yielded.length, `${compression}/${maxPiece}: ${done.length} of ${yielded.length} pieces done`);
+      assert.ok(
+        done.every((p, i) => p === yielded[i]),
+        'pieces are passed in the order they came, each once',
+      );
+      // Given back while decoding: every piece that ends before the index block (the last chunk).
+      const indexOffset = walkChunks(bytes).at(-1)!.offset;
+      let end = 0;
+      const before = yielded.filter((p) => (end += p.length) <= indexOffset).length;
+      assert.equal(done.length, before, `${compression}/${maxPiece}: the pieces before the index block at ${indexOffset}`);
+    }
+  }
+  await assert.rejects(collect(bytes1(), { onPieceDone: () => undefined }), (e: unknown) => e instanceof Error && /onPieceDone needs reuseBuffers/.test(e.message));
+});
+
+function bytes1(): Uint8Array {
+  const f = segmentFixture({ seed: 12, transactions: 2 });
+  return encodeSegment(f.header, f.transactions);
+}
