@@ -30,12 +30,12 @@ let latest: RestorePlan;
 let expected: { rows: number; sum: number };
 
 /** Rows of random blobs written locally (no replication), then replicated: the generation's snapshot is the whole file. */
-async function writeReplica(prefix: string): Promise<{ rows: number; sum: number }> {
-  const path = join(dir, 'source.db');
+async function writeReplica(prefix: string, transactions = 10, name = 'source.db'): Promise<{ rows: number; sum: number }> {
+  const path = join(dir, name);
   const db = await openDatabase(path, { capture: false, create: true });
   db.exec('PRAGMA page_size = 8192; CREATE TABLE t(id INTEGER PRIMARY KEY, b BLOB)');
   const insert = db.prepare('INSERT INTO t(b) VALUES (?)');
-  for (let txn = 0; txn < 10; txn++) {
+  for (let txn = 0; txn < transactions; txn++) {
     db.transaction(() => {
       for (let i = 0; i < 1200; i++) insert.run(randomBytes(1000 + ((txn * 1200 + i) % 2000)));
     })();
@@ -105,6 +105,46 @@ describe('a snapshot larger than one ranged piece', () => {
     } finally {
       db.close();
     }
+  });
+
+  test('pieces are read into recycled buffers, and the database is still the source', async () => {
+    // ~145 MB of incompressible rows: a snapshot of 18 pieces, more than the GETs in flight and the
+    // pieces queued, so buffers the snapshot thread gave back are read into again.
+    const prefix = newPrefix('recycle');
+    const want = await writeReplica(prefix, 60, 'recycle.db');
+    let offered = 0;
+    let fresh = 0;
+    let filled = 0;
+    const zero = Buffer.alloc(PIECE_SIZE);
+    const real = storageFor(server, '');
+    // The real store (s3rver over HTTP), watched: the buffers restore offers, and whether they are
+    // used. A buffer moved to the snapshot thread and back is a new ArrayBuffer object over the same
+    // memory, so a recycled one is told by its content: a new buffer is all zeros, a recycled one
+    // still holds an earlier piece (incompressible bytes).
+    const watched: ObjectStorage = Object.assign(Object.create(real) as ObjectStorage, {
+      get: async (key: string, o: Parameters<ObjectStorage['get']>[1] = {}) => {
+        if (o.into) {
+          offered++;
+          if (o.into.length === PIECE_SIZE && Buffer.from(o.into.buffer, o.into.byteOffset, o.into.length).equals(zero)) fresh++;
+        }
+        const bytes = await real.get(key, o);
+        if (o.into && bytes?.buffer === o.into.buffer) filled++;
+        return bytes;
+      },
+    });
+    const path = join(dir, 'recycled.db');
+    const result = await restore({ storage: watched, prefix, path });
+    assert.ok(offered >= 18 && filled === offered, `every ranged GET was offered a buffer and read into it (${filled} of ${offered})`);
+    assert.ok(fresh < offered, `some GETs were read into recycled buffers (${offered - fresh} of ${offered})`);
+    // GETs in flight (8), pieces queued (2), the decoder's (2), and messages under way.
+    assert.ok(fresh <= 8 + 2 + 4, `new buffers: ${fresh}`);
+    const db = await openDatabase(path, { capture: false, create: false });
+    try {
+      assert.deepEqual({ ...(db.prepare('SELECT count(*) AS n, sum(length(b)) AS s FROM t').get() as object) }, { n: want.rows, s: want.sum });
+    } finally {
+      db.close();
+    }
+    assert.equal(result.integrityCheck, 'full');
   });
 
   test('a bit flipped in a later piece: ERR_CORRUPT_OBJECT naming it', async () => {

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { FormatError, type FormatErrorCode, type Keyring, type ObjectHeader } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { WalshipError } from '@walship/vfs';
-import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, changed, checkSnapshot, objectBytes, sameHeader, writeSnapshot, type PageFile } from './apply.js';
+import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, PiecePool, changed, checkSnapshot, objectBytes, sameHeader, writeSnapshot, type PageFile } from './apply.js';
 import { abortedError, objectFailure } from './errors.js';
 import type { PlannedObject } from './plan.js';
 
@@ -13,6 +13,8 @@ export interface SnapshotWorkerData {
   name: string;
   objectSize: number;
   pagesPerEvent: number;
+  /** The size of the buffers worth moving back (PIECE_SIZE). */
+  pieceSize: number;
 }
 
 /** @internal Restore's thread to the snapshot thread: the object's bytes in order, then the end. */
@@ -21,6 +23,8 @@ export type ToSnapshotThread = { type: 'piece'; bytes: Uint8Array } | { type: 'e
 /** @internal The snapshot thread to restore's thread. */
 export type FromSnapshotThread =
   | { type: 'consumed' }
+  /** A piece's buffer the decoder is done with, moved back to be read into again. */
+  | { type: 'free'; buffer: ArrayBuffer }
   | { type: 'header'; header: ObjectHeader }
   | { type: 'done'; ended: boolean; count: number; pgnos: Uint32Array; hashes: BigUint64Array }
   | { type: 'failed'; format: boolean; code: string; message: string; details: Record<string, unknown> };
@@ -43,10 +47,12 @@ export async function decodeSnapshotInThread(
   onBytes: (n: number) => void,
   signal?: AbortSignal,
 ): Promise<boolean> {
-  const data: SnapshotWorkerData = { path: file.path, pageSize: file.pageSize, name: object.key, objectSize: object.size, pagesPerEvent: PAGES_PER_EVENT };
+  const data: SnapshotWorkerData = { path: file.path, pageSize: file.pageSize, name: object.key, objectSize: object.size, pagesPerEvent: PAGES_PER_EVENT, pieceSize: PIECE_SIZE };
   const worker = new Worker(new URL('./snapshot-worker.js', import.meta.url), { workerData: data });
   let posted = 0;
   let consumed = 0;
+  // Pieces are read into buffers the thread moves back once its decoder is done with them.
+  const pool = new PiecePool(PIECE_SIZE, PIECES_AHEAD + PIECES_QUEUED + 2);
   let wake: (() => void) | null = null;
   let settle!: { resolve: (m: Extract<FromSnapshotThread, { type: 'done' }>) => void; reject: (e: unknown) => void };
   const finished = new Promise<Extract<FromSnapshotThread, { type: 'done' }>>((resolve, reject) => (settle = { resolve, reject }));
@@ -62,6 +68,8 @@ export async function decodeSnapshotInThread(
     if (m.type === 'consumed') {
       consumed++;
       wake?.();
+    } else if (m.type === 'free') {
+      pool.give(m.buffer);
     } else if (m.type === 'header') {
       if (!sameHeader(m.header, object.header)) fail(changed(object.key));
     } else if (m.type === 'done') {
@@ -78,14 +86,15 @@ export async function decodeSnapshotInThread(
   worker.on('error', (e) => fail(new WalshipError('ERR_SNAPSHOT_THREAD', `${object.key}: the snapshot thread stopped: ${e.message}; run the restore again`, { details: { key: object.key }, cause: e })));
   worker.on('exit', (code) => fail(new WalshipError('ERR_SNAPSHOT_THREAD', `${object.key}: the snapshot thread exited (code ${code}) before it finished; run the restore again`, { details: { key: object.key, exitCode: code } })));
   try {
-    for await (const piece of objectBytes(storage, object.key, object.size, signal, PIECES_AHEAD)) {
+    for await (const piece of objectBytes(storage, object.key, object.size, signal, PIECES_AHEAD, pool)) {
       if (signal?.aborted) throw abortedError(signal.reason);
       if (failure !== null) break;
       onBytes(piece.length);
       while (posted - consumed >= PIECES_QUEUED && failure === null) await new Promise<void>((resolve) => (wake = resolve));
       if (failure !== null) break;
-      // Moved, not copied, when the piece owns its whole buffer (a ranged GET's body does).
-      const own = piece.byteOffset === 0 && piece.byteLength === piece.buffer.byteLength && piece.buffer instanceof ArrayBuffer;
+      // Moved, not copied, when the piece owns its whole buffer (a ranged GET's body does, and so
+      // does a view of a pool buffer the GET was read into).
+      const own = piece.byteOffset === 0 && piece.buffer instanceof ArrayBuffer && (piece.byteLength === piece.buffer.byteLength || pool.owns(piece.buffer));
       const bytes = own ? piece : piece.slice();
       worker.postMessage({ type: 'piece', bytes } satisfies ToSnapshotThread, [bytes.buffer as ArrayBuffer]);
       posted++;

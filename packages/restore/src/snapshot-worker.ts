@@ -46,7 +46,13 @@ async function run(): Promise<void> {
     // Long runs bypass the page cache (see RunWriter): nothing reads the scratch file until it is
     // finished. They are written in the background, so decoding goes on while the device writes.
     writer = new RunWriter(fd, data.pageSize, { directPath: data.path, background: WRITES_BEHIND });
-    for await (const event of decodeObject(pieces(), { name: data.name, objectSize: data.objectSize, maxPagesPerEvent: data.pagesPerEvent, reuseBuffers: true })) {
+    // A piece's buffer goes back to the restore's thread once the decoder is done with it, to be
+    // read into again (whole: every piece the thread gets owns its buffer).
+    const onPieceDone = (piece: Uint8Array): void => {
+      const buffer = piece.buffer as ArrayBuffer;
+      if (buffer.byteLength === data.pieceSize) post({ type: 'free', buffer }, [buffer]);
+    };
+    for await (const event of decodeObject(pieces(), { name: data.name, objectSize: data.objectSize, maxPagesPerEvent: data.pagesPerEvent, reuseBuffers: true, onPieceDone })) {
       if (event.type === 'header') {
         post({ type: 'header', header: event.header });
       } else if (event.type === 'transaction') {
