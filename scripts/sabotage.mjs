@@ -435,6 +435,11 @@ const SABOTAGES = {
     edits: [['packages/format/src/decoder.ts', '    const raw = chunks.open(frame, stored);', '    if (options.onPieceDone !== undefined) reader.release(options.onPieceDone);\n    const raw = chunks.open(frame, stored);']],
     tests: ['packages/format/dist/limits.test'],
   },
+  'piece-header-view': {
+    what: "the decoder keeps the object's header bytes as a view of the first piece, which onPieceDone gives back (encrypted chunks are authenticated with those bytes)",
+    edits: [['packages/format/src/decoder.ts', 'const head = (await reader.readUpTo(HEADER_SIZE)).slice();', 'const head = await reader.readUpTo(HEADER_SIZE);']],
+    tests: ['packages/format/dist/limits.test'],
+  },
   'piece-pool-shared': {
     what: 'the piece pool hands out a free buffer without taking it off its free list: two ranged GETs of a snapshot read into the same memory',
     edits: [['packages/restore/src/apply.ts', 'const buffer = this.#free.pop() ?? new ArrayBuffer(this.size);', 'const buffer = this.#free.at(-1) ?? new ArrayBuffer(this.size);']],

@@ -51,8 +51,9 @@ export interface DecodeOptions extends DecodeContext {
   /**
    * With reuseBuffers and an iterable source: called with each piece the source yielded once the
    * decoder has read all of it and no event refers to it any more (checked before each chunk is
-   * read), in order, each once; its memory is the caller's again (to reuse or transfer). Pieces
-   * still unread when decoding stops are not passed.
+   * read), in order, each once; its memory is the caller's again (to reuse or transfer). Not
+   * passed: empty pieces, pieces still unread when decoding stops, and those holding the index
+   * block, the trailer or anything after it (the decoder keeps no reference to them).
    */
   onPieceDone?: (piece: Uint8Array) => void;
 }
@@ -146,6 +147,9 @@ async function* decodeFrom(reader: ByteReader, options: DecodeOptions, maxPages:
     if (frame.final) {
       indexRaw = raw;
       indexOffset = offset;
+      // Nothing more is passed back: the pieces of the index and trailer, and whatever follows,
+      // are not kept (a source longer than the object is drained in constant memory).
+      reader.untrack();
       break;
     }
     records.index.addChunk(offset, rawOffset);
@@ -448,7 +452,7 @@ class ByteReader {
   readonly #iterator: AsyncIterator<Uint8Array> | Iterator<Uint8Array> | null;
   #done = false;
   /** Pieces read to their end and not yet released; null when not tracked. */
-  readonly #spent: Uint8Array[] | null;
+  #spent: Uint8Array[] | null;
 
   constructor(source: ByteSource, name: string | undefined, trackSpent = false) {
     this.#name = name;
@@ -511,6 +515,11 @@ class ByteReader {
     if (spent === null || spent.length === 0) return;
     const pieces = spent.splice(0, spent.length);
     for (const piece of pieces) done(piece);
+  }
+
+  /** Stops tracking pieces (and drops those not released yet). */
+  untrack(): void {
+    this.#spent = null;
   }
 
   /** Ends an unfinished source (an HTTP body, a file stream) so that it releases its resources. */

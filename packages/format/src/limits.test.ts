@@ -129,11 +129,12 @@ test('reuseBuffers: the same pages, cut at chunk ends, when each event is copied
 });
 
 test('onPieceDone: every piece passed once, in order, and only when nothing reads it any more', async () => {
-  for (const compression of ['zstd', 'none'] as const) {
+  // Encrypted: every chunk is authenticated with the object's header bytes, read from the first piece.
+  for (const [compression, encrypted] of [['zstd', false], ['none', false], ['zstd', true]] as const) {
     // 0: one piece per chunk, so each chunk's data is a view of its piece, read to its end.
     for (const maxPiece of [0, 700, 5000, 40_000]) {
       const f = segmentFixture({ seed: 11, transactions: 30, maxPagesPerTransaction: 12, pageSize: 4096 });
-      const bytes = encodeSegment({ ...f.header, compression }, f.transactions, { chunkSize: 8192 });
+      const bytes = encodeSegment({ ...f.header, compression }, f.transactions, { chunkSize: 8192, ...(encrypted ? { keyring } : {}) });
       const chunkEnds = walkChunks(bytes).map((c) => c.offset + c.length);
       const expected = f.transactions.flatMap((t) => t.pages.map((p) => `${p.pgno}:${Buffer.from(p.data).toString('hex')}`));
       const yielded: Uint8Array[] = [];
@@ -161,7 +162,7 @@ test('onPieceDone: every piece passed once, in order, and only when nothing read
         done.push(piece);
         piece.fill(0xa5);
       };
-      for await (const event of decodeObject(source(), { reuseBuffers: true, maxPagesPerEvent: 5, onPieceDone })) {
+      for await (const event of decodeObject(source(), { reuseBuffers: true, maxPagesPerEvent: 5, onPieceDone, ...(encrypted ? { keyring } : {}) })) {
         if (event.type === 'transaction') got.push(...event.pages.map((p) => `${p.pgno}:${Buffer.from(p.data).toString('hex')}`));
       }
       assert.deepEqual(got, expected, `${compression}, pieces up to ${maxPiece} bytes`);

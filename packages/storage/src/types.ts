@@ -39,7 +39,8 @@ export interface GetOptions {
    * A buffer the store may read the body into, and return a view of, when the body fits: a caller
    * that recycles buffers saves an allocation per GET (and, on Linux, faulting in its fresh pages).
    * A hint: check `result.buffer === into.buffer` before assuming it was used. Its bytes are
-   * unspecified after a failed or null answer.
+   * unspecified after a failed or null answer. One buffer per request in flight: two GETs given
+   * the same buffer at once overwrite each other.
    */
   into?: Uint8Array;
 }
