@@ -55,14 +55,7 @@ if (chosen.length === 0) {
 // timers, run beside the rest of this suite and are done by then.
 const scenarios = chosen.filter((f) => f.endsWith('scenarios.test.js'));
 const ordered = [...chosen.filter((f) => !scenarios.includes(f)), ...scenarios];
-// Each file's process exits once its tests have finished (Node 20.14+ and 22+), instead of when its
-// event loop drains: in one CI run on Node 20.20.2, shipper-e2e's process finished every test and
-// then spun at 100% CPU for 10 minutes inside node's exit (Environment::CleanupHandles calling
-// uv_run in a loop over a TCP handle that never closed), until it was killed. A test that leaves
-// work behind still fails on its own assertions; the exit no longer waits for node to tidy up.
-const [major, minor] = process.versions.node.split('.').map(Number);
-const forceExit = major >= 22 || (major === 20 && minor >= 14) ? ['--test-force-exit'] : [];
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...forceExit, ...passthrough, ...ordered], {
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...passthrough, ...ordered], {
   cwd: root,
   stdio: 'inherit',
 });
