@@ -14,6 +14,7 @@
 import { createHash, createHmac } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { TruncatedBodyError } from './body.js';
 import { checkEtag, contentRangeStart, redactUrl } from './errors.js';
 import { resolveRetry, runWithRetry, type RetryOptions, type RetryPolicy } from './retry.js';
 import type { RequestEvent } from './types.js';
@@ -102,14 +103,6 @@ class StoreResponseError extends Error {
   }
 }
 
-class TruncatedBody extends Error {
-  readonly code = 'ERR_STORAGE_TRUNCATED';
-  constructor(got: number, expected: number) {
-    super(`response body ended after ${got} of ${expected} bytes`);
-    this.name = 'TruncatedBodyError';
-  }
-}
-
 /**
  * SigV4 for a GET with a Range header and no body (signed headers: host, range,
  * x-amz-content-sha256, x-amz-date, and x-amz-security-token with a session token). Keeps the
@@ -192,14 +185,14 @@ export function createRangeReader(given: RangeReaderOptions): RangeReader {
         res.on('end', () => {
           const status = res.statusCode ?? 0;
           if (direct) {
-            if (got !== into.length) return reject(new TruncatedBody(got, into.length));
+            if (got !== into.length) return reject(new TruncatedBodyError(got, into.length));
             const etag = res.headers.etag;
             return resolve({ value: { data: into, etag: typeof etag === 'string' ? etag : undefined }, status, bytes: got });
           }
           const body = Buffer.concat(parts, got);
           if (status === 200 || status === 206) {
             const length = Number(res.headers['content-length']);
-            if (Number.isFinite(length) && got !== length) return reject(new TruncatedBody(got, length));
+            if (Number.isFinite(length) && got !== length) return reject(new TruncatedBodyError(got, length));
             // Trust Content-Range over the request (a store that ignores Range answers 200 whole).
             const first = status === 206 ? (contentRangeStart(rangeHeader(res)) ?? range.start) : 0;
             let data: Uint8Array = new Uint8Array(body.buffer, body.byteOffset, body.byteLength);

@@ -20,6 +20,7 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
+import { TruncatedBodyError, readBody } from './body.js';
 import { StorageError, checkEtag, classify, contentRangeStart, isStorageError, redactUrl, type StorageOperation } from './errors.js';
 import { abortedError, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
@@ -131,62 +132,6 @@ function isNotFound(e: unknown): boolean {
 
 function statusOf(output: { $metadata?: { httpStatusCode?: number } }): number {
   return output.$metadata?.httpStatusCode ?? 200;
-}
-
-/** A GET body shorter than its Content-Length: the connection dropped mid-body. Retryable. */
-class TruncatedBodyError extends Error {
-  readonly code = 'ERR_STORAGE_TRUNCATED';
-  constructor(got: number, expected: number) {
-    super(`response body ended after ${got} of ${expected} bytes`);
-    this.name = 'TruncatedBodyError';
-  }
-}
-
-/**
- * A response body's bytes. With `into` and a Content-Length that fits it, they are read straight
- * into `into` (a view of it is returned); otherwise into one new buffer.
- */
-async function readBody(body: unknown, signal: AbortSignal, into?: Uint8Array, contentLength?: number): Promise<Uint8Array> {
-  if (body === undefined || body === null) return new Uint8Array(0);
-  const stream = body as AsyncIterable<Uint8Array> & { destroy?: (e?: Error) => void };
-  // The handler destroys the request on abort, but a response already handed over is not always
-  // its socket's only reader; destroy it too so a stalled body cannot outlive the attempt.
-  const onAbort = () => stream.destroy?.(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
-  signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    if (signal.aborted) onAbort();
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    let filled = into !== undefined && contentLength !== undefined && contentLength <= into.byteLength ? 0 : -1;
-    for await (const chunk of stream) {
-      // An attempt that timed out must not write into a buffer the next attempt fills.
-      if (signal.aborted) throw signal.reason instanceof Error ? signal.reason : new Error('aborted');
-      if (filled >= 0 && into !== undefined) {
-        if (filled + chunk.byteLength <= into.byteLength) {
-          into.set(chunk, filled);
-          filled += chunk.byteLength;
-          continue;
-        }
-        // More than the Content-Length said: collect the rest (the caller's length check fails it).
-        chunks.push(into.slice(0, filled));
-        total = filled;
-        filled = -1;
-      }
-      chunks.push(chunk);
-      total += chunk.byteLength;
-    }
-    if (filled >= 0 && into !== undefined) return into.subarray(0, filled);
-    if (chunks.length === 1) return chunks[0]!;
-    const out = new Uint8Array(total);
-    let off = 0;
-    for (const c of chunks) {
-      out.set(c, off);
-      off += c.byteLength;
-    }
-    return out;
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
