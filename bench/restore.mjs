@@ -7,7 +7,7 @@
 //   node bench/restore.mjs --only segments                 a filtered run (not saved unless --out FILE)
 //
 // Sections, in run order: size (1: restore of a large database, snapshot-sized, vs a raw parallel
-//           download of the same objects), segments (2: restore to a txid that needs a snapshot plus
+//           download of the same objects), link (1b: the same over a bandwidth-limited link), segments (2: restore to a txid that needs a snapshot plus
 //           thousands of small segments, at the last txid and one in the middle), compacted (3: the
 //           same replica after runMaintenancePass wrote level-1 objects, restore latest before / after)
 // Options: --only size,segments,compacted   --size-mib N (default 1024, --quick 128)   --segments N
@@ -20,6 +20,8 @@
 //          packages/restore/dist built from another commit, kept inside packages/restore so its
 //          imports resolve, e.g. packages/restore/.tmp/base-dist) in every repetition, right after
 //          this build's restore: an A/B of two builds in one run. Not saved unless --out is given.
+//          --link-mbit N: the bandwidth of section link (1b: section 1's replica read through a
+//          bandwidth-limited TCP proxy), in Mbit/s (default 1000).
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync, readFileSync, statSync, writeSync, readdirSync } from 'node:fs';
 import { tmpdir, cpus, totalmem, release, platform, loadavg } from 'node:os';
 import { join, dirname, relative } from 'node:path';
@@ -37,10 +39,10 @@ const repo = join(here, '..');
 // Arguments
 // ---------------------------------------------------------------------------------------------
 
-const SECTIONS = ['size', 'segments', 'compacted'];
+const SECTIONS = ['size', 'link', 'segments', 'compacted'];
 
 function parseArgs(argv) {
-  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8, profile: null, baseline: null };
+  const a = { quick: false, only: null, save: true, out: null, sizeMiB: null, segments: null, reps: null, concurrency: 8, profile: null, baseline: null, linkMbit: 1000 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const [flag, inline] = arg.includes('=') ? arg.split(/=(.*)/s) : [arg, undefined];
@@ -59,6 +61,7 @@ function parseArgs(argv) {
       case '--no-save': a.save = false; break;
       case '--profile': a.profile = value(); break;
       case '--baseline': a.baseline = value(); break;
+      case '--link-mbit': a.linkMbit = positive(value()); break;
       case '--out': a.out = value(); break;
       case '-h':
       case '--help':
@@ -81,7 +84,7 @@ function positive(s) {
 const args = parseArgs(process.argv.slice(2));
 const Q = args.quick;
 // A run with non-default sizes is not the benchmark: saved only with --out.
-const custom = args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8 || args.profile !== null || args.baseline !== null;
+const custom = args.linkMbit !== 1000 || args.sizeMiB !== null || args.segments !== null || args.reps !== null || args.concurrency !== 8 || args.profile !== null || args.baseline !== null;
 
 /** Every size of the run, full and --quick. */
 const P = {
@@ -197,6 +200,8 @@ const servers = await imp('test/dist/servers/index.js');
 const { PIECE_SIZE } = await imp('packages/restore/dist/apply.js');
 
 let s3 = null;
+/** Section (1b) reads through a bandwidth-limited link: its endpoint while it runs, else null (s3rver's own). */
+let via = null;
 let dir = null;
 let seq = 0;
 
@@ -204,7 +209,7 @@ function s3Location(prefix) {
   return {
     bucket: s3.bucket,
     prefix,
-    endpoint: s3.endpoint,
+    endpoint: via ?? s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
@@ -571,6 +576,62 @@ async function sectionSize(results) {
   if (args.profile) await profileRestore(b.prefix, {}, 'size', `latest of the ${fmtMiB(dbBytes)} database`);
 }
 
+/**
+ * (1b) Section (1)'s replica read through a link of --link-mbit (a TCP proxy in a child process
+ * that lets s3rver's answers through at that rate over all connections: test/src/servers/
+ * link-proxy.ts). On loopback the download is bound by the two cores that s3rver, the client and
+ * the decoder share; over a link slower than that, by the link, as restores from S3 are.
+ */
+async function sectionLink(results) {
+  const b = results.size?.b ?? (await buildLarge());
+  const bytesPerSecond = (args.linkMbit * 1e6) / 8;
+  const link = await servers.startLinkProxy({ upstream: s3.endpoint, bytesPerSecond });
+  via = link.endpoint;
+  try {
+    const pl = await timedPlan(b.prefix);
+    const objects = pl.plan.objects;
+    const objectBytes = pl.plan.bytes;
+    const dbBytes = pl.plan.commitSize * pl.plan.pageSize;
+    const linkMs = (objectBytes / bytesPerSecond) * 1000;
+    log(`[link] ${args.linkMbit} Mbit/s: the plan's ${fmtMiB(objectBytes)} need ${fmtS(linkMs)} s on the link alone; warm-up (untimed)`);
+    await rawDownload(b.prefix, objects, P.concurrency);
+    await timedRestore(b.prefix);
+    const raws = [];
+    const rests = [];
+    for (let r = 0; r < P.reps; r++) {
+      const x = await rawDownload(b.prefix, objects, P.concurrency);
+      raws.push(x);
+      log(`[link] rep ${r + 1} raw: ${fmtS(x.ms)} s, ${fmtMBs(x.bytes, x.ms)} MB/s`);
+      const y = await timedRestore(b.prefix);
+      rests.push(y);
+      log(`[link] rep ${r + 1} restore: ${fmtS(y.ms)} s (${phaseText(y.phases)})`);
+    }
+    const rawMs = median(raws.map((x) => x.ms));
+    const restMs = median(rests.map((x) => x.ms));
+    results.link = { mbit: args.linkMbit, rawMs, restMs, timeRatio: rawMs / restMs, linkMs, objectBytes, dbBytes };
+    const cores = cpus().length;
+    const busyText = (x) => (x.busy === null ? '-' : `${x.busy.toFixed(1)} (${Math.round((100 * x.busy) / (cores * (x.ms / 1000)))}%)`);
+    emit(`## (1b) the same restore over a ${args.linkMbit} Mbit/s link`);
+    emit('');
+    emit(`Section (1)'s replica (${objects.length} objects, ${fmtInt(objectBytes)} bytes, a ${fmtMiB(dbBytes)} database), read through a TCP proxy in a child process that passes s3rver's answers at ${args.linkMbit} Mbit/s (${fmtMBs(bytesPerSecond, 1000)} MB/s) summed over all connections (test/src/servers/link-proxy.ts): the objects alone need ${fmtS(linkMs)} s on it. The raw download and restore() exactly as in (1), ${P.reps} repetitions after an untimed warm-up of each, gc() + sync before each.`);
+    emit('');
+    emit(`| rep | raw download, s | raw MB/s | machine CPU during raw, core-s | restore(), s | machine CPU during restore, core-s | restore phases, s | raw s / restore s |`);
+    emit('|---|---:|---:|---:|---:|---:|---|---:|');
+    for (let r = 0; r < P.reps; r++) {
+      const x = raws[r];
+      const y = rests[r];
+      emit(`| ${r + 1} | ${fmtS(x.ms)} | ${fmtMBs(x.bytes, x.ms)} | ${busyText(x)} | ${fmtS(y.ms)} | ${busyText(y)} | ${phaseText(y.phases)} | ${fmtX(x.ms / y.ms)} |`);
+    }
+    emit(`| median | ${fmtS(rawMs)} | ${fmtMBs(objectBytes, rawMs)} | | ${fmtS(restMs)} | | | ${fmtX(rawMs / restMs)} |`);
+    emit('');
+    emit(`(1b) Medians: raw download ${fmtS(rawMs)} s (the link's own floor ${fmtS(linkMs)} s), restore ${fmtS(restMs)} s: **${fmtX(rawMs / restMs)}** of the raw download by time over a ${args.linkMbit} Mbit/s link. The issue's target is (1), on loopback; this is the same measure where the network, not the machine's two cores, is the limit.`);
+    emit('');
+  } finally {
+    via = null;
+    await link.stop();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // (2) restore to a txid that needs a snapshot plus many small segments
 // ---------------------------------------------------------------------------------------------
@@ -737,6 +798,10 @@ function summaryTable(results, errors) {
     const noneRatio = s.dbBytes / 1e6 / (s.noneMs / 1000) / s.rawMBs;
     rows.push(['1n', `the same restore with \`integrityCheck: 'none'\` (read-back size and checksum only): ${fmtS(s.noneMs)} s (by MB/s: ${fmtX(noneRatio)})`, `${fmtX(s.rawMs / s.noneMs)}`, '- (not the default)', '-']);
   }
+  const l = results.link;
+  if (l) {
+    rows.push(['1b', `the same restore over a ${l.mbit} Mbit/s link (bandwidth-limited proxy in front of s3rver): restore ${fmtS(l.restMs)} s vs raw download ${fmtS(l.rawMs)} s (link floor ${fmtS(l.linkMs)} s)`, `${fmtX(l.timeRatio)}`, '- (the target is 1, on loopback)', '-']);
+  } else if (errors.link) rows.push(['1b', 'restore over a bandwidth-limited link', 'error', '-', '-']);
   const g = results.segments;
   if (g) {
     for (const [k, t] of [['2a', g.last], ['2b', g.mid]]) {
@@ -812,7 +877,7 @@ async function main() {
   const state = {};
   try {
     s3 = await servers.startS3rver({ bucket: 'walship-bench' });
-    const table = { size: sectionSize, segments: sectionSegments, compacted: sectionCompacted };
+    const table = { size: sectionSize, link: sectionLink, segments: sectionSegments, compacted: sectionCompacted };
     for (const s of sections) {
       try {
         await table[s](results, state);

@@ -90,6 +90,7 @@ export { startS3rver } from './s3rver.js';
 export { startSwift, swiftAvailable, addContentMd5Middleware } from './swift.js';
 export { startDynalite } from './dynalite.js';
 export { startDynamoDbLocal, dynamoDbLocalAvailable } from './dynamodb-local.js';
+export { startLinkProxy, type LinkProxy, type LinkProxyOptions } from './link-proxy.js';
 export { startFaultProxy, FAULT_KINDS, type FaultCounts, type FaultKind, type FaultProxy, type FaultProxyOptions } from './fault-proxy.js';
 
 // ---------------------------------------------------------------------------------------------

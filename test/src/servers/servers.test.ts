@@ -37,6 +37,7 @@ import {
   sleep,
   startDynalite,
   startDynamoDbLocal,
+  startLinkProxy,
   startS3rver,
   startSwift,
   swiftAvailable,
@@ -378,6 +379,31 @@ test('a port taken by another process is detected, fails fast, and counts as a p
   } finally {
     squatter.close();
   }
+});
+
+test('link proxy: s3rver behind a bandwidth-limited link; bytes intact and in order, the rate a ceiling over all connections', async () => {
+  const server = await startS3rver({ bucket: 'link' });
+  const rate = 8 * 2 ** 20;
+  const link = await startLinkProxy({ upstream: server.endpoint, bytesPerSecond: rate });
+  const direct = new S3Client(server.s3ClientConfig());
+  const linked = new S3Client({ ...server.s3ClientConfig(), endpoint: link.endpoint });
+  try {
+    const bodies = [randomBytes(3 * 2 ** 20), randomBytes(3 * 2 ** 20)];
+    for (const [i, body] of bodies.entries()) await direct.send(new PutObjectCommand({ Bucket: 'link', Key: `o${i}`, Body: body }));
+    const t0 = performance.now();
+    const got = await Promise.all(bodies.map(async (_, i) => Buffer.from((await (await linked.send(new GetObjectCommand({ Bucket: 'link', Key: `o${i}` }))).Body!.transformToByteArray()))));
+    const seconds = (performance.now() - t0) / 1000;
+    for (const [i, body] of bodies.entries()) assert.ok(got[i]!.equals(body), `object o${i} came through the link changed`);
+    // 6 MiB at 8 MiB/s cannot take less than 0.75 s: a lower bound, which a slow machine cannot break.
+    const floor = (2 * 3 * 2 ** 20) / rate;
+    assert.ok(seconds >= floor * 0.95, `6 MiB through an 8 MiB/s link took ${seconds.toFixed(3)} s, under the ${floor} s the rate allows`);
+  } finally {
+    direct.destroy();
+    linked.destroy();
+    await link.stop();
+    await server.stop();
+  }
+  await assertPortsClosed([link.port]);
 });
 
 test('no server process is left running after the tests above', async () => {
