@@ -55,7 +55,15 @@ if (chosen.length === 0) {
 // timers, run beside the rest of this suite and are done by then.
 const scenarios = chosen.filter((f) => f.endsWith('scenarios.test.js'));
 const ordered = [...chosen.filter((f) => !scenarios.includes(f)), ...scenarios];
-const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...passthrough, ...ordered], {
+// A watchdog per file: node's runner cancels a file whose process has not exited this long after
+// it started (and names it), then runs the rest. In one CI run on Node 20.20.2 a file's process
+// finished every test and then never exited (a TCP handle that would not close); the lane waited
+// until its own 45-minute bound, with nothing said about which file. The longest file takes about
+// 12 minutes. The value is also the default timeout of a test that sets none. Node 20 and 22 cancel
+// such a file (checked with a file that keeps a server open); Node 24.21's runner still waits for it.
+const FILE_TIMEOUT_MS = 20 * 60 * 1000;
+const timeout = passthrough.some((a) => a.startsWith('--test-timeout')) ? [] : [`--test-timeout=${FILE_TIMEOUT_MS}`];
+const result = spawnSync(process.execPath, ['--test', '--test-concurrency=1', ...timeout, ...passthrough, ...ordered], {
   cwd: root,
   stdio: 'inherit',
 });
