@@ -78,6 +78,8 @@ export interface MaintenanceContext {
   log: Logger;
   state: MaintenanceState;
   signal?: AbortSignal | undefined;
+  /** Told of objects deleted (by retention, or a level-1 object compaction replaced) as each delete succeeds: a pass cut short still counts what it deleted. */
+  onDeleted?: ((count: number) => void) | undefined;
 }
 
 export interface SnapshotEntry {

@@ -132,6 +132,7 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
         }
         log.error('a level-1 object does not match its inputs; replacing it', { key: run.key, problem });
         await ctx.storage.delete([run.key], signalOf(ctx));
+        ctx.onDeleted?.(1);
         result.deleted.push(run.key);
       }
       const size = await upload(ctx, run.key, merged);
@@ -139,6 +140,7 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
       if (problem !== null) {
         log.error('a level-1 object read back does not match what was written; deleting it', { key: run.key, problem });
         await ctx.storage.delete([run.key], signalOf(ctx));
+        ctx.onDeleted?.(1);
         result.deleted.push(run.key);
         result.stopped = `verification of ${run.key} failed: ${problem}`;
         break;

@@ -234,6 +234,7 @@ async function retention(ctx: MaintenanceContext, view: GenerationView, now: num
       group.map((d) => d.key),
       ctx.signal ? { signal: ctx.signal } : {},
     );
+    ctx.onDeleted?.(group.length);
     for (const d of group) {
       ctx.state.headers.delete(d.key);
       log.debug('retention deleted an object', { key: d.key, reason: d.reason });
@@ -478,10 +479,10 @@ export class Maintenance {
       log: this.log,
       state: this.state,
       signal: this.abort.signal,
+      // Counted as each delete succeeds, not when the pass ends: a pass that close() cuts short, or
+      // whose compaction fails after retention deleted, still counts what is gone.
+      onDeleted: (count) => this.ctx.metrics.deletedObjects.inc(count),
     };
-    const result = await maintenancePass(ctx, { retentionMs: options.retentionMs, compaction: options.compaction }, now, generation);
-    const deleted = (result.retention?.deleted.length ?? 0) + (result.compaction?.deleted.length ?? 0);
-    if (deleted > 0) this.ctx.metrics.deletedObjects.inc(deleted);
-    return result;
+    return maintenancePass(ctx, { retentionMs: options.retentionMs, compaction: options.compaction }, now, generation);
   }
 }
