@@ -156,6 +156,8 @@ const fmtS = (ms) => (ms / 1000).toFixed(ms >= 100_000 ? 0 : ms >= 10_000 ? 1 : 
 const fmtMiB = (b) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const fmtMBs = (bytes, ms) => ((bytes / 1e6) / (ms / 1000)).toFixed(1);
 const fmtX = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : '-');
+/** A timed run's machine CPU: core-seconds and the share of every core over its wall time. */
+const busyText = (x) => (x.busy === null ? '-' : `${x.busy.toFixed(1)} (${Math.round((100 * x.busy) / (cpus().length * (x.ms / 1000)))}%)`);
 const verdict = (ok) => (ok ? 'met' : 'NOT met');
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -538,7 +540,6 @@ async function sectionSize(results) {
   emit(`Timed, after an untimed warm-up of each: ${P.reps} repetitions of [raw download, restore(), raw download one request at a time], gc() + sync before each; restore concurrency ${P.concurrency} (its default), raw ${P.concurrency} GETs in flight over ${raws[0].requests} requests (objects above ${fmtMiB(PIECE_SIZE)} as ranged GETs of ${fmtMiB(PIECE_SIZE)}, as restore splits them). The restored file goes to a fresh directory on the same disk (deleted after each run). MB = 10^6 bytes.`);
   emit('');
   const cores = cpus().length;
-  const busyText = (x) => (x.busy === null ? '-' : `${x.busy.toFixed(1)} (${Math.round((100 * x.busy) / (cores * (x.ms / 1000)))}%)`);
   emit(`| rep | raw download, s | raw MB/s (object bytes) | machine CPU during raw, core-s (% of ${cores} cores) | raw into reused buffers, s (machine CPU) | restore(), s | restore MB/s (database bytes) | machine CPU during restore, core-s | restore phases, s | raw 1 request at a time, s |`);
   emit('|---|---:|---:|---:|---:|---:|---:|---:|---|---:|');
   for (let r = 0; r < P.reps; r++) {
@@ -609,8 +610,6 @@ async function sectionLink(results) {
     const rawMs = median(raws.map((x) => x.ms));
     const restMs = median(rests.map((x) => x.ms));
     results.link = { mbit: args.linkMbit, rawMs, restMs, timeRatio: rawMs / restMs, linkMs, objectBytes, dbBytes };
-    const cores = cpus().length;
-    const busyText = (x) => (x.busy === null ? '-' : `${x.busy.toFixed(1)} (${Math.round((100 * x.busy) / (cores * (x.ms / 1000)))}%)`);
     emit(`## (1b) the same restore over a ${args.linkMbit} Mbit/s link`);
     emit('');
     emit(`Section (1)'s replica (${objects.length} objects, ${fmtInt(objectBytes)} bytes, a ${fmtMiB(dbBytes)} database), read through a TCP proxy in a child process that passes s3rver's answers at ${args.linkMbit} Mbit/s (${fmtMBs(bytesPerSecond, 1000)} MB/s) summed over all connections (test/src/servers/link-proxy.ts): the objects alone need ${fmtS(linkMs)} s on it. The raw download and restore() exactly as in (1), ${P.reps} repetitions after an untimed warm-up of each, gc() + sync before each.`);
