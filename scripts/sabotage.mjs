@@ -462,7 +462,7 @@ const SABOTAGES = {
   },
   'open-wal-only': {
     what: 'openDatabase opens a database file without pages whose -wal holds the commits (SQLite then deletes that -wal)',
-    edits: [['packages/vfs/src/open.ts', "refuseWalOnly(abs, st.size, 'path');", '']],
+    edits: [['packages/vfs/src/open-checks.ts', "refuseWalOnly(abs, st.size, 'path');", '']],
     tests: ['vfs/dist/standalone.test'],
   },
   'close-checkpoint-marker': {

@@ -1,115 +1,21 @@
-import { constants as fsc, renameSync, rmSync, statSync } from 'node:fs';
+import { constants as fsc, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { loadSqlite, type Sqlite3 } from './sqlite.js';
 import { NodeVfs } from './node-vfs.js';
 import { nodeFs, type FsOps } from './fs-ops.js';
-import { checkReadWindow, type ReadWindowOptions } from './read-window.js';
 import { WalCapture, type CommittedTransaction } from './capture.js';
 import { Database } from './database.js';
 import { SqliteError, WalshipError } from './errors.js';
 import { acquireProcessLock } from './process-lock.js';
 import { WalFile } from './wal-file.js';
-import { refuseWalOnly } from './wal-only.js';
 import { scanWalFile, type WalScanState } from './wal/scanner.js';
-import { WAL_HEADER_SIZE, parseWalHeader, type WalHeader } from './wal/format.js';
+import type { WalHeader } from './wal/format.js';
+
+import { checkTarget, checkWal, validateOptions } from './open-checks.js';
+import type { CheckpointOptions, CheckpointResult, DatabaseStatus, DiscardedWal, OpenOptions, RecoveryReport } from './open-options.js';
 
 export type { CommittedTransaction, CapturedPage, WalLocation } from './capture.js';
-
-export type Synchronous = 'OFF' | 'NORMAL' | 'FULL' | 'EXTRA';
-
-export interface OpenOptions {
-  /**
-   * Receives every committed transaction, in txid order, synchronously after SQLite commits it.
-   * Keep it short (queue the transaction). A sink that throws stops capture: the database then
-   * refuses writes with ERR_CAPTURE_FAILED until it is reopened.
-   */
-  onCommit?: (txn: CommittedTransaction) => void;
-  /** Transactions up to this txid are already durable downstream: not emitted again on open. */
-  durableTxid?: number;
-  /**
-   * With a sink: may close() checkpoint a WAL with transactions in it, writing the marker transaction
-   * the sink then receives (default true)? false: the sink's owner takes the last checkpoint itself
-   * before closing (a shipper, whose sink has stopped by then), and close() only truncates a WAL
-   * already checkpointed through its last transaction.
-   */
-  markerOnClose?: boolean;
-  /**
-   * The database file is the state after this txid (a database restored from a replica, whose
-   * checksum the caller has matched). Only valid while the WAL holds no committed transaction; it
-   * overrides the txid marker row, and open records it with a marker transaction (txid + 1).
-   */
-  baseTxid?: number;
-  /** Capture WAL frames (default true). Off: a plain SQLite database on the walship VFS. */
-  capture?: boolean;
-  /** Page size for a new database (512..65536, power of two; default 8192 in this build). */
-  pageSize?: number;
-  /** PRAGMA synchronous (default NORMAL; see README "Durability"). */
-  synchronous?: Synchronous;
-  /** Report POWERSAFE_OVERWRITE to SQLite (default true, as SQLite's unix VFS does). */
-  powersafeOverwrite?: boolean;
-  /** Sector size reported to SQLite (default 4096). */
-  sectorSize?: number;
-  /** Create the file when missing (default true). */
-  create?: boolean;
-  /** File operations (default node:fs). A seam for fault-injection tests. */
-  fs?: FsOps;
-  /**
-   * @internal Read the file through large windows, read-only (capture off only): for a check that
-   * reads a whole file nobody else writes (a restore's integrity check). See read-window.ts.
-   */
-  readWindow?: ReadWindowOptions;
-}
-
-export interface CheckpointResult {
-  checkpointed: boolean;
-  /** Why nothing was checkpointed, when it was not. */
-  reason?: 'not-durable' | 'empty' | 'busy';
-  lastTxid: number;
-  durableTxid: number;
-}
-
-export interface RecoveryReport {
-  /** Committed transactions found in the WAL at open. */
-  walTransactions: number;
-  /** Transactions emitted again at open (txid > durableTxid). */
-  reemitted: number;
-  /** The lowest txid this open could still emit; lower ones were checkpointed into the database file. */
-  firstAvailableTxid: number;
-  /** Set when durableTxid is below firstAvailableTxid - 1: those transactions cannot be produced again. */
-  gap: { fromTxid: number; toTxid: number } | null;
-  /**
-   * The txid marker row found at open: `txid` is the last checkpoint's marker transaction (every
-   * transaction up to it may be in the database file), `note` what that checkpoint was given.
-   */
-  marker: { txid: number; note: string | null } | null;
-  /** A `-wal` with a torn header (a crash while SQLite started the WAL over) that was moved aside at open. */
-  discardedWal: DiscardedWal | null;
-}
-
-export interface DiscardedWal {
-  problem: 'short' | 'bad-checksum';
-  /** Its size in bytes. */
-  size: number;
-  /** Where it was moved (`<db>-wal.torn-<ms>`): nothing in it is missing from the database file. */
-  movedTo: string;
-}
-
-export interface CheckpointOptions {
-  /**
-   * Stored in the marker row with the checkpoint, readable at the next open as `recovery.marker.note`.
-   * A shipper records the checksum of the state before the marker here, so it can prove continuity later.
-   */
-  note?: string;
-}
-
-export interface DatabaseStatus {
-  path: string;
-  capture: boolean;
-  lastTxid: number;
-  durableTxid: number;
-  walBytes: number;
-  captureError: WalshipError | null;
-}
+export type { CheckpointOptions, CheckpointResult, DatabaseStatus, DiscardedWal, OpenOptions, RecoveryReport, Synchronous } from './open-options.js';
 
 const META_TABLE = '_walship';
 /** After a RESTART checkpoint SQLite cuts a WAL file larger than this back to it; checkpoint() truncates one that is. */
@@ -232,112 +138,6 @@ export async function openDatabase(path: string, options: OpenOptions = {}): Pro
     ctx.abort();
     throw e;
   }
-}
-
-function validateOptions(o: OpenOptions): void {
-  const bad = (name: string, why: string, value: unknown): never => {
-    throw new WalshipError('ERR_INVALID_OPTION', `option ${name} ${why} (got ${JSON.stringify(value)})`, { details: { option: name, value } });
-  };
-  if (o.pageSize !== undefined && (!Number.isInteger(o.pageSize) || o.pageSize < 512 || o.pageSize > 65536 || (o.pageSize & (o.pageSize - 1)) !== 0)) {
-    bad('pageSize', 'must be a power of two from 512 to 65536', o.pageSize);
-  }
-  if (o.synchronous !== undefined && !['OFF', 'NORMAL', 'FULL', 'EXTRA'].includes(o.synchronous)) bad('synchronous', 'must be OFF, NORMAL, FULL or EXTRA', o.synchronous);
-  if (o.durableTxid !== undefined && (!Number.isInteger(o.durableTxid) || o.durableTxid < 0)) bad('durableTxid', 'must be a non-negative integer', o.durableTxid);
-  if (o.baseTxid !== undefined && (!Number.isInteger(o.baseTxid) || o.baseTxid < 0)) bad('baseTxid', 'must be a non-negative integer', o.baseTxid);
-  if (o.baseTxid !== undefined && o.capture === false) bad('baseTxid', 'needs capture on', 'capture: false');
-  if (o.sectorSize !== undefined && (!Number.isInteger(o.sectorSize) || o.sectorSize < 512 || (o.sectorSize & (o.sectorSize - 1)) !== 0)) bad('sectorSize', 'must be a power of two >= 512', o.sectorSize);
-  if (o.onCommit !== undefined && typeof o.onCommit !== 'function') bad('onCommit', 'must be a function', typeof o.onCommit);
-  if (o.onCommit && o.capture === false) bad('onCommit', 'needs capture on', 'capture: false');
-  if (o.markerOnClose !== undefined && typeof o.markerOnClose !== 'boolean') bad('markerOnClose', 'must be a boolean', o.markerOnClose);
-  if (o.readWindow !== undefined) {
-    if (typeof o.readWindow !== 'object' || o.readWindow === null) bad('readWindow', 'must be an object', o.readWindow);
-    if (o.capture !== false) bad('readWindow', 'needs capture off', 'capture: true');
-    const why = checkReadWindow(o.readWindow);
-    if (why !== null) bad('readWindow', why, { windowBytes: o.readWindow.windowBytes, windows: o.readWindow.windows });
-  }
-}
-
-const SQLITE_HEADER = 'SQLite format 3\0';
-
-/** Refuses a directory or a file that is not SQLite before SQLite (or the lock) touches anything. */
-function checkTarget(abs: string, create: boolean): void {
-  let st;
-  try {
-    st = statSync(abs);
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ENOENT') {
-      if (!create) throw new WalshipError('ERR_NOT_FOUND', `${abs} does not exist (create: false)`, { details: { path: abs } });
-      return;
-    }
-    throw new WalshipError('ERR_CANTOPEN', `cannot stat ${abs}: ${(e as Error).message}`, { cause: e, details: { path: abs } });
-  }
-  if (st.isDirectory()) throw new WalshipError('ERR_CANTOPEN', `${abs} is a directory, not a database file`, { details: { path: abs } });
-  if (!st.isFile()) throw new WalshipError('ERR_CANTOPEN', `${abs} is not a regular file`, { details: { path: abs } });
-  refuseWalOnly(abs, st.size, 'path');
-  if (st.size === 0) return;
-  const head = new Uint8Array(16);
-  let fd: number;
-  try {
-    fd = nodeFs.openSync(abs, fsc.O_RDONLY);
-  } catch (e) {
-    throw new WalshipError('ERR_CANTOPEN', `cannot read ${abs}: ${(e as Error).message}`, { cause: e, details: { path: abs } });
-  }
-  try {
-    nodeFs.readSync(fd, head, 0, 16, 0);
-  } finally {
-    nodeFs.closeSync(fd);
-  }
-  if (new TextDecoder('latin1').decode(head) !== SQLITE_HEADER) {
-    throw new WalshipError('ERR_NOT_A_DATABASE', `${abs} is not an SQLite database (its first 16 bytes are not "SQLite format 3"); nothing was written`, {
-      details: { path: abs },
-    });
-  }
-}
-
-/**
- * SQLite treats a WAL whose header does not validate as empty and overwrites it with the next
- * commit. A WAL that is there but unreadable may hold committed transactions, so walship refuses to
- * open instead of letting them be discarded.
- */
-/**
- * A `-wal` whose header a crash tore: SQLite rewrites the header only when it starts the WAL over,
- * which it does only once every frame in it is copied into the database file (or for the very
- * first frame of a new WAL), so a header that is short or fails its checksum while its magic and
- * page size are intact holds nothing the database file lacks. It is moved aside (kept for
- * inspection) and the open goes on. Anything else that does not validate is refused.
- */
-function checkWal(abs: string): DiscardedWal | null {
-  const walPath = `${abs}-wal`;
-  let fd: number;
-  try {
-    fd = nodeFs.openSync(walPath, fsc.O_RDONLY);
-  } catch {
-    return null;
-  }
-  let torn: DiscardedWal | null = null;
-  try {
-    const size = nodeFs.fstatSync(fd).size;
-    if (size === 0) return null;
-    const head = new Uint8Array(WAL_HEADER_SIZE);
-    const got = nodeFs.readSync(fd, head, 0, WAL_HEADER_SIZE, 0);
-    const parsed = parseWalHeader(head.subarray(0, got));
-    if ('problem' in parsed && (parsed.problem === 'short' || parsed.problem === 'bad-checksum')) {
-      torn = { problem: parsed.problem, size, movedTo: `${walPath}.torn-${Date.now()}` };
-    } else if ('problem' in parsed) {
-      throw new WalshipError(
-        'ERR_CORRUPT_WAL',
-        `${walPath} is not a valid SQLite WAL (${parsed.problem}, ${size} bytes); SQLite would discard it. Nothing was written. If it holds nothing you need, move it aside and open again`,
-        { details: { path: abs, walPath, problem: parsed.problem, size } },
-      );
-    }
-  } finally {
-    nodeFs.closeSync(fd);
-  }
-  if (torn) {
-    renameSync(walPath, torn.movedTo);
-    rmSync(`${abs}-shm`, { force: true });
-  }
-  return torn;
 }
 
 /** The state behind one open database: SQLite handle, capture, txid bookkeeping. */
