@@ -131,16 +131,14 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
           continue;
         }
         log.error('a level-1 object does not match its inputs; replacing it', { key: run.key, problem });
-        await ctx.storage.delete([run.key], signalOf(ctx));
-        ctx.onDeleted?.(1);
+        await deleteCounted(ctx, run.key);
         result.deleted.push(run.key);
       }
       const size = await upload(ctx, run.key, merged);
       const problem = await compareStored(ctx, run.key, merged);
       if (problem !== null) {
         log.error('a level-1 object read back does not match what was written; deleting it', { key: run.key, problem });
-        await ctx.storage.delete([run.key], signalOf(ctx));
-        ctx.onDeleted?.(1);
+        await deleteCounted(ctx, run.key);
         result.deleted.push(run.key);
         result.stopped = `verification of ${run.key} failed: ${problem}`;
         break;
@@ -275,8 +273,14 @@ async function recheck(ctx: MaintenanceContext, view: GenerationView, l1: Segmen
     return null;
   }
   ctx.log.error('a level-1 object does not match its inputs; deleting it (restore falls back to level 0)', { key: l1.key, problem });
-  await ctx.storage.delete([l1.key], signalOf(ctx));
+  await deleteCounted(ctx, l1.key);
   return problem;
+}
+
+/** Deletes one level-1 object and reports it to ctx.onDeleted (the objects-deleted metric) once the delete succeeds. */
+async function deleteCounted(ctx: MaintenanceContext, key: string): Promise<void> {
+  await ctx.storage.delete([key], signalOf(ctx));
+  ctx.onDeleted?.(1);
 }
 
 async function decodesWhole(ctx: MaintenanceContext, key: string): Promise<string | null> {
