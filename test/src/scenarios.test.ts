@@ -20,7 +20,7 @@ after(async () => {
 });
 
 for (const scenario of SCENARIOS.filter((s) => s.fastTrials > 0)) {
-  test(`scenario ${scenario.name}: ${scenario.summary}`, { timeout: 900_000 }, async (t) => {
+  test(`scenario ${scenario.name}: ${scenario.summary}`, { timeout: 1_500_000 }, async (t) => {
     const seed = SEED + scenario.name.length * 101;
     const r = await runScenario(servers, scenario, { seed, trials: scenario.fastTrials, faultRate: 0.2, log: (l) => t.diagnostic(l) });
     killPoints += r.killPoints;
