@@ -78,7 +78,7 @@ export interface MaintenanceContext {
   log: Logger;
   state: MaintenanceState;
   signal?: AbortSignal | undefined;
-  /** Told of objects deleted (by retention, or a level-1 object compaction replaced) as each delete succeeds: a pass cut short still counts what it deleted. */
+  /** Told of objects deleted (by retention, a level-1 object compaction replaced, level-0 segments a level-1 object holds) as each delete succeeds: a pass cut short still counts what it deleted. */
   onDeleted?: ((count: number) => void) | undefined;
 }
 

@@ -179,9 +179,11 @@ describe('compaction', () => {
     sim.clock += COMPACTION_DEFAULTS.bucketMs;
     const tail = await sim.segment(1, [sim.txn([2], 99)]);
     const compaction = { level0RetentionMs: 0 };
-    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction, logLevel: 'silent' });
+    let counted = 0;
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction, logLevel: 'silent', onDeleted: (n) => (counted += n) });
     assert.equal(r.compaction?.written.length, 1);
     assert.deepEqual(r.compaction?.dropped.sort(), [...inputs].sort());
+    assert.equal(counted, inputs.length, 'each deleted input counts (walship_objects_deleted_total)');
     for (const k of inputs) assert.ok(!sim.storage.objects.has(k), `${k} deleted`);
     assert.ok(sim.storage.objects.has(tail), 'the open tail stays');
     // A new process verifies the level-1 object (its inputs are gone: it decodes whole) and deletes nothing more.
@@ -220,8 +222,10 @@ describe('compaction', () => {
       await sim.storage.put(key, encodeSegment(header, [{ txid: last.txid, timestamp: last.timestamp, commitSize: last.commitSize, postChecksum: last.postChecksum, pages: sorted }]));
       jumps.push(key);
     }
-    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction: { level0RetentionMs: 0 }, logLevel: 'silent' });
+    let counted = 0;
+    const r = await runMaintenancePass({ storage: sim.storage, prefix: PREFIX, retentionMs: 0, compaction: { level0RetentionMs: 0 }, logLevel: 'silent', onDeleted: (n) => (counted += n) });
     assert.deepEqual(r.compaction?.deleted, [jumps[1]], 'the newest jump does not match a merge that keeps boundaries');
+    assert.equal(counted, 1 + (runs[1] as string[]).length, 'the rechecked jump and its dropped inputs count (walship_objects_deleted_total)');
     assert.deepEqual(r.compaction?.written, [jumps[1]], 'and is written again with every boundary');
     assert.deepEqual(r.compaction?.dropped.sort(), [...(runs[1] as string[])].sort(), 'its inputs go');
     assert.ok(sim.storage.objects.has(jumps[0] as string), 'the older jump stays');

@@ -227,6 +227,7 @@ async function dropCompactedInputs(
     }
     if (doomed.length === 0) continue;
     await ctx.storage.delete(doomed, signalOf(ctx));
+    ctx.onDeleted?.(doomed.length);
     for (const key of doomed) ctx.state.headers.delete(key);
     o.result.dropped.push(...doomed);
     ctx.log.info('deleted level-0 segments a level-1 object holds transaction by transaction', { key: d.entry.key, minTxid: d.header.minTxid, maxTxid: d.header.maxTxid, segments: doomed.length });

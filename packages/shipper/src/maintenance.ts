@@ -81,6 +81,8 @@ export interface MaintenancePassOptions {
   /** Carries what one process learnt between passes; default: a fresh one (a new process). */
   state?: MaintenanceState;
   signal?: AbortSignal;
+  /** Told of objects deleted (retention's, a level-1 object compaction replaced, level-0 segments a level-1 object holds) as each delete succeeds. */
+  onDeleted?: (count: number) => void;
 }
 
 /** One maintenance pass now: retention, then compaction above retention's base. */
@@ -103,6 +105,7 @@ function contextOf(o: MaintenancePassOptions, log: Logger): MaintenanceContext {
     log,
     state: o.state ?? new MaintenanceState(),
     signal: o.signal,
+    onDeleted: o.onDeleted,
   };
 }
 
