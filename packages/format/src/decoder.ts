@@ -9,7 +9,6 @@ import type { FormatErrorCode } from './errors.js';
 import {
   CHUNK_HEADER_SIZE,
   HEADER_SIZE,
-  IndexBuilder,
   INDEX_BYTES_PER_STORED_BYTE,
   MIN_INDEX_LIMIT,
   PAGE_RECORD_HEADER_SIZE,
@@ -23,10 +22,9 @@ import {
   hex64,
   indexRawLength,
   indexTailSize,
-  parseIndex,
-  readTransactionRecord,
   viewOf,
 } from './format.js';
+import { IndexBuilder, parseIndex, readTransactionRecord } from './index-block.js';
 import type { DecodeContext, ObjectHeader, ObjectIndex, ObjectTrailer } from './format.js';
 
 export interface DecodeOptions extends DecodeContext {

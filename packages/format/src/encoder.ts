@@ -13,7 +13,6 @@ import {
   FORMAT_VERSION,
   GCM_TAG_SIZE,
   HEADER_FLAG_ENCRYPTED,
-  IndexBuilder,
   MAX_CHUNK_SIZE,
   MIN_CHUNK_SIZE,
   NONCE_PREFIX_SIZE,
@@ -25,9 +24,9 @@ import {
   headerProblem,
   hex64,
   viewOf,
-  writeTransactionRecord,
   writeU64,
 } from './format.js';
+import { IndexBuilder, writeTransactionRecord } from './index-block.js';
 import type { Compression, HeaderFields, ObjectHeader, ObjectHeaderInit } from './format.js';
 
 export interface EncoderOptions {

@@ -26,10 +26,9 @@ export {
   indexTailSize,
   isValidKeyId,
   logicalStreamBytes,
-  pagesOf,
   snapshotPageCount,
-  transactionAtOrBefore,
 } from './format.js';
+export { pagesOf, transactionAtOrBefore } from './index-block.js';
 export type {
   Compression,
   DecodeContext,
