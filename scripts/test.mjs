@@ -50,18 +50,14 @@ if (chosen.length === 0) {
   console.error(`no test files matched ${filters.join(' ') || '(all)'}; run the build first (tsc -b)`);
   process.exit(1);
 }
-// The scenario fast set (test/dist/scenarios.test.js, about 8-12 minutes, busy on both cores with
-// its writer processes) starts first and runs beside the rest of the suite, which goes one file at a
-// time: two files at once (--test-concurrency=2), the fast set in one slot the whole time. The rest
-// mostly waits on servers and timers, so one after the other they left the cores idle; the Node 20
-// lane of CI, which ran the fast set after them, took 1,795-1,844 s. Every file starts its own
-// servers on random ports, so two at once share nothing. WALSHIP_TEST_SERIAL=1 runs every file one
-// after another, the fast set last.
-const scenarios = chosen.filter((f) => f.endsWith('scenarios.test.js'));
-const rest = chosen.filter((f) => !scenarios.includes(f));
-const serial = process.env.WALSHIP_TEST_SERIAL === '1' || scenarios.length === 0 || rest.length === 0;
-const ordered = serial ? [...rest, ...scenarios] : [...scenarios, ...rest];
-if (!serial) console.log('# test.mjs: the scenario fast set runs beside the other files (WALSHIP_TEST_SERIAL=1: one file at a time)');
+// Two files at a time (--test-concurrency=2). Node's runner sorts the files by path whatever order
+// they are given in (so the scenario fast set, test/dist/scenarios.test.js, 8-15 minutes, runs
+// between restore-* and servers/). Most files wait on servers and timers, so one at a time left the
+// cores idle: the Node 20 lane of CI took 1,795-1,844 s that way, 1,661 s with two at once (the
+// other lanes beside it). Every file starts its own servers on random ports, so two at once share
+// nothing. WALSHIP_TEST_SERIAL=1 runs one file at a time.
+const serial = process.env.WALSHIP_TEST_SERIAL === '1';
+if (!serial && chosen.length > 1) console.log('# test.mjs: two files at a time (WALSHIP_TEST_SERIAL=1: one at a time)');
 // A watchdog per file: node's runner cancels a file whose process has not exited this long after
 // it started (and names it), then runs the rest. In one CI run on Node 20.20.2 a file's process
 // finished every test and then never exited (a TCP handle that would not close); the lane waited
@@ -71,7 +67,7 @@ if (!serial) console.log('# test.mjs: the scenario fast set runs beside the othe
 // keeps a server open); Node 24.21's runner still waits for it.
 const FILE_TIMEOUT_MS = 30 * 60 * 1000;
 const timeout = passthrough.some((a) => a.startsWith('--test-timeout')) ? [] : [`--test-timeout=${FILE_TIMEOUT_MS}`];
-const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${serial ? 1 : 2}`, ...timeout, ...passthrough, ...ordered], {
+const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${serial ? 1 : 2}`, ...timeout, ...passthrough, ...chosen], {
   cwd: root,
   stdio: 'inherit',
 });

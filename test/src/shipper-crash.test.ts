@@ -84,6 +84,8 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
       let buf = '';
       let stderr = '';
       let opened = false;
+      let sawDurable!: () => void;
+      const durableP = new Promise<void>((r) => (sawDurable = r));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const exited = new Promise<void>((r) => child.on('exit', () => r()));
       const openedP = new Promise<void>((resolve, reject) => {
@@ -98,7 +100,10 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
               generations.add(b!);
               resolve();
             } else if (kind === 'C') maxCommitted = Math.max(maxCommitted, Number(a));
-            else if (kind === 'D') maxDurable = Math.max(maxDurable, Number(a));
+            else if (kind === 'D') {
+              maxDurable = Math.max(maxDurable, Number(a));
+              sawDurable();
+            }
             else if (kind === 'S') spooled = Math.max(spooled, Number(a));
           }
         });
@@ -107,6 +112,10 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
         });
       });
       await openedP;
+      // Until something is durable, a round first waits for the writer's first durable report
+      // (bounded): on a loaded machine every writer could otherwise die before its generation's
+      // first snapshot lands, and the lineage the test is about would never start.
+      if (maxDurable === 0) await Promise.race([durableP, exited, new Promise((r) => setTimeout(r, 30_000))]);
       await new Promise((r) => setTimeout(r, (mode === 'steady' ? 600 : 150) + next(600)));
       child.kill('SIGKILL');
       await exited;
