@@ -99,7 +99,9 @@ describe('lease healing on dynalite', () => {
 
   test('after an outage longer than the lease, reacquire() takes the next epoch at once and keeps the durable mark', async () => {
     const key = newKey('heal');
-    const { lease, proxy } = await lostByOutage(key);
+    // The new grant must outlive the reads below on a loaded machine (in a CI run with two files at
+    // a time, 150 ms beats with 100 ms timeouts let a 600 ms grant expire before one renewal landed).
+    const { lease, proxy } = await lostByOutage(key, { leaseMs: 2000, requestTimeoutMs: 500, renewEveryMs: 300 });
     try {
       lease.recordDurable({ generation: '0000000000000001', txid: 7 });
       await assert.rejects(lease.renew(), (e) => e instanceof LeaseLostError && e.details.reason === 'expired');
