@@ -58,6 +58,8 @@ if (chosen.length === 0) {
 // Node lanes at once CI keeps both cores busy (vmstat: 0-4% idle), so only less work makes it
 // faster. Every file starts its own servers on random ports, so two at once share nothing.
 // WALSHIP_TEST_SERIAL=1 runs one file at a time.
+const serial = process.env.WALSHIP_TEST_SERIAL === '1';
+if (!serial && chosen.length > 1) console.log('# test.mjs: two files at a time (WALSHIP_TEST_SERIAL=1: one at a time)');
 // A watchdog per file: node's runner cancels a file whose process has not exited this long after
 // it started (and names it), then runs the rest. In one CI run on Node 20.20.2 a file's process
 // finished every test and then never exited (a TCP handle that would not close); the lane waited
