@@ -542,7 +542,7 @@ for (const name of chosen) {
     for (const filter of s.tests ?? []) {
       const run = spawnSync(process.execPath, ['scripts/test.mjs', filter], { cwd: copy, encoding: 'utf8', env: { ...process.env, NODE_NO_WARNINGS: '1' }, maxBuffer: 64 << 20 });
       const out = `${run.stdout}`;
-      // The last summary line: test.mjs ends with one for all its runners.
+      // The run's own summary is its last fail line (a test's diagnostics may print earlier ones).
       const failedCount = Number([...out.matchAll(/^(?:# |ℹ )fail (\d+)$/gm)].at(-1)?.[1] ?? '0');
       const failing = out.split('\n').filter((l) => /^not ok \d+ - /.test(l.trim())).map((l) => l.trim());
       console.log(`   tests ${filter}: exit ${run.status}, ${failedCount} failed`);

@@ -103,8 +103,7 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
             else if (kind === 'D') {
               maxDurable = Math.max(maxDurable, Number(a));
               sawDurable();
-            }
-            else if (kind === 'S') spooled = Math.max(spooled, Number(a));
+            } else if (kind === 'S') spooled = Math.max(spooled, Number(a));
           }
         });
         child.on('exit', (code) => {
@@ -115,7 +114,11 @@ async function crashRounds(mode: 'bursts' | 'steady', kills: number): Promise<nu
       // Until something is durable, a round first waits for the writer's first durable report
       // (bounded): on a loaded machine every writer could otherwise die before its generation's
       // first snapshot lands, and the lineage the test is about would never start.
-      if (maxDurable === 0) await Promise.race([durableP, exited, new Promise((r) => setTimeout(r, 30_000))]);
+      if (maxDurable === 0) {
+        let bound: NodeJS.Timeout | undefined;
+        await Promise.race([durableP, exited, new Promise((r) => (bound = setTimeout(r, 30_000)))]);
+        clearTimeout(bound);
+      }
       await new Promise((r) => setTimeout(r, (mode === 'steady' ? 600 : 150) + next(600)));
       child.kill('SIGKILL');
       await exited;

@@ -131,14 +131,14 @@ export async function compactGeneration(ctx: MaintenanceContext, view: Generatio
           continue;
         }
         log.error('a level-1 object does not match its inputs; replacing it', { key: run.key, problem });
-        await deleteCounted(ctx, run.key);
+        await deleteCounted(ctx, [run.key]);
         result.deleted.push(run.key);
       }
       const size = await upload(ctx, run.key, merged);
       const problem = await compareStored(ctx, run.key, merged);
       if (problem !== null) {
         log.error('a level-1 object read back does not match what was written; deleting it', { key: run.key, problem });
-        await deleteCounted(ctx, run.key);
+        await deleteCounted(ctx, [run.key]);
         result.deleted.push(run.key);
         result.stopped = `verification of ${run.key} failed: ${problem}`;
         break;
@@ -226,8 +226,7 @@ async function dropCompactedInputs(
       doomed.push(s.key);
     }
     if (doomed.length === 0) continue;
-    await ctx.storage.delete(doomed, signalOf(ctx));
-    ctx.onDeleted?.(doomed.length);
+    await deleteCounted(ctx, doomed);
     for (const key of doomed) ctx.state.headers.delete(key);
     o.result.dropped.push(...doomed);
     ctx.log.info('deleted level-0 segments a level-1 object holds transaction by transaction', { key: d.entry.key, minTxid: d.header.minTxid, maxTxid: d.header.maxTxid, segments: doomed.length });
@@ -274,14 +273,14 @@ async function recheck(ctx: MaintenanceContext, view: GenerationView, l1: Segmen
     return null;
   }
   ctx.log.error('a level-1 object does not match its inputs; deleting it (restore falls back to level 0)', { key: l1.key, problem });
-  await deleteCounted(ctx, l1.key);
+  await deleteCounted(ctx, [l1.key]);
   return problem;
 }
 
-/** Deletes one level-1 object and reports it to ctx.onDeleted (the objects-deleted metric) once the delete succeeds. */
-async function deleteCounted(ctx: MaintenanceContext, key: string): Promise<void> {
-  await ctx.storage.delete([key], signalOf(ctx));
-  ctx.onDeleted?.(1);
+/** Deletes objects and reports them to ctx.onDeleted (the objects-deleted metric) once the delete succeeds. */
+async function deleteCounted(ctx: MaintenanceContext, keys: string[]): Promise<void> {
+  await ctx.storage.delete(keys, signalOf(ctx));
+  ctx.onDeleted?.(keys.length);
 }
 
 async function decodesWhole(ctx: MaintenanceContext, key: string): Promise<string | null> {
