@@ -222,6 +222,11 @@ export function classify(e: unknown, timedOut = false): Classification {
   return { retryable: false, code: 'ERR_STORAGE_INVALID_REQUEST', status, storeCode, reason };
 }
 
+/** The HTTP status of an SDK command's output (200 when the SDK did not record one). */
+export function statusOf(output: { $metadata?: { httpStatusCode?: number } }): number {
+  return output.$metadata?.httpStatusCode ?? 200;
+}
+
 /** Strips the quotes S3 puts around an ETag. */
 export function bareEtag(etag: string | undefined): string | undefined {
   return etag?.replace(/^(?:W\/)?"|"$/g, '');
