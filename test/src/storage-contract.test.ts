@@ -242,12 +242,14 @@ export function storageContract(t: () => ContractTarget): void {
     const deletes = eventsFor('delete', before);
     // s3rver deletes a batch's keys concurrently and races itself removing the emptied directory
     // (ENOENT -> 500 InternalError); the retry finishes the batch. Count the batches, not attempts.
-    const ok = deletes.filter((e) => e.status === 200 && e.error === undefined);
-    assert.equal(ok.length, 2, `two DeleteObjects batches (1000 + 3 keys): ${JSON.stringify(deletes)}`);
-    assert.deepEqual(
-      deletes.filter((e) => e.attempt === 1).map((e) => e.key),
-      [many[0], many[1000]],
-    );
+    const ok = deletes.filter((e) => e.status === 200 && e.error === undefined).map((e) => e.key);
+    // Swift's s3api deletes key by key: on a loaded machine 1000 keys can outlast the 30 s request
+    // timeout, and the retry then sends half as many keys (storage-faults tests that exactly).
+    if (deletes.some((e) => e.error?.includes('Timeout'))) {
+      assert.ok(ok.length > 2 && ok[0] === many[0], `a timed-out batch is retried in smaller chunks: ${JSON.stringify(deletes)}`);
+    } else {
+      assert.deepEqual(ok, [many[0], many[1000]], `two DeleteObjects batches (1000 + 3 keys): ${JSON.stringify(deletes)}`);
+    }
     assert.deepEqual(await collect(storage.list({ prefix: k('bulk/') })), []);
   });
 

@@ -187,4 +187,46 @@ describe('storage through the fault proxy (s3rver)', () => {
     );
     await storage.delete([key, `${prefix}delay/b`]);
   });
+
+  it('a DeleteObjects held past the timeout is retried with half its keys, and later deletes keep the smaller size', async () => {
+    // A generous timeout: an attempt of 500 keys must not time out on a loaded machine.
+    const storage = open({ attempts: 3, baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 5000 });
+    const many = Array.from({ length: 1003 }, (_, i) => `${prefix}halve/${i.toString(16).padStart(16, '0')}`);
+    proxy.setFaultRate(0);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        while (next < many.length) await storage.put(many[next++]!, new Uint8Array([1]));
+      }),
+    );
+    proxy.setDelayMs(8000);
+    try {
+      proxy.script('delay');
+      let from = events.length;
+      await storage.delete(many);
+      const deletes = events.slice(from).filter((e) => e.operation === 'delete');
+      assert.deepEqual(
+        deletes[0] && [deletes[0].key, deletes[0].attempt, deletes[0].status],
+        [many[0], 1, 0],
+        'the first DeleteObjects (1000 keys) timed out',
+      );
+      // s3rver may answer a batch with a transient per-key error (it races itself removing the
+      // emptied directory): count the requests that succeeded, each the start of one chunk.
+      const ok = deletes.filter((e) => e.status === 200 && e.error === undefined).map((e) => e.key);
+      assert.deepEqual(ok, [many[0], many[500], many[1000]], 'then chunks of 500: keys 0-499, 500-999, 1000-1002');
+      const left: string[] = [];
+      for await (const o of storage.list({ prefix: `${prefix}halve/` })) left.push(o.key);
+      assert.deepEqual(left, [], 'every key is gone');
+
+      // Missing keys delete fine: 600 of them now go as two requests of at most 500.
+      const missing = Array.from({ length: 600 }, (_, i) => `${prefix}halve-missing/${i.toString(16).padStart(16, '0')}`);
+      from = events.length;
+      await storage.delete(missing);
+      const again = events.slice(from).filter((e) => e.operation === 'delete' && e.status === 200 && e.error === undefined).map((e) => e.key);
+      assert.deepEqual(again, [missing[0], missing[500]]);
+    } finally {
+      proxy.clearScript();
+      proxy.setDelayMs(DELAY_MS);
+    }
+  });
 });

@@ -93,6 +93,11 @@ class AttemptTimeout extends Error {
   }
 }
 
+/** True when runWithRetry aborted this attempt's signal because it ran past requestTimeoutMs. */
+export function attemptTimedOut(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof AttemptTimeout;
+}
+
 function abortReason(signal: AbortSignal): unknown {
   return signal.reason ?? new Error('aborted');
 }

@@ -7,6 +7,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  type DeleteObjectsCommandOutput,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -19,7 +20,7 @@ import { createHash } from 'node:crypto';
 import { TruncatedBodyError, readBody } from './body.js';
 import { StorageError, checkEtag, classify, contentRangeStart, isStorageError, redactUrl, statusOf, type StorageOperation } from './errors.js';
 import { MultipartUpload } from './multipart.js';
-import { abortedError, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
+import { abortedError, attemptTimedOut, resolveRetry, runWithRetry, type Attempt, type RetryOptions, type RetryPolicy, type RunContext } from './retry.js';
 import type { GetOptions, ListOptions, ObjectInfo, ObjectStorage, PutOptions, PutStreamOptions, RequestEvent } from './types.js';
 
 export interface S3StorageOptions {
@@ -145,6 +146,8 @@ export class S3Storage implements ObjectStorage {
   private readonly conditionalWrites: boolean;
   /** Cleared when the store answers DeleteObjects with 501; single deletes from then on. */
   private batchDelete = true;
+  /** Keys per DeleteObjects: DELETE_BATCH until an attempt times out (deleteBatch). */
+  private deleteChunk = DELETE_BATCH;
 
   constructor(options: S3StorageOptions) {
     if (typeof options.bucket !== 'string' || options.bucket === '') {
@@ -438,31 +441,47 @@ export class S3Storage implements ObjectStorage {
     }
   }
 
+  /**
+   * One DeleteObjects per chunk of at most `deleteChunk` keys. An attempt that times out is retried
+   * with half as many keys, down to one: a store that deletes key by key (Swift's s3api) and is
+   * slow under load then makes progress instead of timing out on the same 1000 keys at every
+   * attempt. The smaller size stays for the life of this storage object.
+   */
   private async deleteBatch(batch: readonly string[], callerSignal: AbortSignal | undefined): Promise<void> {
     let remaining = [...batch];
-    await runWithRetry(this.ctx('delete', 'delete', batch[0], callerSignal), async (signal) => {
-      const out = await this.client.send(
-        withContentMd5(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: remaining.map((Key) => ({ Key })), Quiet: true } })),
-        { abortSignal: signal },
-      );
-      const failed = (out.Errors ?? []).filter((x) => x.Code !== 'NoSuchKey');
-      if (failed.length > 0) {
-        // Per-key failures arrive in a 200 response. Retry only the failed keys when every failure
-        // is transient; otherwise surface the first one with its own code.
-        const first = failed[0]!;
-        const transient = failed.every((x) => classify({ Code: x.Code, $metadata: { httpStatusCode: 500 } }).retryable);
-        if (transient) {
-          const again = new Set(failed.map((x) => x.Key));
-          remaining = remaining.filter((k) => again.has(k));
+    while (remaining.length > 0) {
+      await runWithRetry(this.ctx('delete', 'delete', remaining[0], callerSignal), async (signal) => {
+        const chunk = remaining.slice(0, this.deleteChunk);
+        let out: DeleteObjectsCommandOutput;
+        try {
+          out = await this.client.send(
+            withContentMd5(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } })),
+            { abortSignal: signal },
+          );
+        } catch (e) {
+          if (attemptTimedOut(signal) && chunk.length > 1) this.deleteChunk = Math.ceil(chunk.length / 2);
+          throw e;
         }
-        throw Object.assign(new Error(`DeleteObjects: ${failed.length} of ${remaining.length} keys failed, first ${first.Key}: ${first.Code} ${first.Message ?? ''}`), {
-          name: first.Code ?? 'DeleteObjectsError',
-          Code: first.Code,
-          $metadata: { httpStatusCode: transient ? 500 : first.Code === 'AccessDenied' ? 403 : 400 },
-        });
-      }
-      return { value: undefined, status: statusOf(out), bytes: 0 };
-    });
+        const failed = (out.Errors ?? []).filter((x) => x.Code !== 'NoSuchKey');
+        if (failed.length > 0) {
+          // Per-key failures arrive in a 200 response. Retry only the failed keys when every failure
+          // is transient; otherwise surface the first one with its own code.
+          const first = failed[0]!;
+          const transient = failed.every((x) => classify({ Code: x.Code, $metadata: { httpStatusCode: 500 } }).retryable);
+          if (transient) {
+            const again = new Set(failed.map((x) => x.Key));
+            remaining = [...chunk.filter((k) => again.has(k)), ...remaining.slice(chunk.length)];
+          }
+          throw Object.assign(new Error(`DeleteObjects: ${failed.length} of ${chunk.length} keys failed, first ${first.Key}: ${first.Code} ${first.Message ?? ''}`), {
+            name: first.Code ?? 'DeleteObjectsError',
+            Code: first.Code,
+            $metadata: { httpStatusCode: transient ? 500 : first.Code === 'AccessDenied' ? 403 : 400 },
+          });
+        }
+        remaining = remaining.slice(chunk.length);
+        return { value: undefined, status: statusOf(out), bytes: 0 };
+      });
+    }
   }
 
   private async deleteSingles(batch: readonly string[], callerSignal: AbortSignal | undefined): Promise<void> {
