@@ -4,7 +4,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -69,7 +69,11 @@ if (!serial && chosen.length > 1) console.log('# test.mjs: two files at a time (
 // keeps a server open); Node 24.21's runner still waits for it.
 const FILE_TIMEOUT_MS = 30 * 60 * 1000;
 const timeout = passthrough.some((a) => a.startsWith('--test-timeout')) ? [] : [`--test-timeout=${FILE_TIMEOUT_MS}`];
-const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${serial ? 1 : 2}`, ...timeout, ...passthrough, ...chosen], {
+// Every file's process loads the stall watchdog (test/src/util/stall-watchdog.ts): a main thread
+// that stops turning its event loop for 5 minutes gets its stack printed and the file is killed,
+// instead of spinning silently until the timeout above.
+const watchdog = ['--import', pathToFileURL(join(root, 'test', 'dist', 'util', 'stall-watchdog.js')).href];
+const result = spawnSync(process.execPath, ['--test', `--test-concurrency=${serial ? 1 : 2}`, ...timeout, ...watchdog, ...passthrough, ...chosen], {
   cwd: root,
   stdio: 'inherit',
 });
