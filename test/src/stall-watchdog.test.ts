@@ -17,7 +17,7 @@ function run(file: string, env: Record<string, string>): Promise<{ code: number 
   const watchdog = new URL('./util/stall-watchdog.js', import.meta.url).href;
   // Without NODE_TEST_CONTEXT, which would make the child's runner refuse to run files.
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
-  const child = spawn(process.execPath, ['--import', watchdog, '--test', file], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', watchdog, '--test', '--test-reporter=tap', file], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -45,8 +45,9 @@ test('a test file that spins after its tests: the watchdog prints the spinning f
 
 test('WALSHIP_STALL_MS=0 turns it off, and a file that only waits on timers is left alone', async () => {
   const file = join(dir, 'idle.test.mjs');
-  writeFileSync(file, ["import { test } from 'node:test';", "test('waits 2.5 s on a timer', () => new Promise((r) => setTimeout(r, 2500)));", ''].join('\n'));
-  const watched = await run(file, { WALSHIP_STALL_MS: '1000' });
+  // 7 s: the worker starts after WALSHIP_STALL_MS (3 s) and checks a healthy heartbeat (1 s) for 4 s.
+  writeFileSync(file, ["import { test } from 'node:test';", "test('waits 7 s on a timer', () => new Promise((r) => setTimeout(r, 7000)));", ''].join('\n'));
+  const watched = await run(file, { WALSHIP_STALL_MS: '3000' });
   assert.equal(watched.code, 0, watched.out);
   assert.match(watched.out, /# pass 1/);
   assert.doesNotMatch(watched.out, /stall-watchdog/);

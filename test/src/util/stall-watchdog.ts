@@ -16,12 +16,12 @@ const stallMs = Number(process.env.WALSHIP_STALL_MS ?? 300_000);
 const WORKER_AFTER_MS = 30_000;
 
 if (isMainThread && stallMs > 0) {
-  // beat[0]: seconds from `start` to the main thread's last turn of its event loop.
+  // beat[0]: milliseconds from `start` to the main thread's last turn of its event loop.
   const beat = new Int32Array(new SharedArrayBuffer(4));
   const start = Date.now();
   let worker: Worker | undefined;
   const tick = (): void => {
-    Atomics.store(beat, 0, Math.floor((Date.now() - start) / 1000));
+    Atomics.store(beat, 0, Date.now() - start);
     if (worker === undefined && Date.now() - start >= Math.min(WORKER_AFTER_MS, stallMs)) {
       worker = new Worker(new URL('./stall-worker.js', import.meta.url), { workerData: { beat, start, stallMs, file: process.argv[1] ?? '(unknown file)' } });
       worker.unref();

@@ -45,7 +45,7 @@ function report(stalledMs: number): void {
 }
 
 const timer = setInterval(() => {
-  const stalledMs = Date.now() - (start + Atomics.load(beat, 0) * 1000);
+  const stalledMs = Date.now() - (start + Atomics.load(beat, 0));
   if (stalledMs < stallMs) return;
   clearInterval(timer);
   report(stalledMs);
