@@ -189,8 +189,9 @@ describe('storage through the fault proxy (s3rver)', () => {
   });
 
   it('a DeleteObjects held past the timeout is retried with half its keys, and later deletes keep the smaller size', async () => {
-    // A generous timeout: an attempt of 500 keys must not time out on a loaded machine.
-    const storage = open({ attempts: 3, baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 5000 });
+    // A generous timeout: an attempt of 500 keys must not time out on a loaded machine (a second
+    // halving would make four requests where the test expects three).
+    const storage = open({ attempts: 3, baseDelayMs: 10, maxDelayMs: 50, requestTimeoutMs: 10_000 });
     const many = Array.from({ length: 1003 }, (_, i) => `${prefix}halve/${i.toString(16).padStart(16, '0')}`);
     proxy.setFaultRate(0);
     let next = 0;
@@ -199,7 +200,7 @@ describe('storage through the fault proxy (s3rver)', () => {
         while (next < many.length) await storage.put(many[next++]!, new Uint8Array([1]));
       }),
     );
-    proxy.setDelayMs(8000);
+    proxy.setDelayMs(15_000);
     try {
       proxy.script('delay');
       let from = events.length;
