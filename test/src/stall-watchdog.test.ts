@@ -17,12 +17,13 @@ function run(file: string, env: Record<string, string>): Promise<{ code: number 
   const watchdog = new URL('./util/stall-watchdog.js', import.meta.url).href;
   // Without NODE_TEST_CONTEXT, which would make the child's runner refuse to run files.
   const { NODE_TEST_CONTEXT: _, ...inherited } = process.env;
-  const child = spawn(process.execPath, ['--import', watchdog, '--test', '--test-reporter=tap', file], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: the bound below must end the runner and the file's process under it.
+  const child = spawn(process.execPath, ['--import', watchdog, '--test', '--test-reporter=tap', file], { env: { ...inherited, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
   // Without a working watchdog the spinning child would run forever: bounded here.
-  const bound = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const bound = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 60_000);
   return new Promise((resolve) =>
     child.on('close', (code) => {
       clearTimeout(bound);
