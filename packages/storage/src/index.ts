@@ -6,7 +6,7 @@ export {
   createS3Storage,
   DEFAULT_PART_SIZE,
   DELETE_BATCH,
-  MAX_PARTS,
   MIN_PART_SIZE,
   type S3StorageOptions,
 } from './s3.js';
+export { MAX_PARTS } from './multipart.js';

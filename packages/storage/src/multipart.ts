@@ -4,7 +4,7 @@
 import { AbortMultipartUploadCommand, CompleteMultipartUploadCommand, UploadPartCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
-import { StorageError, isStorageError, statusOf } from './errors.js';
+import { StorageError, bareEtag, isStorageError, statusOf } from './errors.js';
 import type { Attempt } from './retry.js';
 import type { ObjectInfo, PutStreamOptions } from './types.js';
 
@@ -12,10 +12,6 @@ export const MAX_PARTS = 10_000;
 
 function md5(data: Uint8Array): Buffer {
   return createHash('md5').update(data).digest();
-}
-
-function unquote(etag: string | undefined): string | undefined {
-  return etag?.replace(/^"|"$/g, '');
 }
 
 /** One multipart upload in progress: parts in order, then complete, or abort on any failure. */
@@ -91,7 +87,7 @@ export class MultipartUpload {
       // sees NoSuchUpload or 412. The object is ours if its ETag is the one our parts make.
       if (isStorageError(e) && e.details.attempts > 1 && (e.code === 'ERR_STORAGE_PRECONDITION_FAILED' || e.details.storeCode === 'NoSuchUpload')) {
         const info = await this.u.head(this.options.signal);
-        if (info && unquote(info.etag) === this.expectedEtag()) return info.etag;
+        if (info && bareEtag(info.etag) === this.expectedEtag()) return info.etag;
       }
       throw e;
     }

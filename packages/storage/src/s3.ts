@@ -50,7 +50,6 @@ export interface S3StorageOptions {
 
 const MiB = 1024 * 1024;
 export const MIN_PART_SIZE = 5 * MiB;
-export { MAX_PARTS } from './multipart.js';
 export const MAX_PART_SIZE = 5 * 1024 * MiB;
 export const DEFAULT_PART_SIZE = 8 * MiB;
 /** DeleteObjects takes at most 1000 keys per request. */

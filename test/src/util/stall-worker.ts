@@ -14,7 +14,6 @@ function say(line: string): void {
 }
 
 interface Frame {
-  callFrameId: string;
   functionName: string;
   url: string;
   location: { scriptId: string; lineNumber: number; columnNumber?: number };
