@@ -44,10 +44,27 @@ test('a test file that spins after its tests: the watchdog prints the spinning f
   assert.match(out, /signal: 'SIGKILL'/);
 });
 
-test('WALSHIP_STALL_MS=0 turns it off, and a file that only waits on timers is left alone', async () => {
+test('WALSHIP_STALL_MS=0 turns it off, and a file that only waits on timers is left alone, with its clocks and setInterval stubbed', async () => {
   const file = join(dir, 'idle.test.mjs');
   // 7 s: the worker starts after WALSHIP_STALL_MS (3 s) and checks a healthy heartbeat (1 s) for 4 s.
-  writeFileSync(file, ["import { test } from 'node:test';", "test('waits 7 s on a timer', () => new Promise((r) => setTimeout(r, 7000)));", ''].join('\n'));
+  // Once the worker is up, the file turns Date.now and performance.now back 10 minutes and replaces
+  // setInterval, as tests do (lease-dynamo's clock jump once made a heartbeat written in wall-clock
+  // time look 600 s stale, and the watchdog killed a healthy file).
+  writeFileSync(
+    file,
+    [
+      "import { test } from 'node:test';",
+      'const realNow = Date.now;',
+      'const realPerf = performance.now.bind(performance);',
+      'setTimeout(() => {',
+      '  Date.now = () => realNow() - 600_000;',
+      '  performance.now = () => realPerf() - 600_000;',
+      '  globalThis.setInterval = () => ({ unref() {}, ref() {} });',
+      '}, 3500);',
+      "test('waits 7 s on a timer', () => new Promise((r) => setTimeout(r, 7000)));",
+      '',
+    ].join('\n'),
+  );
   const watched = await run(file, { WALSHIP_STALL_MS: '3000' });
   assert.equal(watched.code, 0, watched.out);
   assert.match(watched.out, /# pass 1/);

@@ -19,17 +19,21 @@ if (!Number.isInteger(stallMs) || stallMs < 0) {
 const WORKER_AFTER_MS = 30_000;
 
 if (isMainThread && stallMs > 0) {
-  // beat[0]: milliseconds from `start` to the main thread's last turn of its event loop.
+  // beat[0]: how many times the main thread has turned its event loop (once a second). A count, not
+  // a time: tests stub Date.now and performance.now (lease-dynamo jumps the wall clock 10 minutes),
+  // and the worker measures how long the count stands still on its own clock, which they cannot touch.
+  // setInterval is taken now, before any test can replace it with node:test's mock timers.
   const beat = new Int32Array(new SharedArrayBuffer(4));
-  const start = Date.now();
+  const every = setInterval;
+  const startAfterTicks = Math.ceil(Math.min(WORKER_AFTER_MS, stallMs) / 1000);
+  let ticks = 0;
   let worker: Worker | undefined;
   const tick = (): void => {
-    Atomics.store(beat, 0, Date.now() - start);
-    if (worker === undefined && Date.now() - start >= Math.min(WORKER_AFTER_MS, stallMs)) {
-      worker = new Worker(new URL('./stall-worker.js', import.meta.url), { workerData: { beat, start, stallMs, file: process.argv[1] ?? '(unknown file)' } });
+    ticks = Atomics.add(beat, 0, 1) + 1;
+    if (worker === undefined && ticks >= startAfterTicks) {
+      worker = new Worker(new URL('./stall-worker.js', import.meta.url), { workerData: { beat, stallMs, file: process.argv[1] ?? '(unknown file)' } });
       worker.unref();
     }
   };
-  tick();
-  setInterval(tick, 1000).unref();
+  every(tick, 1000).unref();
 }

@@ -5,7 +5,7 @@ import { writeSync } from 'node:fs';
 import inspector from 'node:inspector';
 import { workerData } from 'node:worker_threads';
 
-const { beat, start, stallMs, file } = workerData as { beat: Int32Array; start: number; stallMs: number; file: string };
+const { beat, stallMs, file } = workerData as { beat: Int32Array; stallMs: number; file: string };
 /** How long the main thread gets to reach a pausable point before it is killed. */
 const PAUSE_WAIT_MS = 10_000;
 
@@ -43,9 +43,19 @@ function report(stalledMs: number): void {
   session.post('Debugger.enable', () => session.post('Debugger.pause'));
 }
 
+// The heartbeat is a count the main thread moves once a second; it is stale when it has stood still
+// for stallMs on this thread's clock (the main thread's stubs of Date or performance do not reach it).
+let seen = Atomics.load(beat, 0);
+let seenAt = performance.now();
 const timer = setInterval(() => {
-  const stalledMs = Date.now() - (start + Atomics.load(beat, 0));
-  if (stalledMs < stallMs) return;
+  const now = performance.now();
+  const count = Atomics.load(beat, 0);
+  if (count !== seen) {
+    seen = count;
+    seenAt = now;
+    return;
+  }
+  if (now - seenAt < stallMs) return;
   clearInterval(timer);
-  report(stalledMs);
+  report(now - seenAt);
 }, Math.min(5000, Math.max(100, stallMs / 4)));
