@@ -19,7 +19,9 @@ import { nodeFs, openDatabase, type FsOps } from '@walship/vfs';
 import { startDynalite, startFaultProxy, startS3rver, type DynamoServer, type FaultProxy, type S3Server } from './servers/index.js';
 
 const TABLE = 'walship-leases';
-const LEASE_MS = 1000;
+// 2 s: with 1 s, a renewal that waited behind a busy machine (CI with a stray process spinning
+// beside its three lanes) let the re-acquired lease run out again before the test could flush.
+const LEASE_MS = 2000;
 
 let s3: S3Server;
 let dynamo: DynamoServer;
@@ -34,7 +36,7 @@ before(async () => {
   sproxy = await startFaultProxy({ target: s3.endpoint });
   dproxy = await startFaultProxy({ target: dynamo.endpoint });
   dir = mkdtempSync(join(tmpdir(), 'walship-heal-'));
-  // A cold first open (WASM, SDK, first connections) can take most of a 1 s lease.
+  // A cold first open (WASM, SDK, first connections) can take most of a short lease.
   const warm = await openReplicated(join(dir, 'warm.db'), { ...options('heal/warm-up'), lease: false });
   warm.exec('CREATE TABLE w(x)');
   await warm.close();
