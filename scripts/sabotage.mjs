@@ -113,12 +113,12 @@ const SABOTAGES = {
   },
   'wal-file-mode': {
     what: "the VFS creates -wal and -journal files 0644 instead of with the database file's mode",
-    edits: [['packages/vfs/src/node-vfs.ts', "if (typeof mode === 'number') return mode & 0o777;", "if (typeof mode === 'number') return 0o644;"]],
+    edits: [['packages/vfs/src/node-files.ts', "if (typeof mode === 'number') return mode & 0o777;", "if (typeof mode === 'number') return 0o644;"]],
     tests: ['attack-secrets'],
   },
   'wal-header-flush': {
     what: 'the VFS no longer writes a held-back WAL frame header when a commit ends: the checksum SQLite rewrote last stays in memory, and a kill -9 would lose a commit it reported',
-    edits: [['packages/vfs/src/node-vfs.ts', '              this.flushAllHeaders();\n', '']],
+    edits: [['packages/vfs/src/node-files.ts', '          this.flushAllHeaders();\n', '']],
     tests: ['packages/vfs/dist/node-vfs.test'],
   },
   'checkpoint-marker-pages': {
@@ -400,7 +400,7 @@ const SABOTAGES = {
   },
   'read-window-writes': {
     what: "a database opened to be read through windows (restore's integrity check) lets SQLite write its main file, so the check could change what it checks and its windows go stale",
-    edits: [['packages/vfs/src/node-vfs.ts', "        if (f.window) return this.fail(new Error('the database is open read-only (read through windows)'), SQLITE_IOERR_WRITE, `write ${n} bytes at ${pos} of ${f.path}`);\n", '']],
+    edits: [['packages/vfs/src/node-files.ts', "    if (f.window) return this.fail(new Error('the database is open read-only (read through windows)'), SQLITE_IOERR_WRITE, `write ${n} bytes at ${pos} of ${f.path}`);\n", '']],
     tests: ['packages/vfs/dist/read-window.test'],
   },
   'direct-io-fallback': {
