@@ -284,7 +284,7 @@ const SABOTAGES = {
   },
   'planner-boundaries': {
     what: 'the restore planner treats every level-1 object as a jump to its max txid (no stop inside one): once level 0 is deleted, txids inside level-1 objects are not restorable',
-    edits: [['packages/restore/src/plan.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
+    edits: [['packages/restore/src/chain.ts', 'return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;', 'return h.level === 0;']],
     tests: ['shipper-retention'],
   },
   'retention-delete-order': {

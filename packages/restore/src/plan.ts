@@ -2,7 +2,10 @@ import type { Keyring, ObjectHeader, ObjectIndex } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { abortedError, restoreError } from './errors.js';
 import { bad, checkInteger, resolveSource, validateSource, type ReplicaSource } from './options.js';
+import { acceptableStart, explainEnd, walkChain, type ChainState, type PlannedObject, type Stop, type Usable } from './chain.js';
 import { HeaderReader, acceptable, mapLimit, readObjectIndex, scanReplica, type GenerationEntry, type ObjectEntry, type ReplicaCatalog } from './replica.js';
+
+export type { PlannedObject } from './chain.js';
 
 export interface PlanOptions extends ReplicaSource {
   /** Restore the state right after this transaction. */
@@ -14,27 +17,6 @@ export interface PlanOptions extends ReplicaSource {
   /** Parallel header and index reads (default 8). */
   concurrency?: number;
   signal?: AbortSignal;
-}
-
-/** One object of a plan: which of its transactions are applied and what the chain expects around them. */
-export interface PlannedObject {
-  key: string;
-  kind: 'snapshot' | 'segment';
-  level: number;
-  epoch: number;
-  minTxid: number;
-  maxTxid: number;
-  size: number;
-  /** Transactions outside applyFrom..applyThrough are decoded and verified but not applied. */
-  applyFrom: number;
-  applyThrough: number;
-  /** Rolling checksum of the database before applyFrom (0 for the snapshot). */
-  preChecksum: bigint;
-  /** Rolling checksum after applyThrough. */
-  postChecksum: bigint;
-  /** Commit size in pages after applyThrough. */
-  commitSize: number;
-  header: ObjectHeader;
 }
 
 export interface RestorablePoint {
@@ -65,8 +47,6 @@ export interface RestorePlan {
   /** Objects of this generation left out by the fencing rule (written by a writer that lost its epoch). */
   fenced: string[];
 }
-
-type Stop = { kind: 'latest' } | { kind: 'txid'; txid: number } | { kind: 'timestamp'; timestamp: number };
 
 /** Checks the target options; returns the target as a stop rule. */
 export function validatePlanOptions(o: PlanOptions): Stop {
@@ -119,20 +99,6 @@ export interface PlanContext {
 /** The planning rules over a listed replica (follow mode and the CLI reuse the listing). */
 export async function planFromCatalog(catalog: ReplicaCatalog, ctx: PlanContext): Promise<RestorePlan> {
   return new Planner(catalog, ctx).run();
-}
-
-interface Usable {
-  entry: ObjectEntry;
-  header: ObjectHeader;
-}
-
-/** A segment with every transaction boundary: level 0, or a level-1 object that keeps each transaction (not a jump). */
-function everyBoundary(h: ObjectHeader): boolean {
-  return h.level === 0 || h.transactionCount === h.maxTxid - h.minTxid + 1;
-}
-
-function hex(value: bigint): string {
-  return `0x${value.toString(16).padStart(16, '0')}`;
 }
 
 function iso(ms: number): string {
@@ -348,22 +314,18 @@ class Planner {
         header: baseHeader,
       },
     ];
-    let txid = base.minTxid;
-    let checksum = baseHeader.postChecksum;
-    let commitSize = baseHeader.commitSize;
-    let timestamp = await this.#snapshotTime(g, base);
-    let lastKey = base.key;
+    const state: ChainState = { txid: base.minTxid, checksum: baseHeader.postChecksum, commitSize: baseHeader.commitSize, timestamp: await this.#snapshotTime(g, base), lastKey: base.key };
 
     const limit = stop.kind === 'txid' ? stop.txid : Infinity;
     // Writer segments never straddle a snapshot's txid, but the one holding a checkpoint's txid K
     // starts at K; the last level-0 segment starting at or before the snapshot covers that case.
-    const before = g.segments.filter((s) => s.level === 0 && s.minTxid <= txid && acceptableStart(g, s));
+    const before = g.segments.filter((s) => s.level === 0 && s.minTxid <= state.txid && acceptableStart(g, s));
     const lastBefore = before.length > 0 ? (before[before.length - 1] as ObjectEntry).minTxid : -1;
     const pool = g.segments.filter(
       (s) =>
         acceptableStart(g, s) &&
         s.minTxid <= limit &&
-        (s.level === 0 ? s.minTxid > txid || s.minTxid === lastBefore : (s.keyMaxTxid as number) > txid),
+        (s.level === 0 ? s.minTxid > state.txid || s.minTxid === lastBefore : (s.keyMaxTxid as number) > state.txid),
     );
     const headers = await mapLimit(pool, this.#ctx.concurrency, (s) => this.#headers.header(s), this.#ctx.signal);
     const usable: Usable[] = [];
@@ -376,169 +338,10 @@ class Planner {
     for (const s of g.segments) if (!acceptableStart(g, s) && s.minTxid > base.minTxid) fenced.push(s.key);
     for (const s of g.snapshots) if (!snapshots.includes(s)) fenced.push(s.key);
 
-    let unusable: string[] = [];
-    let ended: 'target' | 'time' | 'exhausted' = 'exhausted';
-    for (;;) {
-      this.#checkAbort();
-      if (txid >= limit) {
-        ended = 'target';
-        break;
-      }
-      const next = txid + 1;
-      // Fewest objects: the one that reaches furthest towards the target (a level-1 object over
-      // the level-0 segments it merged); on a tie, one that starts right here (no index read),
-      // then level 0, then the longest. A jump (a level-1 object written before boundaries were
-      // kept) only when the whole of it is wanted.
-      const reach = (u: Usable): number => Math.min(u.header.maxTxid, limit);
-      const continuing = usable
-        .filter((u) => u.header.minTxid <= next && u.header.maxTxid > txid)
-        .filter((u) => everyBoundary(u.header) || (u.header.minTxid === next && wholeWanted(u.header, stop)))
-        .sort(
-          (a, b) =>
-            reach(b) - reach(a) ||
-            Number(a.header.minTxid !== next) - Number(b.header.minTxid !== next) ||
-            Number(a.header.level !== 0) - Number(b.header.level !== 0) ||
-            b.header.maxTxid - a.header.maxTxid,
-        );
-      let chosen: Usable | null = null;
-      let index: ObjectIndex | null = null;
-      unusable = [];
-      for (const u of continuing) {
-        if (u.header.minTxid === next) {
-          if (u.header.preChecksum !== checksum) {
-            throw restoreError(
-              'ERR_CHAIN_MISMATCH',
-              `${this.#where}: ${u.entry.key} (txids ${u.header.minTxid}..${u.header.maxTxid}) expects checksum ${hex(u.header.preChecksum)} before txid ${next}, but ${lastKey} leaves ${hex(checksum)} after txid ${txid}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
-              { key: u.entry.key, previousKey: lastKey, txid, expected: hex(u.header.preChecksum), actual: hex(checksum) },
-            );
-          }
-          chosen = u;
-          break;
-        }
-        // The segment starts inside what is applied: it continues the chain only if one of its
-        // transactions ends exactly at `txid` with the checksum the chain has there.
-        const idx = await this.#index(u.entry);
-        const at = idx.transactions.find((t) => t.txid === txid);
-        if (!at) {
-          unusable.push(u.entry.key);
-          continue;
-        }
-        if (at.postChecksum !== checksum) {
-          throw restoreError(
-            'ERR_CHAIN_MISMATCH',
-            `${this.#where}: ${u.entry.key} has checksum ${hex(at.postChecksum)} after txid ${txid}, but ${lastKey} has ${hex(checksum)}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
-            { key: u.entry.key, previousKey: lastKey, txid, expected: hex(at.postChecksum), actual: hex(checksum) },
-          );
-        }
-        chosen = u;
-        index = idx;
-        break;
-      }
-      if (!chosen) break;
-      const h = chosen.header;
-      let through = h.maxTxid;
-      let post = h.postChecksum;
-      let size = h.commitSize;
-      let at = h.lastTimestamp;
-      let stopHere = false;
-      if (stop.kind === 'txid' && stop.txid < h.maxTxid) {
-        index ??= await this.#index(chosen.entry);
-        const t = index.transactions.find((x) => x.txid === stop.txid);
-        if (!t) {
-          const around = index.transactions.filter((x) => x.txid > txid).map((x) => x.txid);
-          throw restoreError(
-            'ERR_TXID_NOT_FOUND',
-            `${this.#where}: txid ${stop.txid} is not a transaction boundary in ${chosen.entry.key} (compaction merged it); restorable txids there: ${around.join(', ')}`,
-            { txid: stop.txid, key: chosen.entry.key, available: around },
-          );
-        }
-        through = t.txid;
-        post = t.postChecksum;
-        size = t.commitSize;
-        at = t.timestamp;
-      } else if (stop.kind === 'timestamp' && (h.lastTimestamp > stop.timestamp || h.minTxid <= txid)) {
-        if (h.minTxid === next && h.firstTimestamp > stop.timestamp) {
-          ended = 'time';
-          break;
-        }
-        index ??= await this.#index(chosen.entry);
-        const fresh = index.transactions.filter((x) => x.txid > txid);
-        let last = null;
-        for (const x of fresh) {
-          if (x.timestamp > stop.timestamp) break;
-          last = x;
-        }
-        if (last === null) {
-          ended = 'time';
-          break;
-        }
-        through = last.txid;
-        post = last.postChecksum;
-        size = last.commitSize;
-        at = last.timestamp;
-        stopHere = last !== fresh[fresh.length - 1];
-      }
-      objects.push({
-        key: chosen.entry.key,
-        kind: 'segment',
-        level: h.level,
-        epoch: h.epoch,
-        minTxid: h.minTxid,
-        maxTxid: h.maxTxid,
-        size: chosen.entry.size,
-        applyFrom: next,
-        applyThrough: through,
-        preChecksum: checksum,
-        postChecksum: post,
-        commitSize: size,
-        header: h,
-      });
-      txid = through;
-      checksum = post;
-      commitSize = size;
-      timestamp = at;
-      lastKey = chosen.entry.key;
-      if (stopHere) {
-        ended = 'time';
-        break;
-      }
-    }
-
-    if (ended === 'exhausted') {
-      // Only a jump (a level-1 object written before compaction kept boundaries) holds the target.
-      const jump = stop.kind === 'txid' ? usable.find((u) => !everyBoundary(u.header) && u.header.minTxid === txid + 1 && u.header.maxTxid > stop.txid) : undefined;
-      if (jump && stop.kind === 'txid') {
-        throw restoreError(
-          'ERR_TXID_NOT_FOUND',
-          `${this.#where}: txid ${stop.txid} is inside ${jump.entry.key}, which an earlier walship compacted into one jump to txid ${jump.header.maxTxid} (its level-0 segments are gone); restorable there: ${txid}, ${jump.header.maxTxid}`,
-          { txid: stop.txid, key: jump.entry.key, available: [txid, jump.header.maxTxid] },
-        );
-      }
-      // Nothing continues the chain: either this is the tip, or an object is missing.
-      // The next object the chain would need, from the headers read or, past a txid target (whose
-      // headers were not read), from the keys alone: a later object means txids are missing.
-      const beyondUsable = usable.filter((u) => u.header.minTxid > txid + 1).sort((a, b) => a.header.minTxid - b.header.minTxid)[0];
-      const beyondKey = g.segments.filter((s) => acceptableStart(g, s) && s.minTxid > Math.max(txid + 1, limit)).sort((a, b) => a.minTxid - b.minTxid)[0];
-      const beyond = beyondUsable ? { entry: beyondUsable.entry, header: { minTxid: beyondUsable.header.minTxid } } : beyondKey ? { entry: beyondKey, header: { minTxid: beyondKey.minTxid } } : undefined;
-      if (beyond !== undefined || unusable.length > 0) {
-        const why =
-          beyond !== undefined
-            ? `the next object, ${beyond.entry.key}, starts at txid ${beyond.header.minTxid}, so txids ${txid + 1}..${beyond.header.minTxid - 1} are missing`
-            : `${unusable.join(', ')} overlap it but have no transaction boundary at txid ${txid}`;
-        throw restoreError(
-          'ERR_CHAIN_GAP',
-          `${this.#where}: the chain of generation ${g.id} breaks after txid ${txid} (${lastKey}): ${why}${fenced.length > 0 ? ` (left out by fencing: ${fenced.join(', ')})` : ''}. An object is missing or was deleted; restore to txid ${txid} or earlier`,
-          { generation: g.id, lastKey, lastTxid: txid, nextKey: beyond?.entry.key ?? unusable[0], nextTxid: beyond?.header.minTxid, fenced },
-        );
-      }
-      if (stop.kind === 'txid') {
-        const from = (snapshots[0] as ObjectEntry).minTxid;
-        throw restoreError('ERR_TXID_NOT_FOUND', `${this.#where}: txid ${stop.txid} is not restorable: generation ${g.id} holds txids ${from}..${txid}`, {
-          txid: stop.txid,
-          ranges: [{ generation: g.id, fromTxid: from, toTxid: txid }],
-        });
-      }
-    }
+    const walk = await walkChain(state, usable, stop, { where: this.#where, index: (entry) => this.#index(entry), checkAbort: () => this.#checkAbort() });
+    objects.push(...walk.segments);
+    if (walk.ended === 'exhausted') explainEnd(g, { state, firstTxid: (snapshots[0] as ObjectEntry).minTxid, usable, unusable: walk.unusable, fenced, stop, where: this.#where });
+    const { txid, timestamp, commitSize, checksum } = state;
 
     const databaseId = this.#headers.databaseId as string;
     const keyIds = [...new Set(objects.map((o) => o.header.keyId).filter((k): k is string => k !== null))];
@@ -589,17 +392,4 @@ class Planner {
       }
     }
   }
-}
-
-/** Whether a stop rule wants every transaction of an object (so a jump over it is exact). */
-function wholeWanted(h: ObjectHeader, stop: Stop): boolean {
-  if (stop.kind === 'txid') return h.maxTxid <= stop.txid;
-  if (stop.kind === 'timestamp') return h.lastTimestamp <= stop.timestamp;
-  return true;
-}
-
-/** An object's epoch has a marker and its key's first txid is not before that epoch's start. */
-function acceptableStart(g: GenerationEntry, s: ObjectEntry): boolean {
-  const start = g.epochs.get(s.epoch)?.startTxid;
-  return start !== undefined && s.minTxid >= start;
 }
