@@ -142,6 +142,41 @@ function checkCount(name: string, value: number, min: number): void {
 }
 
 /**
+ * The padding reference of a scan that resumes right after a commit (`state.lastCommitFrame`):
+ * frames before that commit's sync point may still be copies of its commit frame.
+ */
+function resumedPadding(read: WalReader, state: WalScanState, sectorSize: number, stableViews: boolean): PaddingRef | null {
+  const lastCommitFrame = state.lastCommitFrame ?? 0;
+  if (sectorSize <= 0 || lastCommitFrame <= 0 || lastCommitFrame >= state.nextFrame) return null;
+  const pageSize = state.header.pageSize;
+  const fsz = frameSize(pageSize);
+  const syncPoint = roundUp(frameOffset(lastCommitFrame + 1, pageSize), sectorSize);
+  if (frameOffset(state.nextFrame, pageSize) >= syncPoint) return null;
+  const buf = read(frameOffset(lastCommitFrame, pageSize), fsz);
+  if (buf.byteLength < fsz) return null;
+  return {
+    pgno: readU32BE(buf, 0),
+    commitSize: readU32BE(buf, 4),
+    syncPoint,
+    commit: null,
+    page: stableViews ? buf.subarray(WAL_FRAME_HEADER_SIZE, fsz) : buf.slice(WAL_FRAME_HEADER_SIZE, fsz),
+    chunkOffset: 0,
+  };
+}
+
+/** Whether the frame at `pos` of `chunk` (frame `frameNo`) is a padding copy of `pad`'s commit frame. */
+function isPadding(pad: PaddingRef, chunk: Uint8Array, pos: number, frameNo: number, pgno: number, commitSize: number, pageSize: number): boolean {
+  return (
+    pgno === pad.pgno &&
+    commitSize === pad.commitSize &&
+    frameOffset(frameNo, pageSize) < pad.syncPoint &&
+    (pad.page !== null
+      ? bytesEqual(chunk, pos + WAL_FRAME_HEADER_SIZE, pad.page, 0, pageSize)
+      : bytesEqual(chunk, pos + WAL_FRAME_HEADER_SIZE, chunk, pad.chunkOffset, pageSize))
+  );
+}
+
+/**
  * Scans from `state` forward following SQLite's recovery rule and returns the complete commits
  * found. The result's `state` is positioned after the last commit (including its padding); frames
  * of an open transaction after it are not consumed. `state` itself is not modified.
@@ -177,24 +212,7 @@ export function scanWal(read: WalReader, state: WalScanState, options: WalScanOp
   let txFirst = 0;
   let txMaxPgno = 0;
 
-  let pad: PaddingRef | null = null;
-  if (sectorSize > 0 && lastCommitFrame > 0 && lastCommitFrame < nextFrame) {
-    // Resuming right after a commit: frames before its sync point may still be its padding.
-    const syncPoint = roundUp(frameOffset(lastCommitFrame + 1, pageSize), sectorSize);
-    if (frameOffset(nextFrame, pageSize) < syncPoint) {
-      const buf = read(frameOffset(lastCommitFrame, pageSize), fsz);
-      if (buf.byteLength >= fsz) {
-        pad = {
-          pgno: readU32BE(buf, 0),
-          commitSize: readU32BE(buf, 4),
-          syncPoint,
-          commit: null,
-          page: stableViews ? buf.subarray(WAL_FRAME_HEADER_SIZE, fsz) : buf.slice(WAL_FRAME_HEADER_SIZE, fsz),
-          chunkOffset: 0,
-        };
-      }
-    }
-  }
+  let pad = resumedPadding(read, state, sectorSize, stableViews);
 
   const frameLimit = state.nextFrame + maxFrames; // exclusive
   const maxReadFrames = Math.max(1, Math.floor(MAX_READ_BYTES / fsz));
@@ -236,14 +254,7 @@ export function scanWal(read: WalReader, state: WalScanState, options: WalScanOp
 
       if (pad !== null) {
         // (pad is cleared by the first frame that is not padding, so no transaction is open here)
-        if (
-          pgno === pad.pgno &&
-          commitSize === pad.commitSize &&
-          frameOffset(frameNo, pageSize) < pad.syncPoint &&
-          (pad.page !== null
-            ? bytesEqual(chunk, pos + WAL_FRAME_HEADER_SIZE, pad.page, 0, pageSize)
-            : bytesEqual(chunk, pos + WAL_FRAME_HEADER_SIZE, chunk, pad.chunkOffset, pageSize))
-        ) {
+        if (isPadding(pad, chunk, pos, frameNo, pgno, commitSize, pageSize)) {
           committed = [s0, s1];
           nextFrame = frameNo + 1;
           if (pad.commit !== null) {
