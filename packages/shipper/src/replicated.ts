@@ -56,20 +56,7 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     metrics?.request(e);
     options.onRequest?.(e);
   };
-  const storage: ObjectStorage =
-    options.storage ??
-    createS3Storage({
-      bucket: o.bucket,
-      prefix: o.prefix,
-      ...(options.s3.client ? { client: options.s3.client } : {}),
-      ...(options.s3.endpoint ? { endpoint: options.s3.endpoint } : {}),
-      ...(options.s3.region ? { region: options.s3.region } : {}),
-      ...(options.s3.forcePathStyle !== undefined ? { forcePathStyle: options.s3.forcePathStyle } : {}),
-      ...(options.s3.credentials ? { credentials: options.s3.credentials } : {}),
-      retry: leaseAwareRetry(options),
-      conditionalWrites: options.s3.conditionalWrites ?? !options.s3.endpoint,
-      onRequest,
-    });
+  const storage: ObjectStorage = options.storage ?? s3StorageFor(options, o, onRequest);
   if (storage instanceof S3Storage) await storage.check();
   // The encoder worker loads while the lease and the lineage are read; awaited before the shipper is built.
   let shipper: Shipper | null = null;
@@ -117,29 +104,14 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
     await releaseOnFailure();
     throw e;
   }
-  if (lineage.encrypted && !keyring) {
-    await releaseOnFailure();
-    throw new WalshipError(
-      'ERR_KEY_REQUIRED',
-      `${location}: database.json says every object of this replica is encrypted, but no encryption keys were given; plaintext objects would be refused by every restore with keys. Pass the replica's keys as \`encryption\``,
-      { details: { location } },
-    );
-  }
-  if (grant && grant.epoch <= lineage.maxEpoch) {
-    await releaseOnFailure();
-    throw new WalshipError(
-      'ERR_EPOCH_BEHIND',
-      `the lease for ${location} granted epoch ${grant.epoch}, but the replica already has objects of epoch ${lineage.maxEpoch}: was the lease table replaced, or did this replica run with lease: false? Restore into a new prefix, or bring the lease item's epoch above ${lineage.maxEpoch}`,
-      { details: { leaseEpoch: grant.epoch, replicaEpoch: lineage.maxEpoch } },
-    );
-  }
   // The lease item's high-water mark says what was durable; a store that no longer reaches it lost
   // objects, and continuing it would reuse the txids of transactions that were acknowledged.
   const found = lineage.generation && lineage.tip ? { generation: lineage.generation, txid: lineage.tip.txid } : null;
   const behind = lease && grant && behindMark(grant.durable, found) ? replicaBehindError({ location, table: lease.table, key: lease.key }, grant.durable!, found) : null;
-  if (behind && !o.allowRollback) {
+  const refusal = lineageRefusal(location, lineage, { keyring, grant }) ?? (behind && !o.allowRollback ? behind : null);
+  if (refusal) {
     await releaseOnFailure();
-    throw behind;
+    throw refusal;
   }
   try {
     encoder = await encoderStart;
@@ -206,12 +178,62 @@ export async function openReplicated(path: string, options: ReplicatedOptions): 
   if (!lease) {
     log.warn('lease: false. walship assumes this is the only writer of this replica; a second writer would corrupt its lineage', { txid: db.txid });
   }
+  return withReplication(db, s, { abs, location, log, lease, metrics, endpoint });
+}
+
+/** The S3 storage of `options.s3`, its per-request timeout inside the lease period. */
+function s3StorageFor(options: ReplicatedOptions, o: ReturnType<typeof resolveOptions>, onRequest: (e: RequestEvent) => void): ObjectStorage {
+  return createS3Storage({
+    bucket: o.bucket,
+    prefix: o.prefix,
+    ...(options.s3.client ? { client: options.s3.client } : {}),
+    ...(options.s3.endpoint ? { endpoint: options.s3.endpoint } : {}),
+    ...(options.s3.region ? { region: options.s3.region } : {}),
+    ...(options.s3.forcePathStyle !== undefined ? { forcePathStyle: options.s3.forcePathStyle } : {}),
+    ...(options.s3.credentials ? { credentials: options.s3.credentials } : {}),
+    retry: leaseAwareRetry(options),
+    conditionalWrites: options.s3.conditionalWrites ?? !options.s3.endpoint,
+    onRequest,
+  });
+}
+
+/** Why this writer must not continue the replica it found (keys it lacks, an epoch behind the replica's), or null. */
+function lineageRefusal(location: string, lineage: Awaited<ReturnType<typeof readLineage>>, writer: { keyring: Keyring | undefined; grant: LeaseGrant | null }): WalshipError | null {
+  const { keyring, grant } = writer;
+  if (lineage.encrypted && !keyring) {
+    return new WalshipError(
+      'ERR_KEY_REQUIRED',
+      `${location}: database.json says every object of this replica is encrypted, but no encryption keys were given; plaintext objects would be refused by every restore with keys. Pass the replica's keys as \`encryption\``,
+      { details: { location } },
+    );
+  }
+  if (grant && grant.epoch <= lineage.maxEpoch) {
+    return new WalshipError(
+      'ERR_EPOCH_BEHIND',
+      `the lease for ${location} granted epoch ${grant.epoch}, but the replica already has objects of epoch ${lineage.maxEpoch}: was the lease table replaced, or did this replica run with lease: false? Restore into a new prefix, or bring the lease item's epoch above ${lineage.maxEpoch}`,
+      { details: { leaseEpoch: grant.epoch, replicaEpoch: lineage.maxEpoch } },
+    );
+  }
+  return null;
+}
+
+/**
+ * The opened database with replication's methods: flush, status, metrics, checkpoint through the
+ * shipper, and a close that stops the shipper and releases the lease; the capture controls the
+ * shipper owns (acknowledge, setWriteBarrier) refuse to be called from outside.
+ */
+function withReplication(
+  db: WalshipDatabase,
+  s: Shipper,
+  parts: { abs: string; location: string; log: Logger; lease: Lease | null; metrics: ShipperMetrics; endpoint: MetricsEndpoint | null },
+): ReplicatedDatabase {
+  const { abs, location, log, lease, metrics, endpoint } = parts;
   const rawClose = db.close.bind(db);
   const replicated = db as unknown as ReplicatedDatabase & { acknowledge?: unknown; setWriteBarrier?: unknown };
   Object.defineProperties(replicated, {
     flush: { value: (options?: FlushOptions) => s.flush(options) },
     status: { value: () => s.status() },
-    metrics: { value: () => metrics!.text() },
+    metrics: { value: () => metrics.text() },
     metricsUrl: { value: endpoint?.url ?? null, enumerable: true },
     acknowledge: {
       value: () => {
