@@ -23,6 +23,7 @@ export {
   TRAILER_SIZE,
   decodeHeader,
   decodeTrailer,
+  hex64,
   indexTailSize,
   isValidKeyId,
   logicalStreamBytes,

@@ -1,5 +1,5 @@
 import { closeSync, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readSync } from 'node:fs';
-import { PageHashes, decodeObject, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
+import { PageHashes, decodeObject, hex64, type Keyring, type ObjectHeader, type TransactionEvent } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { abortedError, objectFailure, restoreError } from './errors.js';
 import { missing } from './replica.js';
@@ -11,10 +11,6 @@ export const PIECE_SIZE = 8 * 1024 * 1024;
 
 /** Pages per decoder event while streaming into a file: memory stays one chunk, whatever the object holds. */
 export const PAGES_PER_EVENT = 256;
-
-export function hex64(value: bigint): string {
-  return `0x${value.toString(16).padStart(16, '0')}`;
-}
 
 /** Ranged GETs of one large object in flight at once while its earlier pieces are decoded. */
 export const PIECES_AHEAD = 8;

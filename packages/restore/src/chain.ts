@@ -3,7 +3,7 @@
 // limit, or the end of what the generation holds; then, when it ended short, the error that says
 // why. The planner (plan.ts) chooses the generation and the snapshot and reads the headers.
 
-import type { ObjectHeader, ObjectIndex } from '@walship/format';
+import { hex64, type ObjectHeader, type ObjectIndex } from '@walship/format';
 import { restoreError } from './errors.js';
 import type { GenerationEntry, ObjectEntry } from './replica.js';
 
@@ -79,10 +79,6 @@ export function acceptableStart(g: GenerationEntry, s: ObjectEntry): boolean {
   return start !== undefined && s.minTxid >= start;
 }
 
-export function hex(value: bigint): string {
-  return `0x${value.toString(16).padStart(16, '0')}`;
-}
-
 /** Walks from `state` (updated in place) through `usable` towards `stop`. */
 export async function walkChain(state: ChainState, usable: Usable[], stop: Stop, deps: ChainDeps): Promise<ChainWalk> {
   const limit = stop.kind === 'txid' ? stop.txid : Infinity;
@@ -150,8 +146,8 @@ async function continuation(state: ChainState, usable: Usable[], stop: Stop, dep
       if (u.header.preChecksum !== checksum) {
         throw restoreError(
           'ERR_CHAIN_MISMATCH',
-          `${deps.where}: ${u.entry.key} (txids ${u.header.minTxid}..${u.header.maxTxid}) expects checksum ${hex(u.header.preChecksum)} before txid ${next}, but ${lastKey} leaves ${hex(checksum)} after txid ${txid}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
-          { key: u.entry.key, previousKey: lastKey, txid, expected: hex(u.header.preChecksum), actual: hex(checksum) },
+          `${deps.where}: ${u.entry.key} (txids ${u.header.minTxid}..${u.header.maxTxid}) expects checksum ${hex64(u.header.preChecksum)} before txid ${next}, but ${lastKey} leaves ${hex64(checksum)} after txid ${txid}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
+          { key: u.entry.key, previousKey: lastKey, txid, expected: hex64(u.header.preChecksum), actual: hex64(checksum) },
         );
       }
       return { chosen: u, index: null, unusable };
@@ -167,8 +163,8 @@ async function continuation(state: ChainState, usable: Usable[], stop: Stop, dep
     if (at.postChecksum !== checksum) {
       throw restoreError(
         'ERR_CHAIN_MISMATCH',
-        `${deps.where}: ${u.entry.key} has checksum ${hex(at.postChecksum)} after txid ${txid}, but ${lastKey} has ${hex(checksum)}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
-        { key: u.entry.key, previousKey: lastKey, txid, expected: hex(at.postChecksum), actual: hex(checksum) },
+        `${deps.where}: ${u.entry.key} has checksum ${hex64(at.postChecksum)} after txid ${txid}, but ${lastKey} has ${hex64(checksum)}; the objects are not one lineage. Do not restore past txid ${txid} until the object is explained`,
+        { key: u.entry.key, previousKey: lastKey, txid, expected: hex64(at.postChecksum), actual: hex64(checksum) },
       );
     }
     return { chosen: u, index: idx, unusable };

@@ -6,6 +6,7 @@ import {
   epochKey,
   formatGeneration,
   generationKey,
+  hex64,
   logicalStreamBytes,
   loadFormat,
   parseGeneration,
@@ -17,7 +18,7 @@ import {
   type TransactionEvent,
 } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PAGES_PER_EVENT, PageFile, hashFile, hex64 } from './apply.js';
+import { PAGES_PER_EVENT, PageFile, hashFile } from './apply.js';
 import { objectFailure, restoreError, storageFailure } from './errors.js';
 import { resolveSource } from './options.js';
 import { planFromCatalog, type RestorePlan } from './plan.js';

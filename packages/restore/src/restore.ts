@@ -1,10 +1,10 @@
 import { closeSync, fsync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { setMaxListeners } from 'node:events';
 import { basename, dirname, resolve } from 'node:path';
-import { loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
+import { hex64, loadFormat, restoredNotePath, type Keyring, type RestoredNote } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
 import { processAlive } from '@walship/vfs';
-import { PIECES_AHEAD, PageFile, hashFile, hex64 } from './apply.js';
+import { PIECES_AHEAD, PageFile, hashFile } from './apply.js';
 import { CHECK_PRAGMA, INTEGRITY_CHECK_MODES, type IntegrityCheckMode } from './check-modes.js';
 import { checkFile, type FileCheck } from './integrity.js';
 import { restoreSnapshot } from './snapshot-thread.js';

@@ -1,6 +1,6 @@
-import { decodeObject, type Keyring } from '@walship/format';
+import { decodeObject, hex64, type Keyring } from '@walship/format';
 import type { ObjectStorage } from '@walship/storage';
-import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, changed, hex64, objectBytes, sameHeader, type PageFile } from './apply.js';
+import { PAGES_PER_EVENT, PIECES_AHEAD, PIECE_SIZE, changed, objectBytes, sameHeader, type PageFile } from './apply.js';
 import { abortedError, objectFailure, restoreError, storageFailure } from './errors.js';
 import { missing } from './replica.js';
 import type { PlannedObject } from './plan.js';

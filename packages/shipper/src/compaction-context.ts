@@ -249,6 +249,3 @@ export function warnOnce(ctx: MaintenanceContext, id: string, msg: string, field
   ctx.log.warn(msg, fields);
 }
 
-export function hex(value: bigint): string {
-  return `0x${value.toString(16).padStart(16, '0')}`;
-}

@@ -1,5 +1,5 @@
-import { SegmentEncoder, decodeObject, decodeSegment, type ObjectHeader, type ObjectHeaderInit } from '@walship/format';
-import { checkAbort, hex, signalOf, type MaintenanceContext } from './compaction-context.js';
+import { SegmentEncoder, decodeObject, decodeSegment, hex64, type ObjectHeader, type ObjectHeaderInit } from '@walship/format';
+import { checkAbort, signalOf, type MaintenanceContext } from './compaction-context.js';
 import type { PlannedRun } from './compaction-plan.js';
 
 // Merging: a planned run's inputs decoded into one level-1 object, compared with a stored one and uploaded.
@@ -49,7 +49,7 @@ export async function mergeRun(ctx: MaintenanceContext, run: PlannedRun): Promis
     if (input.from === h.minTxid) {
       if (pre === null) pre = h.preChecksum;
       else if (h.preChecksum !== post) {
-        throw new RunRefused(`${input.key} expects checksum ${hex(h.preChecksum)} before txid ${h.minTxid}, the run leaves ${hex(post)}`);
+        throw new RunRefused(`${input.key} expects checksum ${hex64(h.preChecksum)} before txid ${h.minTxid}, the run leaves ${hex64(post)}`);
       }
     }
     for (const t of decoded.transactions) {

@@ -1,6 +1,6 @@
-import type { KeyFormatter, ObjectHeader } from '@walship/format';
+import { hex64, type KeyFormatter, type ObjectHeader } from '@walship/format';
 import { acceptable } from './lineage.js';
-import { hex, type ResolvedCompaction } from './compaction-context.js';
+import type { ResolvedCompaction } from './compaction-context.js';
 
 // Planning: which closed runs of level-0 segments become one level-1 object (see compaction.ts).
 
@@ -120,7 +120,7 @@ export function planRuns(p: PlanInput): PlanStep[] {
     if (piece.input.from !== opening + 1) {
       broken = `txids ${opening + 1}..${piece.input.from - 1} are missing (no accepted level-0 segment holds them) before ${piece.input.key}`;
     } else if (lastHeader !== null && piece.interval === lastInterval && piece.input.from === h.minTxid && lastTo === lastHeader.maxTxid && h.preChecksum !== lastHeader.postChecksum) {
-      broken = `${piece.input.key} expects checksum ${hex(h.preChecksum)} before txid ${h.minTxid}, the segment before it leaves ${hex(lastHeader.postChecksum)}`;
+      broken = `${piece.input.key} expects checksum ${hex64(h.preChecksum)} before txid ${h.minTxid}, the segment before it leaves ${hex64(lastHeader.postChecksum)}`;
     }
     if (broken !== null) {
       // Runs closed before the break are whole and chained; the open one in this interval is not

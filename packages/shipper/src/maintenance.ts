@@ -1,5 +1,5 @@
 import type { ObjectStorage } from '@walship/storage';
-import { decodeObject, formatKeys, type Compression, type Keyring, type ObjectHeader } from '@walship/format';
+import { decodeObject, formatKeys, hex64, type Compression, type Keyring, type ObjectHeader } from '@walship/format';
 import type { ResolvedOptions } from './options.js';
 import type { ShipperMetrics } from './metrics.js';
 import { acceptable } from './lineage.js';
@@ -9,7 +9,6 @@ import {
   checkAbort,
   compactGeneration,
   headerOf,
-  hex,
   listGenerations,
   listSegments,
   mapLimit,
@@ -350,7 +349,7 @@ async function proveBase(
   if (successor) {
     const h = successor.header;
     if (h.minTxid === k + 1) {
-      if (h.preChecksum !== post) return `${successor.entry.key} expects checksum ${hex(h.preChecksum)} before txid ${k + 1}, the snapshot has ${hex(post)}`;
+      if (h.preChecksum !== post) return `${successor.entry.key} expects checksum ${hex64(h.preChecksum)} before txid ${k + 1}, the snapshot has ${hex64(post)}`;
     } else {
       const bytes = await ctx.storage.get(successor.entry.key, ctx.signal ? { signal: ctx.signal } : {});
       if (bytes === null) return `${successor.entry.key} is gone`;
@@ -360,7 +359,7 @@ async function proveBase(
       } catch (e) {
         return `${successor.entry.key}, which continues the snapshot, does not decode: ${(e as Error).message}`;
       }
-      if (at !== post) return `${successor.entry.key} has checksum ${at === undefined ? 'none' : hex(at)} after txid ${k}, the snapshot has ${hex(post)}`;
+      if (at !== post) return `${successor.entry.key} has checksum ${at === undefined ? 'none' : hex64(at)} after txid ${k}, the snapshot has ${hex64(post)}`;
     }
   }
   ctx.state.verifiedBases.add(proofId);
