@@ -20,7 +20,10 @@ import { loadFormat, parseObjectKey } from '@walship/format';
 import { startS3rver, startDynalite, startFaultProxy, type S3Server, type DynamoServer, type FaultProxy } from './servers/index.js';
 
 const TRIALS = Number(process.env.WALSHIP_ZOMBIE_TRIALS ?? 3);
-const LEASE_MS = 1000;
+// 2 s (was 1 s): the in-process writer B's renewals and its S3 requests (timeout leaseMs / 4) run
+// beside CI's other lanes; at 1 s, B's lease once ran out before a renewal landed and its close
+// failed with transactions not durable (and before that in a run with a stray busy process).
+const LEASE_MS = 2000;
 const TABLE = 'walship-leases';
 const writer = fileURLToPath(new URL('./fixtures/ship-writer.js', import.meta.url));
 
