@@ -203,35 +203,11 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number; ke
     xBestIndex: (pVtab: number, pInfo: number): number => {
       const t = tables.get(pVtab);
       if (!t) return SQLITE_ERROR;
-      const info = vtab.xIndexInfo(pInfo);
-      const nCols = t.def.columns.length;
-      const chosen = new Array<number>(t.def.parameters.length).fill(-1);
-      for (let i = 0; i < info.$nConstraint; i++) {
-        const c = info.nthConstraint(i) as IndexConstraint;
-        const k = c.$iColumn - nCols;
-        if (k < 0) continue;
-        if (c.$op !== SQLITE_INDEX_CONSTRAINT_EQ) {
-          const zErr = wasm.allocCString(`virtual table ${t.reg.name} only supports "=" constraints on its parameter "${t.def.parameters[k]}"`);
-          rt.h32()[(pVtab + 8) >> 2] = zErr;
-          return SQLITE_ERROR;
-        }
-        if (!c.$usable) return SQLITE_CONSTRAINT;
-        if (chosen[k] === -1) chosen[k] = i;
-      }
-      let mask = 0;
-      let argv = 0;
-      for (let k = 0; k < chosen.length; k++) {
-        const i = chosen[k]!;
-        if (i < 0) continue;
-        mask |= 1 << k;
-        const u = info.nthConstraintUsage(i) as IndexConstraintUsage;
-        u.$argvIndex = ++argv;
-        u.$omit = 1;
-      }
-      info.$idxNum = mask;
-      info.$estimatedCost = 1_000_000_000 / (1 + argv);
-      info.$estimatedRows = 1000;
-      return 0;
+      return bestIndex(t, vtab.xIndexInfo(pInfo), (message) => {
+        // Allocate first: the allocation may grow the heap, and h32() must be the view after it.
+        const zErr = wasm.allocCString(message);
+        rt.h32()[(pVtab + 8) >> 2] = zErr;
+      });
     },
     xOpen: (pVtab: number, ppCursor: number): number => {
       const t = tables.get(pVtab);
@@ -259,23 +235,8 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number; ke
       const c = cursors.get(pCursor);
       if (!c) return SQLITE_ERROR;
       const { reg, def } = c.table;
-      const supplied: unknown[] = [];
-      readArgs(rt, argc, argv, def.safe, supplied);
-      const reported: unknown[] = [];
-      readArgs(rt, argc, argv, def.safe, reported);
-      const args: unknown[] = new Array(def.parameters.length).fill(undefined);
-      c.args = new Array(def.parameters.length).fill(null);
-      let j = 0;
-      for (let k = 0; k < def.parameters.length; k++) {
-        if (idxNum & (1 << k)) {
-          args[k] = supplied[j];
-          c.args[k] = reported[j++];
-        }
-      }
-      c.rowid = 0;
-      c.row = undefined;
-      c.iter = undefined;
-      if (supplied.some((v) => v === null)) return 0;
+      const args = filterArgs(rt, c, idxNum, argc, argv);
+      if (args === null) return 0;
       reg.conn.busy++;
       try {
         c.iter = def.rows(...args);
@@ -337,6 +298,67 @@ function moduleFor(rt: Runtime): { pModule: number; pModuleEponymous: number; ke
   m = { pModule: mod.pointer, pModuleEponymous: modEponymous.pointer, keep: [mod, modEponymous, methods] };
   modules.set(rt, m);
   return m;
+}
+
+/**
+ * xBestIndex: the plan uses every "=" constraint on a parameter (hidden column), one per parameter,
+ * passed to xFilter in parameter order (idxNum is the mask of those given). Any other operator on a
+ * parameter is an error (`setError` puts the message in the vtab's zErrMsg); an unusable "=" makes
+ * SQLite try another order.
+ */
+function bestIndex(t: Table, info: IndexInfo, setError: (message: string) => void): number {
+  const nCols = t.def.columns.length;
+  const chosen = new Array<number>(t.def.parameters.length).fill(-1);
+  for (let i = 0; i < info.$nConstraint; i++) {
+    const c = info.nthConstraint(i) as IndexConstraint;
+    const k = c.$iColumn - nCols;
+    if (k < 0) continue;
+    if (c.$op !== SQLITE_INDEX_CONSTRAINT_EQ) {
+      setError(`virtual table ${t.reg.name} only supports "=" constraints on its parameter "${t.def.parameters[k]}"`);
+      return SQLITE_ERROR;
+    }
+    if (!c.$usable) return SQLITE_CONSTRAINT;
+    if (chosen[k] === -1) chosen[k] = i;
+  }
+  let mask = 0;
+  let argv = 0;
+  for (let k = 0; k < chosen.length; k++) {
+    const i = chosen[k]!;
+    if (i < 0) continue;
+    mask |= 1 << k;
+    const u = info.nthConstraintUsage(i) as IndexConstraintUsage;
+    u.$argvIndex = ++argv;
+    u.$omit = 1;
+  }
+  info.$idxNum = mask;
+  info.$estimatedCost = 1_000_000_000 / (1 + argv);
+  info.$estimatedRows = 1000;
+  return 0;
+}
+
+/**
+ * xFilter's arguments: the parameters the plan gives (idxNum: which), in parameter order, and the
+ * cursor reset to before its first row. null when one of them is NULL: no row can match.
+ */
+function filterArgs(rt: Runtime, c: Cursor, idxNum: number, argc: number, argv: number): unknown[] | null {
+  const def = c.table.def;
+  const supplied: unknown[] = [];
+  readArgs(rt, argc, argv, def.safe, supplied);
+  const reported: unknown[] = [];
+  readArgs(rt, argc, argv, def.safe, reported);
+  const args: unknown[] = new Array(def.parameters.length).fill(undefined);
+  c.args = new Array(def.parameters.length).fill(null);
+  let j = 0;
+  for (let k = 0; k < def.parameters.length; k++) {
+    if (idxNum & (1 << k)) {
+      args[k] = supplied[j];
+      c.args[k] = reported[j++];
+    }
+  }
+  c.rowid = 0;
+  c.row = undefined;
+  c.iter = undefined;
+  return supplied.some((v) => v === null) ? null : args;
 }
 
 interface IndexConstraint {
