@@ -19,9 +19,10 @@ import { nodeFs, openDatabase, type FsOps } from '@walship/vfs';
 import { startDynalite, startFaultProxy, startS3rver, type DynamoServer, type FaultProxy, type S3Server } from './servers/index.js';
 
 const TABLE = 'walship-leases';
-// 2 s: with 1 s, a renewal that waited behind a busy machine (CI with a stray process spinning
-// beside its three lanes) let the re-acquired lease run out again before the test could flush.
-const LEASE_MS = 2000;
+// 4 s: with 1 s, a renewal that waited behind a busy machine (CI with a stray process spinning
+// beside its three lanes) let the re-acquired lease run out again before the test could flush. The
+// lease also caps each S3 request at leaseMs / 4 (1 s here).
+const LEASE_MS = 4000;
 
 let s3: S3Server;
 let dynamo: DynamoServer;
@@ -59,7 +60,9 @@ const s3Options = (prefix: string, endpoint: string) => ({
   region: s3.region,
   forcePathStyle: true,
   credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-  retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, requestTimeoutMs: 300, connectTimeoutMs: 200 },
+  // 1 s per request: in a full CI run a LIST at open timed out 4 times at 300 ms (s3rver beside
+  // the three lanes). An outage here is a proxy that resets connections, so it fails fast anyway.
+  retry: { attempts: 4, baseDelayMs: 5, maxDelayMs: 50, requestTimeoutMs: 1000, connectTimeoutMs: 500 },
 });
 
 function options(prefix: string): ReplicatedOptions {
