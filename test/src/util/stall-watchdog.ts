@@ -26,10 +26,9 @@ if (isMainThread && stallMs > 0) {
   const beat = new Int32Array(new SharedArrayBuffer(4));
   const every = setInterval;
   const startAfterTicks = Math.ceil(Math.min(WORKER_AFTER_MS, stallMs) / 1000);
-  let ticks = 0;
   let worker: Worker | undefined;
   const tick = (): void => {
-    ticks = Atomics.add(beat, 0, 1) + 1;
+    const ticks = Atomics.add(beat, 0, 1) + 1;
     if (worker === undefined && ticks >= startAfterTicks) {
       worker = new Worker(new URL('./stall-worker.js', import.meta.url), { workerData: { beat, stallMs, file: process.argv[1] ?? '(unknown file)' } });
       worker.unref();
